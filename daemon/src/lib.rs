@@ -1,0 +1,1 @@
+//! vnetd: the VNET forwarding daemon (see issue: vnetd).

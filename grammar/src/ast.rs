@@ -1,0 +1,169 @@
+//! The syntax tree: every node keeps its span, and the file keeps its comments.
+//!
+//! The tree is tolerant: statements that were out of place are still here (after a V001), and a
+//! malformed MAC is a node of its own, so the checker and the LSP see everything that parsed.
+
+use crate::lexer::Comment;
+use crate::mac::Mac;
+use crate::span::Span;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub text: Box<str>,
+    pub span: Span,
+}
+
+impl Ident {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// The number as written, saturated; out-of-range values were reported as V004.
+    pub value: u32,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    pub span: Span,
+    pub user: Ident,
+    pub machine: Ident,
+    pub port: Port,
+    pub iface: Ident,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Transport::Tcp => "TCP",
+            Transport::Udp => "UDP",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub span: Span,
+    pub transport: Transport,
+    pub transport_span: Span,
+    pub dialer: Ident,
+    pub a: Ident,
+    pub b: Ident,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleKind {
+    Edge,
+    Interface,
+}
+
+impl RuleKind {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            RuleKind::Edge => "EDGE",
+            RuleKind::Interface => "INTERFACE",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchKind {
+    Exact(Mac),
+    Not(Mac),
+    Any,
+    None,
+    /// A MAC that did not lex (already reported as V002), alone or after `NOT`.
+    Malformed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchExpr {
+    pub kind: MatchKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub span: Span,
+    pub kind: RuleKind,
+    pub kind_span: Span,
+    /// The daemon the rule is installed on.
+    pub daemon: Ident,
+    pub src: MatchExpr,
+    pub dst: MatchExpr,
+    /// Two machines for EDGE, one interface for INTERFACE; the other counts are V107.
+    pub dest: Vec<Ident>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockKind {
+    Add,
+    Delete,
+}
+
+impl BlockKind {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            BlockKind::Add => "ADD",
+            BlockKind::Delete => "DELETE",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub kind: BlockKind,
+    /// The ADD/DELETE keyword; empty for the block made up for statements that had none.
+    pub keyword: Span,
+    pub links: Vec<Link>,
+    pub rules: Vec<Rule>,
+}
+
+impl Block {
+    /// From the keyword to the end of the last statement.
+    pub fn span(&self) -> Span {
+        let mut span = self.keyword;
+        if let Some(last) = self.links.last() {
+            span = span.cover(last.span);
+        }
+        if let Some(last) = self.rules.last() {
+            span = span.cover(last.span);
+        }
+        span
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty() && self.rules.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceFile {
+    pub begin: Option<Span>,
+    pub hosts: Vec<Host>,
+    pub blocks: Vec<Block>,
+    pub end: Option<Span>,
+    pub comments: Vec<Comment>,
+}
+
+/// A statement as the grammar sees it, before the structure pass puts it in place.
+#[derive(Clone, Debug)]
+pub enum Stmt {
+    Begin(Span),
+    End(Span),
+    Block(BlockKind, Span),
+    Host(Host),
+    Link(Link),
+    Rule(Rule),
+    Error,
+}

@@ -1,0 +1,180 @@
+//! The folded state a program denotes: HOST lines, links and rules (SPEC 2.3).
+
+use super::matching::Match;
+use crate::ast::{RuleKind, Transport};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostDef {
+    pub user: String,
+    pub machine: String,
+    pub port: u16,
+    pub iface: String,
+}
+
+impl fmt::Display for HostDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HOST {} AT {} {} {}", self.user, self.machine, self.port, self.iface)
+    }
+}
+
+/// A link is identified by its unordered pair of daemons; the key holds them sorted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LinkKey(pub String, pub String);
+
+impl LinkKey {
+    pub fn new(a: &str, b: &str) -> LinkKey {
+        if a <= b {
+            LinkKey(a.to_string(), b.to_string())
+        } else {
+            LinkKey(b.to_string(), a.to_string())
+        }
+    }
+
+    pub fn has(&self, machine: &str) -> bool {
+        self.0 == machine || self.1 == machine
+    }
+
+    /// The other end, seen from `machine`.
+    pub fn peer_of(&self, machine: &str) -> Option<&str> {
+        if self.0 == machine {
+            Some(&self.1)
+        } else if self.1 == machine {
+            Some(&self.0)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LinkDef {
+    pub transport: Transport,
+    /// The daemon that dials; one of the two ends.
+    pub dialer: String,
+    /// The two ends, sorted bytewise so that equal links print equally.
+    pub a: String,
+    pub b: String,
+}
+
+impl LinkDef {
+    pub fn new(transport: Transport, dialer: &str, a: &str, b: &str) -> LinkDef {
+        let key = LinkKey::new(a, b);
+        LinkDef {
+            transport,
+            dialer: dialer.to_string(),
+            a: key.0,
+            b: key.1,
+        }
+    }
+
+    pub fn key(&self) -> LinkKey {
+        LinkKey(self.a.clone(), self.b.clone())
+    }
+}
+
+impl fmt::Display for LinkDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LINK {} {} {} {}", self.transport.keyword(), self.dialer, self.a, self.b)
+    }
+}
+
+/// Where a rule sends the frames it matches.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Target {
+    /// Over the link from the rule's daemon to `peer` (an EDGE rule).
+    Link { peer: String },
+    /// Into the daemon's local interface (an INTERFACE rule).
+    Interface { name: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RuleDef {
+    pub daemon: String,
+    pub src: Match,
+    pub dst: Match,
+    pub target: Target,
+}
+
+impl RuleDef {
+    pub fn kind(&self) -> RuleKind {
+        match self.target {
+            Target::Link { .. } => RuleKind::Edge,
+            Target::Interface { .. } => RuleKind::Interface,
+        }
+    }
+
+    /// The link the rule uses, if it is an EDGE rule.
+    pub fn link(&self) -> Option<LinkKey> {
+        match &self.target {
+            Target::Link { peer } => Some(LinkKey::new(&self.daemon, peer)),
+            Target::Interface { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for RuleDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            Target::Link { peer } => write!(
+                f,
+                "FORWARD EDGE {} {} {} {} {}",
+                self.daemon, self.src, self.dst, self.daemon, peer
+            ),
+            Target::Interface { name } => {
+                write!(f, "FORWARD INTERFACE {} {} {} {}", self.daemon, self.src, self.dst, name)
+            }
+        }
+    }
+}
+
+/// The desired state: HOST lines in file order, the links by pair, the rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub hosts: Vec<HostDef>,
+    pub links: BTreeMap<LinkKey, LinkDef>,
+    pub rules: BTreeSet<RuleDef>,
+}
+
+impl State {
+    pub fn host(&self, machine: &str) -> Option<&HostDef> {
+        self.hosts.iter().find(|h| h.machine == machine)
+    }
+
+    /// The rules installed on one daemon.
+    pub fn rules_of<'s>(&'s self, daemon: &'s str) -> impl Iterator<Item = &'s RuleDef> + 's {
+        self.rules.iter().filter(move |r| r.daemon == daemon)
+    }
+
+    /// The links with one end at `machine`.
+    pub fn links_of<'s>(&'s self, machine: &'s str) -> impl Iterator<Item = &'s LinkDef> + 's {
+        self.links.values().filter(move |l| l.a == machine || l.b == machine)
+    }
+
+    /// The canonical program of SPEC 3 (`vnetc state`): HOST lines in file order, then one ADD
+    /// block of links, then rules, each group sorted bytewise by its formatted text.
+    pub fn to_program(&self) -> String {
+        let mut out = String::from("BEGIN\n");
+        for host in &self.hosts {
+            out.push_str(&host.to_string());
+            out.push('\n');
+        }
+        if !self.links.is_empty() || !self.rules.is_empty() {
+            let mut links: Vec<String> = self.links.values().map(|l| l.to_string()).collect();
+            let mut rules: Vec<String> = self.rules.iter().map(|r| r.to_string()).collect();
+            links.sort();
+            rules.sort();
+            out.push_str("\nADD\n");
+            for line in links.iter().chain(&rules) {
+                out.push_str("    ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out.push_str("END\n");
+        out
+    }
+}

@@ -1,0 +1,246 @@
+//! A forwarding table and its decision for a frame (SPEC 2.4). The daemon, `vnetc route` and
+//! the checker's flow analysis all decide through [`Table::decide`], so they cannot disagree.
+
+use super::matching::{Match, Priority};
+use crate::mac::Mac;
+use std::collections::HashMap;
+
+/// Rules indexed by destination so a lookup only scans the rules that can match.
+#[derive(Clone, Debug)]
+pub struct Table<T> {
+    entries: Vec<Entry<T>>,
+    /// Rules whose destination is an exact MAC, by that MAC.
+    by_dst: HashMap<Mac, Vec<u32>>,
+    /// Rules whose destination is `NOT`, `ANY` or `NONE`.
+    generic: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct Entry<T> {
+    src: Match,
+    dst: Match,
+    target: T,
+    live: bool,
+}
+
+/// The rules that fire for a frame: all the matching rules of the highest priority.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub priority: Option<Priority>,
+    /// Indices of the firing rules, in insertion order.
+    pub rules: Vec<u32>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            entries: Vec::new(),
+            by_dst: HashMap::new(),
+            generic: Vec::new(),
+        }
+    }
+}
+
+impl<T: PartialEq> Table<T> {
+    pub fn new() -> Table<T> {
+        Table::default()
+    }
+
+    pub fn from_rules(rules: impl IntoIterator<Item = (Match, Match, T)>) -> Table<T> {
+        let mut table = Table::new();
+        for (src, dst, target) in rules {
+            table.insert(src, dst, target);
+        }
+        table
+    }
+
+    /// Adds a rule and returns its index; an identical rule is not added twice.
+    pub fn insert(&mut self, src: Match, dst: Match, target: T) -> u32 {
+        if let Some(existing) = self.find(src, dst, &target) {
+            return existing;
+        }
+        let index = self.entries.len() as u32;
+        self.entries.push(Entry {
+            src,
+            dst,
+            target,
+            live: true,
+        });
+        match dst {
+            Match::Exact(mac) => self.by_dst.entry(mac).or_default().push(index),
+            _ => self.generic.push(index),
+        }
+        index
+    }
+
+    /// Removes a rule; returns whether it was there.
+    pub fn remove(&mut self, src: Match, dst: Match, target: &T) -> bool {
+        let Some(index) = self.find(src, dst, target) else {
+            return false;
+        };
+        self.entries[index as usize].live = false;
+        let list = match dst {
+            Match::Exact(mac) => self.by_dst.get_mut(&mac),
+            _ => Some(&mut self.generic),
+        };
+        if let Some(list) = list {
+            list.retain(|i| *i != index);
+        }
+        if matches!(dst, Match::Exact(mac) if self.by_dst.get(&mac).is_some_and(Vec::is_empty)) {
+            if let Match::Exact(mac) = dst {
+                self.by_dst.remove(&mac);
+            }
+        }
+        true
+    }
+
+    fn find(&self, src: Match, dst: Match, target: &T) -> Option<u32> {
+        let list = match dst {
+            Match::Exact(mac) => self.by_dst.get(&mac)?,
+            _ => &self.generic,
+        };
+        list.iter()
+            .copied()
+            .find(|i| {
+                let e = &self.entries[*i as usize];
+                e.src == src && e.dst == dst && e.target == *target
+            })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.iter().filter(|e| e.live).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn target(&self, index: u32) -> &T {
+        &self.entries[index as usize].target
+    }
+
+    pub fn rule(&self, index: u32) -> (Match, Match, &T) {
+        let e = &self.entries[index as usize];
+        (e.src, e.dst, &e.target)
+    }
+
+    /// The live rules in insertion order, with their indices.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, Match, Match, &T)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.live)
+            .map(|(i, e)| (i as u32, e.src, e.dst, &e.target))
+    }
+
+    /// Every matching rule of the highest priority (SPEC 2.4). No rule matching: empty.
+    pub fn decide(&self, src: Mac, dst: Mac) -> Decision {
+        let mut decision = Decision::default();
+        self.decide_into(src, dst, &mut decision);
+        decision
+    }
+
+    /// [`Table::decide`] into a caller's buffer, so a hot loop does not allocate.
+    pub fn decide_into(&self, src: Mac, dst: Mac, out: &mut Decision) {
+        out.priority = None;
+        out.rules.clear();
+        let exact = self.by_dst.get(&dst).map(Vec::as_slice).unwrap_or(&[]);
+        for &index in exact.iter().chain(&self.generic) {
+            let e = &self.entries[index as usize];
+            if !(e.src.matches(src) && e.dst.matches(dst)) {
+                continue;
+            }
+            let priority = Priority::of(e.src, e.dst);
+            match out.priority {
+                Some(best) if priority < best => continue,
+                Some(best) if priority == best => out.rules.push(index),
+                _ => {
+                    out.priority = Some(priority);
+                    out.rules.clear();
+                    out.rules.push(index);
+                }
+            }
+        }
+        // Exact-destination rules come first in the scan; keep the reported order stable.
+        out.rules.sort_unstable();
+    }
+
+    /// The destinations a frame goes to: the firing rules' targets, deduplicated, minus the one
+    /// it came from (split horizon; a lower-priority rule never fires in its place).
+    pub fn forward<'t>(&'t self, src: Mac, dst: Mac, came_from: Option<&T>) -> Vec<&'t T> {
+        let decision = self.decide(src, dst);
+        let mut out: Vec<&T> = Vec::with_capacity(decision.rules.len());
+        for index in decision.rules {
+            let target = self.target(index);
+            if Some(target) == came_from || out.contains(&target) {
+                continue;
+            }
+            out.push(target);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(last: u8) -> Mac {
+        Mac([0, 0x50, 0x56, 0, 0x21, last])
+    }
+
+    /// The table of thesis Figure 2, on Host1.
+    fn figure2() -> Table<&'static str> {
+        Table::from_rules([
+            (Match::Not(mac(1)), Match::Exact(Mac::BROADCAST), "vmnet1"),
+            (Match::Any, Match::Exact(mac(1)), "vmnet1"),
+            (Match::Exact(mac(1)), Match::None, "link:Proxy"),
+        ])
+    }
+
+    #[test]
+    fn figure2_decisions() {
+        let t = figure2();
+        assert_eq!(t.forward(mac(9), Mac::BROADCAST, None), vec![&"vmnet1"]);
+        assert_eq!(t.forward(mac(9), mac(1), None), vec![&"vmnet1"]);
+        // The VM's own broadcast: only the default rule matches (NOT fails), so it goes to the Proxy.
+        assert_eq!(t.forward(mac(1), Mac::BROADCAST, None), vec![&"link:Proxy"]);
+        assert_eq!(t.forward(mac(1), mac(7), None), vec![&"link:Proxy"]);
+        // A frame from someone else to an unknown MAC matches nothing and is dropped.
+        assert!(t.forward(mac(9), mac(7), None).is_empty());
+    }
+
+    #[test]
+    fn destination_score_outranks_source_score() {
+        let t = Table::from_rules([
+            (Match::Exact(mac(1)), Match::Any, "a"),
+            (Match::Any, Match::Not(mac(3)), "b"),
+        ]);
+        assert_eq!(t.forward(mac(1), mac(2), None), vec![&"b"]);
+        assert_eq!(t.forward(mac(1), mac(3), None), vec![&"a"]);
+    }
+
+    #[test]
+    fn ties_fan_out_and_split_horizon_does_not_promote_lower_rules() {
+        let t = Table::from_rules([
+            (Match::Any, Match::Exact(Mac::BROADCAST), "x"),
+            (Match::Any, Match::Exact(Mac::BROADCAST), "y"),
+            (Match::Any, Match::Exact(Mac::BROADCAST), "x"),
+            (Match::Any, Match::None, "z"),
+        ]);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.forward(mac(1), Mac::BROADCAST, None), vec![&"x", &"y"]);
+        assert_eq!(t.forward(mac(1), Mac::BROADCAST, Some(&"x")), vec![&"y"]);
+        let single = Table::from_rules([(Match::Any, Match::Exact(mac(2)), "x"), (Match::Any, Match::None, "z")]);
+        assert!(single.forward(mac(1), mac(2), Some(&"x")).is_empty());
+    }
+
+    #[test]
+    fn removal_takes_the_rule_out_of_decisions() {
+        let mut t = figure2();
+        assert!(t.remove(Match::Any, Match::Exact(mac(1)), &"vmnet1"));
+        assert!(!t.remove(Match::Any, Match::Exact(mac(1)), &"vmnet1"));
+        assert!(t.forward(mac(9), mac(1), None).is_empty());
+        assert_eq!(t.len(), 2);
+    }
+}

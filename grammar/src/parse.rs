@@ -1,0 +1,233 @@
+//! Parsing: lexer → LALRPOP statements → the structure pass that builds the [`SourceFile`].
+//!
+//! Parsing never fails: it returns the tree and the diagnostics (V001–V004).
+
+use crate::ast::{Block, BlockKind, SourceFile, Stmt};
+use crate::diag::{Code, Diagnostic};
+use crate::lexer::{self, Tok};
+use crate::span::Span;
+use lalrpop_util::{lalrpop_mod, ParseError};
+
+lalrpop_mod!(
+    #[allow(clippy::all, clippy::pedantic, unused_parens)]
+    grammar,
+    "/parser.rs"
+);
+
+#[derive(Clone, Debug, Default)]
+pub struct Parsed {
+    pub file: SourceFile,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub fn parse(text: &str) -> Parsed {
+    let lexed = lexer::lex(text);
+    let mut diagnostics = lexed.diagnostics;
+    let mut recovered = Vec::new();
+    let result = grammar::StatementsParser::new().parse(&mut recovered, lexed.tokens);
+    let mut eof_reported = false;
+    for recovery in recovered {
+        let d = syntax_error(recovery.error, text.len());
+        eof_reported |= d.span.start == text.len();
+        diagnostics.push(d);
+    }
+    let statements = match result {
+        Ok(statements) => statements,
+        // Recovery at the statement level accepts every input, so this is only a safety net.
+        Err(error) => {
+            diagnostics.push(syntax_error(error, text.len()));
+            Vec::new()
+        }
+    };
+    let mut file = structure(statements, text.len(), eof_reported, &mut diagnostics);
+    file.comments = lexed.comments;
+    Parsed { file, diagnostics }
+}
+
+/// Puts the statements in place: BEGIN, HOST lines, blocks (links before rules), END.
+/// Each misplaced statement is one V001 and is kept where it most plausibly belongs.
+fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics: &mut Vec<Diagnostic>) -> SourceFile {
+    let mut file = SourceFile::default();
+    let mut first = true;
+    for stmt in statements {
+        if matches!(stmt, Stmt::Error) {
+            first = false;
+            continue;
+        }
+        let span = stmt_span(&stmt);
+        if first && !matches!(stmt, Stmt::Begin(_)) {
+            diagnostics.push(unexpected(span, &stmt, "expected `BEGIN`: a program starts with BEGIN"));
+        }
+        first = false;
+        if let Some(end) = file.end {
+            if !matches!(stmt, Stmt::End(_)) {
+                diagnostics.push(
+                    unexpected(span, &stmt, "expected end of file: nothing may follow END")
+                        .with_related(end, "the program ended here"),
+                );
+            }
+        }
+        match stmt {
+            Stmt::Begin(span) => match file.begin {
+                None if file.hosts.is_empty() && file.blocks.is_empty() => file.begin = Some(span),
+                _ => diagnostics.push(Diagnostic::new(
+                    Code::V001,
+                    span,
+                    "unexpected `BEGIN`: a program has one BEGIN, at its start",
+                )),
+            },
+            Stmt::End(span) => match file.end {
+                None => file.end = Some(span),
+                Some(first_end) => diagnostics.push(
+                    Diagnostic::new(Code::V001, span, "unexpected `END`: the program already ended")
+                        .with_related(first_end, "the program ended here"),
+                ),
+            },
+            Stmt::Block(kind, keyword) => file.blocks.push(Block {
+                kind,
+                keyword,
+                links: Vec::new(),
+                rules: Vec::new(),
+            }),
+            Stmt::Host(host) => {
+                if let Some(block) = file.blocks.first() {
+                    diagnostics.push(
+                        Diagnostic::new(
+                            Code::V001,
+                            host.span,
+                            "unexpected `HOST` after a block: HOST lines come before the first ADD or DELETE",
+                        )
+                        .with_related(block.keyword, "the first block starts here"),
+                    );
+                }
+                file.hosts.push(host);
+            }
+            Stmt::Link(link) => {
+                let block = current_block(&mut file, link.span, "LINK", diagnostics);
+                if let Some(rule) = block.rules.first() {
+                    diagnostics.push(
+                        Diagnostic::new(
+                            Code::V001,
+                            link.span,
+                            "unexpected `LINK` after FORWARD: within a block, links come before rules",
+                        )
+                        .with_related(rule.span, "the block's first rule"),
+                    );
+                }
+                block.links.push(link);
+            }
+            Stmt::Rule(rule) => {
+                current_block(&mut file, rule.span, "FORWARD", diagnostics).rules.push(rule);
+            }
+            Stmt::Error => {}
+        }
+    }
+    if file.end.is_none() && !eof_reported {
+        let message = if file.begin.is_none() && file.hosts.is_empty() && file.blocks.is_empty() {
+            "unexpected end of file: expected `BEGIN`"
+        } else {
+            "unexpected end of file: expected `END`"
+        };
+        diagnostics.push(Diagnostic::new(Code::V001, Span::new(len, len), message));
+    }
+    file
+}
+
+/// The block a LINK or FORWARD belongs to; one is made up (after a V001) when none was opened.
+fn current_block<'f>(file: &'f mut SourceFile, span: Span, keyword: &str, diagnostics: &mut Vec<Diagnostic>) -> &'f mut Block {
+    if file.blocks.is_empty() {
+        diagnostics.push(Diagnostic::new(
+            Code::V001,
+            span,
+            format!("unexpected `{keyword}`: expected `ADD` or `DELETE` to open a block first"),
+        ));
+        file.blocks.push(Block {
+            kind: BlockKind::Add,
+            keyword: Span::new(span.start, span.start),
+            links: Vec::new(),
+            rules: Vec::new(),
+        });
+    }
+    let last = file.blocks.len() - 1;
+    &mut file.blocks[last]
+}
+
+fn stmt_span(stmt: &Stmt) -> Span {
+    match stmt {
+        Stmt::Begin(span) | Stmt::End(span) | Stmt::Block(_, span) => *span,
+        Stmt::Host(host) => host.span,
+        Stmt::Link(link) => link.span,
+        Stmt::Rule(rule) => rule.span,
+        Stmt::Error => Span::default(),
+    }
+}
+
+fn stmt_keyword(stmt: &Stmt) -> &'static str {
+    match stmt {
+        Stmt::Begin(_) => "BEGIN",
+        Stmt::End(_) => "END",
+        Stmt::Block(kind, _) => kind.keyword(),
+        Stmt::Host(_) => "HOST",
+        Stmt::Link(_) => "LINK",
+        Stmt::Rule(_) => "FORWARD",
+        Stmt::Error => "",
+    }
+}
+
+fn unexpected(span: Span, stmt: &Stmt, expected: &str) -> Diagnostic {
+    // Point at the statement's keyword, not the whole statement.
+    let keyword = stmt_keyword(stmt);
+    let at = Span::new(span.start, span.start + keyword.len().min(span.len()));
+    Diagnostic::new(Code::V001, at, format!("unexpected `{keyword}`; {expected}"))
+}
+
+fn syntax_error(error: ParseError<usize, Tok<'_>, ()>, len: usize) -> Diagnostic {
+    match error {
+        ParseError::UnrecognizedToken {
+            token: (l, tok, r),
+            expected,
+        } => Diagnostic::new(
+            Code::V001,
+            Span::new(l, r),
+            format!("unexpected {}; expected {}", tok.describe(), describe_expected(&expected)),
+        ),
+        ParseError::UnrecognizedEof { location, expected } => Diagnostic::new(
+            Code::V001,
+            Span::new(location.min(len), len),
+            format!("unexpected end of file; expected {}", describe_expected(&expected)),
+        ),
+        ParseError::ExtraToken { token: (l, tok, r) } => {
+            Diagnostic::new(Code::V001, Span::new(l, r), format!("unexpected {}", tok.describe()))
+        }
+        ParseError::InvalidToken { location } => {
+            Diagnostic::new(Code::V001, Span::new(location, location + 1), "unexpected input")
+        }
+        ParseError::User { error: () } => Diagnostic::new(Code::V001, Span::new(len, len), "syntax error"),
+    }
+}
+
+/// Turns LALRPOP's terminal names into words a user reads: `a port number`, `` `AT` ``.
+fn describe_expected(expected: &[String]) -> String {
+    let mut words: Vec<String> = expected
+        .iter()
+        .map(|terminal| {
+            let bare = terminal.trim_matches('"');
+            match bare {
+                "MAC" => "a MAC address".to_string(),
+                "NUMBER" => "a port number".to_string(),
+                "NAME" => "a name".to_string(),
+                keyword => format!("`{keyword}`"),
+            }
+        })
+        .collect();
+    words.dedup();
+    match words.len() {
+        0 => "nothing more".to_string(),
+        1 => words.remove(0),
+        n if n > 8 => "the start of a statement (`HOST`, `ADD`, `DELETE`, `LINK`, `FORWARD` or `END`)".to_string(),
+        _ => {
+            let last = words.pop().unwrap_or_default();
+            format!("{} or {}", words.join(", "), last)
+        }
+    }
+}
