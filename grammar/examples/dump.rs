@@ -1,12 +1,21 @@
+//! Prints the diagnostics of a file as `line:column code message`: a debugging aid.
 fn main() {
-    let path = std::env::args().nth(1).expect("path");
-    let bytes = std::fs::read(path).expect("read");
+    let Some(path) = std::env::args().nth(1) else {
+        eprintln!("usage: dump FILE");
+        std::process::exit(2);
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            eprintln!("{path}: {error}");
+            std::process::exit(2);
+        }
+    };
     let (text, _) = vnet_grammar::decode(&bytes);
-    let parsed = vnet_grammar::parse(&text);
+    let analysis = vnet_grammar::analyze(&text);
     let index = vnet_grammar::LineIndex::new(&text);
-    for d in &parsed.diagnostics {
+    for d in &analysis.diagnostics {
         let lc = index.line_col(&text, d.span.start);
         println!("{}:{} {} {}", lc.line, lc.column, d.code, d.message);
     }
-    println!("hosts={} blocks={}", parsed.file.hosts.len(), parsed.file.blocks.len());
 }

@@ -2,6 +2,7 @@
 //! forwarding simulation. Pure: no IO, no async, no terminal output (see ARCHITECTURE.md).
 
 pub mod ast;
+pub mod check;
 pub mod diag;
 pub mod lexer;
 pub mod mac;
@@ -22,5 +23,40 @@ pub fn decode(bytes: &[u8]) -> (Cow<'_, str>, Option<usize>) {
     match std::str::from_utf8(bytes) {
         Ok(text) => (Cow::Borrowed(text), None),
         Err(error) => (String::from_utf8_lossy(bytes), Some(error.valid_up_to())),
+    }
+}
+
+/// Everything the front ends need from one text: the tree, the state and every diagnostic,
+/// sorted by position and capped (SPEC 3). vnetc, vnetd and vnet-lsp all go through here.
+#[derive(Clone, Debug, Default)]
+pub struct Analysis {
+    pub file: ast::SourceFile,
+    pub state: model::State,
+    pub origins: check::Origins,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Analysis {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Parses and checks a whole program.
+pub fn analyze(text: &str) -> Analysis {
+    analyze_onto(text, &model::State::default())
+}
+
+/// Parses and checks a patch whose blocks fold onto `base` (`vnetc check --base`).
+pub fn analyze_onto(text: &str, base: &model::State) -> Analysis {
+    let parsed = parse(text);
+    let checked = check::check_onto(&parsed.file, base);
+    let mut diagnostics = parsed.diagnostics;
+    diagnostics.extend(checked.diagnostics);
+    Analysis {
+        file: parsed.file,
+        state: checked.state,
+        origins: checked.origins,
+        diagnostics: diag::finish(diagnostics),
     }
 }
