@@ -1,1 +1,92 @@
-fn main() {}
+//! `vnetc`: the VNET compiler and control tool. A thin shell over the `vnet_grammar` library
+//! (and, for live commands, the `vnet_daemon` client): it reads files, renders, and sets the
+//! exit status (SPEC 3: 0 success, 1 the subject is wrong, 2 usage or I/O error).
+
+mod commands;
+mod render;
+mod source;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "vnetc",
+    version,
+    about = "Check, format, draw and route VNET overlay descriptions (.vnet files)"
+)]
+struct Cli {
+    /// When to colour human output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DataFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report the diagnostics of .vnet files.
+    Check(commands::check::Args),
+    /// Rewrite .vnet files in the canonical layout (in place; `-` filters stdin to stdout).
+    Fmt(commands::fmt::Args),
+    /// Print the desired state a file denotes, as one canonical program.
+    State(commands::state::Args),
+    /// Draw the topology (links between daemons) as Graphviz dot or SVG.
+    Graph(commands::graph::Args),
+}
+
+/// How a command ended, mapped onto SPEC 3's exit codes.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command's subject is wrong: errors found, a daemon unreachable, apply failed (1).
+    Subject,
+    /// Usage or I/O error, with its message (2).
+    Usage(String),
+}
+
+pub type Outcome = Result<(), Failure>;
+
+impl From<std::io::Error> for Failure {
+    fn from(error: std::io::Error) -> Failure {
+        Failure::Usage(error.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => render::stdout_color(),
+    };
+    let outcome = match cli.command {
+        Command::Check(args) => commands::check::run(args, color),
+        Command::Fmt(args) => commands::fmt::run(args, color),
+        Command::State(args) => commands::state::run(args, color),
+        Command::Graph(args) => commands::graph::run(args, color),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Subject) => ExitCode::from(1),
+        Err(Failure::Usage(message)) => {
+            // A closed pipe (`vnetc state f | head`) is not worth a message.
+            if !message.contains("Broken pipe") {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
