@@ -127,6 +127,9 @@ pub struct Block {
     pub keyword: Span,
     pub links: Vec<Link>,
     pub rules: Vec<Rule>,
+    /// Whether a statement of the block failed to parse (or the file ended inside it), so
+    /// that it is not reported as empty on top of the syntax error.
+    pub recovered: bool,
 }
 
 impl Block {

@@ -226,15 +226,15 @@ fn classify_word<'input>(word: &'input str, span: Span, diagnostics: &mut Vec<Di
         .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
         .unwrap_or((0, '?'));
     let at = span.start + offset;
-    let what = if ch == char::REPLACEMENT_CHARACTER {
-        "a byte that is not UTF-8".to_string()
+    let message = if ch == char::REPLACEMENT_CHARACTER {
+        "unexpected byte: the file is not valid UTF-8 here".to_string()
     } else if ch.is_control() || ch.is_whitespace() {
-        format!("character U+{:04X}", ch as u32)
+        format!("unexpected character U+{:04X}", ch as u32)
     } else {
-        format!("character `{ch}`")
+        format!("unexpected character `{ch}`")
     };
     diagnostics.push(
-        Diagnostic::new(Code::V003, Span::new(at, at + ch.len_utf8()), format!("unexpected {what}"))
+        Diagnostic::new(Code::V003, Span::new(at, at + ch.len_utf8()), message)
             .with_help("names use ASCII letters, digits, `_`, `-` and `.`"),
     );
     Tok::Name(word)

@@ -52,6 +52,9 @@ fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics:
     for stmt in statements {
         if matches!(stmt, Stmt::Error) {
             first = false;
+            if let Some(block) = file.blocks.last_mut() {
+                block.recovered = true;
+            }
             continue;
         }
         let span = stmt_span(&stmt);
@@ -88,6 +91,7 @@ fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics:
                 keyword,
                 links: Vec::new(),
                 rules: Vec::new(),
+                recovered: false,
             }),
             Stmt::Host(host) => {
                 if let Some(block) = file.blocks.first() {
@@ -122,6 +126,12 @@ fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics:
             Stmt::Error => {}
         }
     }
+    if file.end.is_none() {
+        // The file was cut off: its last block may just have lost its statements.
+        if let Some(block) = file.blocks.last_mut() {
+            block.recovered = true;
+        }
+    }
     if file.end.is_none() && !eof_reported {
         let message = if file.begin.is_none() && file.hosts.is_empty() && file.blocks.is_empty() {
             "unexpected end of file: expected `BEGIN`"
@@ -146,6 +156,7 @@ fn current_block<'f>(file: &'f mut SourceFile, span: Span, keyword: &str, diagno
             keyword: Span::new(span.start, span.start),
             links: Vec::new(),
             rules: Vec::new(),
+            recovered: false,
         });
     }
     let last = file.blocks.len() - 1;

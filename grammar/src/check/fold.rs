@@ -106,7 +106,7 @@ impl Folder {
     }
 
     fn apply_block(&mut self, block: &Block) {
-        if block.is_empty() {
+        if block.is_empty() && !block.recovered {
             self.report(Diagnostic::new(
                 Code::V204,
                 block.keyword,
