@@ -4,6 +4,7 @@
 pub mod ast;
 pub mod check;
 pub mod diag;
+pub mod fmt;
 pub mod lexer;
 pub mod mac;
 pub mod model;
@@ -11,6 +12,7 @@ pub mod parse;
 pub mod span;
 
 pub use diag::{Code, Diagnostic, Related, Severity};
+pub use fmt::format;
 pub use mac::Mac;
 pub use parse::{parse, Parsed};
 pub use span::{LineCol, LineIndex, Span};

@@ -1,0 +1,584 @@
+//! Local interfaces: a promiscuous packet socket on an existing Linux interface, a TAP device
+//! the daemon owns, and an unprivileged UDP datagram interface (QEMU `-netdev dgram`).
+//!
+//! Offloads: packet sockets are opened with `PACKET_VNET_HDR` and TAP devices with
+//! `IFF_VNET_HDR` (through `tun-rs`), so the kernel hands the daemon whole TSO/GSO
+//! super-frames (up to 64 KB) with a virtio-net header and takes them back the same way.
+//! The header travels with the frame across the overlay. Only a `dgram` interface, whose
+//! peer expects plain MTU-sized frames, gets super-frames segmented (and partial checksums
+//! completed) in software.
+
+use crate::proto::InterfaceKind;
+use crate::stats::{Drop, PortStats};
+use crate::wire::{self, FrameBuf, Segmenter, DATA, HEADROOM};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::str::FromStr;
+use std::sync::RwLock;
+use tokio::io::unix::AsyncFd;
+use tokio::net::UdpSocket;
+use vnet_grammar::Mac;
+
+/// How `--iface NAME[=KIND]` asks for an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    Auto,
+    Packet,
+    Tap,
+    Dgram {
+        local: SocketAddr,
+        peer: Option<SocketAddr>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfaceArg {
+    pub name: String,
+    pub kind: KindArg,
+}
+
+impl FromStr for IfaceArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IfaceArg, String> {
+        let (name, kind) = match s.split_once('=') {
+            None => (s, KindArg::Auto),
+            Some((name, "packet")) => (name, KindArg::Packet),
+            Some((name, "tap")) => (name, KindArg::Tap),
+            Some((name, k)) if k.starts_with("dgram:") => {
+                let rest = &k["dgram:".len()..];
+                let (local, peer) = match rest.split_once(',') {
+                    Some((l, p)) => (l, Some(p)),
+                    None => (rest, None),
+                };
+                let local = local
+                    .parse()
+                    .map_err(|_| format!("`{local}` is not ADDR:PORT (in --iface {s})"))?;
+                let peer = peer
+                    .map(|p| {
+                        p.parse()
+                            .map_err(|_| format!("`{p}` is not ADDR:PORT (in --iface {s})"))
+                    })
+                    .transpose()?;
+                (name, KindArg::Dgram { local, peer })
+            }
+            Some((_, k)) => {
+                return Err(format!(
+                    "unknown interface kind `{k}`: use packet, tap or dgram:LOCAL[,PEER]"
+                ))
+            }
+        };
+        if name.is_empty() || name.len() > 15 && !matches!(kind, KindArg::Dgram { .. }) {
+            return Err(format!("bad interface name `{name}`"));
+        }
+        Ok(IfaceArg {
+            name: name.to_string(),
+            kind,
+        })
+    }
+}
+
+/// A local interface.
+pub struct Iface {
+    pub name: String,
+    pub io: IfaceIo,
+    pub stats: PortStats,
+}
+
+pub enum IfaceIo {
+    Dgram(Dgram),
+    Packet(Packet),
+    Tap(Tap),
+}
+
+/// At most this many learned MACs per dgram interface.
+const LEARN_CAP: usize = 4096;
+
+pub struct Dgram {
+    pub sock: UdpSocket,
+    pub local: SocketAddr,
+    pub peer: Option<SocketAddr>,
+    learned: RwLock<Learned>,
+}
+
+#[derive(Default)]
+struct Learned {
+    by_mac: HashMap<Mac, SocketAddr>,
+    /// Every address frames came from (and the fixed peer), for broadcast.
+    peers: Vec<SocketAddr>,
+}
+
+pub struct Packet {
+    fd: AsyncFd<OwnedFd>,
+    pub ifindex: u32,
+    pub vnet_hdr: bool,
+}
+
+pub struct Tap {
+    dev: tun_rs::AsyncDevice,
+    pub vnet_hdr: bool,
+}
+
+impl Iface {
+    pub async fn open(arg: &IfaceArg, forbidden: &[String]) -> io::Result<Iface> {
+        let kind = match &arg.kind {
+            KindArg::Auto => {
+                if std::path::Path::new("/sys/class/net")
+                    .join(&arg.name)
+                    .exists()
+                {
+                    if forbidden.contains(&arg.name) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!(
+                                "interface {} carries this computer's default route or overlay address; \
+                                 attach to it only with an explicit --iface {}=packet",
+                                arg.name, arg.name
+                            ),
+                        ));
+                    }
+                    KindArg::Packet
+                } else if can_create_tap() {
+                    KindArg::Tap
+                } else {
+                    KindArg::Dgram {
+                        local: "127.0.0.1:0".parse().expect("literal address"),
+                        peer: None,
+                    }
+                }
+            }
+            k => k.clone(),
+        };
+        let io = match kind {
+            KindArg::Packet => IfaceIo::Packet(Packet::open(&arg.name)?),
+            KindArg::Tap => IfaceIo::Tap(Tap::open(&arg.name)?),
+            KindArg::Dgram { local, peer } => IfaceIo::Dgram(Dgram::open(local, peer).await?),
+            KindArg::Auto => unreachable!("resolved above"),
+        };
+        Ok(Iface {
+            name: arg.name.clone(),
+            io,
+            stats: PortStats::default(),
+        })
+    }
+
+    pub fn kind(&self) -> InterfaceKind {
+        match &self.io {
+            IfaceIo::Dgram(d) => InterfaceKind::Dgram {
+                local: d.local.to_string(),
+                peer: d.peer.map(|p| p.to_string()),
+                learned: {
+                    let l = d.learned.read().unwrap_or_else(|e| e.into_inner());
+                    let mut v: Vec<_> = l
+                        .by_mac
+                        .iter()
+                        .map(|(m, a)| (m.to_string(), a.to_string()))
+                        .collect();
+                    v.sort();
+                    v
+                },
+            },
+            IfaceIo::Packet(p) => InterfaceKind::Packet {
+                ifindex: p.ifindex,
+                vnet_hdr: p.vnet_hdr,
+            },
+            IfaceIo::Tap(t) => InterfaceKind::Tap {
+                vnet_hdr: t.vnet_hdr,
+            },
+        }
+    }
+
+    /// Receives one frame into `fb` (its virtio-net header zeroed when the interface has none).
+    pub async fn recv(&self, fb: &mut FrameBuf) -> io::Result<()> {
+        fb.hop = wire::HOP_LIMIT;
+        match &self.io {
+            IfaceIo::Dgram(d) => {
+                let (n, from) = d.sock.recv_from(&mut fb.buf[DATA..]).await?;
+                fb.clear_vnet();
+                fb.len = n;
+                if n >= 14 {
+                    d.learn(
+                        Mac(fb.buf[DATA + 6..DATA + 12].try_into().unwrap_or([0; 6])),
+                        from,
+                    );
+                }
+                Ok(())
+            }
+            IfaceIo::Packet(p) => {
+                let off = if p.vnet_hdr { HEADROOM } else { DATA };
+                let n = p.recv(&mut fb.buf[off..]).await?;
+                if !p.vnet_hdr {
+                    fb.clear_vnet();
+                }
+                fb.len = n.saturating_sub(DATA - off);
+                Ok(())
+            }
+            IfaceIo::Tap(t) => {
+                let off = if t.vnet_hdr { HEADROOM } else { DATA };
+                let n = t.dev.recv(&mut fb.buf[off..]).await?;
+                if !t.vnet_hdr {
+                    fb.clear_vnet();
+                }
+                fb.len = n.saturating_sub(DATA - off);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends one frame out. Super-frames are segmented for outputs without offloads.
+    pub async fn send(&self, fb: &mut FrameBuf, seg: &mut Segmenter) {
+        let offloads = match &self.io {
+            IfaceIo::Dgram(_) => false,
+            IfaceIo::Packet(p) => p.vnet_hdr,
+            IfaceIo::Tap(t) => t.vnet_hdr,
+        };
+        let h = fb.vnet();
+        if !offloads && h.is_gso() {
+            let mut copy = fb.frame().to_vec();
+            match seg.split(&mut copy, &h) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let r = self.send_plain(seg.segment(i), fb).await;
+                        self.count(r, seg.segment(i).len());
+                    }
+                }
+                Err(_) => self.stats.drop(Drop::Oversize),
+            }
+            return;
+        }
+        if !offloads && h.flags & wire::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+            let len = fb.len;
+            if wire::finish_checksum(&mut fb.buf[DATA..DATA + len], &h).is_err() {
+                self.stats.drop(Drop::Malformed);
+                return;
+            }
+            // The checksum is complete now, for every later output too.
+            fb.clear_vnet();
+        }
+        let len = fb.len;
+        let r = match &self.io {
+            IfaceIo::Dgram(d) => d.send(&fb.buf[DATA..DATA + len]).await,
+            IfaceIo::Packet(p) => p.send(&fb.buf[HEADROOM..DATA + len]).await,
+            IfaceIo::Tap(t) => t.dev.send(&fb.buf[HEADROOM..DATA + len]).await.map(|_| ()),
+        };
+        self.count(r, len);
+    }
+
+    /// Sends a plain frame (no virtio-net header) to an output without offloads.
+    async fn send_plain(&self, frame: &[u8], _fb: &FrameBuf) -> io::Result<()> {
+        match &self.io {
+            IfaceIo::Dgram(d) => d.send(frame).await,
+            IfaceIo::Packet(p) => p.send(frame).await,
+            IfaceIo::Tap(t) => t.dev.send(frame).await.map(|_| ()),
+        }
+    }
+
+    fn count(&self, r: io::Result<()>, len: usize) {
+        match r {
+            Ok(()) => self.stats.tx(len),
+            Err(e) => {
+                tracing::debug!(iface = %self.name, "send failed: {e}");
+                self.stats.drop(Drop::SendError)
+            }
+        }
+    }
+}
+
+fn can_create_tap() -> bool {
+    // Root (or CAP_NET_ADMIN, approximated by root) with a TUN/TAP driver.
+    // SAFETY: geteuid cannot fail.
+    (unsafe { libc::geteuid() }) == 0 && std::path::Path::new("/dev/net/tun").exists()
+}
+
+impl Dgram {
+    async fn open(local: SocketAddr, peer: Option<SocketAddr>) -> io::Result<Dgram> {
+        let sock = UdpSocket::bind(local).await?;
+        let s = socket2::SockRef::from(&sock);
+        let _ = s.set_recv_buffer_size(4 << 20);
+        let _ = s.set_send_buffer_size(4 << 20);
+        let local = sock.local_addr()?;
+        let learned = Learned {
+            by_mac: HashMap::new(),
+            peers: peer.into_iter().collect(),
+        };
+        Ok(Dgram {
+            sock,
+            local,
+            peer,
+            learned: RwLock::new(learned),
+        })
+    }
+
+    fn learn(&self, src: Mac, from: SocketAddr) {
+        if src.is_group() {
+            return;
+        }
+        {
+            let l = self.learned.read().unwrap_or_else(|e| e.into_inner());
+            if l.by_mac.get(&src) == Some(&from) {
+                return;
+            }
+        }
+        let mut l = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        if l.by_mac.len() >= LEARN_CAP && !l.by_mac.contains_key(&src) {
+            return;
+        }
+        l.by_mac.insert(src, from);
+        if !l.peers.contains(&from) {
+            if l.peers.len() >= LEARN_CAP {
+                return;
+            }
+            l.peers.push(from);
+        }
+    }
+
+    async fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let mut dst = [0u8; 6];
+        dst.copy_from_slice(&frame[..6]);
+        let dst = Mac(dst);
+        let one = {
+            let l = self.learned.read().unwrap_or_else(|e| e.into_inner());
+            if dst.is_group() {
+                None
+            } else {
+                l.by_mac.get(&dst).copied()
+            }
+        };
+        if let Some(addr) = one {
+            self.sock.send_to(frame, addr).await?;
+            return Ok(());
+        }
+        // Broadcast or unknown: every known peer. Copy the few addresses out of the lock.
+        let mut peers = [None::<SocketAddr>; 16];
+        let more = {
+            let l = self.learned.read().unwrap_or_else(|e| e.into_inner());
+            for (slot, p) in peers.iter_mut().zip(&l.peers) {
+                *slot = Some(*p);
+            }
+            if l.peers.len() > peers.len() {
+                l.peers[peers.len()..].to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        for p in peers.iter().flatten().chain(more.iter()) {
+            // One peer's error must not stop the others.
+            if let Err(e) = self.sock.send_to(frame, *p).await {
+                tracing::debug!("dgram send to {p}: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Packet {
+    fn open(name: &str) -> io::Result<Packet> {
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"))?;
+        // SAFETY: a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {name}"),
+            ));
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        let sock = socket2::Socket::new(
+            socket2::Domain::PACKET,
+            socket2::Type::RAW.nonblocking().cloexec(),
+            Some(socket2::Protocol::from(proto as i32)),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("packet socket for {name}: {e} (needs root or CAP_NET_RAW)"),
+            )
+        })?;
+        let fd = sock.as_raw_fd();
+        let vnet_hdr = setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1).is_ok();
+        // Frames this socket sends must not come back to it.
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+        let _ = sock.set_recv_buffer_size(8 << 20);
+        let _ = sock.set_send_buffer_size(8 << 20);
+        // SAFETY: sockaddr_ll is plain data; zero is a valid start.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: fd is a socket; sll is a valid sockaddr_ll of the given size.
+        let r = unsafe {
+            libc::bind(
+                fd,
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: packet_mreq is plain data.
+        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+        mreq.mr_ifindex = ifindex as i32;
+        mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+        // SAFETY: fd is a packet socket; mreq is valid for its size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                &mreq as *const libc::packet_mreq as *const libc::c_void,
+                std::mem::size_of::<libc::packet_mreq>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Drain what queued before the bind (frames of any interface).
+        let owned: OwnedFd = sock.into();
+        let mut junk = [0u8; 64];
+        // SAFETY: a nonblocking socket and a valid buffer.
+        while unsafe { libc::recv(owned.as_raw_fd(), junk.as_mut_ptr().cast(), junk.len(), 0) } >= 0
+        {
+        }
+        Ok(Packet {
+            // SAFETY: an OwnedFd always returns the same open descriptor for its lifetime.
+            fd: unsafe { AsyncFd::register(owned) }.map_err(io::Error::from)?,
+            ifindex,
+            vnet_hdr,
+        })
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            // SAFETY: a valid socket and buffer.
+            match guard.try_io(|fd| {
+                let n = unsafe {
+                    libc::recv(
+                        fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_TRUNC,
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            }) {
+                Ok(Ok(n)) if n > buf.len() => continue, // truncated: larger than any frame we carry
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    async fn send(&self, buf: &[u8]) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.writable().await?;
+            // SAFETY: a valid socket and buffer.
+            match guard.try_io(|fd| {
+                let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            }) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: a valid fd and an int option value.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Tap {
+    fn open(name: &str) -> io::Result<Tap> {
+        let dev = tun_rs::DeviceBuilder::new()
+            .name(name)
+            .layer(tun_rs::Layer::L2)
+            .offload(true)
+            .enable(true)
+            .build_async()
+            .map_err(|e| io::Error::new(e.kind(), format!("TAP device {name}: {e}")))?;
+        let vnet_hdr = dev.tcp_gso();
+        Ok(Tap { dev, vnet_hdr })
+    }
+}
+
+/// Names of interfaces vnetd must not attach to without an explicit `=packet`: the one
+/// carrying the default route and the one holding the overlay (listen) address.
+pub fn protected_interfaces(listen: &SocketAddr) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(routes) = std::fs::read_to_string("/proc/net/route") {
+        for line in routes.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 2 && f[1] == "00000000" {
+                out.push(f[0].to_string());
+            }
+        }
+    }
+    if !listen.ip().is_unspecified() {
+        if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+            for a in addrs {
+                let ip = a.address.as_ref().and_then(|s| {
+                    s.as_sockaddr_in()
+                        .map(|v| std::net::IpAddr::V4(v.ip()))
+                        .or_else(|| s.as_sockaddr_in6().map(|v| std::net::IpAddr::V6(v.ip())))
+                });
+                if ip == Some(listen.ip()) {
+                    out.push(a.interface_name.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iface_args_parse() {
+        assert_eq!("vmnet1".parse::<IfaceArg>().unwrap().kind, KindArg::Auto);
+        assert_eq!(
+            "veth0=packet".parse::<IfaceArg>().unwrap().kind,
+            KindArg::Packet
+        );
+        assert_eq!("tap0=tap".parse::<IfaceArg>().unwrap().kind, KindArg::Tap);
+        assert_eq!(
+            "vm=dgram:127.0.0.1:5555,127.0.0.1:5556"
+                .parse::<IfaceArg>()
+                .unwrap()
+                .kind,
+            KindArg::Dgram {
+                local: "127.0.0.1:5555".parse().unwrap(),
+                peer: Some("127.0.0.1:5556".parse().unwrap())
+            }
+        );
+        assert!("vm=dgram:nope".parse::<IfaceArg>().is_err());
+        assert!("vm=weird".parse::<IfaceArg>().is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! `vnetd`: the VNET forwarding daemon (SPEC 4).
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vnet_daemon::iface::IfaceArg;
+use vnet_daemon::{Config, Key};
+
+/// The VNET forwarding daemon: local interfaces, overlay links over TCP and UDP, a forwarding
+/// table with priority matching, and the authenticated control protocol.
+///
+/// One port carries both the control protocol and TCP overlay links; the same port number
+/// over UDP carries UDP links. Logs go to stderr; RUST_LOG sets the level (default info).
+#[derive(Parser, Debug)]
+#[command(name = "vnetd", version)]
+struct Args {
+    /// This daemon's name (the machine name of its HOST line).
+    #[arg(long)]
+    name: String,
+
+    /// Address and port to listen on (TCP: control and TCP links; UDP: UDP links). Loopback
+    /// unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    listen: SocketAddr,
+
+    /// A local interface, NAME[=KIND], repeatable. KIND: `packet` (attach to the existing
+    /// Linux interface NAME with a promiscuous packet socket), `tap` (create and own the TAP
+    /// device NAME), `dgram:LOCAL[,PEER]` (UDP datagrams at LOCAL, one Ethernet frame each,
+    /// as QEMU's -netdev dgram). Without a kind: packet if NAME exists (never the interface
+    /// of the default route or of the listen address), else tap if allowed, else dgram on
+    /// 127.0.0.1 with a free port.
+    #[arg(long = "iface", value_name = "NAME[=KIND]")]
+    ifaces: Vec<IfaceArg>,
+
+    /// The pre-shared control key file [default: $VNET_KEY_FILE, else
+    /// $XDG_CONFIG_HOME/vnet/control.key]. vnetd refuses to start without one.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+
+    /// Where the tables are kept across restarts [default: $XDG_STATE_HOME/vnet/vnetd-NAME].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+
+    /// Start with empty tables, ignoring the saved ones.
+    #[arg(long)]
+    fresh: bool,
+
+    /// Largest UDP link datagram in bytes; larger frames (offloaded super-frames) are sent as
+    /// several fragments.
+    #[arg(long, default_value_t = 1472)]
+    udp_datagram: usize,
+
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let Some(key_file) = args.key_file.clone().or_else(Key::default_path) else {
+        eprintln!("vnetd: no key file: pass --key-file or set VNET_KEY_FILE");
+        return ExitCode::from(2);
+    };
+    let key = match Key::load(&key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("vnetd: refusing to start without a control key: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("vnet").join(format!("vnetd-{}", args.name))
+    });
+    let cfg = Config {
+        name: args.name,
+        listen: args.listen,
+        ifaces: args.ifaces,
+        key,
+        state_dir,
+        fresh: args.fresh,
+        udp_datagram: args.udp_datagram.clamp(576, 65507),
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(t) = args.threads {
+        rt.worker_threads(t.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vnetd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let stop = async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::future::pending().await,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        vnet_daemon::daemon::run(cfg, stop).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vnetd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The control protocol of `vnetd`: the one definition of its wire format (SPEC 1, 4).
+//!
+//! Transport: a TCP connection to the daemon's port (the same port that carries TCP overlay
+//! links). Every message in either direction is a frame: a 4-byte big-endian length followed
+//! by that many bytes of UTF-8 JSON. A control connection's first frame is a JSON object (its
+//! first byte is `{`); an overlay link's first frame starts with the link magic byte instead
+//! (see [`crate::wire`]), which is how the daemon tells them apart.
+//!
+//! Session:
+//! 1. client → [`ClientHello`] (protocol version and a fresh client nonce),
+//! 2. daemon → [`ServerHello`] (a fresh server nonce, the daemon's name and instance id),
+//! 3. client → [`ClientAuth`] (`HMAC-SHA256(key, "vnet-control-client" ‖ server_nonce ‖ client_nonce)`),
+//! 4. daemon → [`ServerAuth`] (`HMAC-SHA256(key, "vnet-control-server" ‖ client_nonce ‖ server_nonce)`,
+//!    so the client knows it talks to a daemon holding the same key), or an [`ErrorBody`] and
+//!    the connection closes,
+//! 5. then any number of [`RequestEnvelope`] → [`ReplyEnvelope`] exchanges, answered in order.
+//!
+//! A malformed or unauthenticated request is answered with an error and changes nothing.
+
+use serde::{Deserialize, Serialize};
+use vnet_grammar::model::{LinkDef, LinkKey, RuleDef};
+
+/// The version of this protocol. A daemon refuses clients that speak another one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest control frame either side accepts (bytes of JSON).
+pub const MAX_CONTROL_FRAME: usize = 16 << 20;
+
+/// First message of a control connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHello {
+    /// Always `"vnet-control"`.
+    pub protocol: String,
+    pub version: u32,
+    /// 32 random bytes, hex.
+    pub client_nonce: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHello {
+    pub version: u32,
+    /// 32 random bytes, hex.
+    pub server_nonce: String,
+    /// The daemon's `--name`.
+    pub daemon: String,
+    /// Random per process start: a restart changes it.
+    pub instance: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientAuth {
+    /// Hex HMAC, see the module documentation.
+    pub proof: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAuth {
+    /// Hex HMAC, see the module documentation.
+    pub proof: String,
+}
+
+/// A message the daemon sends when it refuses a handshake step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeError {
+    pub error: ErrorBody,
+}
+
+/// Where the peer of a link is reached, and the link itself, as sent to one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LinkSpec {
+    /// Transport, dialer and the two ends (one of them is the daemon receiving the request).
+    pub link: LinkDef,
+    /// The peer daemon's address, `HOST:PORT` (the peer's `--listen`).
+    pub peer_addr: String,
+}
+
+impl LinkSpec {
+    /// The other end, seen from `me`.
+    pub fn peer_of(&self, me: &str) -> Option<&str> {
+        if self.link.a == me {
+            Some(&self.link.b)
+        } else if self.link.b == me {
+            Some(&self.link.a)
+        } else {
+            None
+        }
+    }
+}
+
+/// A conditional change: apply only if the daemon is this instance at this generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expect {
+    pub instance: String,
+    pub generation: u64,
+}
+
+/// One table change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Change {
+    AddLink {
+        link: LinkSpec,
+    },
+    /// Deletes the link of this pair (the transport and dialer need not be given).
+    DeleteLink {
+        key: LinkKey,
+    },
+    AddRule {
+        rule: RuleDef,
+    },
+    DeleteRule {
+        rule: RuleDef,
+    },
+    /// The configuration-time bound of thesis §3.2, in milliseconds (for VTTIF).
+    SetConfigBound {
+        millis: u64,
+    },
+}
+
+/// A request of the control protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Name, instance, generation and counters at a glance.
+    Status,
+    /// Apply the changes in order, atomically: all of them or, on any error, none. The
+    /// generation goes up by one if anything changed. With `expect`, refused with
+    /// [`ErrorCode::Conflict`] unless the daemon is at that instance and generation.
+    Change {
+        changes: Vec<Change>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect: Option<Expect>,
+    },
+    ListInterfaces,
+    ListLinks,
+    ListRules,
+    /// Counters of every interface, link and rule, and the drops by reason.
+    Stats,
+    /// The raw traffic matrix (frames entering from local interfaces, by source and
+    /// destination MAC). `reset` zeroes it after reading.
+    TrafficMatrix {
+        #[serde(default)]
+        reset: bool,
+    },
+    /// Stop the daemon (it answers first).
+    Shutdown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub id: u64,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplyEnvelope {
+    pub id: u64,
+    #[serde(flatten)]
+    pub reply: Reply,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ok(Response),
+    Error(ErrorBody),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The handshake failed: wrong key, or a request before authentication.
+    Auth,
+    /// Not a frame, not JSON, or not a known request.
+    Malformed,
+    /// The client speaks another protocol version.
+    Version,
+    /// `expect` named another instance or generation.
+    Conflict,
+    /// The request is well-formed but not valid here (a rule for another daemon, …).
+    Invalid,
+    /// The daemon could not do it (for example, persisting the tables failed).
+    Internal,
+}
+
+/// What a request returns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Status(Status),
+    Changed(Changed),
+    Interfaces { interfaces: Vec<InterfaceInfo> },
+    Links { links: Vec<LinkInfo> },
+    Rules { rules: Vec<RuleInfo> },
+    Stats(Stats),
+    TrafficMatrix(TrafficMatrix),
+    ShuttingDown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub daemon: String,
+    pub instance: String,
+    pub generation: u64,
+    pub protocol_version: u32,
+    pub listen: String,
+    pub uptime_ms: u64,
+    pub config_bound_ms: Option<u64>,
+    pub interfaces: usize,
+    pub links: usize,
+    pub links_up: usize,
+    pub rules: usize,
+}
+
+/// The result of a [`Request::Change`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    pub instance: String,
+    /// The generation after the change.
+    pub generation: u64,
+    /// For each change in order: whether it changed the tables (adding what is there, or
+    /// deleting what is not, changes nothing).
+    pub effective: Vec<bool>,
+}
+
+/// How a local interface is attached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InterfaceKind {
+    /// An existing Linux interface through a promiscuous packet socket.
+    Packet { ifindex: u32, vnet_hdr: bool },
+    /// A TAP device this daemon created.
+    Tap { vnet_hdr: bool },
+    /// UDP datagrams, one Ethernet frame each (QEMU `-netdev dgram`).
+    Dgram {
+        local: String,
+        peer: Option<String>,
+        /// Learned peers: `MAC → address`.
+        learned: Vec<(String, String)>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceInfo {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: InterfaceKind,
+    pub counters: PortCounters,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    #[serde(flatten)]
+    pub spec: LinkSpec,
+    /// The peer, seen from this daemon.
+    pub peer: String,
+    pub up: bool,
+    /// The remote address of the open connection (or UDP session), when up.
+    pub remote: Option<String>,
+    /// How many times the link came up.
+    pub connects: u64,
+    pub counters: PortCounters,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleInfo {
+    pub rule: RuleDef,
+    /// Frames and bytes the rule fired for.
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+/// Counters of one interface or link.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortCounters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    /// Drops by reason (only reasons with a non-zero count).
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub generation: u64,
+    /// Drops not attributed to one port, by reason.
+    pub drops: std::collections::BTreeMap<String, u64>,
+    pub interfaces: Vec<(String, PortCounters)>,
+    pub links: Vec<(String, PortCounters)>,
+    pub rules: Vec<RuleInfo>,
+    /// Lookup-cache hits and misses.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficEntry {
+    pub src: vnet_grammar::Mac,
+    pub dst: vnet_grammar::Mac,
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficMatrix {
+    pub daemon: String,
+    /// Milliseconds since the matrix was last reset (or the daemon started).
+    pub window_ms: u64,
+    pub entries: Vec<TrafficEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vnet_grammar::ast::Transport;
+    use vnet_grammar::model::{Match, Target};
+    use vnet_grammar::Mac;
+
+    #[test]
+    fn requests_round_trip_as_json() {
+        let rule = RuleDef {
+            daemon: "h1".into(),
+            src: Match::Any,
+            dst: Match::Exact(Mac::BROADCAST),
+            target: Target::Link {
+                peer: "proxy".into(),
+            },
+        };
+        let req = RequestEnvelope {
+            id: 7,
+            request: Request::Change {
+                changes: vec![
+                    Change::AddLink {
+                        link: LinkSpec {
+                            link: LinkDef::new(Transport::Udp, "h1", "h1", "proxy"),
+                            peer_addr: "127.0.0.2:7000".into(),
+                        },
+                    },
+                    Change::AddRule { rule },
+                ],
+                expect: Some(Expect {
+                    instance: "abc".into(),
+                    generation: 3,
+                }),
+            },
+        };
+        let text = serde_json::to_string(&req).unwrap();
+        assert!(text.starts_with('{'));
+        let back: RequestEnvelope = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, req);
+        let reply = ReplyEnvelope {
+            id: 7,
+            reply: Reply::Error(ErrorBody {
+                code: ErrorCode::Conflict,
+                message: "x".into(),
+            }),
+        };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(serde_json::from_str::<ReplyEnvelope>(&text).unwrap(), reply);
+    }
+}

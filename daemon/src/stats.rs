@@ -1,0 +1,125 @@
+//! Counters: frames, bytes and drops by reason, per interface, link and rule.
+
+use crate::proto::PortCounters;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A relaxed atomic counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// Why a frame (or message) was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    /// No rule matched.
+    NoRule,
+    /// A link send with no hop left.
+    HopLimit,
+    /// Too short, bad header, bad length, or undecodable.
+    Malformed,
+    /// The link is configured but not connected.
+    LinkDown,
+    /// A firing rule names a link or interface this daemon does not have.
+    NoTarget,
+    /// Every top-priority destination was the one the frame came from (not an error).
+    SplitHorizon,
+    /// The output refused the frame (socket error or full queue).
+    SendError,
+    /// A UDP link fragment arrived out of order or a frame lost a fragment.
+    FragmentLost,
+    /// A datagram or connection from a peer without an authenticated session.
+    Unauthenticated,
+    /// A super-frame the output cannot take and the daemon cannot segment.
+    Oversize,
+}
+
+pub const DROP_REASONS: [Drop; 10] = [
+    Drop::NoRule,
+    Drop::HopLimit,
+    Drop::Malformed,
+    Drop::LinkDown,
+    Drop::NoTarget,
+    Drop::SplitHorizon,
+    Drop::SendError,
+    Drop::FragmentLost,
+    Drop::Unauthenticated,
+    Drop::Oversize,
+];
+
+impl Drop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::NoRule => "no_rule",
+            Drop::HopLimit => "hop_limit",
+            Drop::Malformed => "malformed",
+            Drop::LinkDown => "link_down",
+            Drop::NoTarget => "no_target",
+            Drop::SplitHorizon => "split_horizon",
+            Drop::SendError => "send_error",
+            Drop::FragmentLost => "fragment_lost",
+            Drop::Unauthenticated => "unauthenticated",
+            Drop::Oversize => "oversize",
+        }
+    }
+}
+
+/// Counters of one port (interface or link). Drops are counted at the port where the frame
+/// entered, except `LinkDown`, `HopLimit` and `SendError`, counted at the output.
+#[derive(Debug, Default)]
+pub struct PortStats {
+    pub rx_frames: Counter,
+    pub rx_bytes: Counter,
+    pub tx_frames: Counter,
+    pub tx_bytes: Counter,
+    drops: [Counter; DROP_REASONS.len()],
+}
+
+impl PortStats {
+    #[inline]
+    pub fn rx(&self, bytes: usize) {
+        self.rx_frames.inc();
+        self.rx_bytes.add(bytes as u64);
+    }
+    #[inline]
+    pub fn tx(&self, bytes: usize) {
+        self.tx_frames.inc();
+        self.tx_bytes.add(bytes as u64);
+    }
+    #[inline]
+    pub fn drop(&self, reason: Drop) {
+        self.drops[reason as usize].inc();
+    }
+    pub fn drops(&self, reason: Drop) -> u64 {
+        self.drops[reason as usize].get()
+    }
+
+    pub fn snapshot(&self) -> PortCounters {
+        PortCounters {
+            rx_frames: self.rx_frames.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_frames: self.tx_frames.get(),
+            tx_bytes: self.tx_bytes.get(),
+            drops: DROP_REASONS
+                .iter()
+                .filter(|r| self.drops(**r) > 0)
+                .map(|r| (r.name().to_string(), self.drops(*r)))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The overlay link wire format, the frame buffer layout, and the software offloads.
+//!
+//! Every link message starts with a 4-byte header `[MAGIC, kind, hop limit, flags]`.
+//! - TCP links: each message is a frame `u32 length (big endian) ‖ header ‖ body`.
+//! - UDP links: each datagram is `header ‖ body`; a frame too large for one datagram is sent
+//!   as `FRAGMENT` messages `header ‖ id u32 ‖ index u16 ‖ count u16 ‖ chunk`, reassembled
+//!   at the receiver (a lost chunk loses the frame, as a lost datagram would).
+//! - A `FRAME` body is `virtio_net_hdr (10 bytes, when flags & HAS_VNET_HDR) ‖ Ethernet frame`.
+//!   Carrying the virtio-net header keeps TSO/GSO super-frames (up to 64 KB) whole across
+//!   the overlay: they are segmented only where they leave into something that cannot take
+//!   them (a `dgram` interface), or by the receiving kernel.
+//! - Handshake and keepalive bodies are small JSON objects.
+
+use std::io;
+
+pub const MAGIC: u8 = 0x56; // 'V'; a control frame starts with '{' instead.
+
+pub const KIND_FRAME: u8 = 1;
+pub const KIND_HELLO: u8 = 2;
+pub const KIND_CHALLENGE: u8 = 3;
+pub const KIND_PROOF: u8 = 4;
+pub const KIND_READY: u8 = 5;
+pub const KIND_KEEPALIVE: u8 = 6;
+pub const KIND_KEEPALIVE_ACK: u8 = 7;
+pub const KIND_FRAGMENT: u8 = 8;
+/// "I have no session with you": the dialer should say hello again.
+pub const KIND_RESET: u8 = 9;
+pub const KIND_REFUSED: u8 = 10;
+
+pub const FLAG_VNET_HDR: u8 = 1;
+
+/// A frame enters the overlay with this hop limit (SPEC 2.4).
+pub const HOP_LIMIT: u8 = 16;
+
+pub const LINK_HDR: usize = 4;
+pub const FRAG_HDR: usize = 8;
+pub const VNET_HDR_LEN: usize = 10;
+
+/// Bytes reserved in front of the virtio-net header in a [`FrameBuf`] for link headers.
+pub const HEADROOM: usize = 16;
+/// Where the Ethernet frame starts in a [`FrameBuf`].
+pub const DATA: usize = HEADROOM + VNET_HDR_LEN;
+/// The largest Ethernet frame carried (a 64 KB GSO super-frame plus its Ethernet header).
+pub const MAX_FRAME: usize = 65535 + 14 + 4;
+pub const BUF_LEN: usize = DATA + MAX_FRAME;
+/// The largest TCP link message accepted.
+pub const MAX_LINK_MSG: usize = LINK_HDR + VNET_HDR_LEN + MAX_FRAME;
+
+pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+pub const GSO_NONE: u8 = 0;
+pub const GSO_TCPV4: u8 = 1;
+pub const GSO_UDP: u8 = 3;
+pub const GSO_TCPV6: u8 = 4;
+pub const GSO_UDP_L4: u8 = 5;
+pub const GSO_ECN: u8 = 0x80;
+
+/// One frame in flight: headroom, virtio-net header, Ethernet frame, in one reusable buffer.
+pub struct FrameBuf {
+    pub buf: Box<[u8]>,
+    /// Length of the Ethernet frame at `DATA`.
+    pub len: usize,
+    /// Hop limit the frame has left.
+    pub hop: u8,
+}
+
+impl Default for FrameBuf {
+    fn default() -> Self {
+        FrameBuf::new()
+    }
+}
+
+impl FrameBuf {
+    pub fn new() -> FrameBuf {
+        FrameBuf {
+            buf: vec![0u8; BUF_LEN].into_boxed_slice(),
+            len: 0,
+            hop: HOP_LIMIT,
+        }
+    }
+
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[DATA..DATA + self.len]
+    }
+
+    /// virtio-net header and frame.
+    pub fn vnet_and_frame(&self) -> &[u8] {
+        &self.buf[HEADROOM..DATA + self.len]
+    }
+
+    pub fn vnet_and_frame_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[HEADROOM..]
+    }
+
+    pub fn vnet(&self) -> VnetHdr {
+        VnetHdr::decode(&self.buf[HEADROOM..DATA])
+    }
+
+    pub fn clear_vnet(&mut self) {
+        self.buf[HEADROOM..DATA].fill(0);
+    }
+
+    /// Source and destination MACs, if the frame is long enough to be Ethernet.
+    pub fn macs(&self) -> Option<(vnet_grammar::Mac, vnet_grammar::Mac)> {
+        if self.len < 14 {
+            return None;
+        }
+        let f = self.frame();
+        let mut dst = [0u8; 6];
+        let mut src = [0u8; 6];
+        dst.copy_from_slice(&f[0..6]);
+        src.copy_from_slice(&f[6..12]);
+        Some((vnet_grammar::Mac(src), vnet_grammar::Mac(dst)))
+    }
+
+    /// Writes a TCP link message header in the headroom; returns the whole message.
+    pub fn tcp_message(&mut self, hop: u8) -> &[u8] {
+        let body = LINK_HDR + VNET_HDR_LEN + self.len;
+        let start = HEADROOM - LINK_HDR - 4;
+        self.buf[start..start + 4].copy_from_slice(&(body as u32).to_be_bytes());
+        self.buf[start + 4..HEADROOM].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
+        &self.buf[start..DATA + self.len]
+    }
+
+    /// Writes a UDP link header in the headroom; returns the datagram (unfragmented).
+    pub fn udp_message(&mut self, hop: u8) -> &[u8] {
+        let start = HEADROOM - LINK_HDR;
+        self.buf[start..HEADROOM].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
+        &self.buf[start..DATA + self.len]
+    }
+
+    /// Loads a received link FRAME body (`[vnet hdr] ‖ frame`) into this buffer.
+    pub fn load_body(&mut self, flags: u8, body: &[u8]) -> bool {
+        let (vnet, frame) = if flags & FLAG_VNET_HDR != 0 {
+            if body.len() < VNET_HDR_LEN {
+                return false;
+            }
+            body.split_at(VNET_HDR_LEN)
+        } else {
+            (&[][..], body)
+        };
+        if frame.len() < 14 || frame.len() > MAX_FRAME {
+            return false;
+        }
+        if vnet.is_empty() {
+            self.clear_vnet();
+        } else {
+            self.buf[HEADROOM..DATA].copy_from_slice(vnet);
+        }
+        self.buf[DATA..DATA + frame.len()].copy_from_slice(frame);
+        self.len = frame.len();
+        true
+    }
+}
+
+/// The virtio-net header (`struct virtio_net_hdr`, native endian as the kernel uses it for
+/// packet sockets and TAP devices on little-endian hosts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub hdr_len: u16,
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    pub fn decode(b: &[u8]) -> VnetHdr {
+        let u = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        }
+    }
+
+    pub fn encode(&self, b: &mut [u8]) {
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+    }
+
+    pub fn is_gso(&self) -> bool {
+        self.gso_type & !GSO_ECN != GSO_NONE
+    }
+}
+
+/// Completes a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`) in software.
+pub fn finish_checksum(frame: &mut [u8], h: &VnetHdr) -> io::Result<()> {
+    if h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM == 0 {
+        return Ok(());
+    }
+    let start = h.csum_start as usize;
+    let at = start + h.csum_offset as usize;
+    if at + 2 > frame.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "checksum offset past the frame",
+        ));
+    }
+    let sum = tun_rs::checksum(&frame[start..], 0);
+    let folded = !sum;
+    frame[at..at + 2].copy_from_slice(&folded.to_be_bytes());
+    Ok(())
+}
+
+/// Scratch space for software segmentation of GSO super-frames.
+pub struct Segmenter {
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+}
+
+impl Default for Segmenter {
+    fn default() -> Self {
+        Segmenter::new()
+    }
+}
+
+impl Segmenter {
+    pub fn new() -> Segmenter {
+        Segmenter {
+            bufs: Vec::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    /// Splits a TCP (v4/v6) or UDP-L4 GSO Ethernet frame into MTU-sized Ethernet frames with
+    /// correct checksums; returns how many, readable through [`Segmenter::segment`].
+    pub fn split(&mut self, frame: &mut [u8], h: &VnetHdr) -> io::Result<usize> {
+        const ETH: usize = 14;
+        if frame.len() < ETH + 20 || h.gso_size == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "bad GSO frame"));
+        }
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let is_v6 = match ethertype {
+            0x0800 => false,
+            0x86dd => true,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "GSO frame is not IP",
+                ))
+            }
+        };
+        let (csum_start, hdr_len) = (h.csum_start as usize, h.hdr_len as usize);
+        if csum_start < ETH || hdr_len < ETH {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "bad GSO offsets",
+            ));
+        }
+        // The kernel's hdr_len may be a hint only; recompute it from the transport header.
+        let hdr_len = match h.gso_type & !GSO_ECN {
+            GSO_TCPV4 | GSO_TCPV6 => {
+                let off = csum_start + 12;
+                if off >= frame.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "short TCP header",
+                    ));
+                }
+                csum_start + ((frame[off] >> 4) as usize) * 4
+            }
+            _ => hdr_len.max(csum_start + 8),
+        };
+        let ip_hdr = tun_rs::VirtioNetHdr {
+            flags: h.flags,
+            gso_type: h.gso_type & !GSO_ECN,
+            hdr_len: (hdr_len - ETH) as u16,
+            gso_size: h.gso_size,
+            csum_start: (csum_start - ETH) as u16,
+            csum_offset: h.csum_offset,
+        };
+        let payload = frame.len().saturating_sub(hdr_len);
+        let count = payload.div_ceil(h.gso_size as usize).max(1);
+        let seg_len = ETH + hdr_len + h.gso_size as usize;
+        if self.bufs.len() < count {
+            self.bufs.resize_with(count, Vec::new);
+            self.sizes.resize(count, 0);
+        }
+        for b in &mut self.bufs[..count] {
+            if b.len() < seg_len {
+                b.resize(seg_len, 0);
+            }
+        }
+        let (eth, ip) = frame.split_at_mut(ETH);
+        let n = tun_rs::gso_split(
+            ip,
+            ip_hdr,
+            &mut self.bufs[..count],
+            &mut self.sizes[..count],
+            ETH,
+            is_v6,
+        )?;
+        for b in &mut self.bufs[..n] {
+            b[..ETH].copy_from_slice(eth);
+        }
+        Ok(n)
+    }
+
+    pub fn segment(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..14 + self.sizes[i]]
+    }
+}
+
+/// Parses the 4-byte link header.
+pub fn parse_header(msg: &[u8]) -> Option<(u8, u8, u8)> {
+    if msg.len() < LINK_HDR || msg[0] != MAGIC {
+        return None;
+    }
+    Some((msg[1], msg[2], msg[3]))
+}
+
+/// A control message on a link: header and JSON body.
+pub fn link_control(kind: u8, body: &impl serde::Serialize) -> Vec<u8> {
+    let mut out = vec![MAGIC, kind, 0, 0];
+    // Serializing our own plain structs cannot fail.
+    out.extend_from_slice(&serde_json::to_vec(body).unwrap_or_default());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vnet_header_round_trips() {
+        let h = VnetHdr {
+            flags: 1,
+            gso_type: GSO_TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let mut b = [0u8; 10];
+        h.encode(&mut b);
+        assert_eq!(VnetHdr::decode(&b), h);
+        assert!(h.is_gso());
+    }
+
+    #[test]
+    fn a_tcp_super_frame_is_split_into_valid_segments() {
+        // Ethernet + IPv4 + TCP header + 4000 bytes of payload, checksum left partial.
+        let payload = 4000usize;
+        let mut f = vec![0u8; 14 + 20 + 20 + payload];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        let total = (20 + 20 + payload) as u16;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f[22] = 64;
+        f[23] = 6;
+        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+        f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+        f[34 + 12] = 5 << 4;
+        f[34 + 13] = 0x18;
+        for (i, b) in f[54..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let h = VnetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let mut s = Segmenter::new();
+        let n = s.split(&mut f, &h).unwrap();
+        assert_eq!(n, 3);
+        let mut seen = 0;
+        for i in 0..n {
+            let seg = s.segment(i);
+            let ip_len = u16::from_be_bytes([seg[16], seg[17]]) as usize;
+            assert_eq!(ip_len + 14, seg.len());
+            // The IPv4 header checksum verifies.
+            assert_eq!(tun_rs::checksum(&seg[14..34], 0), 0xffff);
+            seen += seg.len() - 54;
+        }
+        assert_eq!(seen, payload);
+    }
+}
