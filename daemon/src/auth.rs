@@ -99,10 +99,10 @@ impl Key {
     }
 }
 
-pub(crate) const CONTROL_CLIENT: &str = "vnet-control-client";
-pub(crate) const CONTROL_SERVER: &str = "vnet-control-server";
-pub(crate) const LINK_LISTENER: &str = "vnet-link-listener";
-pub(crate) const LINK_DIALER: &str = "vnet-link-dialer";
+pub const CONTROL_CLIENT: &str = "vnet-control-client";
+pub const CONTROL_SERVER: &str = "vnet-control-server";
+pub const LINK_LISTENER: &str = "vnet-link-listener";
+pub const LINK_DIALER: &str = "vnet-link-dialer";
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];

@@ -1,0 +1,277 @@
+//! Faults: daemons killed and restarted, garbage on the control port and on links.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+use vnet_daemon::auth::{hex, unhex};
+use vnet_daemon::link::{LinkChallenge, LinkHello, LinkProof};
+use vnet_daemon::{wire, LinkSpec};
+use vnet_grammar::ast::Transport;
+use vnet_grammar::model::{LinkDef, Match};
+use vnet_grammar::Mac;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// a —TCP (a dials)— b —UDP (c dials)— c; vm1 on a, vm2 on b, vm3 on c.
+fn chain(net: u8, dir: &TempDir) -> (Vnetd, Vnetd, Vnetd, Vm, Vm, Vm) {
+    let ip = |h: u8| format!("127.{net}.0.{h}");
+    let a = Vnetd::start(
+        dir.path(),
+        "a",
+        &format!("{}:7000", ip(1)),
+        &[&format!("vm=dgram:{}:6000", ip(1))],
+    );
+    let b = Vnetd::start(
+        dir.path(),
+        "b",
+        &format!("{}:7000", ip(2)),
+        &[&format!("vm=dgram:{}:6000", ip(2))],
+    );
+    let c = Vnetd::start(
+        dir.path(),
+        "c",
+        &format!("{}:7000", ip(3)),
+        &[&format!("vm=dgram:{}:6000", ip(3))],
+    );
+    connect(Transport::Tcp, &a, &b);
+    connect(Transport::Udp, &c, &b);
+    let vm1 = Vm::new(
+        mac(1),
+        &format!("{}:6001", ip(1)),
+        &format!("{}:6000", ip(1)),
+    );
+    let vm2 = Vm::new(
+        mac(2),
+        &format!("{}:6001", ip(2)),
+        &format!("{}:6000", ip(2)),
+    );
+    let vm3 = Vm::new(
+        mac(3),
+        &format!("{}:6001", ip(3)),
+        &format!("{}:6000", ip(3)),
+    );
+    let mut ca = a.client();
+    ca.add_rule(to_iface(&a, Match::Any, Match::Exact(mac(1)), "vm"))
+        .unwrap();
+    ca.add_rule(edge(&a, Match::Any, Match::None, &b)).unwrap();
+    let mut cb = b.client();
+    cb.add_rule(to_iface(&b, Match::Any, Match::Exact(mac(2)), "vm"))
+        .unwrap();
+    cb.add_rule(edge(&b, Match::Any, Match::Exact(mac(1)), &a))
+        .unwrap();
+    cb.add_rule(edge(&b, Match::Any, Match::Exact(mac(3)), &c))
+        .unwrap();
+    let mut cc = c.client();
+    cc.add_rule(to_iface(&c, Match::Any, Match::Exact(mac(3)), "vm"))
+        .unwrap();
+    cc.add_rule(edge(&c, Match::Any, Match::None, &b)).unwrap();
+    wait_links_up(&[&a, &b, &c], Duration::from_secs(10));
+    for vm in [&vm1, &vm2, &vm3] {
+        vm.send(mac(99), b"hello");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    (a, b, c, vm1, vm2, vm3)
+}
+
+/// Sends until one arrives (links may take a moment to come back).
+fn eventually(from: &Vm, to: &Vm, dst: Mac, tag: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut i = 0;
+    while Instant::now() < deadline {
+        let p = format!("{tag} {i}");
+        from.send(dst, p.as_bytes());
+        if to.expect(p.as_bytes(), Duration::from_millis(200)) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[test]
+fn a_killed_daemon_comes_back_and_its_links_with_it() {
+    let dir = TempDir::new("kill");
+    let (mut a, mut b, c, vm1, vm2, vm3) = chain(31, &dir);
+    assert!(eventually(&vm1, &vm3, mac(3), "before", WAIT));
+    // Kill the middle daemon (the listener of both links) and start it again.
+    b.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    b.spawn(&[]);
+    // vm2's address is learned again from its first frame.
+    vm2.send(mac(99), b"hello again");
+    wait_links_up(&[&a, &b, &c], Duration::from_secs(15));
+    assert!(
+        eventually(
+            &vm1,
+            &vm3,
+            mac(3),
+            "after b restart",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        b.log_text()
+    );
+    assert!(eventually(
+        &vm3,
+        &vm1,
+        mac(1),
+        "back",
+        Duration::from_secs(10)
+    ));
+    assert!(eventually(
+        &vm1,
+        &vm2,
+        mac(2),
+        "to b",
+        Duration::from_secs(10)
+    ));
+    // Kill a dialer: it redials by itself when it comes back.
+    a.kill();
+    a.spawn(&[]);
+    vm1.send(mac(99), b"hello again");
+    wait_links_up(&[&a, &b, &c], Duration::from_secs(15));
+    assert!(eventually(
+        &vm3,
+        &vm1,
+        mac(1),
+        "after a restart",
+        Duration::from_secs(10)
+    ));
+    let la = links_of(&a);
+    assert!(la[0].up);
+}
+
+#[test]
+fn garbage_on_the_control_port_and_on_links_changes_nothing() {
+    let dir = TempDir::new("garbage");
+    let (_a, b, c, vm1, _vm2, vm3) = chain(32, &dir);
+    let rules_before = b.client().list_rules().unwrap();
+    let gen_before = b.client().status().unwrap().generation;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Control port: random bytes, oversized lengths, JSON junk, a hello then junk.
+    for i in 0..200 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let Ok(mut s) = TcpStream::connect(b.addr) else {
+            continue;
+        };
+        let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        let junk: Vec<u8> = (0..(rand() % 300)).map(|_| rand() as u8).collect();
+        let msg: Vec<u8> = match i % 5 {
+            0 => junk,
+            1 => [&(u32::MAX).to_be_bytes()[..], &junk].concat(),
+            2 => frame(b"{\"request\":\"change\",\"changes\":[{\"op\":\"delete_rule\"}]}"),
+            3 => [frame(br#"{"protocol":"vnet-control","version":1,"client_nonce":"00112233445566778899aabbccddeeff"}"#), frame(br#"{"proof":"00"}"#), frame(br#"{"id":1,"request":"shutdown"}"#)].concat(),
+            _ => [frame(&[wire::MAGIC, wire::KIND_HELLO, 0, 0]), junk].concat(),
+        };
+        let _ = s.write_all(&msg);
+        let mut sink = [0u8; 256];
+        let _ = s.read(&mut sink);
+    }
+    // UDP port: random datagrams, some with the link magic.
+    let u = UdpSocket::bind("127.32.0.9:0").unwrap();
+    for i in 0..2000 {
+        let mut d: Vec<u8> = (0..(rand() % 200 + 1)).map(|_| rand() as u8).collect();
+        if i % 2 == 0 {
+            d[0] = wire::MAGIC;
+        }
+        let _ = u.send_to(&d, b.addr);
+    }
+    // Still serving, tables intact, traffic flowing.
+    let mut cb = b.client();
+    assert_eq!(cb.list_rules().unwrap(), rules_before);
+    assert_eq!(cb.status().unwrap().generation, gen_before);
+    assert!(eventually(&vm1, &vm3, mac(3), "after garbage", WAIT));
+    let stats = cb.stats().unwrap();
+    assert!(
+        stats.drops.get("malformed").copied().unwrap_or(0) > 0,
+        "{stats:?}"
+    );
+    // An authenticated but misbehaving link peer: malformed frames are dropped and counted.
+    let rogue_link = LinkDef::new(Transport::Tcp, "rogue", "b", "rogue");
+    cb.add_link(LinkSpec {
+        link: rogue_link,
+        peer_addr: "127.32.0.8:7000".into(),
+    })
+    .unwrap();
+    let mut s = rogue_handshake(&b);
+    // A frame too short to be Ethernet, then a good frame to an unknown MAC, then bad magic.
+    s.write_all(&frame(&[wire::MAGIC, wire::KIND_FRAME, 16, 0, 1, 2, 3]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let rogue = cb
+        .list_links()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.peer == "rogue")
+        .unwrap();
+    assert!(rogue.up);
+    assert_eq!(rogue.counters.drops.get("malformed"), Some(&1));
+    s.write_all(&frame(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let rogue = cb
+        .list_links()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.peer == "rogue")
+        .unwrap();
+    assert!(!rogue.up, "a desynchronised stream is closed");
+    assert_eq!(rogue.counters.drops.get("malformed"), Some(&2));
+    assert!(eventually(&vm3, &vm1, mac(1), "still", WAIT));
+    let _ = c;
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    [&(payload.len() as u32).to_be_bytes()[..], payload].concat()
+}
+
+fn read_msg(s: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Dials `b` as the daemon "rogue", holding the key, and completes the link handshake.
+fn rogue_handshake(b: &Vnetd) -> TcpStream {
+    let key = key();
+    let mut s = TcpStream::connect(b.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let nd = [7u8; 32];
+    let hello = LinkHello {
+        from: "rogue".into(),
+        to: "b".into(),
+        transport: Transport::Tcp,
+        nonce: hex(&nd),
+    };
+    s.write_all(&frame(&wire::link_control(wire::KIND_HELLO, &hello)))
+        .unwrap();
+    let m = read_msg(&mut s);
+    assert_eq!(m[1], wire::KIND_CHALLENGE);
+    let c: LinkChallenge = serde_json::from_slice(&m[4..]).unwrap();
+    let nl = unhex(&c.nonce).unwrap();
+    let proof = key.sign("vnet-link-dialer", &[b"rogue", b"b", &nd, &nl]);
+    let p = LinkProof {
+        from: "rogue".into(),
+        proof: hex(&proof),
+    };
+    s.write_all(&frame(&wire::link_control(wire::KIND_PROOF, &p)))
+        .unwrap();
+    let m = read_msg(&mut s);
+    assert_eq!(m[1], wire::KIND_READY);
+    s
+}
