@@ -1,0 +1,222 @@
+//! End to end with network namespaces (root): two "VM" namespaces joined to two daemons
+//! through veth pairs (default offloads left on), the kernel's own `ping` and `iperf3`
+//! across the overlay, over a TCP link and over a UDP link.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use vnet_grammar::ast::Transport;
+use vnet_grammar::model::Match;
+use vnet_grammar::Mac;
+
+fn sh(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn sh_out(cmd: &str) -> (bool, String) {
+    match Command::new("sh").arg("-c").arg(cmd).output() {
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+fn prerequisites() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (network namespaces, veth, packet sockets)".into());
+    }
+    for cmd in ["ip", "ping", "iperf3"] {
+        if !have(cmd) {
+            return Some(format!(
+                "needs `{cmd}` (Debian packages iproute2 iputils-ping iperf3)"
+            ));
+        }
+    }
+    None
+}
+
+/// Two VM namespaces `vnt<tag>1`, `vnt<tag>2`, each with `eth0` (MAC 02:00:00:00:<tag>:0n,
+/// 10.<tag>.0.n/24) joined by a veth pair to `vnt<tag>h<n>` in this namespace. Removed on drop.
+struct Vms {
+    tag: u8,
+    servers: Vec<Child>,
+}
+
+impl Vms {
+    fn new(tag: u8) -> Vms {
+        let v = Vms {
+            tag,
+            servers: Vec::new(),
+        };
+        v.teardown();
+        for n in 1..=2 {
+            let ns = v.ns(n);
+            let host = v.host_if(n);
+            let cmds = [
+                format!("ip netns add {ns}"),
+                format!("ip link add {host} type veth peer name eth0 netns {ns}"),
+                format!("ip link set {host} up"),
+                format!("ip -n {ns} link set eth0 address {}", v.mac(n)),
+                format!("ip -n {ns} addr add 10.{tag}.0.{n}/24 dev eth0"),
+                format!("ip -n {ns} link set eth0 up"),
+                format!("ip -n {ns} link set lo up"),
+            ];
+            for c in cmds {
+                let (ok, out) = sh_out(&c);
+                assert!(ok, "{c}: {out}");
+            }
+        }
+        v
+    }
+    fn ns(&self, n: u8) -> String {
+        format!("vnt{}-{n}", self.tag)
+    }
+    fn host_if(&self, n: u8) -> String {
+        format!("vnt{}h{n}", self.tag)
+    }
+    fn mac(&self, n: u8) -> Mac {
+        Mac([0x02, 0, 0, 0, self.tag, n])
+    }
+    fn ip(&self, n: u8) -> String {
+        format!("10.{}.0.{n}", self.tag)
+    }
+    fn teardown(&self) {
+        for n in 1..=2 {
+            sh(&format!("ip netns del {}", self.ns(n)));
+            sh(&format!("ip link del {}", self.host_if(n)));
+        }
+    }
+    fn ping(&self, count: u32) -> (bool, String) {
+        sh_out(&format!(
+            "ip netns exec {} ping -c {count} -i 0.2 -W 2 {}",
+            self.ns(1),
+            self.ip(2)
+        ))
+    }
+    /// iperf3 TCP from VM 1 to VM 2 for `secs`; returns Gbit/s.
+    fn iperf(&mut self, secs: u32) -> Result<f64, String> {
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(2),
+                "iperf3",
+                "-s",
+                "-1",
+                "-B",
+                &self.ip(2),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.servers.push(server);
+        std::thread::sleep(Duration::from_millis(500));
+        let (ok, out) = sh_out(&format!(
+            "timeout {} ip netns exec {} iperf3 -c {} -t {secs} -J",
+            secs + 20,
+            self.ns(1),
+            self.ip(2)
+        ));
+        if !ok {
+            return Err(out);
+        }
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .map(|b| b / 1e9)
+            .ok_or_else(|| out.clone())
+    }
+}
+
+impl Drop for Vms {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        self.teardown();
+    }
+}
+
+fn overlay(tag: u8, transport: Transport) {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let dir = TempDir::new(&format!("ns{tag}"));
+    let mut vms = Vms::new(tag);
+    let a = Vnetd::start(
+        dir.path(),
+        "a",
+        &format!("127.{tag}.0.1:7000"),
+        &[&format!("{}=packet", vms.host_if(1))],
+    );
+    let b = Vnetd::start(
+        dir.path(),
+        "b",
+        &format!("127.{tag}.0.2:7000"),
+        &[&format!("{}=packet", vms.host_if(2))],
+    );
+    connect(transport, &a, &b);
+    for (d, me, other, peer) in [(&a, 1u8, 2u8, &b), (&b, 2, 1, &a)] {
+        let iface = vms.host_if(me);
+        let mut c = d.client();
+        c.add_rule(to_iface(d, Match::Any, Match::Exact(vms.mac(me)), &iface))
+            .unwrap();
+        c.add_rule(edge(d, Match::Any, Match::Exact(vms.mac(other)), peer))
+            .unwrap();
+        // Broadcast (ARP) both ways: both rules tie; split horizon removes where it came from.
+        c.add_rule(to_iface(
+            d,
+            Match::Any,
+            Match::Exact(Mac::BROADCAST),
+            &iface,
+        ))
+        .unwrap();
+        c.add_rule(edge(d, Match::Any, Match::Exact(Mac::BROADCAST), peer))
+            .unwrap();
+    }
+    wait_links_up(&[&a, &b], Duration::from_secs(10));
+    let (ok, out) = vms.ping(5);
+    assert!(
+        ok,
+        "ping across the overlay failed:\n{out}\n--- a\n{}\n--- b\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    eprintln!("{transport:?} link ping:\n{out}");
+    let gbps = vms
+        .iperf(3)
+        .unwrap_or_else(|e| panic!("iperf3 failed: {e}\n{}", a.log_text()));
+    eprintln!("{transport:?} link iperf3 TCP: {gbps:.2} Gbit/s");
+    assert!(gbps > 0.01, "throughput {gbps} Gbit/s");
+    // The frames crossed the daemons (not some other path).
+    let st = a.client().stats().unwrap();
+    let link = &st.links[0].1;
+    assert!(link.tx_frames > 100 && link.rx_frames > 100, "{st:?}");
+}
+
+#[test]
+fn ping_and_iperf3_over_a_tcp_link() {
+    overlay(41, Transport::Tcp);
+}
+
+#[test]
+fn ping_and_iperf3_over_a_udp_link() {
+    overlay(42, Transport::Udp);
+}
