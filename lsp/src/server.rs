@@ -1,0 +1,265 @@
+//! The language server: LSP requests and notifications dispatched to the feature modules,
+//! over the document store.
+
+use crate::document::{Document, Store};
+use crate::{actions, complete, convert, format, hover, navigate, rename, semantic, symbols};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tower_lsp_server::jsonrpc::{self, Result};
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer};
+
+pub struct Backend {
+    client: Client,
+    store: Store,
+    /// Set by `shutdown`; the process exits with 0 only when it was (LSP `exit`).
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Backend {
+    pub fn new(client: Client, shutdown: Arc<AtomicBool>) -> Backend {
+        Backend {
+            client,
+            store: Store::default(),
+            shutdown,
+        }
+    }
+
+    fn document(&self, uri: &Uri) -> Result<Arc<Document>> {
+        self.store.get(uri).ok_or_else(|| {
+            jsonrpc::Error::invalid_params(format!("document is not open: {}", uri.as_str()))
+        })
+    }
+
+    async fn publish(&self, doc: &Document) {
+        self.client
+            .publish_diagnostics(
+                doc.uri.clone(),
+                convert::diagnostics(doc),
+                Some(doc.version),
+            )
+            .await;
+    }
+
+    async fn log_error(&self, message: String) {
+        self.client.log_message(MessageType::ERROR, message).await;
+    }
+}
+
+pub fn capabilities() -> ServerCapabilities {
+    ServerCapabilities {
+        position_encoding: Some(PositionEncodingKind::UTF16),
+        text_document_sync: Some(TextDocumentSyncCapability::Options(
+            TextDocumentSyncOptions {
+                open_close: Some(true),
+                change: Some(TextDocumentSyncKind::INCREMENTAL),
+                ..TextDocumentSyncOptions::default()
+            },
+        )),
+        hover_provider: Some(HoverProviderCapability::Simple(true)),
+        completion_provider: Some(CompletionOptions::default()),
+        definition_provider: Some(OneOf::Left(true)),
+        references_provider: Some(OneOf::Left(true)),
+        document_highlight_provider: Some(OneOf::Left(true)),
+        document_symbol_provider: Some(OneOf::Left(true)),
+        code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+            code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+            ..CodeActionOptions::default()
+        })),
+        document_formatting_provider: Some(OneOf::Left(true)),
+        rename_provider: Some(OneOf::Right(RenameOptions {
+            prepare_provider: Some(true),
+            work_done_progress_options: WorkDoneProgressOptions::default(),
+        })),
+        folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+        semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
+            SemanticTokensOptions {
+                legend: semantic::legend(),
+                range: Some(true),
+                full: Some(SemanticTokensFullOptions::Bool(true)),
+                ..SemanticTokensOptions::default()
+            },
+        )),
+        ..ServerCapabilities::default()
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, _: InitializeParams) -> Result<InitializeResult> {
+        Ok(InitializeResult {
+            capabilities: capabilities(),
+            server_info: Some(ServerInfo {
+                name: "vnet-lsp".to_string(),
+                version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            }),
+            ..InitializeResult::default()
+        })
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.shutdown.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    // Each notification updates the store before its first `.await`, so notifications take
+    // effect in the order they arrived even though the server runs several at once.
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let item = params.text_document;
+        let doc = self
+            .store
+            .insert(Document::new(item.uri, item.version, item.text));
+        self.publish(&doc).await;
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let id = params.text_document;
+        match self
+            .store
+            .change(&id.uri, id.version, &params.content_changes)
+        {
+            Ok(doc) => self.publish(&doc).await,
+            Err(why) => {
+                self.log_error(format!("textDocument/didChange ignored: {why}"))
+                    .await
+            }
+        }
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let uri = params.text_document.uri;
+        if self.store.remove(&uri).is_none() {
+            self.log_error(format!(
+                "textDocument/didClose ignored: document is not open: {}",
+                uri.as_str()
+            ))
+            .await;
+            return;
+        }
+        self.client.publish_diagnostics(uri, Vec::new(), None).await;
+    }
+
+    async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        let at = params.text_document_position_params;
+        let doc = self.document(&at.text_document.uri)?;
+        let offset = convert::offset(&doc, at.position)?;
+        Ok(hover::hover(&doc, offset))
+    }
+
+    async fn goto_definition(
+        &self,
+        params: GotoDefinitionParams,
+    ) -> Result<Option<GotoDefinitionResponse>> {
+        let at = params.text_document_position_params;
+        let doc = self.document(&at.text_document.uri)?;
+        let offset = convert::offset(&doc, at.position)?;
+        Ok(navigate::definition(&doc, offset).map(GotoDefinitionResponse::Scalar))
+    }
+
+    async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
+        let at = params.text_document_position;
+        let doc = self.document(&at.text_document.uri)?;
+        let offset = convert::offset(&doc, at.position)?;
+        Ok(navigate::references(
+            &doc,
+            offset,
+            params.context.include_declaration,
+        ))
+    }
+
+    async fn document_highlight(
+        &self,
+        params: DocumentHighlightParams,
+    ) -> Result<Option<Vec<DocumentHighlight>>> {
+        let at = params.text_document_position_params;
+        let doc = self.document(&at.text_document.uri)?;
+        let offset = convert::offset(&doc, at.position)?;
+        Ok(navigate::highlights(&doc, offset))
+    }
+
+    async fn prepare_rename(
+        &self,
+        params: TextDocumentPositionParams,
+    ) -> Result<Option<PrepareRenameResponse>> {
+        let doc = self.document(&params.text_document.uri)?;
+        let offset = convert::offset(&doc, params.position)?;
+        rename::prepare(&doc, offset).map(Some)
+    }
+
+    async fn rename(&self, params: RenameParams) -> Result<Option<WorkspaceEdit>> {
+        let at = params.text_document_position;
+        let doc = self.document(&at.text_document.uri)?;
+        let offset = convert::offset(&doc, at.position)?;
+        rename::rename(&doc, offset, &params.new_name).map(Some)
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let at = params.text_document_position;
+        let doc = self.document(&at.text_document.uri)?;
+        let offset = convert::offset(&doc, at.position)?;
+        Ok(Some(CompletionResponse::Array(complete::complete(
+            &doc, offset,
+        ))))
+    }
+
+    async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
+        let doc = self.document(&params.text_document.uri)?;
+        format::format(&doc).map(Some)
+    }
+
+    async fn document_symbol(
+        &self,
+        params: DocumentSymbolParams,
+    ) -> Result<Option<DocumentSymbolResponse>> {
+        let doc = self.document(&params.text_document.uri)?;
+        Ok(Some(DocumentSymbolResponse::Nested(
+            symbols::document_symbols(&doc),
+        )))
+    }
+
+    async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {
+        let doc = self.document(&params.text_document.uri)?;
+        Ok(Some(symbols::folding_ranges(&doc)))
+    }
+
+    async fn semantic_tokens_full(
+        &self,
+        params: SemanticTokensParams,
+    ) -> Result<Option<SemanticTokensResult>> {
+        let doc = self.document(&params.text_document.uri)?;
+        Ok(Some(SemanticTokensResult::Tokens(SemanticTokens {
+            result_id: None,
+            data: semantic::tokens(&doc, None),
+        })))
+    }
+
+    async fn semantic_tokens_range(
+        &self,
+        params: SemanticTokensRangeParams,
+    ) -> Result<Option<SemanticTokensRangeResult>> {
+        let doc = self.document(&params.text_document.uri)?;
+        let span = convert::span(&doc, params.range)?;
+        Ok(Some(SemanticTokensRangeResult::Tokens(SemanticTokens {
+            result_id: None,
+            data: semantic::tokens(&doc, Some(span)),
+        })))
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let doc = self.document(&params.text_document.uri)?;
+        let span = convert::span(&doc, params.range)?;
+        let wanted = params.context.only.as_ref().is_none_or(|only| {
+            only.iter()
+                .any(|kind| CodeActionKind::QUICKFIX.as_str().starts_with(kind.as_str()))
+        });
+        if !wanted {
+            return Ok(Some(Vec::new()));
+        }
+        let actions = actions::quick_fixes(&doc, span);
+        Ok(Some(
+            actions
+                .into_iter()
+                .map(CodeActionOrCommand::CodeAction)
+                .collect(),
+        ))
+    }
+}
