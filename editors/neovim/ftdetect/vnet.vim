@@ -1,0 +1,2 @@
+" VNET overlay descriptions.
+autocmd BufRead,BufNewFile *.vnet setfiletype vnet
