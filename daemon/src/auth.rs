@@ -122,7 +122,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     let b = text.as_bytes();
-    if b.len() % 2 != 0 || b.len() > 1024 {
+    if !b.len().is_multiple_of(2) || b.len() > 1024 {
         return None;
     }
     let digit = |c: u8| match c {

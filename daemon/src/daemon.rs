@@ -32,6 +32,8 @@ pub struct Config {
     pub fresh: bool,
     /// The largest UDP link datagram; larger frames are fragmented.
     pub udp_datagram: usize,
+    /// Flush the tables to disk (fsync) before acknowledging a change.
+    pub fsync: bool,
 }
 
 /// A forwarding destination.
@@ -166,7 +168,7 @@ impl Daemon {
             tracing::info!(generation, "tables reloaded");
         } else {
             let p = d.persisted();
-            store::save(&d.cfg.state_dir, &p)?;
+            store::save(&d.cfg.state_dir, &p, d.cfg.fsync)?;
         }
         Ok((d, listener))
     }
@@ -1431,9 +1433,11 @@ impl Daemon {
             if effective.iter().any(|e| *e) {
                 ctl.generation += 1;
                 if persist {
-                    if let Err(err) =
-                        store::save(&self.cfg.state_dir, &persisted_of(&self.cfg.name, &ctl))
-                    {
+                    if let Err(err) = store::save(
+                        &self.cfg.state_dir,
+                        &persisted_of(&self.cfg.name, &ctl),
+                        self.cfg.fsync,
+                    ) {
                         ctl.generation -= 1;
                         (ctl.links, ctl.bound) = before;
                         for (added, r) in undo_rules.into_iter().rev() {

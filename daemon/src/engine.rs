@@ -492,12 +492,7 @@ mod tests {
                     _ => unreachable!(),
                 }
             };
-            assert_eq!(
-                got,
-                [expected.clone()],
-                "with {} rules left",
-                remaining.len()
-            );
+            assert_eq!(got, [expected], "with {} rules left", remaining.len());
             remaining.remove(0);
         }
         // A NOT that excludes the address does not match; a frame from 3 to 3 matches only
