@@ -8,6 +8,9 @@ pub mod fmt;
 pub mod lexer;
 pub mod mac;
 pub mod model;
+pub mod route;
+#[doc(hidden)]
+pub mod gen;
 pub mod parse;
 pub mod span;
 

@@ -1,0 +1,448 @@
+//! The network as the flow analysis sees it: one forwarding table per daemon, the classes of
+//! frames each daemon can tell apart, and a cache of the decisions for those classes.
+//!
+//! Matching only compares a frame's addresses with the MACs written in rules, so a daemon
+//! cannot tell apart two source addresses its rules do not name (nor two such destinations).
+//! A *local class* is therefore either a MAC the daemon's rules name, or `None`: every other
+//! address, stood for by [`Net::other`], a MAC no rule anywhere names. Every decision goes
+//! through [`Table::decide_into`], the one implementation of SPEC 2.4.
+
+use crate::mac::Mac;
+use crate::model::{Decision, Match, Priority, RuleDef, State, Table, Target};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+
+pub(super) type NodeId = u32;
+
+/// A daemon-local class of addresses: a MAC the daemon's rules name, or `None` for all others.
+pub(super) type Local = Option<Mac>;
+
+/// Where a rule sends frames, as the analysis needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tgt {
+    /// Over an existing link to this daemon.
+    Link(NodeId),
+    /// Over a link to this daemon that is not in the state (V106): the frame goes nowhere.
+    Missing(NodeId),
+    /// Into a local interface (interned name).
+    Iface(u32),
+}
+
+/// One daemon: its table, and the MACs its rules name.
+pub(super) struct Node<'s> {
+    pub name: &'s str,
+    pub table: Table<Tgt>,
+    /// The rule behind each table index.
+    pub rules: Vec<&'s RuleDef>,
+    /// MACs named in source fields (exact or `NOT`), sorted.
+    pub srcs: Vec<Mac>,
+    /// MACs named in destination fields (exact or `NOT`), sorted.
+    pub dsts: Vec<Mac>,
+    /// Rules with an exact destination, as (destination as a number, table index), sorted.
+    exact: Vec<(u64, u32)>,
+    /// Rules whose destination is `NOT`, `ANY` or `NONE`.
+    generic: Vec<u32>,
+    /// Sources named by the generic rules, sorted.
+    generic_srcs: Vec<Mac>,
+}
+
+impl Node<'_> {
+    pub fn names_src(&self, mac: Mac) -> bool {
+        contains(&self.srcs, mac)
+    }
+
+    pub fn names_dst(&self, mac: Mac) -> bool {
+        contains(&self.dsts, mac)
+    }
+
+    /// The local class of a global source class (`None` = an address no rule names).
+    pub fn local_src(&self, src: Local) -> Local {
+        src.filter(|m| self.names_src(*m))
+    }
+
+    pub fn local_dst(&self, dst: Local) -> Local {
+        dst.filter(|m| self.names_dst(*m))
+    }
+
+    /// The table indices of the rules whose destination field can match `dst`.
+    fn rules_for_dst(&self, dst: Local) -> impl Iterator<Item = u32> + '_ {
+        let exact = match dst {
+            Some(mac) => self.exact_for(mac),
+            None => &[],
+        };
+        exact
+            .iter()
+            .map(|(_, i)| *i)
+            .chain(self.generic.iter().copied())
+    }
+
+    /// The sources that can change this daemon's decision for destination class `dst`: those
+    /// named by a rule whose destination is `dst` or generic. Any other source decides as the
+    /// class `None` does, because the rules that could match never look at it.
+    pub fn relevant_srcs(&self, dst: Local) -> Cow<'_, [Mac]> {
+        let Some(mac) = dst else {
+            return Cow::Borrowed(&self.generic_srcs);
+        };
+        let named = self
+            .exact_for(mac)
+            .iter()
+            .filter_map(|(_, index)| self.table.rule(*index).0.mac());
+        let mut out: Vec<Mac> = named.collect();
+        if out.is_empty() {
+            return Cow::Borrowed(&self.generic_srcs);
+        }
+        out.extend_from_slice(&self.generic_srcs);
+        sort_macs(&mut out);
+        Cow::Owned(out)
+    }
+
+    /// The exact-destination rules for `mac`.
+    fn exact_for(&self, mac: Mac) -> &[(u64, u32)] {
+        let key = mac.to_u64();
+        let from = self.exact.partition_point(|(m, _)| *m < key);
+        let to = from + self.exact[from..].partition_point(|(m, _)| *m == key);
+        &self.exact[from..to]
+    }
+}
+
+/// One decision, as the graph analyses need it.
+#[derive(Debug, Default)]
+pub(super) struct Dec {
+    /// The daemons the frame is sent to over existing links, sorted, each with the first rule
+    /// (table index) that sends it there.
+    pub links: Vec<(NodeId, u32)>,
+}
+
+impl Dec {
+    pub fn rule_to(&self, peer: NodeId) -> Option<u32> {
+        self.links
+            .binary_search_by_key(&peer, |(p, _)| *p)
+            .ok()
+            .map(|at| self.links[at].1)
+    }
+}
+
+/// Decisions by (daemon, local source class, local destination class).
+type DecCache = HashMap<(NodeId, Local, Local), Rc<Dec>, FxBuild>;
+
+pub(super) struct Net<'s> {
+    pub nodes: Vec<Node<'s>>,
+    /// A MAC that no rule names: the representative of every unnamed address.
+    pub other: Mac,
+    /// Every MAC named in some destination field, sorted.
+    pub dsts: Vec<Mac>,
+    /// For each named destination, the daemons whose rules name it.
+    pub dst_namers: HashMap<Mac, Vec<NodeId>, FxBuild>,
+    cache: RefCell<DecCache>,
+    scratch: RefCell<Decision>,
+}
+
+impl<'s> Net<'s> {
+    pub fn new(state: &'s State) -> Net<'s> {
+        let mut builder = Builder::default();
+        for host in &state.hosts {
+            builder.intern(&host.machine);
+        }
+        for link in state.links.values() {
+            let (a, b) = (builder.intern(&link.a), builder.intern(&link.b));
+            builder.links.insert((a.min(b), a.max(b)));
+        }
+        for rule in &state.rules {
+            let daemon = builder.intern(&rule.daemon);
+            let target = builder.target(daemon, rule);
+            builder.pending[daemon as usize].push((rule, target));
+        }
+        builder.finish()
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node<'s> {
+        &self.nodes[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The concrete MAC that stands for a local class.
+    pub fn rep(&self, class: Local) -> Mac {
+        class.unwrap_or(self.other)
+    }
+
+    /// The daemons a decision of daemon `n` sends to over existing links, each with the
+    /// first rule (table index) that sends it there; a peer may repeat when rules tie.
+    pub fn links_of<'d>(
+        &'d self,
+        n: NodeId,
+        decision: &'d Decision,
+    ) -> impl Iterator<Item = (NodeId, u32)> + 'd {
+        let table = &self.node(n).table;
+        decision
+            .rules
+            .iter()
+            .filter_map(move |&index| match table.target(index) {
+                Tgt::Link(peer) => Some((*peer, index)),
+                _ => None,
+            })
+    }
+
+    /// The decision of daemon `n` for a frame of local classes (`src`, `dst`), cached.
+    pub fn dec(&self, n: NodeId, src: Local, dst: Local) -> Rc<Dec> {
+        if let Some(dec) = self.cache.borrow().get(&(n, src, dst)) {
+            return Rc::clone(dec);
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        self.node(n)
+            .table
+            .decide_into(self.rep(src), self.rep(dst), &mut scratch);
+        let mut dec = Dec::default();
+        for (peer, index) in self.links_of(n, &scratch) {
+            if !dec.links.iter().any(|(p, _)| *p == peer) {
+                dec.links.push((peer, index));
+            }
+        }
+        dec.links.sort_unstable();
+        let dec = Rc::new(dec);
+        self.cache
+            .borrow_mut()
+            .insert((n, src, dst), Rc::clone(&dec));
+        dec
+    }
+
+    /// The decision of daemon `n` for a frame of global classes (`src`, `dst`).
+    pub fn dec_global(&self, n: NodeId, src: Local, dst: Local) -> Rc<Dec> {
+        let node = self.node(n);
+        self.dec(n, node.local_src(src), node.local_dst(dst))
+    }
+
+    /// A superset of the daemons that `n` sends frames of destination class `dst` to, whatever
+    /// their source: the links of the rules that match `dst` and are not beaten for every
+    /// source by a rule with source `ANY` (which matches them all). It bounds the search for
+    /// loops cheaply; the loops themselves are then confirmed with exact decisions.
+    pub fn bound(&self, n: NodeId, dst: Local) -> Vec<NodeId> {
+        let node = self.node(n);
+        let rep = self.rep(dst);
+        let matching = || {
+            node.rules_for_dst(dst)
+                .filter(move |i| node.table.rule(*i).1.matches(rep))
+        };
+        let floor = matching()
+            .filter_map(|i| {
+                let (src, dst, _) = node.table.rule(i);
+                (src == Match::Any).then(|| Priority::of(src, dst))
+            })
+            .max();
+        let mut out: Vec<NodeId> = matching()
+            .filter_map(|i| {
+                let (src, dst, target) = node.table.rule(i);
+                match target {
+                    Tgt::Link(peer) if floor.is_none_or(|f| Priority::of(src, dst) >= f) => {
+                        Some(*peer)
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The rule behind a table index of daemon `n`.
+    pub fn rule(&self, n: NodeId, index: u32) -> &'s RuleDef {
+        self.node(n).rules[index as usize]
+    }
+}
+
+#[derive(Default)]
+struct Builder<'s> {
+    names: Vec<&'s str>,
+    ids: HashMap<&'s str, NodeId, FxBuild>,
+    ifaces: HashMap<&'s str, u32, FxBuild>,
+    /// The links of the state, as sorted pairs.
+    links: HashSet<(NodeId, NodeId), FxBuild>,
+    pending: Vec<Vec<(&'s RuleDef, Tgt)>>,
+}
+
+impl<'s> Builder<'s> {
+    fn intern(&mut self, name: &'s str) -> NodeId {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as NodeId;
+        self.names.push(name);
+        self.ids.insert(name, id);
+        self.pending.push(Vec::new());
+        id
+    }
+
+    fn target(&mut self, daemon: NodeId, rule: &'s RuleDef) -> Tgt {
+        match &rule.target {
+            Target::Link { peer } => {
+                let peer = self.intern(peer);
+                if self.links.contains(&(daemon.min(peer), daemon.max(peer))) {
+                    Tgt::Link(peer)
+                } else {
+                    Tgt::Missing(peer)
+                }
+            }
+            Target::Interface { name } => {
+                let next = self.ifaces.len() as u32;
+                Tgt::Iface(*self.ifaces.entry(name).or_insert(next))
+            }
+        }
+    }
+
+    fn finish(self) -> Net<'s> {
+        let mut all_srcs = Vec::new();
+        let mut all_dsts = Vec::new();
+        let mut dst_namers: HashMap<Mac, Vec<NodeId>, FxBuild> = HashMap::default();
+        let mut nodes = Vec::with_capacity(self.names.len());
+        for (id, (name, rules)) in self.names.into_iter().zip(self.pending).enumerate() {
+            let node = build_node(name, rules);
+            all_srcs.extend_from_slice(&node.srcs);
+            all_dsts.extend_from_slice(&node.dsts);
+            for mac in &node.dsts {
+                dst_namers.entry(*mac).or_default().push(id as NodeId);
+            }
+            nodes.push(node);
+        }
+        sort_macs(&mut all_dsts);
+        sort_macs(&mut all_srcs);
+        let other = unnamed_mac(&all_srcs, &all_dsts);
+        Net {
+            nodes,
+            other,
+            dsts: all_dsts,
+            dst_namers,
+            cache: RefCell::default(),
+            scratch: RefCell::default(),
+        }
+    }
+}
+
+fn build_node<'s>(name: &'s str, rules: Vec<(&'s RuleDef, Tgt)>) -> Node<'s> {
+    let mut node = Node {
+        name,
+        table: Table::new(),
+        rules: Vec::with_capacity(rules.len()),
+        srcs: Vec::new(),
+        dsts: Vec::new(),
+        exact: Vec::new(),
+        generic: Vec::new(),
+        generic_srcs: Vec::new(),
+    };
+    for (rule, target) in rules {
+        let index = node.table.insert(rule.src, rule.dst, target);
+        // Distinct rules of the state never collide in the table (the target is part of the
+        // rule), but stay safe if they ever did: keep the first rule for the index.
+        if index as usize == node.rules.len() {
+            node.rules.push(rule);
+        } else {
+            continue;
+        }
+        node.srcs.extend(rule.src.mac());
+        node.dsts.extend(rule.dst.mac());
+        match rule.dst {
+            Match::Exact(mac) => node.exact.push((mac.to_u64(), index)),
+            _ => {
+                node.generic.push(index);
+                node.generic_srcs.extend(rule.src.mac());
+            }
+        }
+    }
+    for list in [&mut node.srcs, &mut node.dsts, &mut node.generic_srcs] {
+        sort_macs(list);
+    }
+    node.exact.sort_unstable();
+    node
+}
+
+/// A locally administered unicast MAC that no rule names: it stands for every unnamed address.
+fn unnamed_mac(srcs: &[Mac], dsts: &[Mac]) -> Mac {
+    // Only finitely many MACs are named, so the scan ends within srcs + dsts + 1 steps.
+    let mut candidate = Mac([0x02, 0, 0, 0, 0, 0]).to_u64();
+    loop {
+        let mac = mac_from_u64(candidate);
+        if !contains(srcs, mac) && !contains(dsts, mac) {
+            return mac;
+        }
+        candidate += 1;
+    }
+}
+
+/// Sorts and dedups MACs. Comparing them as numbers gives the same order as their derived
+/// `Ord` (bytes, big-endian) and is much cheaper than a slice comparison.
+pub(super) fn sort_macs(list: &mut Vec<Mac>) {
+    list.sort_unstable_by_key(|m| m.to_u64());
+    list.dedup();
+}
+
+/// Binary search in a list sorted by [`sort_macs`].
+pub(super) fn contains(sorted: &[Mac], mac: Mac) -> bool {
+    let key = mac.to_u64();
+    sorted.binary_search_by_key(&key, |m| m.to_u64()).is_ok()
+}
+
+fn mac_from_u64(value: u64) -> Mac {
+    let b = value.to_be_bytes();
+    Mac([b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// A small fast hasher (FxHash) for the analysis' integer and MAC keys; the keys come from the
+/// analysed file, not from an adversary that could exploit collisions across runs.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        // The multiply only carries entropy upwards, and hashbrown picks buckets with the low
+        // bits: names like `host0001`…`host1999` differ in their high bytes. Mix (MurmurHash3's
+        // finaliser) so every input bit reaches the low ones.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ h >> 33
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            self.add(rest.iter().rev().fold(0u64, |w, b| w << 8 | *b as u64));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(n as u64);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub(super) type FxBuild = BuildHasherDefault<Fx>;

@@ -1,0 +1,124 @@
+//! V205: rules that can never fire. A rule fires for a frame when it is among the matching
+//! rules of the highest priority; ties fire together, so only a strictly higher priority
+//! outranks. A rule never fires when it is outranked on every class of frames it matches.
+//!
+//! The classes are the daemon's own (its named MACs and `None`), and for a destination class
+//! only the sources named by the rules that can match it decide on their own. The class most
+//! likely to let the rule fire is tried first (its own exact MACs, else the unnamed ones), so
+//! on realistic files one decision per rule settles it.
+
+use super::net::{Local, Net, NodeId, Tgt};
+use super::{describe, Reporter};
+use crate::diag::{Code, Diagnostic};
+use crate::mac::Mac;
+use crate::model::{Decision, Match};
+
+/// Classes tried per rule before giving up (and not warning): bounds adversarial daemons that
+/// name thousands of MACs on both sides.
+const PAIR_LIMIT: usize = 4096;
+
+pub(super) fn find_outranked(net: &Net, report: &mut Reporter) {
+    let mut decision = Decision::default();
+    for n in 0..net.len() as NodeId {
+        let node = net.node(n);
+        for (index, src, dst, target) in node.table.iter() {
+            if matches!(target, Tgt::Missing(_)) {
+                continue; // V106 already; its priority is not the problem.
+            }
+            if let Some((s, d, winner)) = outranked(net, n, index, src, dst, &mut decision) {
+                report_outranked(net, n, index, winner, s, d, report);
+                if report.full() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The classes a field matches among the daemon's `named` MACs and `None`, best guess first.
+fn classes(field: Match, named: &[Mac]) -> Vec<Local> {
+    match field {
+        Match::Exact(mac) => vec![Some(mac)],
+        Match::Not(mac) => std::iter::once(None)
+            .chain(named.iter().copied().filter(|m| *m != mac).map(Some))
+            .collect(),
+        Match::Any | Match::None => std::iter::once(None)
+            .chain(named.iter().copied().map(Some))
+            .collect(),
+    }
+}
+
+/// `Some((src, dst, winner))` when every class the rule matches has a strictly better rule;
+/// the class and winner returned are the first ones found.
+fn outranked(
+    net: &Net,
+    n: NodeId,
+    index: u32,
+    src: Match,
+    dst: Match,
+    decision: &mut Decision,
+) -> Option<(Local, Local, u32)> {
+    let node = net.node(n);
+    // The class the rule was most likely written for: its own MACs, else the unnamed ones.
+    let (s0, d0) = (exact(src), exact(dst));
+    node.table.decide_into(net.rep(s0), net.rep(d0), decision);
+    if decision.rules.contains(&index) {
+        return None;
+    }
+    let mut first: Option<(Local, Local, u32)> = decision.rules.first().map(|w| (s0, d0, *w));
+    let mut tried = 0usize;
+    for d in classes(dst, &node.dsts) {
+        let relevant = node.relevant_srcs(d);
+        for s in classes(src, &relevant) {
+            tried += 1;
+            if tried > PAIR_LIMIT {
+                return None;
+            }
+            node.table.decide_into(net.rep(s), net.rep(d), decision);
+            if decision.rules.contains(&index) {
+                return None;
+            }
+            let winner = *decision.rules.first()?;
+            first.get_or_insert((s, d, winner));
+        }
+    }
+    first
+}
+
+fn exact(field: Match) -> Local {
+    match field {
+        Match::Exact(mac) => Some(mac),
+        _ => None,
+    }
+}
+
+fn report_outranked(
+    net: &Net,
+    n: NodeId,
+    index: u32,
+    winner: u32,
+    src: Local,
+    dst: Local,
+    report: &mut Reporter,
+) {
+    let rule = net.rule(n, index);
+    let Some(span) = report.rule_span(rule) else {
+        return;
+    };
+    let better = net.rule(n, winner);
+    let mut d = Diagnostic::new(
+        Code::V205,
+        span,
+        format!(
+            "rule can never fire: every frame it matches on `{}` is taken by a rule of higher priority (for example, frames from {} to {} take `{better}`)",
+            net.node(n).name,
+            describe(src),
+            describe(dst)
+        ),
+    )
+    .with_help("the most specific matching rules fire (exact > NOT > ANY > NONE, destination first); delete this rule or make it more specific");
+    if let Some(better_span) = report.rule_span(better) {
+        d = d.with_related(better_span, "this rule outranks it");
+    }
+    report.push(d);
+}
