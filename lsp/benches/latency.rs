@@ -3,7 +3,8 @@
 //!
 //! It spawns the real `vnet-lsp` binary, opens the file, then types: each round sends one
 //! `didChange` with a one-character edit and waits for the `publishDiagnostics` of that
-//! version. It prints the latency percentiles and the server's resident memory.
+//! version; then it types in bursts of eight changes sent back to back. It prints the
+//! latency percentiles and the server's resident memory.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 const LINES: usize = 10_000;
 const ROUNDS: usize = 60;
+const BURSTS: usize = 10;
 const URI: &str = "file:///bench/big.vnet";
 
 /// A 10,000-line program: 100 daemons in a star around the Proxy, each with its VMs' MACs
@@ -115,6 +117,28 @@ fn main() {
             name.push(took)
         }
     }
+    // Bursts: eight keystrokes sent back to back (a fast typist, or a paste in pieces), timed
+    // from the last keystroke to the diagnostics of the final version.
+    let mut bursts = Vec::new();
+    for burst in 0..BURSTS {
+        let typing = burst % 2 == 0;
+        let mut last_sent = Instant::now();
+        for k in 0..8u32 {
+            let change = if typing {
+                json!({"range": range(comment_line, 12 + k, comment_line, 12 + k), "text": "x"})
+            } else {
+                json!({"range": range(comment_line, 12, comment_line, 13), "text": ""})
+            };
+            version += 1;
+            last_sent = Instant::now();
+            lsp.notify(
+                "textDocument/didChange",
+                json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [change]}),
+            );
+        }
+        lsp.diagnostics(URI, version);
+        bursts.push(last_sent.elapsed());
+    }
     let rss = rss_kib(pid, "VmRSS:").unwrap_or(0);
     let peak = rss_kib(pid, "VmHWM:").unwrap_or(0);
     assert!(lsp.shutdown().success());
@@ -131,6 +155,7 @@ fn main() {
     for (what, mut samples) in [
         ("edit in a comment", comment),
         ("edit in a machine name", name),
+        ("burst of 8, from the last", bursts),
     ] {
         samples.sort();
         println!(

@@ -19,5 +19,6 @@ pub mod semantic;
 pub mod server;
 pub mod symbols;
 pub mod transport;
+pub mod worker;
 
 pub use server::Backend;

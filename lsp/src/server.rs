@@ -1,8 +1,10 @@
 //! The language server: LSP requests and notifications dispatched to the feature modules,
 //! over the document store.
 
-use crate::document::{Document, Store};
-use crate::{actions, complete, convert, format, hover, navigate, rename, semantic, symbols};
+use crate::document::{Document, Finished, Store};
+use crate::{
+    actions, complete, convert, format, hover, navigate, rename, semantic, symbols, worker,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tower_lsp_server::jsonrpc::{self, Result};
@@ -10,8 +12,16 @@ use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer};
 
 pub struct Backend {
+    shared: Arc<Shared>,
+}
+
+/// What the server's tasks share: the client, the documents, and the order of publishing.
+struct Shared {
     client: Client,
     store: Store,
+    /// Held while publishing, so a file's diagnostics never overtake its close (or a newer
+    /// version's diagnostics).
+    publishing: tokio::sync::Mutex<()>,
     /// Set by `shutdown`; the process exits with 0 only when it was (LSP `exit`).
     shutdown: Arc<AtomicBool>,
 }
@@ -19,30 +29,74 @@ pub struct Backend {
 impl Backend {
     pub fn new(client: Client, shutdown: Arc<AtomicBool>) -> Backend {
         Backend {
-            client,
-            store: Store::default(),
-            shutdown,
+            shared: Arc::new(Shared {
+                client,
+                store: Store::default(),
+                publishing: tokio::sync::Mutex::new(()),
+                shutdown,
+            }),
         }
     }
 
-    fn document(&self, uri: &Uri) -> Result<Arc<Document>> {
-        self.store.get(uri).ok_or_else(|| {
-            jsonrpc::Error::invalid_params(format!("document is not open: {}", uri.as_str()))
-        })
-    }
-
-    async fn publish(&self, doc: &Document) {
-        self.client
-            .publish_diagnostics(
-                doc.uri.clone(),
-                convert::diagnostics(doc),
-                Some(doc.version),
-            )
-            .await;
+    async fn document(&self, uri: &Uri) -> Result<Arc<Document>> {
+        self.shared
+            .store
+            .current(uri)
+            .await
+            .map_err(jsonrpc::Error::invalid_params)
     }
 
     async fn log_error(&self, message: String) {
-        self.client.log_message(MessageType::ERROR, message).await;
+        self.shared
+            .client
+            .log_message(MessageType::ERROR, message)
+            .await;
+    }
+
+    /// Starts the task that analyses `uri` until its analysis is current, and publishes it.
+    fn analyse(&self, uri: Uri) {
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move { shared.analyse(uri).await });
+    }
+}
+
+impl Shared {
+    async fn analyse(&self, uri: Uri) {
+        loop {
+            let Some((text, version)) = self.store.snapshot(&uri) else {
+                return;
+            };
+            let for_task = uri.clone();
+            // Off the event loop: requests and notifications go on meanwhile. A panic in the
+            // analysis is caught here and reported; the server goes on.
+            let analysed = worker::analyse(for_task, version, text).await;
+            let failed = analysed.is_none();
+            match self.store.finish(&uri, version, analysed) {
+                Finished::Stale => continue,
+                Finished::Gone if failed => {
+                    let message = format!(
+                        "the analysis of {} (version {version}) failed",
+                        uri.as_str()
+                    );
+                    self.client.log_message(MessageType::ERROR, message).await;
+                    return;
+                }
+                Finished::Gone => return,
+                Finished::Current(doc) => {
+                    let _order = self.publishing.lock().await;
+                    if self.store.is_current(&uri, doc.version) {
+                        self.client
+                            .publish_diagnostics(
+                                doc.uri.clone(),
+                                convert::diagnostics(&doc),
+                                Some(doc.version),
+                            )
+                            .await;
+                    }
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -97,7 +151,7 @@ impl LanguageServer for Backend {
     }
 
     async fn shutdown(&self) -> Result<()> {
-        self.shutdown.store(true, Ordering::SeqCst);
+        self.shared.shutdown.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -105,19 +159,24 @@ impl LanguageServer for Backend {
     // effect in the order they arrived even though the server runs several at once.
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let item = params.text_document;
-        let doc = self
+        if self
+            .shared
             .store
-            .insert(Document::new(item.uri, item.version, item.text));
-        self.publish(&doc).await;
+            .open(item.uri.clone(), item.version, item.text)
+        {
+            self.analyse(item.uri);
+        }
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
         let id = params.text_document;
         match self
+            .shared
             .store
             .change(&id.uri, id.version, &params.content_changes)
         {
-            Ok(doc) => self.publish(&doc).await,
+            Ok(true) => self.analyse(id.uri),
+            Ok(false) => {} // The running analysis picks the new text up.
             Err(why) => {
                 self.log_error(format!("textDocument/didChange ignored: {why}"))
                     .await
@@ -127,7 +186,7 @@ impl LanguageServer for Backend {
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let uri = params.text_document.uri;
-        if self.store.remove(&uri).is_none() {
+        if !self.shared.store.close(&uri) {
             self.log_error(format!(
                 "textDocument/didClose ignored: document is not open: {}",
                 uri.as_str()
@@ -135,12 +194,16 @@ impl LanguageServer for Backend {
             .await;
             return;
         }
-        self.client.publish_diagnostics(uri, Vec::new(), None).await;
+        let _order = self.shared.publishing.lock().await;
+        self.shared
+            .client
+            .publish_diagnostics(uri, Vec::new(), None)
+            .await;
     }
 
     async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
         let at = params.text_document_position_params;
-        let doc = self.document(&at.text_document.uri)?;
+        let doc = self.document(&at.text_document.uri).await?;
         let offset = convert::offset(&doc, at.position)?;
         Ok(hover::hover(&doc, offset))
     }
@@ -150,14 +213,14 @@ impl LanguageServer for Backend {
         params: GotoDefinitionParams,
     ) -> Result<Option<GotoDefinitionResponse>> {
         let at = params.text_document_position_params;
-        let doc = self.document(&at.text_document.uri)?;
+        let doc = self.document(&at.text_document.uri).await?;
         let offset = convert::offset(&doc, at.position)?;
         Ok(navigate::definition(&doc, offset).map(GotoDefinitionResponse::Scalar))
     }
 
     async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
         let at = params.text_document_position;
-        let doc = self.document(&at.text_document.uri)?;
+        let doc = self.document(&at.text_document.uri).await?;
         let offset = convert::offset(&doc, at.position)?;
         Ok(navigate::references(
             &doc,
@@ -171,7 +234,7 @@ impl LanguageServer for Backend {
         params: DocumentHighlightParams,
     ) -> Result<Option<Vec<DocumentHighlight>>> {
         let at = params.text_document_position_params;
-        let doc = self.document(&at.text_document.uri)?;
+        let doc = self.document(&at.text_document.uri).await?;
         let offset = convert::offset(&doc, at.position)?;
         Ok(navigate::highlights(&doc, offset))
     }
@@ -180,21 +243,21 @@ impl LanguageServer for Backend {
         &self,
         params: TextDocumentPositionParams,
     ) -> Result<Option<PrepareRenameResponse>> {
-        let doc = self.document(&params.text_document.uri)?;
+        let doc = self.document(&params.text_document.uri).await?;
         let offset = convert::offset(&doc, params.position)?;
         rename::prepare(&doc, offset).map(Some)
     }
 
     async fn rename(&self, params: RenameParams) -> Result<Option<WorkspaceEdit>> {
         let at = params.text_document_position;
-        let doc = self.document(&at.text_document.uri)?;
+        let doc = self.document(&at.text_document.uri).await?;
         let offset = convert::offset(&doc, at.position)?;
         rename::rename(&doc, offset, &params.new_name).map(Some)
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         let at = params.text_document_position;
-        let doc = self.document(&at.text_document.uri)?;
+        let doc = self.document(&at.text_document.uri).await?;
         let offset = convert::offset(&doc, at.position)?;
         Ok(Some(CompletionResponse::Array(complete::complete(
             &doc, offset,
@@ -202,7 +265,7 @@ impl LanguageServer for Backend {
     }
 
     async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
-        let doc = self.document(&params.text_document.uri)?;
+        let doc = self.document(&params.text_document.uri).await?;
         format::format(&doc).map(Some)
     }
 
@@ -210,14 +273,14 @@ impl LanguageServer for Backend {
         &self,
         params: DocumentSymbolParams,
     ) -> Result<Option<DocumentSymbolResponse>> {
-        let doc = self.document(&params.text_document.uri)?;
+        let doc = self.document(&params.text_document.uri).await?;
         Ok(Some(DocumentSymbolResponse::Nested(
             symbols::document_symbols(&doc),
         )))
     }
 
     async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {
-        let doc = self.document(&params.text_document.uri)?;
+        let doc = self.document(&params.text_document.uri).await?;
         Ok(Some(symbols::folding_ranges(&doc)))
     }
 
@@ -225,7 +288,7 @@ impl LanguageServer for Backend {
         &self,
         params: SemanticTokensParams,
     ) -> Result<Option<SemanticTokensResult>> {
-        let doc = self.document(&params.text_document.uri)?;
+        let doc = self.document(&params.text_document.uri).await?;
         Ok(Some(SemanticTokensResult::Tokens(SemanticTokens {
             result_id: None,
             data: semantic::tokens(&doc, None),
@@ -236,7 +299,7 @@ impl LanguageServer for Backend {
         &self,
         params: SemanticTokensRangeParams,
     ) -> Result<Option<SemanticTokensRangeResult>> {
-        let doc = self.document(&params.text_document.uri)?;
+        let doc = self.document(&params.text_document.uri).await?;
         let span = convert::span(&doc, params.range)?;
         Ok(Some(SemanticTokensRangeResult::Tokens(SemanticTokens {
             result_id: None,
@@ -245,7 +308,7 @@ impl LanguageServer for Backend {
     }
 
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
-        let doc = self.document(&params.text_document.uri)?;
+        let doc = self.document(&params.text_document.uri).await?;
         let span = convert::span(&doc, params.range)?;
         let wanted = params.context.only.as_ref().is_none_or(|only| {
             only.iter()

@@ -649,3 +649,34 @@ fn document_symbols_and_folding_ranges() {
         ])
     );
 }
+
+#[test]
+fn a_burst_of_keystrokes_ends_with_the_diagnostics_of_the_last() {
+    let mut lsp = open_fixed();
+    // Type `.extra` after `h2` at the end of line 4, one character per change, without waiting.
+    let typed = ".extra";
+    for (i, ch) in typed.chars().enumerate() {
+        let column = 21 + i as u32;
+        lsp.notify(
+            "textDocument/didChange",
+            change(
+                2 + i as i64,
+                json!([{"range": range(4, column, 4, column), "text": ch.to_string()}]),
+            ),
+        );
+    }
+    // A request sent right after the burst answers about the final text.
+    let hover = lsp.request_ok("textDocument/hover", at(URI, 4, 25));
+    assert_eq!(hover["range"], range(4, 19, 4, 27));
+    let text = hover["contents"]["value"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("**machine** `h2.extra` — not declared by a HOST line (V101)"),
+        "{text}"
+    );
+    let last = 1 + typed.len() as i64;
+    let diagnostics = lsp.diagnostics(URI, last);
+    let mut got = codes(&diagnostics);
+    got.retain(|c| !matches!(*c, "V111" | "V205" | "V206"));
+    assert_eq!(got, ["V101", "V106", "V106"], "{diagnostics:?}");
+    assert_eq!(diagnostics[0]["range"], range(4, 19, 4, 27));
+}
