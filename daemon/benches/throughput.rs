@@ -87,8 +87,11 @@ fn setup() {
     }
 }
 
+/// (Gbit/s, ping average RTT in µs), or why not.
+type Measured = Result<(f64, f64), String>;
+
 /// (Gbit/s, ping average RTT in µs) from `from` to `ip` in `to`.
-fn measure(from: &str, to: &str, ip: &str, secs: u32) -> Result<(f64, f64), String> {
+fn measure(from: &str, to: &str, ip: &str, secs: u32) -> Measured {
     // Warm up ARP and the path.
     sh(&format!("ip netns exec {from} ping -c 2 -W 1 {ip}"));
     let (ok, out) = sh(&format!(
@@ -262,7 +265,7 @@ fn main() {
     std::fs::write(dir.join("key"), "bench-key-0123456789abcdef").unwrap();
     let mut guard = Cleanup(Vec::new());
     setup();
-    let mut results: Vec<(String, Result<(f64, f64), String>)> = Vec::new();
+    let mut results: Vec<(String, Measured)> = Vec::new();
     results.push((
         "veth pair (ceiling)".into(),
         measure("tbc1", "tbc2", "10.151.0.2", secs),
@@ -318,7 +321,7 @@ fn main() {
         .iter()
         .find(|r| r.0 == "kernel VXLAN")
         .and_then(|r| r.1.as_ref().ok())
-        .map(|r| *r);
+        .copied();
     println!("\niperf3 TCP, {secs} s, VM namespace to VM namespace (MTU 1450, default offloads)");
     println!(
         "{:<55} {:>10} {:>12} {:>14} {:>14}",

@@ -4,7 +4,8 @@
 //! use vnet_daemon::{Client, Key};
 //! let key = Key::load("control.key".as_ref())?;
 //! let mut c = Client::connect("127.0.0.2:7000", &key)?;
-//! println!("{} at generation {}", c.daemon(), c.status()?.generation);
+//! let generation = c.status()?.generation;
+//! println!("{} at generation {generation}", c.daemon());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -220,3 +220,81 @@ fn ping_and_iperf3_over_a_tcp_link() {
 fn ping_and_iperf3_over_a_udp_link() {
     overlay(42, Transport::Udp);
 }
+
+/// A TAP device the daemon creates (`=tap`, with the virtio-net header) carries the root
+/// namespace's own traffic to VM 2 across a TCP link.
+#[test]
+fn a_tap_interface_owned_by_the_daemon() {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        eprintln!("skipping: needs /dev/net/tun");
+        return;
+    }
+    let tag = 43;
+    let dir = TempDir::new("tap");
+    let vms = Vms::new(tag);
+    let tap = format!("vnt{tag}tap");
+    sh(&format!("ip link del {tap}"));
+    let a = Vnetd::start(
+        dir.path(),
+        "a",
+        &format!("127.{tag}.0.1:7000"),
+        &[&format!("{tap}=tap")],
+    );
+    let b = Vnetd::start(
+        dir.path(),
+        "b",
+        &format!("127.{tag}.0.2:7000"),
+        &[&format!("{}=packet", vms.host_if(2))],
+    );
+    let ifs = a.client().list_interfaces().unwrap();
+    let kind = serde_json::to_string(&ifs[0].kind).unwrap();
+    assert!(
+        kind.contains("\"tap\"") && kind.contains("\"vnet_hdr\":true"),
+        "{kind}"
+    );
+    let (ok, out) = sh_out(&format!(
+        "ip addr add 10.{tag}.0.1/24 dev {tap} && ip link set {tap} up"
+    ));
+    assert!(ok, "{out}");
+    let tap_mac: Mac = std::fs::read_to_string(format!("/sys/class/net/{tap}/address"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    connect(Transport::Tcp, &a, &b);
+    for (d, me, other, peer, iface) in [
+        (&a, tap_mac, vms.mac(2), &b, tap.clone()),
+        (&b, vms.mac(2), tap_mac, &a, vms.host_if(2)),
+    ] {
+        let mut c = d.client();
+        c.add_rule(to_iface(d, Match::Any, Match::Exact(me), &iface))
+            .unwrap();
+        c.add_rule(edge(d, Match::Any, Match::Exact(other), peer))
+            .unwrap();
+        c.add_rule(to_iface(
+            d,
+            Match::Any,
+            Match::Exact(Mac::BROADCAST),
+            &iface,
+        ))
+        .unwrap();
+        c.add_rule(edge(d, Match::Any, Match::Exact(Mac::BROADCAST), peer))
+            .unwrap();
+    }
+    wait_links_up(&[&a, &b], Duration::from_secs(10));
+    let (ok, out) = sh_out(&format!("ping -c 3 -i 0.2 -W 2 -I {tap} 10.{tag}.0.2"));
+    assert!(
+        ok,
+        "ping through the TAP failed:\n{out}\n--- a\n{}",
+        a.log_text()
+    );
+    let st = a.client().stats().unwrap();
+    assert!(
+        st.interfaces[0].1.rx_frames >= 3 && st.interfaces[0].1.tx_frames >= 3,
+        "{st:?}"
+    );
+}
