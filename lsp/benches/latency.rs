@@ -62,6 +62,16 @@ fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -83,6 +93,7 @@ fn main() {
     // and one in a machine name of a LINK (a V101 appears, then goes with the next keystroke).
     let comment_line = 3 + 100 + 1 + 99 + 10; // a FORWARD INTERFACE line with a comment
     let link_line = 3 + 100 + 1 + 50;
+    let cpu_before = cpu_time(pid);
     let mut comment = Vec::new();
     let mut name = Vec::new();
     let mut version = 1;
@@ -117,6 +128,10 @@ fn main() {
             name.push(took)
         }
     }
+    let cpu_per_change = match (cpu_before, cpu_time(pid)) {
+        (Some(before), Some(after)) => Some((after.saturating_sub(before)) / ROUNDS as u32),
+        _ => None,
+    };
     // Bursts: eight keystrokes sent back to back (a fast typist, or a paste in pieces), timed
     // from the last keystroke to the diagnostics of the final version.
     let mut bursts = Vec::new();
@@ -166,6 +181,19 @@ fn main() {
             samples.len()
         );
     }
+    if let Some(cpu) = cpu_per_change {
+        println!(
+            "  server CPU time per single change (analysis and all): {:.1} ms",
+            ms(cpu)
+        );
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!(
+        "  machine: {} cores, load average {} (other work on the machine inflates the latencies)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.join(" ")
+    );
     println!("  memory: {:.1} MiB resident holding the file (peak {:.1} MiB; {:.1} MiB before opening it)", mib(rss), mib(peak), mib(idle));
 }
 
