@@ -17,16 +17,14 @@ fn queue() -> Option<mpsc::Sender<Job>> {
     static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
     let sender = QUEUE.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
-        let spawned = std::thread::Builder::new()
+        // Without a thread, `rx` is dropped, sending fails, and each analysis reports failure.
+        let _ = std::thread::Builder::new()
             .name("vnet-analysis".to_string())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
                     job();
                 }
             });
-        if spawned.is_err() {
-            // No thread: jobs sent to `tx` are dropped and their callers see a failed analysis.
-        }
         Mutex::new(tx)
     });
     sender.lock().ok().map(|tx| tx.clone())
