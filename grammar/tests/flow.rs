@@ -552,3 +552,47 @@ fn route_entering_at_a_host_does_not_deliver_back_into_its_interface() {
         r.render()
     );
 }
+
+#[test]
+fn rules_on_undeclared_daemons_are_still_simulated() {
+    // c has no HOST line (V101), but its rule is in the state and closes the loop.
+    let text = "BEGIN
+HOST u AT a 1 ia
+HOST u AT b 1 ib
+ADD
+    LINK TCP a a b
+    LINK TCP b b c
+    LINK TCP c c a
+    FORWARD EDGE a ANY NONE a b
+    FORWARD EDGE b ANY NONE b c
+    FORWARD EDGE c ANY NONE c a
+END
+";
+    let codes: Vec<Code> = diagnostics(text).iter().map(|d| d.0).collect();
+    assert!(codes.contains(&Code::V101), "{codes:?}");
+    assert!(codes.contains(&Code::V111), "{codes:?}");
+}
+
+#[test]
+fn source_specific_defaults_below_an_any_rule_do_not_hide_black_holes() {
+    // b names :01 only in a default rule, which an exact-destination rule for :09 outranks;
+    // frames to :05 from :01 take the default, frames to :05 from others find nothing at b.
+    let text = program(
+        &["a", "b"],
+        "    LINK TCP a a b
+    FORWARD EDGE a ANY 00:00:00:00:00:05 a b
+    FORWARD INTERFACE b ANY 00:00:00:00:00:09 if-b
+    FORWARD INTERFACE b 00:00:00:00:00:01 NONE if-b
+",
+    );
+    let found = only(&text, Code::V206);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0]
+            .2
+            .contains("from any other MAC to 00:00:00:00:00:05"),
+        "{}",
+        found[0].2
+    );
+    assert_eq!(only(&text, Code::V205), []);
+}

@@ -14,6 +14,10 @@ use crate::mac::Mac;
 use crate::model::Decision;
 use std::collections::HashSet;
 
+/// Decisions the walk makes at most: the local classes of realistic files number about one
+/// per rule, and this bounds adversarial ones (many sources times many destinations).
+const WALK_LIMIT: usize = 4_000_000;
+
 /// What a daemon drops for one local destination class.
 struct Drops {
     dst: Local,
@@ -60,11 +64,18 @@ fn walk(net: &Net) -> (Vec<Vec<Drops>>, Vec<Sent>) {
     let mut drops: Vec<Vec<Drops>> = Vec::with_capacity(net.len());
     let mut sent = Vec::new();
     let mut decision = Decision::default();
+    let mut decided = 0usize;
     for a in 0..net.len() as NodeId {
+        if decided > WALK_LIMIT {
+            // Leave the rest unexamined rather than run for minutes; what was found stands.
+            drops.resize_with(net.len(), Vec::new);
+            break;
+        }
         let node = net.node(a);
         let mut here = Vec::new();
         for dst in std::iter::once(None).chain(node.dsts.iter().copied().map(Some)) {
-            let relevant = node.relevant_srcs(dst);
+            let relevant = node.relevant_srcs(dst, net.rep(dst));
+            decided += relevant.len() + 1;
             let mut drop = Drops {
                 dst,
                 rest: false,
@@ -128,7 +139,7 @@ fn dropped_example(net: &Net, edge: &Sent, drops: &[Drops]) -> Option<(Local, Ma
             // A's "other" sources include an address nobody names, which B decides as its rest.
             None if drop.rest => Some(None),
             None => {
-                let relevant = node_a.relevant_srcs(edge.dst);
+                let relevant = node_a.relevant_srcs(edge.dst, net.rep(edge.dst));
                 drop.sources
                     .iter()
                     .find(|s| !contains(&relevant, **s))

@@ -43,10 +43,11 @@ impl Reporter<'_> {
         self.diagnostics.push(diagnostic);
     }
 
-    /// Past the cap the front ends show anyway: stop looking (the cap's note counts the rest
-    /// of what was found, and finding more would only cost time).
+    /// Enough found: the front ends show the first [`MAX_DIAGNOSTICS`] and a note counting the
+    /// rest, so keep counting well past the cap (the note stays exact up to ten times it) but
+    /// not forever: a file with a black hole per rule would otherwise format every one.
     fn full(&self) -> bool {
-        self.diagnostics.len() > MAX_DIAGNOSTICS
+        self.diagnostics.len() >= 10 * MAX_DIAGNOSTICS
     }
 
     fn rule_span(&self, rule: &RuleDef) -> Option<Span> {

@@ -47,6 +47,10 @@ pub(super) struct Node<'s> {
     generic: Vec<u32>,
     /// Sources named by the generic rules, sorted.
     generic_srcs: Vec<Mac>,
+    /// The generic rules that name a source, as (priority, source), best first.
+    generic_named: Vec<(Priority, Mac)>,
+    /// The generic rules whose source is `ANY`.
+    generic_any: Vec<u32>,
 }
 
 impl Node<'_> {
@@ -79,22 +83,35 @@ impl Node<'_> {
             .chain(self.generic.iter().copied())
     }
 
-    /// The sources that can change this daemon's decision for destination class `dst`: those
-    /// named by a rule whose destination is `dst` or generic. Any other source decides as the
-    /// class `None` does, because the rules that could match never look at it.
-    pub fn relevant_srcs(&self, dst: Local) -> Cow<'_, [Mac]> {
-        let Some(mac) = dst else {
-            return Cow::Borrowed(&self.generic_srcs);
+    /// The sources that can change this daemon's decision for destination class `dst`
+    /// (standing for the address `rep`); any other source decides as the class `None` does.
+    /// A source matters only through a rule that names it and matches `dst`, and only if that
+    /// rule is not below the best rule with source `ANY` (the floor), which matches every
+    /// source: rules below the floor never fire for `dst`, whatever the source.
+    pub fn relevant_srcs(&self, dst: Local, rep: Mac) -> Cow<'_, [Mac]> {
+        let exact = match dst {
+            Some(mac) => self.exact_for(mac),
+            None => &[],
         };
-        let named = self
-            .exact_for(mac)
+        let any_src = exact
             .iter()
-            .filter_map(|(_, index)| self.table.rule(*index).0.mac());
-        let mut out: Vec<Mac> = named.collect();
-        if out.is_empty() {
+            .map(|(_, i)| *i)
+            .chain(self.generic_any.iter().copied())
+            .map(|i| self.table.rule(i))
+            .filter(|(_, d, _)| d.matches(rep));
+        let floor = any_src.map(|(s, d, _)| Priority::of(s, d)).max();
+        let above = |p: Priority| floor.is_none_or(|f| p >= f);
+        let mut out: Vec<Mac> = exact
+            .iter()
+            .map(|(_, i)| self.table.rule(*i))
+            .filter(|(s, d, _)| above(Priority::of(*s, *d)))
+            .filter_map(|(s, _, _)| s.mac())
+            .collect();
+        if out.is_empty() && floor.is_none() {
             return Cow::Borrowed(&self.generic_srcs);
         }
-        out.extend_from_slice(&self.generic_srcs);
+        let generic = self.generic_named.iter().take_while(|(p, _)| above(*p));
+        out.extend(generic.map(|(_, mac)| *mac));
         sort_macs(&mut out);
         Cow::Owned(out)
     }
@@ -333,6 +350,8 @@ fn build_node<'s>(name: &'s str, rules: Vec<(&'s RuleDef, Tgt)>) -> Node<'s> {
         exact: Vec::new(),
         generic: Vec::new(),
         generic_srcs: Vec::new(),
+        generic_named: Vec::new(),
+        generic_any: Vec::new(),
     };
     for (rule, target) in rules {
         let index = node.table.insert(rule.src, rule.dst, target);
@@ -350,6 +369,12 @@ fn build_node<'s>(name: &'s str, rules: Vec<(&'s RuleDef, Tgt)>) -> Node<'s> {
             _ => {
                 node.generic.push(index);
                 node.generic_srcs.extend(rule.src.mac());
+                let priority = Priority::of(rule.src, rule.dst);
+                match rule.src.mac() {
+                    Some(mac) => node.generic_named.push((priority, mac)),
+                    None if rule.src == Match::Any => node.generic_any.push(index),
+                    None => {}
+                }
             }
         }
     }
@@ -357,6 +382,7 @@ fn build_node<'s>(name: &'s str, rules: Vec<(&'s RuleDef, Tgt)>) -> Node<'s> {
         sort_macs(list);
     }
     node.exact.sort_unstable();
+    node.generic_named.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     node
 }
 

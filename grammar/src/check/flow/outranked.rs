@@ -17,15 +17,22 @@ use crate::model::{Decision, Match};
 /// name thousands of MACs on both sides.
 const PAIR_LIMIT: usize = 4096;
 
+/// Decisions beyond the first one per rule, over the whole file, before the remaining rules
+/// are given the benefit of the doubt. Realistic files settle each rule with its first class.
+const EXTRA_LIMIT: usize = 2_000_000;
+
 pub(super) fn find_outranked(net: &Net, report: &mut Reporter) {
     let mut decision = Decision::default();
+    let mut extra = 0usize;
     for n in 0..net.len() as NodeId {
         let node = net.node(n);
         for (index, src, dst, target) in node.table.iter() {
             if matches!(target, Tgt::Missing(_)) {
                 continue; // V106 already; its priority is not the problem.
             }
-            if let Some((s, d, winner)) = outranked(net, n, index, src, dst, &mut decision) {
+            if let Some((s, d, winner)) =
+                outranked(net, n, index, (src, dst), &mut decision, &mut extra)
+            {
                 report_outranked(net, n, index, winner, s, d, report);
                 if report.full() {
                     return;
@@ -54,9 +61,9 @@ fn outranked(
     net: &Net,
     n: NodeId,
     index: u32,
-    src: Match,
-    dst: Match,
+    (src, dst): (Match, Match),
     decision: &mut Decision,
+    extra: &mut usize,
 ) -> Option<(Local, Local, u32)> {
     let node = net.node(n);
     // The class the rule was most likely written for: its own MACs, else the unnamed ones.
@@ -68,10 +75,11 @@ fn outranked(
     let mut first: Option<(Local, Local, u32)> = decision.rules.first().map(|w| (s0, d0, *w));
     let mut tried = 0usize;
     for d in classes(dst, &node.dsts) {
-        let relevant = node.relevant_srcs(d);
+        let relevant = node.relevant_srcs(d, net.rep(d));
         for s in classes(src, &relevant) {
             tried += 1;
-            if tried > PAIR_LIMIT {
+            *extra += 1;
+            if tried > PAIR_LIMIT || *extra > EXTRA_LIMIT {
                 return None;
             }
             node.table.decide_into(net.rep(s), net.rep(d), decision);
