@@ -29,6 +29,17 @@ struct Drops {
     relevant: Vec<Mac>,
 }
 
+/// The decisions of every local class of every daemon, made once: V206 checks the edges
+/// against the drops, and V205 reads which rules fired (every class of frames decides as one of
+/// these local classes, so a rule that fired in none of them never fires).
+pub(super) struct Walk {
+    drops: Vec<Vec<Drops>>,
+    sent: Vec<Sent>,
+    /// For each walked daemon, for each table index: whether the rule fired for some class.
+    /// Daemons past the work limit have no entry.
+    pub fired: Vec<Vec<bool>>,
+}
+
 /// An edge of some class's graph: daemon `a` sends frames of its local class (`src`, `dst`) to
 /// `b` by rule `index`.
 struct Sent {
@@ -39,8 +50,8 @@ struct Sent {
     dst: Local,
 }
 
-pub(super) fn find_black_holes(net: &Net, report: &mut Reporter) {
-    let (drops, sent) = walk(net);
+pub(super) fn find_black_holes(net: &Net, walk: Walk, report: &mut Reporter) {
+    let Walk { drops, sent, .. } = walk;
     let mut reported: HashSet<(NodeId, u32, NodeId), FxBuild> = HashSet::default();
     for edge in sent {
         let drops = &drops[edge.b as usize];
@@ -60,19 +71,20 @@ pub(super) fn find_black_holes(net: &Net, report: &mut Reporter) {
 /// One decision per local class of every daemon: what each daemon drops, and every edge sent.
 /// Realistic daemons drop only frames to addresses they do not know (`dst` = `None`), so the
 /// drop lists are short and the edges are then checked in constant time.
-fn walk(net: &Net) -> (Vec<Vec<Drops>>, Vec<Sent>) {
+pub(super) fn walk(net: &Net) -> Walk {
     let mut drops: Vec<Vec<Drops>> = Vec::with_capacity(net.len());
+    let mut fired: Vec<Vec<bool>> = Vec::with_capacity(net.len());
     let mut sent = Vec::new();
     let mut decision = Decision::default();
     let mut decided = 0usize;
     for a in 0..net.len() as NodeId {
         if decided > WALK_LIMIT {
             // Leave the rest unexamined rather than run for minutes; what was found stands.
-            drops.resize_with(net.len(), Vec::new);
             break;
         }
         let node = net.node(a);
         let mut here = Vec::new();
+        let mut fires = vec![false; node.rules.len()];
         for dst in std::iter::once(None).chain(node.dsts.iter().copied().map(Some)) {
             let relevant = node.relevant_srcs(dst, net.rep(dst));
             decided += relevant.len() + 1;
@@ -85,6 +97,9 @@ fn walk(net: &Net) -> (Vec<Vec<Drops>>, Vec<Sent>) {
             for src in std::iter::once(None).chain(relevant.iter().copied().map(Some)) {
                 node.table
                     .decide_into(net.rep(src), net.rep(dst), &mut decision);
+                for &index in &decision.rules {
+                    fires[index as usize] = true;
+                }
                 if decision.rules.is_empty() {
                     match src {
                         None => drop.rest = true,
@@ -112,8 +127,10 @@ fn walk(net: &Net) -> (Vec<Vec<Drops>>, Vec<Sent>) {
             }
         }
         drops.push(here);
+        fired.push(fires);
     }
-    (drops, sent)
+    drops.resize_with(net.len(), Vec::new);
+    Walk { drops, sent, fired }
 }
 
 /// A frame (source class, named destination) of the global classes that the edge's local

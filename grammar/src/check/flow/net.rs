@@ -98,7 +98,7 @@ impl Node<'_> {
             .map(|(_, i)| *i)
             .chain(self.generic_any.iter().copied())
             .map(|i| self.table.rule(i))
-            .filter(|(_, d, _)| d.matches(rep));
+            .filter(|(s, d, _)| *s == Match::Any && d.matches(rep));
         let floor = any_src.map(|(s, d, _)| Priority::of(s, d)).max();
         let above = |p: Priority| floor.is_none_or(|f| p >= f);
         let mut out: Vec<Mac> = exact

@@ -3,10 +3,13 @@
 //! outranks. A rule never fires when it is outranked on every class of frames it matches.
 //!
 //! The classes are the daemon's own (its named MACs and `None`), and for a destination class
-//! only the sources named by the rules that can match it decide on their own. The class most
-//! likely to let the rule fire is tried first (its own exact MACs, else the unnamed ones), so
-//! on realistic files one decision per rule settles it.
+//! only the sources named by the rules that can match it decide on their own. The black-hole
+//! walk makes the decision of every such class once and records which rules fired, so here a
+//! rule needs work only when it never fired (to find an example). Daemons beyond the walk's
+//! work limit are checked rule by rule, trying the class most likely to let the rule fire
+//! first (its own exact MACs, else the unnamed ones).
 
+use super::holes::Walk;
 use super::net::{Local, Net, NodeId, Tgt};
 use super::{describe, Reporter};
 use crate::diag::{Code, Diagnostic};
@@ -21,18 +24,22 @@ const PAIR_LIMIT: usize = 4096;
 /// are given the benefit of the doubt. Realistic files settle each rule with its first class.
 const EXTRA_LIMIT: usize = 2_000_000;
 
-pub(super) fn find_outranked(net: &Net, report: &mut Reporter) {
+pub(super) fn find_outranked(net: &Net, walk: &Walk, report: &mut Reporter) {
     let mut decision = Decision::default();
     let mut extra = 0usize;
     for n in 0..net.len() as NodeId {
         let node = net.node(n);
+        let fired = walk.fired.get(n as usize);
         for (index, src, dst, target) in node.table.iter() {
             if matches!(target, Tgt::Missing(_)) {
                 continue; // V106 already; its priority is not the problem.
             }
-            if let Some((s, d, winner)) =
-                outranked(net, n, index, (src, dst), &mut decision, &mut extra)
-            {
+            let found = match fired {
+                Some(fired) if fired.get(index as usize) == Some(&true) => None,
+                Some(_) => example(net, n, index, (src, dst), &mut decision),
+                None => outranked(net, n, index, (src, dst), &mut decision, &mut extra),
+            };
+            if let Some((s, d, winner)) = found {
                 report_outranked(net, n, index, winner, s, d, report);
                 if report.full() {
                     return;
@@ -40,6 +47,23 @@ pub(super) fn find_outranked(net: &Net, report: &mut Reporter) {
             }
         }
     }
+}
+
+/// For a rule the walk saw never fire: the class it was most likely written for, and the rule
+/// that takes those frames instead.
+fn example(
+    net: &Net,
+    n: NodeId,
+    index: u32,
+    (src, dst): (Match, Match),
+    decision: &mut Decision,
+) -> Option<(Local, Local, u32)> {
+    let (s, d) = (exact(src), exact(dst));
+    net.node(n)
+        .table
+        .decide_into(net.rep(s), net.rep(d), decision);
+    let winner = decision.rules.iter().copied().find(|w| *w != index)?;
+    Some((s, d, winner))
 }
 
 /// The classes a field matches among the daemon's `named` MACs and `None`, best guess first.
