@@ -167,8 +167,14 @@ impl<'s> Net<'s> {
             let (a, b) = (builder.intern(&link.a), builder.intern(&link.b));
             builder.links.insert((a.min(b), a.max(b)));
         }
+        // The rules are sorted by daemon: look a daemon's name up once for its whole run.
+        let mut last: Option<(&str, NodeId)> = None;
         for rule in &state.rules {
-            let daemon = builder.intern(&rule.daemon);
+            let daemon = match last {
+                Some((name, id)) if name == rule.daemon => id,
+                _ => builder.intern(&rule.daemon),
+            };
+            last = Some((&rule.daemon, daemon));
             let target = builder.target(daemon, rule);
             builder.pending[daemon as usize].push((rule, target));
         }
