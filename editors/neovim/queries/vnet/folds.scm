@@ -1,0 +1,1 @@
+../../../tree-sitter-vnet/queries/folds.scm
