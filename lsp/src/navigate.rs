@@ -5,7 +5,6 @@ use crate::convert;
 use crate::document::Document;
 use crate::lookup::{self, Item, Role};
 use tower_lsp_server::ls_types::{DocumentHighlight, DocumentHighlightKind, Location};
-use vnet_grammar::Span;
 
 /// The HOST line's name for the machine or interface under the cursor.
 pub fn definition(doc: &Document, offset: usize) -> Option<Location> {
@@ -83,9 +82,4 @@ pub fn highlights(doc: &Document, offset: usize) -> Option<Vec<DocumentHighlight
             })
             .collect(),
     )
-}
-
-/// The spans of every occurrence, for rename.
-pub fn spans(found: &[Item]) -> Vec<Span> {
-    found.iter().map(|i| i.span).collect()
 }
