@@ -46,6 +46,8 @@ enum Command {
     State(commands::state::Args),
     /// Draw the topology (links between daemons) as Graphviz dot or SVG.
     Graph(commands::graph::Args),
+    /// Show the hop-by-hop path(s) of a frame entering at a daemon's interface.
+    Route(commands::route::Args),
 }
 
 /// How a command ended, mapped onto SPEC 3's exit codes.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Fmt(args) => commands::fmt::run(args, color),
         Command::State(args) => commands::state::run(args, color),
         Command::Graph(args) => commands::graph::run(args, color),
+        Command::Route(args) => commands::route::run(args, color),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,20 +30,59 @@ pub fn write_human(
 ) -> std::io::Result<()> {
     let (mut errors, mut warnings) = (0usize, 0usize);
     for file in files {
-        let cache = (
+        let mut cache = (
             file.source.name.clone(),
             ariadne::Source::from(file.source.text.as_str()),
         );
+        let index = LineIndex::new(&file.source.text);
         for d in file.diagnostics {
             match d.severity() {
                 Severity::Error => errors += 1,
                 Severity::Warning => warnings += 1,
             }
-            report(file.source, d, color).write(cache.clone(), &mut *out)?;
+            if touches_long_line(&file.source.text, &index, d) {
+                write_plain(out, file.source, &index, d)?;
+            } else {
+                report(file.source, d, color).write(&mut cache, &mut *out)?;
+            }
         }
     }
     if errors + warnings > 0 {
         writeln!(out, "{}", summary(errors, warnings))?;
+    }
+    Ok(())
+}
+
+/// Lines longer than this are not drawn as snippets: drawing repeats the whole line for every
+/// diagnostic on it, which on a one-line binary file is quadratic.
+const MAX_SNIPPET_LINE: usize = 400;
+
+fn touches_long_line(text: &str, index: &LineIndex, d: &Diagnostic) -> bool {
+    let long = |offset: usize| {
+        let line = index.line_of(offset.min(text.len()));
+        let start = index.line_start(line);
+        let end = if line + 1 < index.line_count() { index.line_start(line + 1) } else { text.len() };
+        end - start > MAX_SNIPPET_LINE
+    };
+    long(d.span.start) || d.related.iter().any(|r| long(r.span.start))
+}
+
+/// `file:line:column: error[V003]: message`, with the related places and help indented below.
+fn write_plain(out: &mut dyn Write, source: &Source, index: &LineIndex, d: &Diagnostic) -> std::io::Result<()> {
+    let at = |offset: usize| {
+        let lc = index.line_col(&source.text, offset);
+        format!("{}:{}:{}", source.name, lc.line, lc.column)
+    };
+    let severity = match d.severity() {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    writeln!(out, "{}: {severity}[{}]: {}", at(d.span.start), d.code, d.message)?;
+    for related in &d.related {
+        writeln!(out, "    {}: {}", at(related.span.start), related.message)?;
+    }
+    if let Some(help) = &d.help {
+        writeln!(out, "    help: {help}")?;
     }
     Ok(())
 }

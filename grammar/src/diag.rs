@@ -130,19 +130,24 @@ impl Diagnostic {
 pub const MAX_DIAGNOSTICS: usize = 1000;
 
 /// Sorts diagnostics by position (then code) and caps the list at [`MAX_DIAGNOSTICS`], ending
-/// it with a note that counts the rest under the code of the first one left out.
-pub fn finish(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+/// it with one that counts the rest: those cut here and the `dropped` ones counted but never
+/// kept (the lexer stops keeping them on junk input).
+pub fn finish(mut diagnostics: Vec<Diagnostic>, dropped: usize) -> Vec<Diagnostic> {
     diagnostics.sort_by(|a, b| (a.span.start, a.code, a.span.end).cmp(&(b.span.start, b.code, b.span.end)));
     diagnostics.dedup();
-    if diagnostics.len() > MAX_DIAGNOSTICS {
-        let more = diagnostics.len() - MAX_DIAGNOSTICS;
-        let first_left_out = diagnostics[MAX_DIAGNOSTICS].clone();
-        diagnostics.truncate(MAX_DIAGNOSTICS);
-        diagnostics.push(Diagnostic::new(
-            first_left_out.code,
-            first_left_out.span,
-            format!("{more} more diagnostics not shown (the first was: {})", first_left_out.message),
-        ));
+    let cut = diagnostics.len().saturating_sub(MAX_DIAGNOSTICS);
+    if cut + dropped == 0 {
+        return diagnostics;
     }
+    let (code, span) = match diagnostics.get(MAX_DIAGNOSTICS).or(diagnostics.last()) {
+        Some(d) => (d.code, d.span),
+        None => (Code::V003, crate::span::Span::default()),
+    };
+    diagnostics.truncate(MAX_DIAGNOSTICS);
+    let mut note = format!("{} more diagnostics not shown", cut + dropped);
+    if dropped > 0 {
+        note.push_str("; the input looks like junk, so checking stopped early");
+    }
+    diagnostics.push(Diagnostic::new(code, span, note));
     diagnostics
 }

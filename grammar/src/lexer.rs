@@ -4,7 +4,7 @@
 //! still handed to the parser as the token it most resembles, so one mistake costs one
 //! diagnostic and parsing goes on.
 
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, MAX_DIAGNOSTICS};
 use crate::mac::Mac;
 use crate::span::Span;
 use logos::Logos;
@@ -155,59 +155,114 @@ pub struct Lexed<'input> {
 
 /// Splits `text` into tokens and comments, reporting lexical errors on the side.
 pub fn lex(text: &str) -> Lexed<'_> {
-    let mut tokens = Vec::with_capacity(text.len() / 6);
-    let mut comments = Vec::new();
-    let mut diagnostics = Vec::new();
-    let mut lexer = Raw::lexer(text);
-    while let Some(raw) = lexer.next() {
-        let range = lexer.span();
-        let slice = lexer.slice();
-        let span = Span::new(range.start, range.end);
-        let tok = match raw {
-            // The catch-all `Word` covers every byte sequence, so logos cannot fail here;
-            // should it ever, the slice is treated as a word all the same.
-            Err(()) | Ok(Raw::Word) => classify_word(slice, span, &mut diagnostics),
-            Ok(Raw::Comment) => {
-                comments.push(Comment {
-                    span,
-                    text: slice.to_string(),
-                });
-                continue;
-            }
-            Ok(Raw::Mac) => Tok::Mac(Mac::parse(slice)),
-            Ok(Raw::Number) => {
-                let value = slice.parse::<u32>().unwrap_or(u32::MAX);
-                if !(1..=65535).contains(&value) {
-                    diagnostics.push(
-                        Diagnostic::new(Code::V004, span, format!("port `{slice}` is out of range"))
-                            .with_help("a port is a decimal number from 1 to 65535"),
-                    );
-                }
-                Tok::Number(value)
-            }
-            Ok(Raw::Name) => Tok::Name(slice),
-            Ok(Raw::Begin) => Tok::Begin,
-            Ok(Raw::End) => Tok::End,
-            Ok(Raw::Host) => Tok::Host,
-            Ok(Raw::At) => Tok::At,
-            Ok(Raw::Add) => Tok::Add,
-            Ok(Raw::Delete) => Tok::Delete,
-            Ok(Raw::Link) => Tok::Link,
-            Ok(Raw::Tcp) => Tok::Tcp,
-            Ok(Raw::Udp) => Tok::Udp,
-            Ok(Raw::Forward) => Tok::Forward,
-            Ok(Raw::Edge) => Tok::Edge,
-            Ok(Raw::Interface) => Tok::Interface,
-            Ok(Raw::Not) => Tok::Not,
-            Ok(Raw::Any) => Tok::Any,
-            Ok(Raw::None) => Tok::None,
-        };
-        tokens.push((span.start, tok, span.end));
-    }
+    let mut lexer = Lexer::new(text);
+    let tokens = lexer.by_ref().collect();
     Lexed {
         tokens,
-        comments,
-        diagnostics,
+        comments: lexer.comments,
+        diagnostics: lexer.diagnostics,
+    }
+}
+
+/// The token stream the parser pulls from, so a large file is never held as a token vector.
+///
+/// After [`MAX_DIAGNOSTICS`] lexical errors the input is junk: the lexer stops yielding tokens
+/// (so parsing ends quickly) and [`Lexer::count_rest`] counts the errors it did not report.
+pub struct Lexer<'input> {
+    raw: logos::Lexer<'input, Raw>,
+    pub comments: Vec<Comment>,
+    pub diagnostics: Vec<Diagnostic>,
+    gave_up: bool,
+}
+
+impl<'input> Lexer<'input> {
+    pub fn new(text: &'input str) -> Lexer<'input> {
+        Lexer {
+            raw: Raw::lexer(text),
+            comments: Vec::new(),
+            diagnostics: Vec::new(),
+            gave_up: false,
+        }
+    }
+
+    /// Whether the lexer stopped early because of too many errors.
+    pub fn gave_up(&self) -> bool {
+        self.gave_up
+    }
+
+    /// After giving up: how many more lexical errors the rest of the input holds.
+    pub fn count_rest(&mut self) -> usize {
+        let mut count = 0;
+        while let Some(raw) = self.raw.next() {
+            count += match raw {
+                Err(()) | Ok(Raw::Word) => 1,
+                Ok(Raw::Number) => usize::from(!port_in_range(self.raw.slice())),
+                _ => 0,
+            };
+        }
+        count
+    }
+}
+
+fn port_in_range(digits: &str) -> bool {
+    digits.parse::<u32>().is_ok_and(|v| (1..=65535).contains(&v))
+}
+
+impl<'input> Iterator for Lexer<'input> {
+    type Item = (usize, Tok<'input>, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.gave_up {
+            return None;
+        }
+        loop {
+            let raw = self.raw.next()?;
+            let range = self.raw.span();
+            let slice = self.raw.slice();
+            let span = Span::new(range.start, range.end);
+            let tok = match raw {
+                // The catch-all `Word` covers every byte sequence, so logos cannot fail here;
+                // should it ever, the slice is treated as a word all the same.
+                Err(()) | Ok(Raw::Word) => classify_word(slice, span, &mut self.diagnostics),
+                Ok(Raw::Comment) => {
+                    self.comments.push(Comment {
+                        span,
+                        text: slice.to_string(),
+                    });
+                    continue;
+                }
+                Ok(Raw::Mac) => Tok::Mac(Mac::parse(slice)),
+                Ok(Raw::Number) => {
+                    if !port_in_range(slice) {
+                        self.diagnostics.push(
+                            Diagnostic::new(Code::V004, span, format!("port `{slice}` is out of range"))
+                                .with_help("a port is a decimal number from 1 to 65535"),
+                        );
+                    }
+                    Tok::Number(slice.parse::<u32>().unwrap_or(u32::MAX))
+                }
+                Ok(Raw::Name) => Tok::Name(slice),
+                Ok(Raw::Begin) => Tok::Begin,
+                Ok(Raw::End) => Tok::End,
+                Ok(Raw::Host) => Tok::Host,
+                Ok(Raw::At) => Tok::At,
+                Ok(Raw::Add) => Tok::Add,
+                Ok(Raw::Delete) => Tok::Delete,
+                Ok(Raw::Link) => Tok::Link,
+                Ok(Raw::Tcp) => Tok::Tcp,
+                Ok(Raw::Udp) => Tok::Udp,
+                Ok(Raw::Forward) => Tok::Forward,
+                Ok(Raw::Edge) => Tok::Edge,
+                Ok(Raw::Interface) => Tok::Interface,
+                Ok(Raw::Not) => Tok::Not,
+                Ok(Raw::Any) => Tok::Any,
+                Ok(Raw::None) => Tok::None,
+            };
+            if self.diagnostics.len() >= MAX_DIAGNOSTICS {
+                self.gave_up = true;
+            }
+            return Some((span.start, tok, span.end));
+        }
     }
 }
 

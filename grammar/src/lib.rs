@@ -62,6 +62,6 @@ pub fn analyze_onto(text: &str, base: &model::State) -> Analysis {
         file: parsed.file,
         state: checked.state,
         origins: checked.origins,
-        diagnostics: diag::finish(diagnostics),
+        diagnostics: diag::finish(diagnostics, parsed.dropped),
     }
 }

@@ -18,13 +18,17 @@ lalrpop_mod!(
 pub struct Parsed {
     pub file: SourceFile,
     pub diagnostics: Vec<Diagnostic>,
+    /// Errors counted but not kept: the input was junk, and parsing stopped early.
+    pub dropped: usize,
 }
 
 pub fn parse(text: &str) -> Parsed {
-    let lexed = lexer::lex(text);
-    let mut diagnostics = lexed.diagnostics;
+    let mut lexer = lexer::Lexer::new(text);
     let mut recovered = Vec::new();
-    let result = grammar::StatementsParser::new().parse(&mut recovered, lexed.tokens);
+    let result = grammar::StatementsParser::new().parse(&mut recovered, &mut lexer);
+    let dropped = if lexer.gave_up() { lexer.count_rest() } else { 0 };
+    let mut diagnostics = std::mem::take(&mut lexer.diagnostics);
+    let comments = std::mem::take(&mut lexer.comments);
     let mut eof_reported = false;
     for recovery in recovered {
         let d = syntax_error(recovery.error, text.len());
@@ -39,9 +43,13 @@ pub fn parse(text: &str) -> Parsed {
             Vec::new()
         }
     };
-    let mut file = structure(statements, text.len(), eof_reported, &mut diagnostics);
-    file.comments = lexed.comments;
-    Parsed { file, diagnostics }
+    let mut file = structure(statements, text.len(), eof_reported || dropped > 0, &mut diagnostics);
+    file.comments = comments;
+    Parsed {
+        file,
+        diagnostics,
+        dropped,
+    }
 }
 
 /// Puts the statements in place: BEGIN, HOST lines, blocks (links before rules), END.

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod fmt;
 pub mod graph;
+pub mod route;
 pub mod state;
 
 use crate::render::{self, FileDiagnostics};
