@@ -270,6 +270,27 @@ impl Client {
         }
     }
 
+    /// Takes, or renews, this connection's lease on the daemon's tables for `ttl`. Refused with
+    /// [`ErrorCode::Locked`] (the message names the holder) while another connection holds it.
+    pub fn lease(&mut self, holder: &str, ttl: Duration) -> Result<LeaseInfo> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        match self.call(Request::Lease {
+            holder: holder.to_string(),
+            ttl_ms,
+        })? {
+            Response::Leased(l) => Ok(l),
+            r => Err(Client::unexpected(r)),
+        }
+    }
+
+    /// Gives back this connection's lease; returns whether it held one.
+    pub fn release(&mut self) -> Result<bool> {
+        match self.call(Request::Release)? {
+            Response::Released { held } => Ok(held),
+            r => Err(Client::unexpected(r)),
+        }
+    }
+
     /// Asks the daemon to exit; it answers before it stops.
     pub fn shutdown(mut self) -> Result<()> {
         match self.call(Request::Shutdown)? {

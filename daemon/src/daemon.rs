@@ -66,6 +66,9 @@ pub struct Daemon {
     frag_id: AtomicU32,
     shutdown: watch::Sender<bool>,
     lookups: Mutex<(u64, u64)>,
+    /// The lease on the tables, and the id of the next control session (leases belong to one).
+    leases: crate::lease::Leases,
+    sessions: std::sync::atomic::AtomicU64,
     weak: std::sync::Weak<Daemon>,
 }
 
@@ -137,6 +140,8 @@ impl Daemon {
             frag_id: AtomicU32::new(0),
             shutdown,
             lookups: Mutex::new((0, 0)),
+            leases: Default::default(),
+            sessions: Default::default(),
             cfg,
         });
         d.engine.update(|e| {
@@ -1106,6 +1111,12 @@ impl Daemon {
             .sign(auth::CONTROL_SERVER, &[&client_nonce, &server_nonce]);
         send_json(&mut stream, &ServerAuth { proof: hex(&proof) }).await?;
         drop(permit);
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
+        // However the session ends, a lease it holds goes with it.
+        let _lease = crate::lease::SessionLease {
+            leases: &self.leases,
+            session,
+        };
         let mut stop = self.stopping();
         loop {
             tokio::select! {
@@ -1115,7 +1126,7 @@ impl Daemon {
             let (id, reply, shutdown) = match serde_json::from_slice::<RequestEnvelope>(&buf) {
                 Ok(env) => {
                     let shutdown = env.request == Request::Shutdown;
-                    (env.id, self.handle(env.request).await, shutdown)
+                    (env.id, self.handle(env.request, session).await, shutdown)
                 }
                 Err(e) => {
                     self.global.drop(Drop::Malformed);
@@ -1144,13 +1155,35 @@ impl Daemon {
 
     // ---------------------------------------------------------------- control
 
-    async fn handle(self: &Arc<Daemon>, request: Request) -> Reply {
+    async fn handle(self: &Arc<Daemon>, request: Request, session: u64) -> Reply {
+        let locked = |message| ErrorBody {
+            code: ErrorCode::Locked,
+            message,
+        };
         let r = match request {
             Request::Status => Ok(Response::Status(self.status())),
-            Request::Change { changes, expect } => self
-                .change(changes, expect, true)
-                .await
-                .map(Response::Changed),
+            Request::Change { changes, expect } => {
+                match self.leases.check_change(&self.cfg.name, session) {
+                    Ok(()) => self
+                        .change(changes, expect, true)
+                        .await
+                        .map(Response::Changed),
+                    Err(message) => Err(locked(message)),
+                }
+            }
+            Request::Lease { holder, ttl_ms } => self
+                .leases
+                .acquire(
+                    &self.cfg.name,
+                    session,
+                    &holder,
+                    Duration::from_millis(ttl_ms),
+                )
+                .map(Response::Leased)
+                .map_err(locked),
+            Request::Release => Ok(Response::Released {
+                held: self.leases.release(session),
+            }),
             Request::ListInterfaces => Ok(Response::Interfaces {
                 interfaces: self.interfaces(),
             }),
@@ -1200,6 +1233,7 @@ impl Daemon {
             links: links.len(),
             links_up: links.values().filter(|l| l.is_up()).count(),
             rules: ctl.rules.len(),
+            lease: self.leases.current(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod client;
 pub mod daemon;
 pub mod engine;
 pub mod iface;
+pub mod lease;
 pub mod link;
 pub mod proto;
 pub mod stats;

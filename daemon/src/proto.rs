@@ -144,6 +144,17 @@ pub enum Request {
     },
     /// Stop the daemon (it answers first).
     Shutdown,
+    /// Take, or renew, this connection's lease on the tables for `ttl_ms` milliseconds
+    /// (clamped to 100 ms .. 1 h). While it is held, changes from other connections are
+    /// refused with [`ErrorCode::Locked`]; it ends on [`Request::Release`], when this
+    /// connection closes, or when the time runs out without a renewal. `holder` says who
+    /// holds it (shown to the clients it refuses).
+    Lease {
+        holder: String,
+        ttl_ms: u64,
+    },
+    /// Give back this connection's lease (nothing happens if it holds none).
+    Release,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +199,8 @@ pub enum ErrorCode {
     Invalid,
     /// The daemon could not do it (for example, persisting the tables failed).
     Internal,
+    /// Another connection holds the lease (the message names the holder and since when).
+    Locked,
 }
 
 /// What a request returns.
@@ -196,12 +209,35 @@ pub enum ErrorCode {
 pub enum Response {
     Status(Status),
     Changed(Changed),
-    Interfaces { interfaces: Vec<InterfaceInfo> },
-    Links { links: Vec<LinkInfo> },
-    Rules { rules: Vec<RuleInfo> },
+    Interfaces {
+        interfaces: Vec<InterfaceInfo>,
+    },
+    Links {
+        links: Vec<LinkInfo>,
+    },
+    Rules {
+        rules: Vec<RuleInfo>,
+    },
     Stats(Stats),
     TrafficMatrix(TrafficMatrix),
     ShuttingDown,
+    /// The lease this connection now holds.
+    Leased(LeaseInfo),
+    /// The answer to [`Request::Release`]: whether this connection held the lease.
+    Released {
+        held: bool,
+    },
+}
+
+/// A lease on a daemon's tables (see [`Request::Lease`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Who holds it, as the holder described itself.
+    pub holder: String,
+    /// When it was taken, in milliseconds since the Unix epoch.
+    pub acquired_unix_ms: u64,
+    /// How long it lasts without a renewal.
+    pub expires_in_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +253,9 @@ pub struct Status {
     pub links: usize,
     pub links_up: usize,
     pub rules: usize,
+    /// The lease on the tables, when one is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseInfo>,
 }
 
 /// The result of a [`Request::Change`].
