@@ -29,7 +29,7 @@ pub fn write_human(
     color: bool,
 ) -> std::io::Result<()> {
     let (mut errors, mut warnings) = (0usize, 0usize);
-    for file in files {
+    for file in files.iter().filter(|f| !f.diagnostics.is_empty()) {
         let mut cache = (
             file.source.name.clone(),
             ariadne::Source::from(file.source.text.as_str()),

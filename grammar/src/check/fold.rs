@@ -4,7 +4,7 @@ use crate::ast::{Block, BlockKind, Host, Ident, Link, MatchKind, Rule, RuleKind,
 use crate::diag::{Code, Diagnostic};
 use crate::model::{HostDef, LinkDef, LinkKey, Match, RuleDef, State, Target};
 use crate::span::Span;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Where the elements of the folded state were written; elements that came from a base state
 /// (a patch's `--base`) have none.
@@ -25,11 +25,17 @@ pub struct RuleOrigin {
 
 pub(super) fn fold(file: &SourceFile, base: &State) -> (State, Origins, Vec<Diagnostic>) {
     let mut folder = Folder {
-        state: base.clone(),
+        hosts: base.hosts.iter().enumerate().map(|(i, h)| (h.machine.clone(), i)).collect(),
+        links: base.links.iter().map(|(k, l)| (k.clone(), l.clone())).collect(),
+        rules: base.rules.iter().cloned().collect(),
+        state: State {
+            hosts: base.hosts.clone(),
+            ..State::default()
+        },
         origins: Origins::default(),
         diagnostics: Vec::new(),
-        orphaned: HashSet::new(),
-        broken_links: HashSet::new(),
+        orphaned: HashSet::default(),
+        broken_links: HashSet::default(),
     };
     for host in &file.hosts {
         folder.declare(host);
@@ -38,11 +44,26 @@ pub(super) fn fold(file: &SourceFile, base: &State) -> (State, Origins, Vec<Diag
         folder.apply_block(block);
     }
     folder.report_dangling_rules();
-    (folder.state, folder.origins, folder.diagnostics)
+    let mut state = folder.state;
+    state.links = sorted(folder.links.into_iter().collect()).into_iter().collect();
+    state.rules = sorted(folder.rules.into_iter().collect()).into_iter().collect();
+    (state, folder.origins, folder.diagnostics)
+}
+
+/// Sorting first lets the ordered collections of [`State`] be built in one linear pass; folding
+/// into hash sets and ordering once is several times cheaper than keeping them ordered.
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort_unstable();
+    items
 }
 
 struct Folder {
+    /// The hosts; links and rules are kept in the hash sets below until the end.
     state: State,
+    links: HashMap<LinkKey, LinkDef>,
+    rules: HashSet<RuleDef>,
+    /// Index of `state.hosts` by machine: names are looked up for every statement.
+    hosts: HashMap<String, usize>,
     origins: Origins,
     diagnostics: Vec<Diagnostic>,
     /// Rules whose link a DELETE removed (reported as V110, so not again as V106).
@@ -53,6 +74,10 @@ struct Folder {
 }
 
 impl Folder {
+    fn host(&self, machine: &str) -> Option<&HostDef> {
+        self.hosts.get(machine).map(|&i| &self.state.hosts[i])
+    }
+
     fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
     }
@@ -64,7 +89,7 @@ impl Folder {
             port: u16::try_from(host.port.value).unwrap_or(0),
             iface: host.iface.text.to_string(),
         };
-        match self.state.host(&def.machine) {
+        match self.host(&def.machine) {
             Some(existing) if *existing == def => {}
             Some(existing) => {
                 let what = differing_fields(existing, &def);
@@ -81,6 +106,7 @@ impl Folder {
             }
             None => {
                 self.origins.hosts.insert(def.machine.clone(), host.span);
+                self.hosts.insert(def.machine.clone(), self.state.hosts.len());
                 self.state.hosts.push(def);
             }
         }
@@ -90,7 +116,7 @@ impl Folder {
     fn require_declared<'a>(&mut self, names: impl IntoIterator<Item = &'a Ident>) {
         let mut seen: Vec<&str> = Vec::new();
         for name in names {
-            if self.state.host(&name.text).is_some() || seen.contains(&name.as_str()) {
+            if self.hosts.contains_key(&*name.text) || seen.contains(&name.as_str()) {
                 continue;
             }
             seen.push(name.as_str());
@@ -176,7 +202,7 @@ impl Folder {
 
     fn add_link(&mut self, link: &Link, def: LinkDef) {
         let key = def.key();
-        if let Some(existing) = self.state.links.get(&key) {
+        if let Some(existing) = self.links.get(&key) {
             let (code, message) = if *existing == def {
                 (Code::V201, format!("link between `{}` and `{}` is already present", def.a, def.b))
             } else {
@@ -198,12 +224,12 @@ impl Folder {
             return;
         }
         self.origins.links.insert(key.clone(), link.span);
-        self.state.links.insert(key, def);
+        self.links.insert(key, def);
     }
 
     fn delete_link(&mut self, link: &Link, def: LinkDef) {
         let key = def.key();
-        let Some(existing) = self.state.links.get(&key) else {
+        let Some(existing) = self.links.get(&key) else {
             self.report(Diagnostic::new(
                 Code::V202,
                 link.span,
@@ -228,15 +254,16 @@ impl Folder {
             self.report(d);
             return;
         }
-        self.state.links.remove(&key);
+        self.links.remove(&key);
         self.origins.links.remove(&key);
-        let users: Vec<RuleDef> = self
-            .state
+        let mut users: Vec<RuleDef> = self
             .rules
             .iter()
             .filter(|r| r.link().as_ref() == Some(&key))
             .cloned()
             .collect();
+        // Hash order is arbitrary; report the rules in file order.
+        users.sort_by_key(|r| self.origins.rules.get(r).map_or(usize::MAX, |o| o.span.start));
         if users.is_empty() {
             return;
         }
@@ -293,7 +320,7 @@ impl Folder {
                 }
             }
             (RuleKind::Interface, [iface]) => {
-                if let Some(host) = self.state.host(&rule.daemon.text) {
+                if let Some(host) = self.host(&rule.daemon.text) {
                     if host.iface != *iface.text {
                         let served = host.iface.clone();
                         let mut d = Diagnostic::new(
@@ -378,7 +405,7 @@ impl Folder {
     }
 
     fn add_rule(&mut self, rule: &Rule, def: RuleDef) {
-        if self.state.rules.contains(&def) {
+        if self.rules.contains(&def) {
             let mut d = Diagnostic::new(Code::V201, rule.span, "rule is already present");
             if let Some(first) = self.origins.rules.get(&def) {
                 d = d.with_related(first.span, "added here");
@@ -386,13 +413,15 @@ impl Folder {
             self.report(d);
             return;
         }
-        self.orphaned.remove(&def);
+        if !self.orphaned.is_empty() {
+            self.orphaned.remove(&def);
+        }
         self.origins.rules.insert(def.clone(), rule_origin(rule));
-        self.state.rules.insert(def);
+        self.rules.insert(def);
     }
 
     fn delete_rule(&mut self, rule: &Rule, def: RuleDef) {
-        if !self.state.rules.remove(&def) {
+        if !self.rules.remove(&def) {
             self.report(Diagnostic::new(Code::V202, rule.span, "DELETE of a rule that is not present"));
             return;
         }
@@ -402,14 +431,22 @@ impl Folder {
 
     /// V106: an EDGE rule of the resulting state whose link is not in it.
     fn report_dangling_rules(&mut self) {
+        // Pairs as borrowed, sorted name pairs, so the check allocates nothing per rule.
+        let pairs: HashSet<(&str, &str)> = self
+            .links
+            .keys()
+            .chain(&self.broken_links)
+            .map(|k| (k.0.as_str(), k.1.as_str()))
+            .collect();
         let mut dangling: Vec<(RuleOrigin, LinkKey)> = Vec::new();
-        for rule in &self.state.rules {
-            let Some(key) = rule.link() else { continue };
-            if self.state.links.contains_key(&key) || self.orphaned.contains(rule) || self.broken_links.contains(&key) {
+        for rule in &self.rules {
+            let Target::Link { peer } = &rule.target else { continue };
+            let (a, b) = if rule.daemon <= *peer { (rule.daemon.as_str(), peer.as_str()) } else { (peer.as_str(), rule.daemon.as_str()) };
+            if pairs.contains(&(a, b)) || self.orphaned.contains(rule) {
                 continue;
             }
             if let Some(origin) = self.origins.rules.get(rule) {
-                dangling.push((*origin, key));
+                dangling.push((*origin, LinkKey::new(a, b)));
             }
         }
         dangling.sort_by_key(|(origin, _)| origin.span);
