@@ -61,14 +61,23 @@ fn touches_long_line(text: &str, index: &LineIndex, d: &Diagnostic) -> bool {
     let long = |offset: usize| {
         let line = index.line_of(offset.min(text.len()));
         let start = index.line_start(line);
-        let end = if line + 1 < index.line_count() { index.line_start(line + 1) } else { text.len() };
+        let end = if line + 1 < index.line_count() {
+            index.line_start(line + 1)
+        } else {
+            text.len()
+        };
         end - start > MAX_SNIPPET_LINE
     };
     long(d.span.start) || d.related.iter().any(|r| long(r.span.start))
 }
 
 /// `file:line:column: error[V003]: message`, with the related places and help indented below.
-fn write_plain(out: &mut dyn Write, source: &Source, index: &LineIndex, d: &Diagnostic) -> std::io::Result<()> {
+fn write_plain(
+    out: &mut dyn Write,
+    source: &Source,
+    index: &LineIndex,
+    d: &Diagnostic,
+) -> std::io::Result<()> {
     let at = |offset: usize| {
         let lc = index.line_col(&source.text, offset);
         format!("{}:{}:{}", source.name, lc.line, lc.column)
@@ -77,7 +86,13 @@ fn write_plain(out: &mut dyn Write, source: &Source, index: &LineIndex, d: &Diag
         Severity::Error => "error",
         Severity::Warning => "warning",
     };
-    writeln!(out, "{}: {severity}[{}]: {}", at(d.span.start), d.code, d.message)?;
+    writeln!(
+        out,
+        "{}: {severity}[{}]: {}",
+        at(d.span.start),
+        d.code,
+        d.message
+    )?;
     for related in &d.related {
         writeln!(out, "    {}: {}", at(related.span.start), related.message)?;
     }

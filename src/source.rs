@@ -10,6 +10,8 @@ pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 pub struct Source {
     pub name: String,
     pub text: String,
+    /// Where the first byte that was not UTF-8 stood (it reads as U+FFFD in `text`).
+    pub invalid_utf8: Option<usize>,
 }
 
 impl Source {
@@ -43,7 +45,7 @@ impl Source {
                 MAX_FILE_BYTES / (1024 * 1024)
             ));
         }
-        let (text, _) = vnet_grammar::decode(&bytes);
+        let (text, invalid_utf8) = vnet_grammar::decode(&bytes);
         Ok(Source {
             name: if path == "-" {
                 "<stdin>".to_string()
@@ -51,6 +53,7 @@ impl Source {
                 path.to_string()
             },
             text: text.into_owned(),
+            invalid_utf8,
         })
     }
 }

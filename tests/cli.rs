@@ -12,7 +12,11 @@ fn run_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vnetc"))
         .args(args)
         .env("NO_COLOR", "1")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -60,7 +64,11 @@ impl Drop for Scratch {
 }
 
 fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name).to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 const STAR: &str = "BEGIN\nHOST u AT a 7000 eth0\nHOST u AT b 7000 eth1\nADD\n    LINK TCP b a b\n    FORWARD INTERFACE b ANY 00:50:56:00:00:02 eth1\n    FORWARD EDGE b 00:50:56:00:00:02 NONE b a\n    FORWARD EDGE a ANY 00:50:56:00:00:02 a b\nEND\n";
@@ -69,14 +77,21 @@ const STAR: &str = "BEGIN\nHOST u AT a 7000 eth0\nHOST u AT b 7000 eth1\nADD\n  
 fn check_exit_codes_follow_the_contract() {
     let s = Scratch::new("exit");
     assert_eq!(code(&vnetc(&["check", &example("resilient-star.vnet")])), 0);
-    let warn = s.file("warn.vnet", b"BEGIN\nHOST u AT a 1 e\nADD\nADD\n FORWARD INTERFACE a ANY 00:00:00:00:00:01 e\nEND\n");
+    let warn = s.file(
+        "warn.vnet",
+        b"BEGIN\nHOST u AT a 1 e\nADD\nADD\n FORWARD INTERFACE a ANY 00:00:00:00:00:01 e\nEND\n",
+    );
     let out = vnetc(&["check", &warn]);
     assert_eq!(code(&out), 0, "warnings alone do not fail");
     assert!(stdout(&out).contains("V204"));
     let bad = s.file("bad.vnet", b"BEGIN\nHOST u AT a 99999 e\nEND\n");
     let out = vnetc(&["check", &bad]);
     assert_eq!(code(&out), 1);
-    assert!(stdout(&out).contains("[V004] Error: port `99999` is out of range"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("[V004] Error: port `99999` is out of range"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stdout(&out).contains("bad.vnet:2:13"), "{}", stdout(&out));
     assert_eq!(code(&vnetc(&["check", "/nonexistent/file.vnet"])), 2);
     assert_eq!(code(&vnetc(&["check"])), 2, "usage error");
@@ -86,7 +101,10 @@ fn check_exit_codes_follow_the_contract() {
 #[test]
 fn check_json_follows_the_schema() {
     let s = Scratch::new("json");
-    let file = s.file("f.vnet", "BEGIN\n# é\nHOST u AT a 7000 eth0\nADD\n    LINK TCP a a zz\nEND\n".as_bytes());
+    let file = s.file(
+        "f.vnet",
+        "BEGIN\n# é\nHOST u AT a 7000 eth0\nADD\n    LINK TCP a a zz\nEND\n".as_bytes(),
+    );
     let out = vnetc(&["check", "--format", "json", &file]);
     assert_eq!(code(&out), 1);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
@@ -97,8 +115,15 @@ fn check_json_follows_the_schema() {
     assert_eq!(d["code"], "V101");
     assert_eq!(d["severity"], "error");
     assert!(d["message"].as_str().unwrap_or("").contains("`zz`"));
-    assert_eq!(d["span"]["start"], serde_json::json!({"line": 5, "column": 18}));
-    assert_eq!(d["span"]["end"], serde_json::json!({"line": 5, "column": 20}), "half-open end");
+    assert_eq!(
+        d["span"]["start"],
+        serde_json::json!({"line": 5, "column": 18})
+    );
+    assert_eq!(
+        d["span"]["end"],
+        serde_json::json!({"line": 5, "column": 20}),
+        "half-open end"
+    );
     assert!(d["related"].is_array());
     assert!(d.get("help").is_some());
 }
@@ -107,7 +132,10 @@ fn check_json_follows_the_schema() {
 fn check_base_folds_a_patch_onto_a_file() {
     let s = Scratch::new("base");
     let base = s.file("base.vnet", STAR.as_bytes());
-    let ok = s.file("ok.vnet", b"BEGIN\nDELETE\n    FORWARD EDGE a ANY 00:50:56:00:00:02 a b\nEND\n");
+    let ok = s.file(
+        "ok.vnet",
+        b"BEGIN\nDELETE\n    FORWARD EDGE a ANY 00:50:56:00:00:02 a b\nEND\n",
+    );
     assert_eq!(code(&vnetc(&["check", "--base", &base, &ok])), 0);
     let in_use = s.file("in-use.vnet", b"BEGIN\nDELETE\n    LINK TCP b a b\nEND\n");
     let out = vnetc(&["check", "--base", &base, &in_use]);
@@ -125,19 +153,35 @@ fn fmt_filters_stdin_checks_and_rewrites_in_place() {
     let out = run_with_stdin(&["fmt", "-"], Some(messy.as_bytes()));
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let formatted = stdout(&out);
-    assert!(formatted.starts_with("BEGIN\nHOST u AT a 7000 eth0\nHOST u AT b 7000 eth1\n\nADD\n    LINK TCP b a b\n"), "{formatted}");
-    assert!(formatted.contains("    FORWARD INTERFACE b ANY 00:50:56:00:00:02 eth1 # vm\n"), "{formatted}");
+    assert!(
+        formatted.starts_with(
+            "BEGIN\nHOST u AT a 7000 eth0\nHOST u AT b 7000 eth1\n\nADD\n    LINK TCP b a b\n"
+        ),
+        "{formatted}"
+    );
+    assert!(
+        formatted.contains("    FORWARD INTERFACE b ANY 00:50:56:00:00:02 eth1 # vm\n"),
+        "{formatted}"
+    );
 
     let file = s.file("messy.vnet", messy.as_bytes());
     assert_eq!(code(&vnetc(&["fmt", "--check", &file])), 1);
-    assert_eq!(std::fs::read_to_string(&file).expect("read"), messy, "--check changes nothing");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        messy,
+        "--check changes nothing"
+    );
     assert_eq!(code(&vnetc(&["fmt", &file])), 0);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), formatted);
     assert_eq!(code(&vnetc(&["fmt", "--check", &file])), 0);
 
     let broken = s.file("broken.vnet", b"BEGIN HOST u AT END");
     assert_eq!(code(&vnetc(&["fmt", &broken])), 1);
-    assert_eq!(std::fs::read(&broken).expect("read"), b"BEGIN HOST u AT END", "never rewrites a broken file");
+    assert_eq!(
+        std::fs::read(&broken).expect("read"),
+        b"BEGIN HOST u AT END",
+        "never rewrites a broken file"
+    );
 }
 
 #[test]
@@ -152,14 +196,24 @@ fn state_depends_only_on_meaning() {
           FORWARD EDGE b 00:50:56:00:00:02 NONE b a FORWARD INTERFACE b ANY 00:50:56:00:00:02 eth1\n\
           DELETE FORWARD EDGE a ANY 00:50:56:00:00:02 a b ADD FORWARD EDGE a ANY 00:50:56:00:00:02 a b END",
     );
-    let c = s.file("c.vnet", STAR.replace("LINK TCP b a b", "LINK UDP b a b").as_bytes());
-    let (sa, sb, sc) = (vnetc(&["state", &a]), vnetc(&["state", &b]), vnetc(&["state", &c]));
+    let c = s.file(
+        "c.vnet",
+        STAR.replace("LINK TCP b a b", "LINK UDP b a b").as_bytes(),
+    );
+    let (sa, sb, sc) = (
+        vnetc(&["state", &a]),
+        vnetc(&["state", &b]),
+        vnetc(&["state", &c]),
+    );
     assert_eq!(code(&sa), 0);
     assert_eq!(code(&sb), 0, "{}", String::from_utf8_lossy(&sb.stderr));
     assert_eq!(sa.stdout, sb.stdout, "same meaning, same bytes");
     assert_ne!(sa.stdout, sc.stdout, "different meaning, different output");
     let canonical = stdout(&sa);
-    assert!(canonical.contains("\nADD\n    LINK TCP b a b\n    FORWARD EDGE a ANY"), "{canonical}");
+    assert!(
+        canonical.contains("\nADD\n    LINK TCP b a b\n    FORWARD EDGE a ANY"),
+        "{canonical}"
+    );
     let json = vnetc(&["state", "--format", "json", &a]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("state JSON");
     assert_eq!(value["hosts"].as_array().map(Vec::len), Some(2));
@@ -176,13 +230,25 @@ fn graph_draws_dot_and_svg() {
     assert_eq!(code(&out), 0);
     let dot = stdout(&out);
     assert!(dot.starts_with("digraph vnet {"), "{dot}");
-    assert!(dot.contains("\"127.0.0.2\" -> \"127.0.0.1\" [label=\"TCP\""), "{dot}");
+    assert!(
+        dot.contains("\"127.0.0.2\" -> \"127.0.0.1\" [label=\"TCP\""),
+        "{dot}"
+    );
     assert_eq!(dot.matches(" -> ").count(), 4);
     let svg = s.0.join("star.svg");
-    let out = vnetc(&["graph", &example("fast-path-8.vnet"), "-o", &svg.to_string_lossy()]);
+    let out = vnetc(&[
+        "graph",
+        &example("fast-path-8.vnet"),
+        "-o",
+        &svg.to_string_lossy(),
+    ]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&svg).expect("svg written");
-    assert!(text.contains("<svg") && text.contains("127.0.0.8"), "{}", &text[..text.len().min(300)]);
+    assert!(
+        text.contains("<svg") && text.contains("127.0.0.8"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
 }
 
 #[test]
@@ -206,10 +272,18 @@ fn bad_input_gives_diagnostics_or_a_clear_error_never_a_panic() {
     let bin = s.file("binary.vnet", &binary);
     let out = vnetc(&["check", "--format", "json", &bin]);
     assert_eq!(code(&out), 1);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON even for binary input");
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON even for binary input");
     let diags = json["diagnostics"].as_array().expect("array");
-    assert_eq!(diags.len(), 1001, "1,000 diagnostics and one that counts the rest");
-    assert!(diags[1000]["message"].as_str().unwrap_or("").contains("more diagnostics not shown"));
+    assert_eq!(
+        diags.len(),
+        1001,
+        "1,000 diagnostics and one that counts the rest"
+    );
+    assert!(diags[1000]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("more diagnostics not shown"));
     assert_eq!(code(&vnetc(&["fmt", "--check", &bin])), 1);
     assert_eq!(code(&vnetc(&["state", &bin])), 1);
 
@@ -218,7 +292,26 @@ fn bad_input_gives_diagnostics_or_a_clear_error_never_a_panic() {
     assert_eq!(code(&out), 1);
     assert!(stdout(&out).contains("V003"), "{}", stdout(&out));
 
-    assert_eq!(code(&vnetc(&["check", &s.0.to_string_lossy()])), 2, "a directory is an I/O error");
+    // A bad byte inside a comment is V003 too, and fmt refuses rather than rewrite it.
+    let comment = s.file("comment.vnet", b"BEGIN END # caf\x80\n");
+    let out = vnetc(&["check", &comment]);
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("V003"), "{}", stdout(&out));
+    assert_eq!(code(&vnetc(&["fmt", &comment])), 1);
+    assert_eq!(
+        std::fs::read(&comment).expect("read"),
+        b"BEGIN END # caf\x80\n"
+    );
+
+    // A UTF-8 byte-order mark is whitespace.
+    let bom = s.file("bom.vnet", b"\xef\xbb\xbfBEGIN\nEND\n");
+    assert_eq!(code(&vnetc(&["check", &bom])), 0);
+
+    assert_eq!(
+        code(&vnetc(&["check", &s.0.to_string_lossy()])),
+        2,
+        "a directory is an I/O error"
+    );
 }
 
 #[test]

@@ -33,7 +33,8 @@ macro_rules! codes {
                 match self { $(Code::$name => $summary),* }
             }
 
-            pub fn from_str(text: &str) -> Option<Code> {
+            /// The code spelled `text` (`"V101"`), if there is one.
+            pub fn parse(text: &str) -> Option<Code> {
                 match text { $($text => Some(Code::$name),)* _ => None }
             }
         }
@@ -133,7 +134,7 @@ pub const MAX_DIAGNOSTICS: usize = 1000;
 /// it with one that counts the rest: those cut here and the `dropped` ones counted but never
 /// kept (the lexer stops keeping them on junk input).
 pub fn finish(mut diagnostics: Vec<Diagnostic>, dropped: usize) -> Vec<Diagnostic> {
-    diagnostics.sort_by(|a, b| (a.span.start, a.code, a.span.end).cmp(&(b.span.start, b.code, b.span.end)));
+    diagnostics.sort_by_key(|d| (d.span.start, d.code, d.span.end));
     diagnostics.dedup();
     let cut = diagnostics.len().saturating_sub(MAX_DIAGNOSTICS);
     if cut + dropped == 0 {

@@ -13,7 +13,8 @@ use std::fmt;
 /// What logos recognises. A token runs to the next whitespace or `#` (SPEC 2.1): the
 /// catch-all `Word` is the longest match for anything that is not a well-formed token.
 #[derive(Logos, Clone, Copy, Debug, PartialEq, Eq)]
-#[logos(skip r"[ \t\r\n\x0B\x0C]+")]
+// A byte-order mark (as some Windows editors write) counts as whitespace.
+#[logos(skip r"[ \t\r\n\x0B\x0C\u{FEFF}]+")]
 enum Raw {
     #[token("BEGIN", priority = 20, ignore(case))]
     Begin,
@@ -53,7 +54,7 @@ enum Raw {
     Number,
     #[regex(r"[A-Za-z0-9_.\-]+", priority = 10)]
     Name,
-    #[regex(r"[^ \t\r\n\x0B\x0C#]+", priority = 1)]
+    #[regex(r"[^ \t\r\n\x0B\x0C\u{FEFF}#]+", priority = 1)]
     Word,
 }
 
@@ -124,8 +125,21 @@ impl fmt::Display for Tok<'_> {
 
 /// Every keyword of the language in upper case (SPEC 2.1).
 pub const KEYWORDS: &[&str] = &[
-    "BEGIN", "END", "HOST", "AT", "ADD", "DELETE", "LINK", "TCP", "UDP", "FORWARD", "EDGE",
-    "INTERFACE", "NOT", "ANY", "NONE",
+    "BEGIN",
+    "END",
+    "HOST",
+    "AT",
+    "ADD",
+    "DELETE",
+    "LINK",
+    "TCP",
+    "UDP",
+    "FORWARD",
+    "EDGE",
+    "INTERFACE",
+    "NOT",
+    "ANY",
+    "NONE",
 ];
 
 pub fn is_keyword(word: &str) -> bool {
@@ -135,7 +149,9 @@ pub fn is_keyword(word: &str) -> bool {
 /// Whether `word` is a valid machine, user or interface name (SPEC 2.1).
 pub fn is_valid_name(word: &str) -> bool {
     !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         && !word.bytes().all(|b| b.is_ascii_digit())
         && !is_keyword(word)
 }
@@ -205,7 +221,9 @@ impl<'input> Lexer<'input> {
 }
 
 fn port_in_range(digits: &str) -> bool {
-    digits.parse::<u32>().is_ok_and(|v| (1..=65535).contains(&v))
+    digits
+        .parse::<u32>()
+        .is_ok_and(|v| (1..=65535).contains(&v))
 }
 
 impl<'input> Iterator for Lexer<'input> {
@@ -235,8 +253,12 @@ impl<'input> Iterator for Lexer<'input> {
                 Ok(Raw::Number) => {
                     if !port_in_range(slice) {
                         self.diagnostics.push(
-                            Diagnostic::new(Code::V004, span, format!("port `{slice}` is out of range"))
-                                .with_help("a port is a decimal number from 1 to 65535"),
+                            Diagnostic::new(
+                                Code::V004,
+                                span,
+                                format!("port `{slice}` is out of range"),
+                            )
+                            .with_help("a port is a decimal number from 1 to 65535"),
                         );
                     }
                     Tok::Number(slice.parse::<u32>().unwrap_or(u32::MAX))
@@ -268,11 +290,21 @@ impl<'input> Iterator for Lexer<'input> {
 
 /// A word that is no well-formed token: a malformed MAC when it holds `:`, else a name with a
 /// character outside the alphabets. It is passed on as a MAC or a name so parsing goes on.
-fn classify_word<'input>(word: &'input str, span: Span, diagnostics: &mut Vec<Diagnostic>) -> Tok<'input> {
+fn classify_word<'input>(
+    word: &'input str,
+    span: Span,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Tok<'input> {
     if word.contains(':') {
         diagnostics.push(
-            Diagnostic::new(Code::V002, span, format!("malformed MAC address `{}`", printable(word)))
-                .with_help("a MAC address is six pairs of hex digits joined by `:`, e.g. 00:50:56:00:21:01"),
+            Diagnostic::new(
+                Code::V002,
+                span,
+                format!("malformed MAC address `{}`", printable(word)),
+            )
+            .with_help(
+                "a MAC address is six pairs of hex digits joined by `:`, e.g. 00:50:56:00:21:01",
+            ),
         );
         return Tok::Mac(None);
     }
@@ -297,7 +329,11 @@ fn classify_word<'input>(word: &'input str, span: Span, diagnostics: &mut Vec<Di
 
 /// Keeps a message readable when the offending word is binary junk.
 fn printable(word: &str) -> String {
-    let mut out: String = word.chars().take(40).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut out: String = word
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if word.chars().count() > 40 {
         out.push('…');
     }
@@ -315,8 +351,14 @@ mod tests {
     #[test]
     fn keywords_are_case_insensitive_and_names_are_not_keywords() {
         assert_eq!(toks("begin At aT"), vec![Tok::Begin, Tok::At, Tok::At]);
-        assert_eq!(toks("ATX 10.0.0.2 host-1"), vec![Tok::Name("ATX"), Tok::Name("10.0.0.2"), Tok::Name("host-1")]);
-        assert_eq!(toks("8080 00:50:56:00:21:01"), vec![Tok::Number(8080), Tok::Mac(Mac::parse("00:50:56:00:21:01"))]);
+        assert_eq!(
+            toks("ATX 10.0.0.2 host-1"),
+            vec![Tok::Name("ATX"), Tok::Name("10.0.0.2"), Tok::Name("host-1")]
+        );
+        assert_eq!(
+            toks("8080 00:50:56:00:21:01"),
+            vec![Tok::Number(8080), Tok::Mac(Mac::parse("00:50:56:00:21:01"))]
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@ pub mod ast;
 pub mod check;
 pub mod diag;
 pub mod fmt;
+#[doc(hidden)]
+pub mod gen;
 pub mod lexer;
 pub mod mac;
 pub mod model;
-pub mod route;
-#[doc(hidden)]
-pub mod gen;
 pub mod parse;
+pub mod route;
 pub mod span;
 
 pub use diag::{Code, Diagnostic, Related, Severity};
@@ -45,6 +45,31 @@ impl Analysis {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+
+    /// Reports the first byte that was not UTF-8 (see [`decode`]) as V003, unless the lexer
+    /// already did (it does when the byte is inside a token, not when it is in a comment).
+    pub fn report_invalid_utf8(&mut self, offset: usize) {
+        if self
+            .diagnostics
+            .iter()
+            .any(|d| d.code == Code::V003 && d.span.start == offset)
+        {
+            return;
+        }
+        self.diagnostics.push(invalid_utf8(offset));
+        self.diagnostics
+            .sort_by_key(|d| (d.span.start, d.code, d.span.end));
+    }
+}
+
+/// V003 at the first byte of a file that is not UTF-8.
+pub fn invalid_utf8(offset: usize) -> Diagnostic {
+    Diagnostic::new(
+        Code::V003,
+        Span::new(offset, offset + char::REPLACEMENT_CHARACTER.len_utf8()),
+        "unexpected byte: the file is not valid UTF-8 here",
+    )
+    .with_help("save the file as UTF-8")
 }
 
 /// Parses and checks a whole program.

@@ -66,7 +66,9 @@ impl fmt::Display for Mac {
 impl FromStr for Mac {
     type Err = String;
     fn from_str(s: &str) -> Result<Mac, String> {
-        Mac::parse(s).ok_or_else(|| format!("`{s}` is not a MAC address (six pairs of hex digits joined by `:`)"))
+        Mac::parse(s).ok_or_else(|| {
+            format!("`{s}` is not a MAC address (six pairs of hex digits joined by `:`)")
+        })
     }
 }
 
@@ -79,7 +81,8 @@ impl Serialize for Mac {
 impl<'de> Deserialize<'de> for Mac {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
         let text = String::deserialize(d)?;
-        Mac::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("malformed MAC address `{text}`")))
+        Mac::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("malformed MAC address `{text}`")))
     }
 }
 
@@ -93,7 +96,12 @@ mod tests {
         assert_eq!(mac.to_string(), "00:50:56:00:21:0a");
         assert!(Mac::BROADCAST.is_group());
         assert!(!mac.is_group());
-        for bad in ["00:50:56:00:21", "00:50:56:00:21:0g", "0:50:56:00:21:01:", "00-50-56-00-21-01"] {
+        for bad in [
+            "00:50:56:00:21",
+            "00:50:56:00:21:0g",
+            "0:50:56:00:21:01:",
+            "00-50-56-00-21-01",
+        ] {
             assert_eq!(Mac::parse(bad), None, "{bad}");
         }
     }

@@ -26,7 +26,11 @@ pub fn parse(text: &str) -> Parsed {
     let mut lexer = lexer::Lexer::new(text);
     let mut recovered = Vec::new();
     let result = grammar::StatementsParser::new().parse(&mut recovered, &mut lexer);
-    let dropped = if lexer.gave_up() { lexer.count_rest() } else { 0 };
+    let dropped = if lexer.gave_up() {
+        lexer.count_rest()
+    } else {
+        0
+    };
     let mut diagnostics = std::mem::take(&mut lexer.diagnostics);
     let comments = std::mem::take(&mut lexer.comments);
     let mut eof_reported = false;
@@ -43,7 +47,12 @@ pub fn parse(text: &str) -> Parsed {
             Vec::new()
         }
     };
-    let mut file = structure(statements, text.len(), eof_reported || dropped > 0, &mut diagnostics);
+    let mut file = structure(
+        statements,
+        text.len(),
+        eof_reported || dropped > 0,
+        &mut diagnostics,
+    );
     file.comments = comments;
     Parsed {
         file,
@@ -54,7 +63,12 @@ pub fn parse(text: &str) -> Parsed {
 
 /// Puts the statements in place: BEGIN, HOST lines, blocks (links before rules), END.
 /// Each misplaced statement is one V001 and is kept where it most plausibly belongs.
-fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics: &mut Vec<Diagnostic>) -> SourceFile {
+fn structure(
+    statements: Vec<Stmt>,
+    len: usize,
+    eof_reported: bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> SourceFile {
     let mut file = SourceFile::default();
     let mut first = true;
     for stmt in statements {
@@ -67,7 +81,11 @@ fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics:
         }
         let span = stmt_span(&stmt);
         if first && !matches!(stmt, Stmt::Begin(_)) {
-            diagnostics.push(unexpected(span, &stmt, "expected `BEGIN`: a program starts with BEGIN"));
+            diagnostics.push(unexpected(
+                span,
+                &stmt,
+                "expected `BEGIN`: a program starts with BEGIN",
+            ));
         }
         first = false;
         if let Some(end) = file.end {
@@ -90,8 +108,12 @@ fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics:
             Stmt::End(span) => match file.end {
                 None => file.end = Some(span),
                 Some(first_end) => diagnostics.push(
-                    Diagnostic::new(Code::V001, span, "unexpected `END`: the program already ended")
-                        .with_related(first_end, "the program ended here"),
+                    Diagnostic::new(
+                        Code::V001,
+                        span,
+                        "unexpected `END`: the program already ended",
+                    )
+                    .with_related(first_end, "the program ended here"),
                 ),
             },
             Stmt::Block(kind, keyword) => file.blocks.push(Block {
@@ -129,7 +151,9 @@ fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics:
                 block.links.push(link);
             }
             Stmt::Rule(rule) => {
-                current_block(&mut file, rule.span, "FORWARD", diagnostics).rules.push(rule);
+                current_block(&mut file, rule.span, "FORWARD", diagnostics)
+                    .rules
+                    .push(rule);
             }
             Stmt::Error => {}
         }
@@ -152,7 +176,12 @@ fn structure(statements: Vec<Stmt>, len: usize, eof_reported: bool, diagnostics:
 }
 
 /// The block a LINK or FORWARD belongs to; one is made up (after a V001) when none was opened.
-fn current_block<'f>(file: &'f mut SourceFile, span: Span, keyword: &str, diagnostics: &mut Vec<Diagnostic>) -> &'f mut Block {
+fn current_block<'f>(
+    file: &'f mut SourceFile,
+    span: Span,
+    keyword: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> &'f mut Block {
     if file.blocks.is_empty() {
         diagnostics.push(Diagnostic::new(
             Code::V001,
@@ -197,7 +226,11 @@ fn unexpected(span: Span, stmt: &Stmt, expected: &str) -> Diagnostic {
     // Point at the statement's keyword, not the whole statement.
     let keyword = stmt_keyword(stmt);
     let at = Span::new(span.start, span.start + keyword.len().min(span.len()));
-    Diagnostic::new(Code::V001, at, format!("unexpected `{keyword}`; {expected}"))
+    Diagnostic::new(
+        Code::V001,
+        at,
+        format!("unexpected `{keyword}`; {expected}"),
+    )
 }
 
 fn syntax_error(error: ParseError<usize, Tok<'_>, ()>, len: usize) -> Diagnostic {
@@ -208,20 +241,33 @@ fn syntax_error(error: ParseError<usize, Tok<'_>, ()>, len: usize) -> Diagnostic
         } => Diagnostic::new(
             Code::V001,
             Span::new(l, r),
-            format!("unexpected {}; expected {}", tok.describe(), describe_expected(&expected)),
+            format!(
+                "unexpected {}; expected {}",
+                tok.describe(),
+                describe_expected(&expected)
+            ),
         ),
         ParseError::UnrecognizedEof { location, expected } => Diagnostic::new(
             Code::V001,
             Span::new(location.min(len), len),
-            format!("unexpected end of file; expected {}", describe_expected(&expected)),
+            format!(
+                "unexpected end of file; expected {}",
+                describe_expected(&expected)
+            ),
         ),
-        ParseError::ExtraToken { token: (l, tok, r) } => {
-            Diagnostic::new(Code::V001, Span::new(l, r), format!("unexpected {}", tok.describe()))
+        ParseError::ExtraToken { token: (l, tok, r) } => Diagnostic::new(
+            Code::V001,
+            Span::new(l, r),
+            format!("unexpected {}", tok.describe()),
+        ),
+        ParseError::InvalidToken { location } => Diagnostic::new(
+            Code::V001,
+            Span::new(location, location + 1),
+            "unexpected input",
+        ),
+        ParseError::User { error: () } => {
+            Diagnostic::new(Code::V001, Span::new(len, len), "syntax error")
         }
-        ParseError::InvalidToken { location } => {
-            Diagnostic::new(Code::V001, Span::new(location, location + 1), "unexpected input")
-        }
-        ParseError::User { error: () } => Diagnostic::new(Code::V001, Span::new(len, len), "syntax error"),
     }
 }
 
@@ -243,7 +289,10 @@ fn describe_expected(expected: &[String]) -> String {
     match words.len() {
         0 => "nothing more".to_string(),
         1 => words.remove(0),
-        n if n > 8 => "the start of a statement (`HOST`, `ADD`, `DELETE`, `LINK`, `FORWARD` or `END`)".to_string(),
+        n if n > 8 => {
+            "the start of a statement (`HOST`, `ADD`, `DELETE`, `LINK`, `FORWARD` or `END`)"
+                .to_string()
+        }
         _ => {
             let last = words.pop().unwrap_or_default();
             format!("{} or {}", words.join(", "), last)

@@ -154,7 +154,10 @@ mod tests {
         assert_eq!(index.line_col(text, x), LineCol { line: 2, column: 5 });
         assert_eq!(index.utf16_position(text, x), (1, 5));
         assert_eq!(index.offset_of_utf16(text, 1, 5), Some(x));
-        assert_eq!(index.line_col(text, text.len()), LineCol { line: 3, column: 2 });
+        assert_eq!(
+            index.line_col(text, text.len()),
+            LineCol { line: 3, column: 2 }
+        );
         assert_eq!(index.offset_of_utf16(text, 9, 0), None);
     }
 }

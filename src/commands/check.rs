@@ -23,7 +23,7 @@ pub fn run(args: Args, color: bool) -> Outcome {
     let base_state = match &args.base {
         Some(path) => {
             let source = Source::read(path).map_err(Failure::Usage)?;
-            let analysis = vnet_grammar::analyze(&source.text);
+            let analysis = super::analyze(&source, &Default::default());
             let state = analysis.state;
             // A broken base is reported too: the patch's diagnostics would mislead without it.
             if analysis.diagnostics.iter().any(Diagnostic::is_error) {
@@ -35,7 +35,7 @@ pub fn run(args: Args, color: bool) -> Outcome {
     };
     for path in &args.files {
         let source = Source::read(path).map_err(Failure::Usage)?;
-        let analysis = vnet_grammar::analyze_onto(&source.text, &base_state);
+        let analysis = super::analyze(&source, &base_state);
         sources.push((source, analysis.diagnostics));
     }
     let files: Vec<FileDiagnostics<'_>> = sources

@@ -18,7 +18,12 @@ pub fn run(args: Args, color: bool) -> Outcome {
     let mut failed = false;
     for path in &args.files {
         let source = Source::read(path).map_err(Failure::Usage)?;
-        let formatted = match vnet_grammar::format(&source.text) {
+        // Formatting would silently turn the bad bytes into U+FFFD: refuse instead.
+        let formatted = match source.invalid_utf8 {
+            Some(offset) => Err(vec![vnet_grammar::invalid_utf8(offset)]),
+            None => vnet_grammar::format(&source.text),
+        };
+        let formatted = match formatted {
             Ok(formatted) => formatted,
             Err(diagnostics) => {
                 // Like rustfmt: a file that does not parse is reported, never rewritten.

@@ -14,8 +14,18 @@ use vnet_grammar::Analysis;
 /// Reads and analyses one file; I/O problems are usage errors (exit 2).
 pub fn load(path: &str) -> Result<(Source, Analysis), Failure> {
     let source = Source::read(path).map_err(Failure::Usage)?;
-    let analysis = vnet_grammar::analyze(&source.text);
+    let analysis = analyze(&source, &Default::default());
     Ok((source, analysis))
+}
+
+/// Analyses a source folded onto `base` (empty for a whole program), with V003 for a byte
+/// that was not UTF-8 even where the lexer did not see it (inside a comment).
+pub fn analyze(source: &Source, base: &vnet_grammar::model::State) -> Analysis {
+    let mut analysis = vnet_grammar::analyze_onto(&source.text, base);
+    if let Some(offset) = source.invalid_utf8 {
+        analysis.report_invalid_utf8(offset);
+    }
+    analysis
 }
 
 /// For commands whose output needs a sound file (`state`, `graph`, `route`): print the file's

@@ -40,7 +40,8 @@ pub fn print_route(state: &State, args: &Args) -> Outcome {
     let text = match args.format {
         DataFormat::Human => route.render(),
         DataFormat::Json => {
-            let mut json = serde_json::to_string_pretty(&route).map_err(|e| Failure::Usage(e.to_string()))?;
+            let mut json =
+                serde_json::to_string_pretty(&route).map_err(|e| Failure::Usage(e.to_string()))?;
             json.push('\n');
             json
         }

@@ -25,8 +25,17 @@ pub struct RuleOrigin {
 
 pub(super) fn fold(file: &SourceFile, base: &State) -> (State, Origins, Vec<Diagnostic>) {
     let mut folder = Folder {
-        hosts: base.hosts.iter().enumerate().map(|(i, h)| (h.machine.clone(), i)).collect(),
-        links: base.links.iter().map(|(k, l)| (k.clone(), l.clone())).collect(),
+        hosts: base
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.machine.clone(), i))
+            .collect(),
+        links: base
+            .links
+            .iter()
+            .map(|(k, l)| (k.clone(), l.clone()))
+            .collect(),
         rules: base.rules.iter().cloned().collect(),
         state: State {
             hosts: base.hosts.clone(),
@@ -45,8 +54,12 @@ pub(super) fn fold(file: &SourceFile, base: &State) -> (State, Origins, Vec<Diag
     }
     folder.report_dangling_rules();
     let mut state = folder.state;
-    state.links = sorted(folder.links.into_iter().collect()).into_iter().collect();
-    state.rules = sorted(folder.rules.into_iter().collect()).into_iter().collect();
+    state.links = sorted(folder.links.into_iter().collect())
+        .into_iter()
+        .collect();
+    state.rules = sorted(folder.rules.into_iter().collect())
+        .into_iter()
+        .collect();
     (state, folder.origins, folder.diagnostics)
 }
 
@@ -96,7 +109,10 @@ impl Folder {
                 let mut d = Diagnostic::new(
                     Code::V102,
                     host.machine.span,
-                    format!("machine `{}` is declared again with a different {what}", def.machine),
+                    format!(
+                        "machine `{}` is declared again with a different {what}",
+                        def.machine
+                    ),
                 )
                 .with_help(format!("the first declaration says `{existing}`"));
                 if let Some(first) = self.origins.hosts.get(&def.machine) {
@@ -106,7 +122,8 @@ impl Folder {
             }
             None => {
                 self.origins.hosts.insert(def.machine.clone(), host.span);
-                self.hosts.insert(def.machine.clone(), self.state.hosts.len());
+                self.hosts
+                    .insert(def.machine.clone(), self.state.hosts.len());
                 self.state.hosts.push(def);
             }
         }
@@ -126,7 +143,10 @@ impl Folder {
                     name.span,
                     format!("machine `{}` is not declared by a HOST line", name.text),
                 )
-                .with_help(format!("declare it: HOST user AT {} port interface", name.text)),
+                .with_help(format!(
+                    "declare it: HOST user AT {} port interface",
+                    name.text
+                )),
             );
         }
     }
@@ -197,14 +217,25 @@ impl Folder {
             );
             return None;
         }
-        Some(LinkDef::new(link.transport, &link.dialer.text, &link.a.text, &link.b.text))
+        Some(LinkDef::new(
+            link.transport,
+            &link.dialer.text,
+            &link.a.text,
+            &link.b.text,
+        ))
     }
 
     fn add_link(&mut self, link: &Link, def: LinkDef) {
         let key = def.key();
         if let Some(existing) = self.links.get(&key) {
             let (code, message) = if *existing == def {
-                (Code::V201, format!("link between `{}` and `{}` is already present", def.a, def.b))
+                (
+                    Code::V201,
+                    format!(
+                        "link between `{}` and `{}` is already present",
+                        def.a, def.b
+                    ),
+                )
             } else {
                 (
                     Code::V112,
@@ -233,7 +264,10 @@ impl Folder {
             self.report(Diagnostic::new(
                 Code::V202,
                 link.span,
-                format!("DELETE of a link between `{}` and `{}` that is not present", def.a, def.b),
+                format!(
+                    "DELETE of a link between `{}` and `{}` that is not present",
+                    def.a, def.b
+                ),
             ));
             return;
         };
@@ -263,7 +297,12 @@ impl Folder {
             .cloned()
             .collect();
         // Hash order is arbitrary; report the rules in file order.
-        users.sort_by_key(|r| self.origins.rules.get(r).map_or(usize::MAX, |o| o.span.start));
+        users.sort_by_key(|r| {
+            self.origins
+                .rules
+                .get(r)
+                .map_or(usize::MAX, |o| o.span.start)
+        });
         if users.is_empty() {
             return;
         }
@@ -291,7 +330,9 @@ impl Folder {
     /// The rule a FORWARD statement means, or `None` (after a diagnostic) when it means none.
     fn rule_def(&mut self, rule: &Rule) -> Option<RuleDef> {
         let machines: Vec<&Ident> = match rule.kind {
-            RuleKind::Edge => std::iter::once(&rule.daemon).chain(rule.dest.iter()).collect(),
+            RuleKind::Edge => std::iter::once(&rule.daemon)
+                .chain(rule.dest.iter())
+                .collect(),
             RuleKind::Interface => vec![&rule.daemon],
         };
         self.require_declared(machines);
@@ -311,7 +352,10 @@ impl Folder {
                             ),
                         )
                         .with_related(rule.daemon.span, "the rule's daemon")
-                        .with_help(format!("write the hop as `{} {}`", rule.daemon.text, b.text)),
+                        .with_help(format!(
+                            "write the hop as `{} {}`",
+                            rule.daemon.text, b.text
+                        )),
                     );
                     return None;
                 }
@@ -391,7 +435,14 @@ impl Folder {
                         Diagnostic::new(
                             Code::V203,
                             expr.span,
-                            format!("{} address {mac} used as a source", if mac == crate::Mac::BROADCAST { "broadcast" } else { "multicast" }),
+                            format!(
+                                "{} address {mac} used as a source",
+                                if mac == crate::Mac::BROADCAST {
+                                    "broadcast"
+                                } else {
+                                    "multicast"
+                                }
+                            ),
                         )
                         .with_help("no frame is sent from a group address"),
                     );
@@ -422,7 +473,11 @@ impl Folder {
 
     fn delete_rule(&mut self, rule: &Rule, def: RuleDef) {
         if !self.rules.remove(&def) {
-            self.report(Diagnostic::new(Code::V202, rule.span, "DELETE of a rule that is not present"));
+            self.report(Diagnostic::new(
+                Code::V202,
+                rule.span,
+                "DELETE of a rule that is not present",
+            ));
             return;
         }
         self.origins.rules.remove(&def);
@@ -440,8 +495,14 @@ impl Folder {
             .collect();
         let mut dangling: Vec<(RuleOrigin, LinkKey)> = Vec::new();
         for rule in &self.rules {
-            let Target::Link { peer } = &rule.target else { continue };
-            let (a, b) = if rule.daemon <= *peer { (rule.daemon.as_str(), peer.as_str()) } else { (peer.as_str(), rule.daemon.as_str()) };
+            let Target::Link { peer } = &rule.target else {
+                continue;
+            };
+            let (a, b) = if rule.daemon <= *peer {
+                (rule.daemon.as_str(), peer.as_str())
+            } else {
+                (peer.as_str(), rule.daemon.as_str())
+            };
             if pairs.contains(&(a, b)) || self.orphaned.contains(rule) {
                 continue;
             }
@@ -455,7 +516,10 @@ impl Folder {
                 Diagnostic::new(
                     Code::V106,
                     origin.dest,
-                    format!("rule forwards over a link between `{}` and `{}` that does not exist", key.0, key.1),
+                    format!(
+                        "rule forwards over a link between `{}` and `{}` that does not exist",
+                        key.0, key.1
+                    ),
                 )
                 .with_related(origin.span, "the rule")
                 .with_help(format!("add it: LINK TCP {} {} {}", key.0, key.0, key.1)),
@@ -469,7 +533,10 @@ fn rule_origin(rule: &Rule) -> RuleOrigin {
         (Some(first), Some(last)) => first.span.cover(last.span),
         _ => rule.span,
     };
-    RuleOrigin { span: rule.span, dest }
+    RuleOrigin {
+        span: rule.span,
+        dest,
+    }
 }
 
 fn differing_fields(a: &HostDef, b: &HostDef) -> String {

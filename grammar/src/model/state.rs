@@ -16,7 +16,11 @@ pub struct HostDef {
 
 impl fmt::Display for HostDef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HOST {} AT {} {} {}", self.user, self.machine, self.port, self.iface)
+        write!(
+            f,
+            "HOST {} AT {} {} {}",
+            self.user, self.machine, self.port, self.iface
+        )
     }
 }
 
@@ -77,7 +81,14 @@ impl LinkDef {
 
 impl fmt::Display for LinkDef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LINK {} {} {} {}", self.transport.keyword(), self.dialer, self.a, self.b)
+        write!(
+            f,
+            "LINK {} {} {} {}",
+            self.transport.keyword(),
+            self.dialer,
+            self.a,
+            self.b
+        )
     }
 }
 
@@ -125,7 +136,11 @@ impl fmt::Display for RuleDef {
                 self.daemon, self.src, self.dst, self.daemon, peer
             ),
             Target::Interface { name } => {
-                write!(f, "FORWARD INTERFACE {} {} {} {}", self.daemon, self.src, self.dst, name)
+                write!(
+                    f,
+                    "FORWARD INTERFACE {} {} {} {}",
+                    self.daemon, self.src, self.dst, name
+                )
             }
         }
     }
@@ -135,6 +150,8 @@ impl fmt::Display for RuleDef {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub hosts: Vec<HostDef>,
+    /// Keyed by pair; serialised as a list of links, since JSON keys must be strings.
+    #[serde(with = "links_as_list")]
     pub links: BTreeMap<LinkKey, LinkDef>,
     pub rules: BTreeSet<RuleDef>,
 }
@@ -151,7 +168,9 @@ impl State {
 
     /// The links with one end at `machine`.
     pub fn links_of<'s>(&'s self, machine: &'s str) -> impl Iterator<Item = &'s LinkDef> + 's {
-        self.links.values().filter(move |l| l.a == machine || l.b == machine)
+        self.links
+            .values()
+            .filter(move |l| l.a == machine || l.b == machine)
     }
 
     /// The canonical program of SPEC 3 (`vnetc state`): HOST lines in file order, then one ADD
@@ -176,5 +195,25 @@ impl State {
         }
         out.push_str("END\n");
         out
+    }
+}
+
+mod links_as_list {
+    use super::{LinkDef, LinkKey};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        links: &BTreeMap<LinkKey, LinkDef>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(links.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<LinkKey, LinkDef>, D::Error> {
+        let list = Vec::<LinkDef>::deserialize(d)?;
+        Ok(list.into_iter().map(|l| (l.key(), l)).collect())
     }
 }

@@ -99,12 +99,10 @@ impl<T: PartialEq> Table<T> {
             Match::Exact(mac) => self.by_dst.get(&mac)?,
             _ => &self.generic,
         };
-        list.iter()
-            .copied()
-            .find(|i| {
-                let e = &self.entries[*i as usize];
-                e.src == src && e.dst == dst && e.target == *target
-            })
+        list.iter().copied().find(|i| {
+            let e = &self.entries[*i as usize];
+            e.src == src && e.dst == dst && e.target == *target
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -231,7 +229,10 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t.forward(mac(1), Mac::BROADCAST, None), vec![&"x", &"y"]);
         assert_eq!(t.forward(mac(1), Mac::BROADCAST, Some(&"x")), vec![&"y"]);
-        let single = Table::from_rules([(Match::Any, Match::Exact(mac(2)), "x"), (Match::Any, Match::None, "z")]);
+        let single = Table::from_rules([
+            (Match::Any, Match::Exact(mac(2)), "x"),
+            (Match::Any, Match::None, "z"),
+        ]);
         assert!(single.forward(mac(1), mac(2), Some(&"x")).is_empty());
     }
 

@@ -388,7 +388,8 @@ fn build_node<'s>(name: &'s str, rules: Vec<(&'s RuleDef, Tgt)>) -> Node<'s> {
         sort_macs(list);
     }
     node.exact.sort_unstable();
-    node.generic_named.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    node.generic_named
+        .sort_unstable_by_key(|&(priority, _)| std::cmp::Reverse(priority));
     node
 }
 
