@@ -45,14 +45,21 @@ impl Source {
                 MAX_FILE_BYTES / (1024 * 1024)
             ));
         }
-        let (text, invalid_utf8) = vnet_grammar::decode(&bytes);
+        // Valid UTF-8 (the usual case) becomes the String without a copy.
+        let (text, invalid_utf8) = match String::from_utf8(bytes) {
+            Ok(text) => (text, None),
+            Err(error) => {
+                let (text, offset) = vnet_grammar::decode(error.as_bytes());
+                (text.into_owned(), offset)
+            }
+        };
         Ok(Source {
             name: if path == "-" {
                 "<stdin>".to_string()
             } else {
                 path.to_string()
             },
-            text: text.into_owned(),
+            text,
             invalid_utf8,
         })
     }

@@ -9,7 +9,8 @@ use crate::span::Span;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ident {
-    pub text: Box<str>,
+    /// Names are short: kept inline, they cost no allocation of their own.
+    pub text: smol_str::SmolStr,
     pub span: Span,
 }
 

@@ -25,7 +25,10 @@ pub struct Parsed {
 pub fn parse(text: &str) -> Parsed {
     let mut lexer = lexer::Lexer::new(text);
     let mut recovered = Vec::new();
-    let result = grammar::StatementsParser::new().parse(&mut recovered, &mut lexer);
+    let mut structure = Structure::default();
+    // Each statement goes to the structure pass as it is reduced, so no vector of statements
+    // is ever built: on a large file that vector would double the peak memory.
+    let result = grammar::StatementsParser::new().parse(&mut recovered, &mut structure, &mut lexer);
     let dropped = if lexer.gave_up() {
         lexer.count_rest()
     } else {
@@ -39,20 +42,11 @@ pub fn parse(text: &str) -> Parsed {
         eof_reported |= d.span.start == text.len();
         diagnostics.push(d);
     }
-    let statements = match result {
-        Ok(statements) => statements,
-        // Recovery at the statement level accepts every input, so this is only a safety net.
-        Err(error) => {
-            diagnostics.push(syntax_error(error, text.len()));
-            Vec::new()
-        }
-    };
-    let mut file = structure(
-        statements,
-        text.len(),
-        eof_reported || dropped > 0,
-        &mut diagnostics,
-    );
+    // Recovery at the statement level accepts every input, so this is only a safety net.
+    if let Err(error) = result {
+        diagnostics.push(syntax_error(error, text.len()));
+    }
+    let mut file = structure.finish(text.len(), eof_reported || dropped > 0, &mut diagnostics);
     file.comments = comments;
     Parsed {
         file,
@@ -61,23 +55,26 @@ pub fn parse(text: &str) -> Parsed {
     }
 }
 
-/// Puts the statements in place: BEGIN, HOST lines, blocks (links before rules), END.
-/// Each misplaced statement is one V001 and is kept where it most plausibly belongs.
-fn structure(
-    statements: Vec<Stmt>,
-    len: usize,
-    eof_reported: bool,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> SourceFile {
-    let mut file = SourceFile::default();
-    let mut first = true;
-    for stmt in statements {
+/// The structure pass: puts statements in place as the parser reduces them: BEGIN, HOST
+/// lines, blocks (links before rules), END. Each misplaced statement is one V001 and is kept
+/// where it most plausibly belongs.
+#[derive(Default)]
+pub struct Structure {
+    file: SourceFile,
+    seen_any: bool,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Structure {
+    pub fn push(&mut self, stmt: Stmt) {
+        let first = !self.seen_any;
+        self.seen_any = true;
+        let (file, diagnostics) = (&mut self.file, &mut self.diagnostics);
         if matches!(stmt, Stmt::Error) {
-            first = false;
             if let Some(block) = file.blocks.last_mut() {
                 block.recovered = true;
             }
-            continue;
+            return;
         }
         let span = stmt_span(&stmt);
         if first && !matches!(stmt, Stmt::Begin(_)) {
@@ -87,7 +84,6 @@ fn structure(
                 "expected `BEGIN`: a program starts with BEGIN",
             ));
         }
-        first = false;
         if let Some(end) = file.end {
             if !matches!(stmt, Stmt::End(_)) {
                 diagnostics.push(
@@ -137,7 +133,7 @@ fn structure(
                 file.hosts.push(host);
             }
             Stmt::Link(link) => {
-                let block = current_block(&mut file, link.span, "LINK", diagnostics);
+                let block = current_block(file, link.span, "LINK", diagnostics);
                 if let Some(rule) = block.rules.first() {
                     diagnostics.push(
                         Diagnostic::new(
@@ -151,28 +147,39 @@ fn structure(
                 block.links.push(link);
             }
             Stmt::Rule(rule) => {
-                current_block(&mut file, rule.span, "FORWARD", diagnostics)
+                current_block(file, rule.span, "FORWARD", diagnostics)
                     .rules
                     .push(rule);
             }
             Stmt::Error => {}
         }
     }
-    if file.end.is_none() {
-        // The file was cut off: its last block may just have lost its statements.
-        if let Some(block) = file.blocks.last_mut() {
-            block.recovered = true;
+
+    fn finish(
+        self,
+        len: usize,
+        eof_reported: bool,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> SourceFile {
+        let mut file = self.file;
+        diagnostics.extend(self.diagnostics);
+        if file.end.is_none() {
+            // The file was cut off: its last block may just have lost its statements.
+            if let Some(block) = file.blocks.last_mut() {
+                block.recovered = true;
+            }
         }
+        if file.end.is_none() && !eof_reported {
+            let message = if file.begin.is_none() && file.hosts.is_empty() && file.blocks.is_empty()
+            {
+                "unexpected end of file: expected `BEGIN`"
+            } else {
+                "unexpected end of file: expected `END`"
+            };
+            diagnostics.push(Diagnostic::new(Code::V001, Span::new(len, len), message));
+        }
+        file
     }
-    if file.end.is_none() && !eof_reported {
-        let message = if file.begin.is_none() && file.hosts.is_empty() && file.blocks.is_empty() {
-            "unexpected end of file: expected `BEGIN`"
-        } else {
-            "unexpected end of file: expected `END`"
-        };
-        diagnostics.push(Diagnostic::new(Code::V001, Span::new(len, len), message));
-    }
-    file
 }
 
 /// The block a LINK or FORWARD belongs to; one is made up (after a V001) when none was opened.
