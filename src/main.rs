@@ -3,6 +3,7 @@
 //! exit status (SPEC 3: 0 success, 1 the subject is wrong, 2 usage or I/O error).
 
 mod commands;
+mod live;
 mod render;
 mod source;
 
@@ -48,6 +49,18 @@ enum Command {
     Graph(commands::graph::Args),
     /// Show the hop-by-hop path(s) of a frame entering at a daemon's interface.
     Route(commands::route::Args),
+    /// Start the daemons of the HOST lines (locally, or over ssh) and wait until they answer.
+    Up(commands::up::Args),
+    /// Stop the daemons of the HOST lines.
+    Down(commands::down::Args),
+    /// Print the live state of the daemons a file declares, as a .vnet program.
+    Show(commands::show::Args),
+    /// Print the difference from the live daemons to a file, as a patch.
+    Diff(commands::diff::Args),
+    /// Show (and save) the ordered operations that take the live daemons to a file.
+    Plan(commands::plan::Args),
+    /// Make the live daemons match a file, a patch or a saved plan.
+    Apply(commands::apply::Args),
 }
 
 /// How a command ended, mapped onto SPEC 3's exit codes.
@@ -57,6 +70,8 @@ pub enum Failure {
     Subject,
     /// Usage or I/O error, with its message (2).
     Usage(String),
+    /// Exit with this status, everything already said (`diff --detailed-exitcode`'s 2).
+    Code(u8),
 }
 
 pub type Outcome = Result<(), Failure>;
@@ -80,10 +95,17 @@ fn main() -> ExitCode {
         Command::State(args) => commands::state::run(args, color),
         Command::Graph(args) => commands::graph::run(args, color),
         Command::Route(args) => commands::route::run(args, color),
+        Command::Up(args) => commands::up::run(args, color),
+        Command::Down(args) => commands::down::run(args, color),
+        Command::Show(args) => commands::show::run(args, color),
+        Command::Diff(args) => commands::diff::run(args, color),
+        Command::Plan(args) => commands::plan::run(args, color),
+        Command::Apply(args) => commands::apply::run(args, color),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Subject) => ExitCode::from(1),
+        Err(Failure::Code(code)) => ExitCode::from(code),
         Err(Failure::Usage(message)) => {
             // A closed pipe (`vnetc state f | head`) is not worth a message.
             if !message.contains("Broken pipe") {

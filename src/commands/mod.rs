@@ -1,10 +1,17 @@
 //! One module per subcommand.
 
+pub mod apply;
 pub mod check;
+pub mod diff;
+pub mod down;
 pub mod fmt;
 pub mod graph;
+pub mod live;
+pub mod plan;
 pub mod route;
+pub mod show;
 pub mod state;
+pub mod up;
 
 use crate::render::{self, FileDiagnostics};
 use crate::source::Source;

@@ -22,11 +22,20 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DataFormat::Human)]
     pub format: DataFormat,
+    /// Use the live daemons' tables (of FILE's HOST lines) instead of FILE's rules.
+    #[arg(long)]
+    pub live: bool,
+    #[command(flatten)]
+    pub control: crate::live::config::ControlArgs,
 }
 
 pub fn run(args: Args, color: bool) -> Outcome {
     let (source, analysis) = load(&args.file)?;
     require_clean(&source, &analysis, color)?;
+    if args.live {
+        let live = super::live::fetch_live(&analysis.state.hosts, &args.control)?;
+        return print_route(&live.state, &args);
+    }
     print_route(&analysis.state, &args)
 }
 

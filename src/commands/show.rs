@@ -1,0 +1,38 @@
+//! `vnetc show FILE`: the live state of the daemons FILE declares, as the `.vnet` program
+//! `vnetc state` prints for the same topology (or its JSON). Drift goes to stderr.
+
+use super::live::{daemons_failed, load_clean, usage, warn_drift};
+use super::state::StateFormat;
+use super::write_output;
+use crate::live::config::ControlArgs;
+use crate::live::fetch;
+use crate::{Failure, Outcome};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The program whose HOST lines name the daemons.
+    pub file: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StateFormat::Vnet)]
+    pub format: StateFormat,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+pub fn run(args: Args, color: bool) -> Outcome {
+    let (_, analysis) = load_clean(&args.file, color)?;
+    let key = args.control.load_key().map_err(usage)?;
+    let (_, live) = fetch::fetch(&analysis.state.hosts, &key, args.control.connect_timeout)
+        .map_err(|e| daemons_failed(&e, "error: cannot show the live state"))?;
+    warn_drift(&live.drift);
+    let text = match args.format {
+        StateFormat::Vnet => live.state.to_program(),
+        StateFormat::Json => {
+            let mut json = serde_json::to_string_pretty(&live.state)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            json.push('\n');
+            json
+        }
+    };
+    write_output(None, text.as_bytes())
+}
