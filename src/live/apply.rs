@@ -126,7 +126,8 @@ pub fn execute(
                                 ),
                                 ClientError::Io(io) => (
                                     Outcome::Unknown(format!(
-                                        "the connection broke with this batch in flight ({io}); it may or may not have been applied"
+                                        "the connection broke with this batch in flight ({}); it may or may not have been applied",
+                                        broken(io)
                                     )),
                                     format!("daemon {me} stopped answering"),
                                 ),
@@ -222,6 +223,19 @@ fn next_action(
         if waited.timed_out() {
             return Action::Renew;
         }
+    }
+}
+
+/// A broken connection, in words.
+fn broken(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof
+        | std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::BrokenPipe => "the daemon closed the connection".into(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            "the daemon did not answer in time".into()
+        }
+        _ => e.to_string(),
     }
 }
 

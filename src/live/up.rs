@@ -449,12 +449,14 @@ pub fn down_one(
         }
     };
     let _ = std::fs::remove_file(&pid_path);
-    // Until the port refuses, a following `up` could mistake the dying daemon for a live one.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline
-        && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-    {
-        std::thread::sleep(Duration::from_millis(20));
+    if stopped {
+        // Until the port refuses, a following `up` could take the dying daemon for a live one.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     Ok(if stopped {
         Stopped::Stopped
