@@ -288,6 +288,7 @@ pub fn wait_links_up(
         if Instant::now() >= deadline {
             return Err(down);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Links come up in milliseconds on a LAN; poll often so `--wait` adds little.
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
