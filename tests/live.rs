@@ -250,3 +250,76 @@ fn a_held_lease_refuses_apply_with_who_and_when_and_concurrent_applies_do_not_in
         );
     }
 }
+
+#[test]
+fn remote_daemons_start_over_ssh_with_the_key_on_standard_input() {
+    let mut w = World::new("ssh", 159);
+    let star = w.write("star.vnet", &topology(159, 3, 7000, Shape::Star));
+    // A fake ssh: records the destination, runs the command here.
+    let log = w.path("ssh.log");
+    let fake = w.write(
+        "fake-ssh",
+        &format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nshift\nexec sh -c \"$*\"\n",
+            log.display()
+        ),
+    );
+    let vnetd = vnetd_path().to_string_lossy().into_owned();
+    let remote = [
+        "--remote",
+        "127.159.0.2",
+        "--remote",
+        "127.159.0.3",
+        "--ssh-command",
+        &format!("sh {fake}"),
+        "--remote-vnetd",
+        &vnetd,
+    ];
+    w.extra_args = remote.iter().map(|s| s.to_string()).collect();
+    let out = w.vnetc(&[&["up", &star][..], &DGRAM, &remote].concat());
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("127.159.0.1: started (pid"), "{text}");
+    assert!(
+        text.contains("127.159.0.2: started over ssh as vnet@127.159.0.2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("127.159.0.3: started over ssh as vnet@127.159.0.3"),
+        "{text}"
+    );
+    let mut dests: Vec<String> = read(&log).lines().map(String::from).collect();
+    dests.sort();
+    assert_eq!(dests, ["vnet@127.159.0.2", "vnet@127.159.0.3"]);
+    // The key went over standard input into a private file on the "remote" side.
+    let remote_key = w.path("xdg-state/vnet/daemons/127.159.0.2/control.key");
+    assert_eq!(
+        std::fs::read(&remote_key).unwrap(),
+        std::fs::read(w.key_file()).unwrap()
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&remote_key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the remote key file is readable by others");
+    }
+    expect_code(&w.vnetc(&["apply", "--wait", &star]), 0);
+    // up again is a no-op, over ssh too.
+    let out = w.vnetc(&[&["up", &star][..], &DGRAM, &remote].concat());
+    assert_eq!(
+        stdout(&out).matches("already running").count(),
+        3,
+        "{}",
+        stdout(&out)
+    );
+    let out = w.vnetc(&[&["down", &star][..], &remote].concat());
+    expect_code(&out, 0);
+    assert_eq!(
+        stdout(&out).matches(": stopped").count(),
+        3,
+        "{}",
+        stdout(&out)
+    );
+    assert!(wait_until(Duration::from_secs(5), || w
+        .daemon_pids()
+        .is_empty()));
+}
