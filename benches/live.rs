@@ -8,7 +8,6 @@
 //! `VNET_BENCH_ROUNDS` sets the repetitions (default 10).
 
 #[path = "../tests/live_common/mod.rs"]
-#[allow(dead_code)]
 mod live_common;
 
 use live_common::*;
