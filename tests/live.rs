@@ -323,3 +323,76 @@ fn remote_daemons_start_over_ssh_with_the_key_on_standard_input() {
         .daemon_pids()
         .is_empty()));
 }
+
+#[test]
+fn drift_is_shown_diffed_and_repaired() {
+    use vnet_daemon::proto::LinkSpec;
+    use vnet_grammar::ast::Transport;
+    use vnet_grammar::model::LinkDef;
+    let mut w = World::new("drift", 160);
+    let star = w.write("star.vnet", &topology(160, 3, 7000, Shape::Star));
+    let fast = w.write("fast.vnet", &topology(160, 3, 7000, Shape::AllToAll));
+    expect_code(&w.vnetc(&[&["up", &star][..], &DGRAM].concat()), 0);
+    expect_code(&w.vnetc(&["apply", &star]), 0);
+    let key = Key::load(&w.key_file()).unwrap();
+    let (h2, h3) = (w.addr(1), w.addr(2));
+    let half = LinkDef::new(Transport::Udp, &h2, &h2, &h3);
+    let mut c2 = Client::connect(format!("{h2}:7000"), &key).unwrap();
+    // A link configured on one end only, and one to a daemon no HOST line declares.
+    c2.add_link(LinkSpec {
+        link: half.clone(),
+        peer_addr: format!("{h3}:7000"),
+    })
+    .unwrap();
+    c2.add_link(LinkSpec {
+        link: LinkDef::new(Transport::Tcp, &h2, &h2, "ghost"),
+        peer_addr: "127.160.9.9:7000".into(),
+    })
+    .unwrap();
+
+    // show: the model state is still the star; the drift is said on stderr.
+    let shown = w.vnetc(&["show", &star]);
+    expect_code(&shown, 0);
+    assert_eq!(stdout(&shown), stdout(&w.vnetc(&["state", &star])));
+    assert!(
+        stderr(&shown).contains(&format!("is configured on {h2} only")),
+        "{}",
+        stderr(&shown)
+    );
+    assert!(
+        stderr(&shown).contains("`ghost`, which no HOST line declares"),
+        "{}",
+        stderr(&shown)
+    );
+    let live_file = w.write("live.vnet", &stdout(&shown));
+
+    // diff against the star: the half link is under DELETE; the patch checks (a warning only).
+    let out = w.vnetc(&["diff", "--detailed-exitcode", &star]);
+    expect_code(&out, 2);
+    let patch = stdout(&out);
+    assert!(patch.contains(&format!("DELETE\n    {half}\n")), "{patch}");
+    assert!(patch.contains("removes them"), "{patch}");
+    let patch_file = w.write("patch.vnet", &patch);
+    expect_code(&w.vnetc(&["check", "--base", &live_file, &patch_file]), 0);
+    // apply repairs both.
+    expect_code(&w.vnetc(&["apply", &star]), 0);
+    expect_code(&w.vnetc(&["diff", "--detailed-exitcode", &star]), 0);
+    assert_eq!(c2.list_links().unwrap().len(), 1);
+
+    // The other end alone, of a link the fast path wants: listed under ADD, then repaired.
+    let mut c3 = Client::connect(format!("{h3}:7000"), &key).unwrap();
+    c3.add_link(LinkSpec {
+        link: half.clone(),
+        peer_addr: format!("{h2}:7000"),
+    })
+    .unwrap();
+    let out = w.vnetc(&["diff", "--detailed-exitcode", &fast]);
+    expect_code(&out, 2);
+    assert!(
+        stdout(&out).contains(&format!("ADD\n    {half}\n")),
+        "{}",
+        stdout(&out)
+    );
+    expect_code(&w.vnetc(&["apply", "--wait", &fast]), 0);
+    expect_code(&w.vnetc(&["diff", "--detailed-exitcode", &fast]), 0);
+}
