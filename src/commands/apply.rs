@@ -13,6 +13,7 @@ use crate::live::plan::{Fingerprint, Plan, Step};
 use crate::source::Source;
 use crate::{Failure, Outcome};
 use std::time::Duration;
+use vnet_grammar::model::LinkDef;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -88,11 +89,32 @@ pub fn run(args: Args, color: bool) -> Outcome {
         )
     })?;
     let result = leased(&args, &mut sessions, saved, desired, &holder, color);
+    // Waiting for links needs no lease: let other applies in as soon as the changes are made.
     lease::release_all(&mut sessions);
-    result
+    let links = result?;
+    if args.wait {
+        if let Err(down) = apply::wait_links_up(&mut sessions, &links, args.wait_timeout) {
+            for d in &down {
+                eprintln!("error: link {d}");
+            }
+            eprintln!(
+                "error: {} link end(s) still down after {:?}",
+                down.len(),
+                args.wait_timeout
+            );
+            return Err(Failure::Subject);
+        }
+        println!(
+            "All {} link{} up.",
+            links.len(),
+            if links.len() == 1 { " is" } else { "s are" }
+        );
+    }
+    Ok(())
 }
 
-/// Everything that happens while the leases are held.
+/// Everything that happens while the leases are held. Returns the desired links (for
+/// `--wait`).
 fn leased(
     args: &Args,
     sessions: &mut [Session],
@@ -100,7 +122,7 @@ fn leased(
     desired: Option<Desired>,
     holder: &str,
     color: bool,
-) -> Outcome {
+) -> Result<Vec<LinkDef>, Failure> {
     let snapshots = fetch::snapshot_all(sessions, args.control.connect_timeout)
         .map_err(|e| daemons_failed(&e, "error: nothing was changed"))?;
     let hosts: Vec<_> = sessions.iter().map(|s| s.host.clone()).collect();
@@ -164,26 +186,7 @@ fn leased(
             }
         );
     }
-    if args.wait {
-        let links: Vec<_> = plan.desired.links.values().cloned().collect();
-        if let Err(down) = apply::wait_links_up(sessions, &links, args.wait_timeout) {
-            for d in &down {
-                eprintln!("error: link {d}");
-            }
-            eprintln!(
-                "error: {} link end(s) still down after {:?}",
-                down.len(),
-                args.wait_timeout
-            );
-            return Err(Failure::Subject);
-        }
-        println!(
-            "All {} link{} up.",
-            links.len(),
-            if links.len() == 1 { " is" } else { "s are" }
-        );
-    }
-    Ok(())
+    Ok(plan.desired.links.values().cloned().collect())
 }
 
 /// The precise account of a failed apply: per daemon, what was applied and what was not.
