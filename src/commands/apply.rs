@@ -32,8 +32,8 @@ pub struct Args {
     /// How long --wait waits.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub wait_timeout: Duration,
-    /// How long to keep trying when another client holds a daemon's lease (0: fail at once,
-    /// naming the holder).
+    /// How long to keep trying when another client holds a daemon's lease (0: give up after a
+    /// brief retry, naming the holder).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
     /// The leases' time to live: a vnetc that hangs holds the daemons at most this long
@@ -123,7 +123,7 @@ fn leased(
     holder: &str,
     color: bool,
 ) -> Result<Vec<LinkDef>, Failure> {
-    let snapshots = fetch::snapshot_all(sessions, args.control.connect_timeout)
+    let snapshots = fetch::snapshot_all(sessions, args.control.connect_timeout, true)
         .map_err(|e| daemons_failed(&e, "error: nothing was changed"))?;
     let hosts: Vec<_> = sessions.iter().map(|s| s.host.clone()).collect();
     let live = fetch::assemble(&hosts, snapshots);

@@ -125,8 +125,13 @@ pub fn connect_all(
 }
 
 /// Reads one daemon's tables at one generation: status, links, rules, status again, retried
-/// if a change slipped in between.
-pub fn snapshot(session: &mut Session, timeout: Duration) -> Result<Snapshot, DaemonError> {
+/// if a change slipped in between. Under our lease nobody else can change them, so the
+/// second status is skipped (`leased`).
+pub fn snapshot(
+    session: &mut Session,
+    timeout: Duration,
+    leased: bool,
+) -> Result<Snapshot, DaemonError> {
     let name = session.host.machine.clone();
     let addr = hosts::peer_addr(&session.host);
     let c = &mut session.client;
@@ -135,7 +140,11 @@ pub fn snapshot(session: &mut Session, timeout: Duration) -> Result<Snapshot, Da
         let before = c.status().map_err(err)?;
         let links = c.list_links().map_err(err)?;
         let rules = c.list_rules().map_err(err)?;
-        let after = c.status().map_err(err)?;
+        let after = if leased {
+            before.clone()
+        } else {
+            c.status().map_err(err)?
+        };
         if before.generation != after.generation || before.instance != after.instance {
             continue;
         }
@@ -164,8 +173,9 @@ pub fn snapshot(session: &mut Session, timeout: Duration) -> Result<Snapshot, Da
 pub fn snapshot_all(
     sessions: &mut [Session],
     timeout: Duration,
+    leased: bool,
 ) -> Result<BTreeMap<String, Snapshot>, Vec<DaemonError>> {
-    let results = parallel(sessions, |s| snapshot(s, timeout));
+    let results = parallel(sessions, |s| snapshot(s, timeout, leased));
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for r in results {
@@ -190,7 +200,7 @@ pub fn fetch(
     timeout: Duration,
 ) -> Result<(Vec<Session>, Live), Vec<DaemonError>> {
     let mut sessions = connect_all(hosts, key, timeout)?;
-    let snapshots = snapshot_all(&mut sessions, timeout)?;
+    let snapshots = snapshot_all(&mut sessions, timeout, false)?;
     Ok((sessions, assemble(hosts, snapshots)))
 }
 

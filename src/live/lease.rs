@@ -31,7 +31,9 @@ pub fn acquire_all(
     lock_timeout: Duration,
     timeout: Duration,
 ) -> Result<(), Vec<DaemonError>> {
-    let deadline = Instant::now() + lock_timeout;
+    // Even without a lock timeout, retry briefly: two applies starting together may each get
+    // part of the daemons, both let go, and one of them should still win.
+    let deadline = Instant::now() + lock_timeout.max(Duration::from_millis(300));
     let mut attempt: u32 = 0;
     loop {
         let results = parallel(sessions, |s| s.client.lease(holder, ttl));
