@@ -396,3 +396,28 @@ fn drift_is_shown_diffed_and_repaired() {
     expect_code(&w.vnetc(&["apply", "--wait", &fast]), 0);
     expect_code(&w.vnetc(&["diff", "--detailed-exitcode", &fast]), 0);
 }
+
+#[test]
+fn a_patch_that_does_not_fold_onto_the_live_state_changes_nothing() {
+    let mut w = World::new("badpatch", 161);
+    let star = w.write("star.vnet", &topology(161, 3, 7000, Shape::Star));
+    expect_code(&w.vnetc(&[&["up", &star][..], &DGRAM].concat()), 0);
+    expect_code(&w.vnetc(&["apply", &star]), 0);
+    let hosts: String = topology(161, 3, 7000, Shape::Empty).replace("END\n", "");
+    // Deleting a link the live rules still use is V110 against the live state.
+    let patch = w.write(
+        "bad.vnet",
+        &format!("{hosts}DELETE\n    LINK TCP 127.161.0.2 127.161.0.2 127.161.0.1\nEND\n"),
+    );
+    let out = w.vnetc(&["apply", "--patch", &patch]);
+    expect_code(&out, 1);
+    assert!(stderr(&out).contains("V110"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    expect_code(&w.vnetc(&["diff", "--detailed-exitcode", &star]), 0);
+    // The same patch planned: refused the same way.
+    expect_code(&w.vnetc(&["plan", "--patch", &patch]), 1);
+}
