@@ -106,15 +106,13 @@ pub fn start_all(
         .flatten()
         .map(|u| u.name);
     let mut failed = Vec::new();
+    let mut other_user = Vec::new();
     for (host, result) in hosts.iter().zip(results) {
         let line = match result {
             Ok(Started::AlreadyRunning) => format!("{}: already running", host.machine),
             Ok(Started::Local { pid, log }) => {
                 if user.as_deref().is_some_and(|u| u != host.user) {
-                    eprintln!(
-                        "warning: {}: started locally as the current user, not `{}` (the HOST user is informational here)",
-                        host.machine, host.user
-                    );
+                    other_user.push(format!("{} (HOST user `{}`)", host.machine, host.user));
                 }
                 format!(
                     "{}: started (pid {pid}, log {})",
@@ -138,6 +136,13 @@ pub fn start_all(
         } else {
             println!("{line}");
         }
+    }
+    if !other_user.is_empty() {
+        eprintln!(
+            "warning: started locally as {}, not as the HOST user (informational for a local daemon): {}",
+            user.as_deref().unwrap_or("the current user"),
+            other_user.join(", ")
+        );
     }
     if failed.is_empty() {
         Ok(())
