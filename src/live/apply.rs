@@ -87,9 +87,8 @@ pub fn execute(
             .map(|s| s.id)
             .collect();
         let mut sent = 0;
-        if mine.is_empty() {
-            return (me, sent);
-        }
+        // A daemon with nothing to do still keeps its lease renewed until the whole plan is
+        // settled: the apply holds every daemon it read until it is done with all of them.
         let mut expect = versions.get(&me).map(|v| Expect {
             instance: v.instance.clone(),
             generation: v.generation,
@@ -213,7 +212,7 @@ fn next_action(
         if !ready.is_empty() {
             return Action::Send(ready);
         }
-        if mine.iter().all(|&i| st.outcomes[i] != Outcome::Pending) {
+        if st.outcomes.iter().all(|o| *o != Outcome::Pending) {
             return Action::Finished;
         }
         let (guard, waited) = wake
