@@ -360,7 +360,10 @@ impl Plan {
             out,
             "vnetc will change the live daemons to match {} (live state {}):",
             self.source,
-            &self.fingerprint.digest[..12.min(self.fingerprint.digest.len())]
+            self.fingerprint
+                .digest
+                .get(..12)
+                .unwrap_or(&self.fingerprint.digest)
         );
         for host in &self.hosts {
             let mine: Vec<&Step> = self
