@@ -1,10 +1,21 @@
-//! Throughput and latency between two "VM" namespaces, side by side in one run:
-//! a plain veth pair (the ceiling), the kernel's VXLAN, and two vnetd daemons with a UDP link
-//! and with a TCP link. Hosts are namespaces joined by a 1500-MTU veth underlay; the VMs'
-//! MTU is 1450 in every case (room for VXLAN's 50 bytes), with default offloads.
+//! Throughput and latency between two "VM" namespaces, side by side in one run: a plain veth
+//! pair (the ceiling), the kernel's VXLAN, and two vnetd daemons with a UDP link and with a
+//! TCP link. Every path is set up at once in its own namespaces (hosts joined by a 1500-MTU
+//! veth underlay; VM MTU 1450 everywhere, room for VXLAN's 50 bytes; default offloads), and
+//! the measurements are interleaved — round after round, each path in turn — so a change in
+//! the machine's load hits every path alike and the ratios stay fair.
+//!
+//! Per path: ping RTT (50 pings at 10 ms per round: median, mean, 90th percentile), iperf3 TCP
+//! Gbit/s (mean over rounds), and the CPU time the two vnetd processes used per GB carried.
 //!
 //! Root only: `cargo bench -p vnet-daemon --bench throughput` (prints a table).
-//! `VNET_BENCH_SECS` sets the iperf3 duration (default 5).
+//! `VNET_BENCH_SECS` sets the iperf3 duration per round (default 4; 0: pings only), `VNET_BENCH_ROUNDS` the
+//! rounds (default 3), `VNET_BENCH_ONLY` (comma-separated `veth`, `vxlan`, `udp`, `tcp`) the
+//! paths. With `VNET_BENCH_HOLD=FILE` everything is set up and left running until FILE is
+//! removed, for experiments (`ip netns exec tbtv1 ping 10.150.0.2`, ...). With
+//! `VNET_BENCH_COMPARE=PATH[,PATH...]` (other `vnetd` binaries, e.g. an older build, or a script
+//! that runs vnetd with other settings) their UDP and TCP links are measured too, interleaved
+//! with the others (keys `udp-b1`, `tcp-b1`, `udp-b2`, ...).
 
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
@@ -13,8 +24,6 @@ use vnet_daemon::{Change, Client, Key, LinkSpec};
 use vnet_grammar::ast::Transport;
 use vnet_grammar::model::{LinkDef, Match, RuleDef, Target};
 use vnet_grammar::Mac;
-
-const NS: [&str; 6] = ["tbh1", "tbh2", "tbv1", "tbv2", "tbc1", "tbc2"];
 
 fn sh(cmd: &str) -> (bool, String) {
     match Command::new("sh").arg("-c").arg(cmd).output() {
@@ -35,48 +44,104 @@ fn must(cmd: &str) {
     assert!(ok, "{cmd}: {out}");
 }
 
-fn cleanup() {
-    for ns in NS {
-        sh(&format!("ip netns del {ns} 2>/dev/null"));
-    }
-}
-
-struct Cleanup(Vec<Child>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        cleanup();
-    }
-}
-
 fn mac(n: u8) -> Mac {
     Mac([0x02, 0, 0, 0, 0x96, n])
 }
 
-fn setup() {
-    cleanup();
-    for ns in NS {
-        must(&format!("ip netns add {ns}"));
-        must(&format!("ip -n {ns} link set lo up"));
+/// One measured path: its VM namespaces (`from` pings `ip` in `to`) and its daemons.
+struct Path {
+    key: &'static str,
+    label: &'static str,
+    from: String,
+    to: String,
+    ip: &'static str,
+    daemons: Vec<Child>,
+    rtts: Vec<f64>,
+    gbps: Vec<f64>,
+    cpu_s: f64,
+    bytes: f64,
+    error: Option<String>,
+}
+
+impl Path {
+    fn new(
+        key: &'static str,
+        label: &'static str,
+        from: String,
+        to: String,
+        ip: &'static str,
+    ) -> Path {
+        Path {
+            key,
+            label,
+            from,
+            to,
+            ip,
+            daemons: Vec::new(),
+            rtts: Vec::new(),
+            gbps: Vec::new(),
+            cpu_s: 0.0,
+            bytes: 0.0,
+            error: None,
+        }
     }
-    // Underlay between the hosts.
-    must("ip link add tbu1 netns tbh1 type veth peer name tbu2 netns tbh2");
-    must("ip -n tbh1 addr add 192.168.150.1/24 dev tbu1 && ip -n tbh1 link set tbu1 up");
-    must("ip -n tbh2 addr add 192.168.150.2/24 dev tbu2 && ip -n tbh2 link set tbu2 up");
-    // VMs attached to their hosts.
+}
+
+/// Letters naming the namespaces of the paths with hosts: VXLAN, this vnetd's UDP and TCP
+/// links, and the UDP and TCP links of each `VNET_BENCH_COMPARE` binary.
+const LETTERS: [&str; 9] = ["x", "u", "t", "U", "T", "V", "S", "W", "R"];
+
+/// Namespaces of every path: veth `tbc{1,2}`; the others `tb{letter}{h,v}{1,2}` (hosts, VMs).
+fn namespaces() -> Vec<String> {
+    let mut v = vec!["tbc1".to_string(), "tbc2".to_string()];
+    for p in LETTERS {
+        for r in ["h", "v"] {
+            for n in 1..=2 {
+                v.push(format!("tb{p}{r}{n}"));
+            }
+        }
+    }
+    v
+}
+
+fn cleanup() {
+    for ns in namespaces() {
+        sh(&format!("ip netns del {ns} 2>/dev/null"));
+    }
+}
+
+/// Two hosts `tb{p}h{1,2}` on a 1500-MTU underlay (192.168.150.{1,2}), each with a VM
+/// `tb{p}v{n}` (10.150.0.n, MTU 1450) on a veth whose host end is `tbt{n}`.
+fn two_hosts(p: &str) {
+    must(&format!(
+        "ip link add tbu1 netns tb{p}h1 type veth peer name tbu2 netns tb{p}h2"
+    ));
     for n in 1..=2u8 {
+        let (h, v) = (format!("tb{p}h{n}"), format!("tb{p}v{n}"));
         must(&format!(
-            "ip link add e0 netns tbv{n} type veth peer name tbt{n} netns tbh{n}"
+            "ip -n {h} addr add 192.168.150.{n}/24 dev tbu{n} && ip -n {h} link set tbu{n} up"
         ));
         must(&format!(
-            "ip -n tbv{n} link set e0 address {} mtu 1450 up",
+            "ip link add e0 netns {v} type veth peer name tbt{n} netns {h}"
+        ));
+        must(&format!(
+            "ip -n {v} link set e0 address {} mtu 1450 up",
             mac(n)
         ));
-        must(&format!("ip -n tbv{n} addr add 10.150.0.{n}/24 dev e0"));
-        must(&format!("ip -n tbh{n} link set tbt{n} mtu 1450 up"));
+        must(&format!("ip -n {v} addr add 10.150.0.{n}/24 dev e0"));
+        must(&format!("ip -n {h} link set tbt{n} mtu 1450 up"));
+    }
+}
+
+fn setup(compared: usize) {
+    cleanup();
+    let letters = &LETTERS[..3 + 2 * compared];
+    for ns in namespaces()
+        .into_iter()
+        .filter(|n| n == "tbc1" || n == "tbc2" || letters.contains(&&n[2..3]))
+    {
+        must(&format!("ip netns add {ns}"));
+        must(&format!("ip -n {ns} link set lo up"));
     }
     // The ceiling: two namespaces on one veth pair.
     must("ip link add e0 netns tbc1 type veth peer name e0 netns tbc2");
@@ -85,51 +150,22 @@ fn setup() {
             "ip -n tbc{n} link set e0 mtu 1450 up && ip -n tbc{n} addr add 10.151.0.{n}/24 dev e0"
         ));
     }
-}
-
-/// (Gbit/s, ping average RTT in µs), or why not.
-type Measured = Result<(f64, f64), String>;
-
-/// (Gbit/s, ping average RTT in µs) from `from` to `ip` in `to`.
-fn measure(from: &str, to: &str, ip: &str, secs: u32) -> Measured {
-    // Warm up ARP and the path.
-    sh(&format!("ip netns exec {from} ping -c 2 -W 1 {ip}"));
-    let (ok, out) = sh(&format!(
-        "ip netns exec {from} ping -c 50 -i 0.01 -q -W 1 {ip}"
-    ));
-    if !ok {
-        return Err(format!("ping: {out}"));
+    for p in letters {
+        two_hosts(p);
     }
-    let rtt = out
-        .lines()
-        .find(|l| l.contains("min/avg/max"))
-        .and_then(|l| l.split('=').nth(1))
-        .and_then(|v| v.trim().split('/').nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|ms| ms * 1000.0)
-        .ok_or_else(|| out.clone())?;
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", to, "iperf3", "-s", "-1", "-B", ip])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_millis(400));
-    let (ok, out) = sh(&format!(
-        "timeout {} ip netns exec {from} iperf3 -c {ip} -t {secs} -J",
-        secs + 30
-    ));
-    let _ = server.kill();
-    let _ = server.wait();
-    if !ok {
-        return Err(format!("iperf3: {out}"));
+    // Kernel VXLAN: a bridge per host joining the VM's veth and a VXLAN device.
+    for n in 1..=2 {
+        let other = 3 - n;
+        must(&format!(
+            "ip -n tbxh{n} link add vx0 type vxlan id 150 local 192.168.150.{n} remote 192.168.150.{other} dstport 4789 dev tbu{n}"
+        ));
+        must(&format!(
+            "ip -n tbxh{n} link add br0 type bridge && ip -n tbxh{n} link set br0 up"
+        ));
+        must(&format!(
+            "ip -n tbxh{n} link set vx0 master br0 up && ip -n tbxh{n} link set tbt{n} master br0"
+        ));
     }
-    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-    let gbps = v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .ok_or(out)?
-        / 1e9;
-    Ok((gbps, rtt))
 }
 
 /// Runs `f` on a thread inside network namespace `ns`.
@@ -146,16 +182,11 @@ fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static)
     .expect("netns thread")
 }
 
-fn start_daemons(dir: &std::path::Path, extra: &[&str], children: &mut Vec<Child>) {
+fn start_daemons(dir: &std::path::Path, p: &str, vnetd: &str, children: &mut Vec<Child>) {
     for n in 1..=2 {
-        let log = std::fs::File::create(dir.join(format!("h{n}.log"))).unwrap();
+        let log = std::fs::File::create(dir.join(format!("{p}h{n}.log"))).unwrap();
         let c = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("tbh{n}"),
-                env!("CARGO_BIN_EXE_vnetd"),
-            ])
+            .args(["netns", "exec", &format!("tb{p}h{n}"), vnetd])
             .args([
                 "--name",
                 &format!("h{n}"),
@@ -166,8 +197,7 @@ fn start_daemons(dir: &std::path::Path, extra: &[&str], children: &mut Vec<Child
             .arg("--key-file")
             .arg(dir.join("key"))
             .arg("--state-dir")
-            .arg(dir.join(format!("state{n}")))
-            .args(extra)
+            .arg(dir.join(format!("state-{p}{n}")))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -177,11 +207,11 @@ fn start_daemons(dir: &std::path::Path, extra: &[&str], children: &mut Vec<Child
     }
 }
 
-fn configure(dir: &std::path::Path, transport: Transport) {
+fn configure(dir: &std::path::Path, p: &str, transport: Transport) {
     let key = Key::load(&dir.join("key")).unwrap();
     for n in 1..=2u8 {
         let key = key.clone();
-        in_netns(&format!("tbh{n}"), move || {
+        in_netns(&format!("tb{p}h{n}"), move || {
             let me = format!("h{n}");
             let other = 3 - n;
             let peer = format!("h{other}");
@@ -231,7 +261,7 @@ fn configure(dir: &std::path::Path, transport: Transport) {
             .unwrap();
         });
     }
-    in_netns("tbh1", move || {
+    in_netns(&format!("tb{p}h1"), move || {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut c = Client::connect("192.168.150.1:7000", &key).unwrap();
         while !c.list_links().unwrap().iter().all(|l| l.up) {
@@ -239,6 +269,96 @@ fn configure(dir: &std::path::Path, transport: Transport) {
             std::thread::sleep(Duration::from_millis(50));
         }
     });
+}
+
+/// RTTs in µs of `count` pings at 10 ms.
+fn ping(from: &str, ip: &str, count: u32) -> Result<Vec<f64>, String> {
+    let (ok, out) = sh(&format!(
+        "ip netns exec {from} ping -c {count} -i 0.01 -W 1 {ip}"
+    ));
+    if !ok {
+        return Err(format!("ping: {out}"));
+    }
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next())
+        .filter_map(|t| t.parse::<f64>().ok())
+        .map(|ms| ms * 1000.0)
+        .collect())
+}
+
+/// iperf3 TCP Gbit/s from `from` to `ip` in `to`.
+fn iperf(from: &str, to: &str, ip: &str, secs: u32) -> Result<f64, String> {
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", to, "iperf3", "-s", "-1", "-B", ip])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, out) = sh(&format!(
+        "timeout {} ip netns exec {from} iperf3 -c {ip} -t {secs} -J",
+        secs + 30
+    ));
+    let _ = server.kill();
+    let _ = server.wait();
+    if !ok {
+        return Err(format!("iperf3: {out}"));
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .ok_or(out)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces, inside parentheses).
+    let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = f
+        .get(11..13)
+        .map(|t| t.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no memory effects.
+    ticks / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
+}
+
+/// The vnetd process under each `ip netns exec` child (exec replaces it: same pid).
+fn daemons_cpu(p: &Path) -> f64 {
+    p.daemons.iter().map(|c| cpu_seconds(c.id())).sum()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), s.iter().sum::<f64>() / s.len() as f64, at(0.9))
+}
+
+struct Cleanup(Vec<Child>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        cleanup();
+    }
 }
 
 fn main() {
@@ -256,87 +376,197 @@ fn main() {
             return;
         }
     }
-    let secs: u32 = std::env::var("VNET_BENCH_SECS")
+    let env_num = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let secs = env_num("VNET_BENCH_SECS", 4);
+    let rounds = env_num("VNET_BENCH_ROUNDS", 3).max(1);
+    let only: Option<Vec<String>> = std::env::var("VNET_BENCH_ONLY")
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .map(|s| s.split(',').map(|k| k.trim().to_string()).collect());
+    let wanted = |key: &str| only.as_ref().is_none_or(|o| o.iter().any(|k| k == key));
     let dir = std::env::temp_dir().join(format!("vnetd-tput-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("key"), "bench-key-0123456789abcdef").unwrap();
+    let compare: Vec<String> = std::env::var("VNET_BENCH_COMPARE")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter(|b| !b.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(compare.len() <= 3, "at most 3 VNET_BENCH_COMPARE binaries");
     let mut guard = Cleanup(Vec::new());
-    setup();
-    let mut results: Vec<(String, Measured)> = Vec::new();
-    results.push((
-        "veth pair (ceiling)".into(),
-        measure("tbc1", "tbc2", "10.151.0.2", secs),
-    ));
-    // Kernel VXLAN: a bridge per host joining the VM's veth and a VXLAN device.
-    for n in 1..=2 {
-        let other = 3 - n;
-        must(&format!(
-            "ip -n tbh{n} link add vx0 type vxlan id 150 local 192.168.150.{n} remote 192.168.150.{other} dstport 4789 dev tbu{n}"
-        ));
-        must(&format!(
-            "ip -n tbh{n} link add br0 type bridge && ip -n tbh{n} link set br0 up"
-        ));
-        must(&format!(
-            "ip -n tbh{n} link set vx0 master br0 up && ip -n tbh{n} link set tbt{n} master br0"
-        ));
-    }
-    results.push((
-        "kernel VXLAN".into(),
-        measure("tbv1", "tbv2", "10.150.0.2", secs),
-    ));
-    for n in 1..=2 {
-        must(&format!(
-            "ip -n tbh{n} link del br0 && ip -n tbh{n} link del vx0"
-        ));
-        must(&format!("ip -n tbh{n} link set tbt{n} up"));
-    }
-    for (label, transport, extra) in [
-        (
-            "vnetd, UDP link (1472-byte datagrams)",
-            Transport::Udp,
-            vec![],
+    setup(compare.len());
+    let mut paths = vec![
+        Path::new(
+            "veth",
+            "veth pair (ceiling)",
+            "tbc1".into(),
+            "tbc2".into(),
+            "10.151.0.2",
         ),
-        (
-            "vnetd, UDP link (64 KB datagrams, IP fragmentation)",
-            Transport::Udp,
-            vec!["--udp-datagram", "65507"],
+        Path::new(
+            "vxlan",
+            "kernel VXLAN",
+            "tbxv1".into(),
+            "tbxv2".into(),
+            "10.150.0.2",
         ),
-        ("vnetd, TCP link", Transport::Tcp, vec![]),
-    ] {
-        let mut children = Vec::new();
-        start_daemons(&dir, &extra, &mut children);
-        configure(&dir, transport);
-        results.push((label.into(), measure("tbv1", "tbv2", "10.150.0.2", secs)));
-        for mut c in children {
-            let _ = c.kill();
-            let _ = c.wait();
+        Path::new(
+            "udp",
+            "vnetd, UDP link (GSO/GRO, 1472-byte datagrams)",
+            "tbuv1".into(),
+            "tbuv2".into(),
+            "10.150.0.2",
+        ),
+        Path::new(
+            "tcp",
+            "vnetd, TCP link",
+            "tbtv1".into(),
+            "tbtv2".into(),
+            "10.150.0.2",
+        ),
+    ];
+    let this = env!("CARGO_BIN_EXE_vnetd");
+    // (key, letter, transport, binary) of every vnetd path.
+    let mut vnetd_paths: Vec<(String, &str, Transport, String)> = vec![
+        ("udp".into(), "u", Transport::Udp, this.into()),
+        ("tcp".into(), "t", Transport::Tcp, this.into()),
+    ];
+    for (i, bin) in compare.iter().enumerate() {
+        let n = i + 1;
+        for (kind, t, letter) in [
+            ("udp", Transport::Udp, LETTERS[3 + 2 * i]),
+            ("tcp", Transport::Tcp, LETTERS[4 + 2 * i]),
+        ] {
+            let key: &'static str = Box::leak(format!("{kind}-b{n}").into_boxed_str());
+            let label: &'static str = Box::leak(
+                format!("{kind} link, {}", bin.rsplit('/').next().unwrap_or(bin)).into_boxed_str(),
+            );
+            paths.push(Path::new(
+                key,
+                label,
+                format!("tb{letter}v1"),
+                format!("tb{letter}v2"),
+                "10.150.0.2",
+            ));
+            vnetd_paths.push((key.into(), letter, t, bin.clone()));
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
-    guard.0.clear();
-    let vxlan = results
-        .iter()
-        .find(|r| r.0 == "kernel VXLAN")
-        .and_then(|r| r.1.as_ref().ok())
-        .copied();
-    println!("\niperf3 TCP, {secs} s, VM namespace to VM namespace (MTU 1450, default offloads)");
-    println!(
-        "{:<55} {:>10} {:>12} {:>14} {:>14}",
-        "path", "Gbit/s", "vs VXLAN", "ping RTT µs", "RTT - VXLAN"
-    );
-    for (label, r) in &results {
-        match r {
-            Ok((g, rtt)) => {
-                let (ratio, drtt) = match vxlan {
-                    Some((vg, vr)) => (format!("{:.2}", g / vg), format!("{:+.0}", rtt - vr)),
-                    None => ("-".into(), "-".into()),
-                };
-                println!("{label:<55} {g:>10.2} {ratio:>12} {rtt:>14.0} {drtt:>14}");
+    paths.retain(|p| wanted(p.key));
+    for p in &mut paths {
+        let Some((_, tag, transport, bin)) = vnetd_paths.iter().find(|v| v.0 == p.key) else {
+            continue;
+        };
+        let (tag, transport) = (*tag, *transport);
+        start_daemons(&dir, tag, bin, &mut p.daemons);
+        configure(&dir, tag, transport);
+    }
+    // Warm up ARP and the paths.
+    for p in &paths {
+        sh(&format!(
+            "ip netns exec {} ping -c 3 -i 0.1 -W 1 {}",
+            p.from, p.ip
+        ));
+    }
+    if let Some(h) = std::env::var_os("VNET_BENCH_HOLD").map(std::path::PathBuf::from) {
+        std::fs::write(&h, "remove this file to go on\n").unwrap();
+        eprintln!("set up; holding until {} is removed", h.display());
+        while h.exists() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let load_before = loadavg();
+    let started = Instant::now();
+    for round in 0..rounds {
+        for p in &mut paths {
+            if p.error.is_some() {
+                continue;
             }
-            Err(e) => println!("{label:<55} failed: {}", e.lines().next().unwrap_or("")),
+            match ping(&p.from, p.ip, 50) {
+                Ok(r) => p.rtts.extend(r),
+                Err(e) => p.error = Some(e),
+            }
+        }
+        // Rotate which path goes first, so none always follows the same one.
+        let n = if secs == 0 { 0 } else { paths.len() };
+        for i in 0..n {
+            let p = &mut paths[(i + round as usize) % n];
+            if p.error.is_some() {
+                continue;
+            }
+            let cpu0 = daemons_cpu(p);
+            match iperf(&p.from, &p.to, p.ip, secs) {
+                Ok(g) => {
+                    p.gbps.push(g);
+                    p.bytes += g * 1e9 / 8.0 * secs as f64;
+                    p.cpu_s += daemons_cpu(p) - cpu0;
+                }
+                Err(e) => p.error = Some(e),
+            }
+        }
+    }
+    let load_after = loadavg();
+    for p in &mut paths {
+        guard.0.append(&mut p.daemons);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let vxlan = paths
+        .iter()
+        .find(|p| p.key == "vxlan" && p.error.is_none() && !p.gbps.is_empty())
+        .map(|p| (mean(&p.gbps), stats(&p.rtts).0));
+    println!(
+        "\niperf3 TCP {secs} s x {rounds} rounds, ping 50 x {rounds} at 10 ms, interleaved; VM namespace to VM namespace (MTU 1450, default offloads)"
+    );
+    println!(
+        "load average before {load_before}, after {load_after}; {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<48} {:>7} {:>6} {:>21} {:>8} {:>12} {:>12}",
+        "path", "Gbit/s", "/VXLAN", "per round", "RTT med", "mean / p90", "med-VXLAN µs"
+    );
+    for p in &paths {
+        if let Some(e) = &p.error {
+            println!("{:<48} failed: {}", p.label, e.lines().next().unwrap_or(""));
+            continue;
+        }
+        let g = if p.gbps.is_empty() {
+            f64::NAN
+        } else {
+            mean(&p.gbps)
+        };
+        let (med, avg, p90) = stats(&p.rtts);
+        let (ratio, drtt) = match vxlan {
+            Some((vg, vr)) => (format!("{:.2}", g / vg), format!("{:+.0}", med - vr)),
+            None => ("-".into(), "-".into()),
+        };
+        let per_round = p
+            .gbps
+            .iter()
+            .map(|g| format!("{g:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "{:<48} {g:>7.2} {ratio:>6} {per_round:>21} {med:>8.0} {:>12} {drtt:>12}",
+            p.label,
+            format!("{avg:.0} / {p90:.0}"),
+        );
+    }
+    for p in &paths {
+        if p.cpu_s > 0.0 && p.bytes > 0.0 {
+            println!(
+                "{}: both vnetd processes used {:.2} CPU s per GB carried ({:.0}% of one core at the mean rate)",
+                p.label,
+                p.cpu_s / (p.bytes / 1e9),
+                100.0 * p.cpu_s / (secs as f64 * p.gbps.len() as f64)
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

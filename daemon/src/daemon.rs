@@ -1,22 +1,25 @@
-//! The daemon: control server, link handshakes and dialers, receivers and forwarding.
+//! The daemon: control server, link handshakes and dialers; the forwarding threads are in
+//! [`dataplane`].
+
+mod dataplane;
 
 use crate::auth::{self, hex, unhex, Key};
-use crate::engine::{self, account, Action, EngineCell, Lookup, Matrix};
+use crate::engine::{EngineCell, Matrix};
 use crate::iface::{Iface, IfaceArg};
-use crate::link::{Link, LinkChallenge, LinkHello, LinkNote, LinkProof};
+use crate::link::{Link, LinkChallenge, LinkHello, LinkNote, LinkProof, UdpPort};
 use crate::proto::*;
 use crate::stats::{Drop, PortStats};
 use crate::store::{self, Persisted};
-use crate::wire::{self, FrameBuf, Segmenter};
+use crate::wire;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use vnet_grammar::ast::Transport;
 use vnet_grammar::model::{LinkKey, RuleDef, Target};
@@ -62,8 +65,8 @@ pub struct Daemon {
     links: RwLock<HashMap<String, Arc<Link>>>,
     udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
     ifaces: Vec<Arc<Iface>>,
-    udp: Arc<UdpSocket>,
-    frag_id: AtomicU32,
+    udp: UdpPort,
+    plane: dataplane::PlaneHandle,
     shutdown: watch::Sender<bool>,
     lookups: Mutex<(u64, u64)>,
     /// The lease on the tables, and the id of the next control session (leases belong to one).
@@ -104,12 +107,8 @@ impl Daemon {
         let listener = bind_tcp(cfg.listen)?;
         let listen = listener.local_addr()?;
         tracing::info!(name = %cfg.name, %listen, "vnetd listening (TCP: control and TCP links; UDP: UDP links)");
-        let udp = UdpSocket::bind(listen).await?;
-        {
-            let s = socket2::SockRef::from(&udp);
-            let _ = s.set_recv_buffer_size(8 << 20);
-            let _ = s.set_send_buffer_size(8 << 20);
-        }
+        let udp = UdpPort::bind(listen, cfg.udp_datagram)?;
+        let plane = dataplane::PlaneHandle::new()?;
         let protected = crate::iface::protected_interfaces(&listen);
         let mut ifaces = Vec::new();
         for arg in &cfg.ifaces {
@@ -136,8 +135,8 @@ impl Daemon {
             links: RwLock::new(HashMap::new()),
             udp_peers: RwLock::new(HashMap::new()),
             ifaces,
-            udp: Arc::new(udp),
-            frag_id: AtomicU32::new(0),
+            udp,
+            plane,
             shutdown,
             lookups: Mutex::new((0, 0)),
             leases: Default::default(),
@@ -202,14 +201,7 @@ impl Daemon {
     /// Runs until [`Daemon::stop`] (or a Shutdown request).
     pub async fn serve(self: Arc<Daemon>, listener: TcpListener) -> io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
-        for iface in self.ifaces.clone() {
-            let d = self.clone();
-            tasks.spawn(async move { d.iface_rx(iface).await });
-        }
-        {
-            let d = self.clone();
-            tasks.spawn(async move { d.udp_rx().await });
-        }
+        self.start_dataplane()?;
         {
             let d = self.clone();
             tasks.spawn(async move { d.housekeeping().await });
@@ -254,206 +246,10 @@ impl Daemon {
         self.links_read().get(peer).cloned()
     }
 
-    // ---------------------------------------------------------------- forwarding
-
-    /// Forwards one received frame per SPEC 2.4.
-    async fn forward(
-        &self,
-        fb: &mut FrameBuf,
-        lookup: &mut Lookup<Port>,
-        rx: &PortStats,
-        seg: &mut Segmenter,
-    ) {
-        let Some((src, dst)) = fb.macs() else {
-            rx.drop(Drop::Malformed);
-            return;
-        };
-        let route = lookup.get(&self.engine, src, dst);
-        if !account(route, fb.len as u64, rx) {
-            return;
-        }
-        let hop = fb.hop;
-        for (port, is_link) in &route.outs {
-            match (engine::action(*is_link, hop), port) {
-                (Action::HopLimit, Port::Link(l)) => l.stats.drop(Drop::HopLimit),
-                (Action::Send(next), Port::Link(l)) => self.send_link(l, fb, next).await,
-                (_, Port::Iface(i)) => i.send(fb, seg).await,
-                (_, Port::Link(_)) => {}
-            }
-        }
-    }
-
-    async fn send_link(&self, l: &Link, fb: &mut FrameBuf, hop: u8) {
-        if !l.is_up() {
-            l.stats.drop(Drop::LinkDown);
-            return;
-        }
-        match l.transport {
-            Transport::Tcp => l.send_tcp(fb, hop).await,
-            Transport::Udp => {
-                let Some(to) = l.udp_remote() else {
-                    l.stats.drop(Drop::LinkDown);
-                    return;
-                };
-                let len = fb.len;
-                match self.send_udp_frame(fb, hop, to).await {
-                    Ok(()) => l.stats.tx(len),
-                    Err(e) => {
-                        tracing::debug!(link = %l.peer, "UDP send: {e}");
-                        l.stats.drop(Drop::SendError)
-                    }
-                }
-            }
-        }
-    }
-
-    /// One datagram, or fragments of at most `udp_datagram` bytes (no copy: a vectored send
-    /// of fragment header and slice).
-    async fn send_udp_frame(&self, fb: &mut FrameBuf, hop: u8, to: SocketAddr) -> io::Result<()> {
-        let max = self
-            .cfg
-            .udp_datagram
-            .max(wire::LINK_HDR + wire::FRAG_HDR + 64);
-        if wire::LINK_HDR + wire::VNET_HDR_LEN + fb.len <= max {
-            let msg = fb.udp_message(hop);
-            self.udp.send_to(msg, to).await?;
-            return Ok(());
-        }
-        let body = fb.vnet_and_frame();
-        let chunk = max - wire::LINK_HDR - wire::FRAG_HDR;
-        let count = body.len().div_ceil(chunk);
-        if count > u16::MAX as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "frame too large",
-            ));
-        }
-        let id = self.frag_id.fetch_add(1, Ordering::Relaxed);
-        let to2 = socket2::SockAddr::from(to);
-        for (i, piece) in body.chunks(chunk).enumerate() {
-            let mut hdr = [0u8; wire::LINK_HDR + wire::FRAG_HDR];
-            hdr[..4].copy_from_slice(&[wire::MAGIC, wire::KIND_FRAGMENT, hop, wire::FLAG_VNET_HDR]);
-            hdr[4..8].copy_from_slice(&id.to_be_bytes());
-            hdr[8..10].copy_from_slice(&(i as u16).to_be_bytes());
-            hdr[10..12].copy_from_slice(&(count as u16).to_be_bytes());
-            let bufs = [io::IoSlice::new(&hdr), io::IoSlice::new(piece)];
-            self.udp
-                .async_io(tokio::io::Interest::WRITABLE, || {
-                    socket2::SockRef::from(&*self.udp).send_to_vectored(&bufs, &to2)
-                })
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn note_lookups(&self, l: &mut Lookup<Port>) {
-        if l.hits + l.misses >= 4096 {
-            let mut g = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
-            g.0 += l.hits;
-            g.1 += l.misses;
-            l.hits = 0;
-            l.misses = 0;
-        }
-    }
-
-    async fn iface_rx(self: Arc<Daemon>, iface: Arc<Iface>) {
-        let mut fb = FrameBuf::new();
-        let mut seg = Segmenter::new();
-        let mut lookup = Lookup::new(
-            Target::Interface {
-                name: iface.name.clone(),
-            },
-            Some(self.matrix.clone()),
-        );
-        loop {
-            if let Err(e) = iface.recv(&mut fb).await {
-                tracing::warn!(iface = %iface.name, "receive: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            iface.stats.rx(fb.len);
-            self.forward(&mut fb, &mut lookup, &iface.stats, &mut seg)
-                .await;
-            self.note_lookups(&mut lookup);
-        }
-    }
-
     // ---------------------------------------------------------------- UDP links
 
     async fn udp_send_control(&self, kind: u8, body: &impl serde::Serialize, to: SocketAddr) {
-        let msg = wire::link_control(kind, body);
-        let _ = self.udp.send_to(&msg, to).await;
-    }
-
-    async fn udp_rx(self: Arc<Daemon>) {
-        let mut buf = vec![0u8; 65536];
-        let mut fb = FrameBuf::new();
-        let mut seg = Segmenter::new();
-        let mut per_link: HashMap<String, (Lookup<Port>, Reasm)> = HashMap::new();
-        loop {
-            let (n, from) = match self.udp.recv_from(&mut buf).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!("UDP receive: {e}");
-                    continue;
-                }
-            };
-            let msg = &buf[..n];
-            let Some((kind, hop, flags)) = wire::parse_header(msg) else {
-                self.global.drop(Drop::Malformed);
-                continue;
-            };
-            let body = &msg[wire::LINK_HDR..];
-            match kind {
-                wire::KIND_FRAME | wire::KIND_FRAGMENT => {
-                    let link = self
-                        .udp_peers
-                        .read()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(&from)
-                        .cloned();
-                    let Some(link) = link else {
-                        self.global.drop(Drop::Unauthenticated);
-                        self.maybe_reset(from).await;
-                        continue;
-                    };
-                    link.last_rx.store(self.now_ms(), Ordering::Relaxed);
-                    let (lookup, reasm) = per_link.entry(link.peer.clone()).or_insert_with(|| {
-                        (
-                            Lookup::new(
-                                Target::Link {
-                                    peer: link.peer.clone(),
-                                },
-                                None,
-                            ),
-                            Reasm::default(),
-                        )
-                    });
-                    let ok = if kind == wire::KIND_FRAME {
-                        fb.load_body(flags, body)
-                    } else {
-                        match reasm.push(body) {
-                            Reassembled::Pending => continue,
-                            Reassembled::Lost => {
-                                link.stats.drop(Drop::FragmentLost);
-                                continue;
-                            }
-                            Reassembled::Malformed => false,
-                            Reassembled::Done => fb.load_body(flags, &reasm.buf),
-                        }
-                    };
-                    if !ok {
-                        link.stats.drop(Drop::Malformed);
-                        continue;
-                    }
-                    fb.hop = hop;
-                    link.stats.rx(fb.len);
-                    self.forward(&mut fb, lookup, &link.stats, &mut seg).await;
-                    self.note_lookups(lookup);
-                }
-                _ => self.udp_control(kind, body, from).await,
-            }
-        }
+        self.udp.send_control(&wire::link_control(kind, body), to);
     }
 
     /// A frame or keepalive from an address without a session: if it is the address of a
@@ -765,9 +561,14 @@ impl Daemon {
             }
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tcp_dial(&link)).await {
                 Ok(Ok((reader, writer, remote))) => {
-                    let session = link.tcp_up(writer, remote).await;
                     backoff = BACKOFF_MIN;
-                    self.tcp_reader(&link, session, reader).await;
+                    // The connection goes to a forwarding thread; wait until it ends.
+                    match self.tcp_link_up(&link, reader, writer, remote) {
+                        Ok(ended) => {
+                            let _ = ended.await;
+                        }
+                        Err(e) => tracing::warn!(link = %link.peer, "link connection: {e}"),
+                    }
                 }
                 Ok(Err(e)) => tracing::debug!(link = %link.peer, "dial: {e}"),
                 Err(_) => tracing::debug!(link = %link.peer, "dial: handshake timed out"),
@@ -910,91 +711,29 @@ impl Daemon {
             ),
         )
         .await?;
-        let session = link.tcp_up(w, peer).await;
-        let d = self.clone();
-        let l2 = link.clone();
-        let h = tokio::spawn(async move { d.tcp_reader(&l2, session, r).await });
-        link.add_task(h.abort_handle());
+        self.tcp_link_up(&link, r, w, peer)?;
         Ok(())
     }
 
-    /// Reads a TCP link's messages and forwards its frames until it fails.
-    async fn tcp_reader(
-        &self,
+    /// A TCP link connection whose handshake is done becomes the link's connection, read by a
+    /// forwarding thread; the receiver resolves when that thread has ended.
+    fn tcp_link_up(
+        self: &Arc<Daemon>,
         link: &Arc<Link>,
-        session: u64,
-        mut r: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    ) {
-        let mut fb = FrameBuf::new();
-        let mut seg = Segmenter::new();
-        let mut lookup = Lookup::new(
-            Target::Link {
-                peer: link.peer.clone(),
-            },
-            None,
-        );
-        let why = loop {
-            let mut head = [0u8; 8];
-            if let Err(e) = r.read_exact(&mut head).await {
-                break format!("read: {e}");
-            }
-            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-            let Some((kind, hop, flags)) = wire::parse_header(&head[4..]) else {
-                link.stats.drop(Drop::Malformed);
-                break "malformed message".to_string();
-            };
-            if !(wire::LINK_HDR..=wire::MAX_LINK_MSG).contains(&len) {
-                link.stats.drop(Drop::Malformed);
-                break "malformed length".to_string();
-            }
-            let mut body = len - wire::LINK_HDR;
-            if kind != wire::KIND_FRAME {
-                // Keepalives and the like: skip the body.
-                let mut skip = [0u8; 512];
-                while body > 0 {
-                    let n = body.min(skip.len());
-                    if r.read_exact(&mut skip[..n]).await.is_err() {
-                        break;
-                    }
-                    body -= n;
-                }
-                continue;
-            }
-            let vnet = flags & wire::FLAG_VNET_HDR != 0;
-            if vnet {
-                if body < wire::VNET_HDR_LEN {
-                    link.stats.drop(Drop::Malformed);
-                    break "malformed frame".to_string();
-                }
-                if let Err(e) = r.read_exact(&mut fb.buf[wire::HEADROOM..wire::DATA]).await {
-                    break format!("read: {e}");
-                }
-                body -= wire::VNET_HDR_LEN;
-            } else {
-                fb.clear_vnet();
-            }
-            if body > wire::MAX_FRAME {
-                link.stats.drop(Drop::Malformed);
-                break "frame too large".to_string();
-            }
-            if let Err(e) = r
-                .read_exact(&mut fb.buf[wire::DATA..wire::DATA + body])
-                .await
-            {
-                break format!("read: {e}");
-            }
-            fb.len = body;
-            if body < 14 {
-                link.stats.drop(Drop::Malformed);
-                continue;
-            }
-            fb.hop = hop;
-            link.stats.rx(body);
-            self.forward(&mut fb, &mut lookup, &link.stats, &mut seg)
-                .await;
-            self.note_lookups(&mut lookup);
-        };
-        link.down(session, &why).await;
+        r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+        w: tokio::net::tcp::OwnedWriteHalf,
+        remote: SocketAddr,
+    ) -> io::Result<tokio::sync::oneshot::Receiver<()>> {
+        // Bytes the handshake reader already took past READY/PROOF belong to the link.
+        let leftover = r.buffer().to_vec();
+        let stream = r
+            .into_inner()
+            .reunite(w)
+            .map_err(|_| invalid("halves of different connections"))?
+            .into_std()?;
+        stream.set_nonblocking(false)?;
+        let session = link.tcp_up(&stream, remote)?;
+        self.start_tcp_reader(link.clone(), session, stream, leftover)
     }
 
     // ---------------------------------------------------------------- connections
@@ -1580,67 +1319,6 @@ fn persisted_of(name: &str, ctl: &Ctl) -> Persisted {
         config_bound_ms: ctl.bound,
         links: ctl.links.values().cloned().collect(),
         rules: ctl.rules.iter().cloned().collect(),
-    }
-}
-
-/// Partial UDP-link reassembly (one frame in flight per link; fragments in order).
-#[derive(Default)]
-struct Reasm {
-    id: Option<u32>,
-    next: u16,
-    count: u16,
-    buf: Vec<u8>,
-}
-
-enum Reassembled {
-    Pending,
-    Done,
-    Lost,
-    Malformed,
-}
-
-impl Reasm {
-    fn push(&mut self, body: &[u8]) -> Reassembled {
-        if body.len() < wire::FRAG_HDR {
-            return Reassembled::Malformed;
-        }
-        let id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-        let index = u16::from_be_bytes([body[4], body[5]]);
-        let count = u16::from_be_bytes([body[6], body[7]]);
-        let chunk = &body[wire::FRAG_HDR..];
-        if count == 0 || index >= count {
-            return Reassembled::Malformed;
-        }
-        let mut lost = false;
-        if index == 0 {
-            lost = self.id.is_some();
-            self.id = Some(id);
-            self.next = 0;
-            self.count = count;
-            self.buf.clear();
-        } else if self.id != Some(id) || self.next != index || self.count != count {
-            let was = self.id.take().is_some();
-            return if was {
-                Reassembled::Lost
-            } else {
-                Reassembled::Pending
-            };
-        }
-        if self.buf.len() + chunk.len() > wire::VNET_HDR_LEN + wire::MAX_FRAME {
-            self.id = None;
-            return Reassembled::Malformed;
-        }
-        self.buf.extend_from_slice(chunk);
-        self.next += 1;
-        if self.next == self.count {
-            self.id = None;
-            return Reassembled::Done;
-        }
-        if lost {
-            Reassembled::Lost
-        } else {
-            Reassembled::Pending
-        }
     }
 }
 

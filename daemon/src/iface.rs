@@ -10,15 +10,15 @@
 
 use crate::proto::InterfaceKind;
 use crate::stats::{Drop, PortStats};
-use crate::wire::{self, FrameBuf, Segmenter, DATA, HEADROOM};
+use crate::sys;
+use crate::wire::{self, Frame, FrameBuf, Segmenter, DATA, HEADROOM};
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::str::FromStr;
 use std::sync::RwLock;
-use tokio::io::unix::AsyncFd;
-use tokio::net::UdpSocket;
+use std::time::Duration;
 use vnet_grammar::Mac;
 
 /// How `--iface NAME[=KIND]` asks for an interface.
@@ -95,8 +95,15 @@ pub enum IfaceIo {
 /// At most this many learned MACs per dgram interface.
 const LEARN_CAP: usize = 4096;
 
+/// Frames one receive call may return (a `recvmmsg` batch on a packet socket).
+pub const RX_BATCH: usize = 8;
+
+/// How long a send may wait for room in a full output before the frame is dropped.
+const SEND_WAIT: Duration = Duration::from_millis(100);
+
 pub struct Dgram {
-    pub sock: UdpSocket,
+    /// Non-blocking.
+    sock: UdpSocket,
     pub local: SocketAddr,
     pub peer: Option<SocketAddr>,
     learned: RwLock<Learned>,
@@ -110,14 +117,29 @@ struct Learned {
 }
 
 pub struct Packet {
-    fd: AsyncFd<OwnedFd>,
+    /// Blocking for sends (bounded by a send timeout); received from with `MSG_DONTWAIT`.
+    fd: OwnedFd,
     pub ifindex: u32,
     pub vnet_hdr: bool,
 }
 
 pub struct Tap {
-    dev: tun_rs::AsyncDevice,
+    /// Non-blocking.
+    dev: tun_rs::SyncDevice,
     pub vnet_hdr: bool,
+}
+
+/// Receive buffers of one interface's receiving thread.
+pub struct RxBatch {
+    pub bufs: Vec<FrameBuf>,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        RxBatch {
+            bufs: (0..RX_BATCH).map(|_| FrameBuf::new()).collect(),
+        }
+    }
 }
 
 impl Iface {
@@ -153,7 +175,7 @@ impl Iface {
         let io = match kind {
             KindArg::Packet => IfaceIo::Packet(Packet::open(&arg.name)?),
             KindArg::Tap => IfaceIo::Tap(Tap::open(&arg.name)?),
-            KindArg::Dgram { local, peer } => IfaceIo::Dgram(Dgram::open(local, peer).await?),
+            KindArg::Dgram { local, peer } => IfaceIo::Dgram(Dgram::open(local, peer)?),
             KindArg::Auto => unreachable!("resolved above"),
         };
         Ok(Iface {
@@ -189,57 +211,50 @@ impl Iface {
         }
     }
 
-    /// Receives one frame into `fb` (its virtio-net header zeroed when the interface has none).
-    pub async fn recv(&self, fb: &mut FrameBuf) -> io::Result<()> {
-        fb.hop = wire::HOP_LIMIT;
+    /// The descriptor the forwarding thread waits on for received frames.
+    pub fn raw_fd(&self) -> RawFd {
         match &self.io {
-            IfaceIo::Dgram(d) => {
-                let (n, from) = d.sock.recv_from(&mut fb.buf[DATA..]).await?;
-                fb.clear_vnet();
-                fb.len = n;
-                if n >= 14 {
-                    d.learn(
-                        Mac(fb.buf[DATA + 6..DATA + 12].try_into().unwrap_or([0; 6])),
-                        from,
-                    );
-                }
-                Ok(())
-            }
-            IfaceIo::Packet(p) => {
-                let off = if p.vnet_hdr { HEADROOM } else { DATA };
-                let n = p.recv(&mut fb.buf[off..]).await?;
-                if !p.vnet_hdr {
-                    fb.clear_vnet();
-                }
-                fb.len = n.saturating_sub(DATA - off);
-                Ok(())
-            }
-            IfaceIo::Tap(t) => {
-                let off = if t.vnet_hdr { HEADROOM } else { DATA };
-                let n = t.dev.recv(&mut fb.buf[off..]).await?;
-                if !t.vnet_hdr {
-                    fb.clear_vnet();
-                }
-                fb.len = n.saturating_sub(DATA - off);
-                Ok(())
-            }
+            IfaceIo::Dgram(d) => d.sock.as_raw_fd(),
+            IfaceIo::Packet(p) => p.fd.as_raw_fd(),
+            IfaceIo::Tap(t) => t.dev.as_raw_fd(),
         }
     }
 
+    /// Takes the frames that are ready, up to [`RX_BATCH`], into `batch` (each with its
+    /// virtio-net header, zeroed when the interface has none, and the hop limit a frame enters
+    /// with); never blocks (0 when none are ready). A frame of length 0 is to be skipped (it
+    /// was truncated, or too short).
+    pub fn recv(&self, batch: &mut RxBatch) -> io::Result<usize> {
+        let n = match &self.io {
+            IfaceIo::Dgram(d) => d.recv(&mut batch.bufs)?,
+            IfaceIo::Packet(p) => p.recv(&mut batch.bufs)?,
+            IfaceIo::Tap(t) => t.recv(&mut batch.bufs)?,
+        };
+        for fb in &mut batch.bufs[..n] {
+            fb.hop = wire::HOP_LIMIT;
+            if fb.len < 14 {
+                if fb.len > 0 {
+                    self.stats.drop(Drop::Malformed);
+                }
+                fb.len = 0;
+            }
+        }
+        Ok(n)
+    }
+
     /// Sends one frame out. Super-frames are segmented for outputs without offloads.
-    pub async fn send(&self, fb: &mut FrameBuf, seg: &mut Segmenter) {
+    pub fn send(&self, f: &mut Frame<'_>, seg: &mut Segmenter) {
         let offloads = match &self.io {
             IfaceIo::Dgram(_) => false,
             IfaceIo::Packet(p) => p.vnet_hdr,
             IfaceIo::Tap(t) => t.vnet_hdr,
         };
-        let h = fb.vnet();
+        let h = f.vnet();
         if !offloads && h.is_gso() {
-            let mut copy = fb.frame().to_vec();
-            match seg.split(&mut copy, &h) {
+            match seg.split_copy(f.frame(), &h) {
                 Ok(n) => {
                     for i in 0..n {
-                        let r = self.send_plain(seg.segment(i), fb).await;
+                        let r = self.send_plain(seg.segment(i));
                         self.count(r, seg.segment(i).len());
                     }
                 }
@@ -248,29 +263,27 @@ impl Iface {
             return;
         }
         if !offloads && h.flags & wire::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-            let len = fb.len;
-            if wire::finish_checksum(&mut fb.buf[DATA..DATA + len], &h).is_err() {
+            if wire::finish_checksum(f.frame_mut(), &h).is_err() {
                 self.stats.drop(Drop::Malformed);
                 return;
             }
             // The checksum is complete now, for every later output too.
-            fb.clear_vnet();
+            f.clear_vnet();
         }
-        let len = fb.len;
         let r = match &self.io {
-            IfaceIo::Dgram(d) => d.send(&fb.buf[DATA..DATA + len]).await,
-            IfaceIo::Packet(p) => p.send(&fb.buf[HEADROOM..DATA + len]).await,
-            IfaceIo::Tap(t) => t.dev.send(&fb.buf[HEADROOM..DATA + len]).await.map(|_| ()),
+            IfaceIo::Dgram(d) => d.send(f.frame()),
+            IfaceIo::Packet(p) => p.send(f.vnet_and_frame()),
+            IfaceIo::Tap(t) => t.send(f.vnet_and_frame()),
         };
-        self.count(r, len);
+        self.count(r, f.len);
     }
 
     /// Sends a plain frame (no virtio-net header) to an output without offloads.
-    async fn send_plain(&self, frame: &[u8], _fb: &FrameBuf) -> io::Result<()> {
+    fn send_plain(&self, frame: &[u8]) -> io::Result<()> {
         match &self.io {
-            IfaceIo::Dgram(d) => d.send(frame).await,
-            IfaceIo::Packet(p) => p.send(frame).await,
-            IfaceIo::Tap(t) => t.dev.send(frame).await.map(|_| ()),
+            IfaceIo::Dgram(d) => d.send(frame),
+            IfaceIo::Packet(p) => p.send(frame),
+            IfaceIo::Tap(t) => t.send(frame),
         }
     }
 
@@ -285,6 +298,13 @@ impl Iface {
     }
 }
 
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 fn can_create_tap() -> bool {
     // Root (or CAP_NET_ADMIN, approximated by root) with a TUN/TAP driver.
     // SAFETY: geteuid cannot fail.
@@ -292,11 +312,12 @@ fn can_create_tap() -> bool {
 }
 
 impl Dgram {
-    async fn open(local: SocketAddr, peer: Option<SocketAddr>) -> io::Result<Dgram> {
-        let sock = UdpSocket::bind(local).await?;
+    fn open(local: SocketAddr, peer: Option<SocketAddr>) -> io::Result<Dgram> {
+        let sock = UdpSocket::bind(local)?;
         let s = socket2::SockRef::from(&sock);
         let _ = s.set_recv_buffer_size(4 << 20);
         let _ = s.set_send_buffer_size(4 << 20);
+        sock.set_nonblocking(true)?;
         let local = sock.local_addr()?;
         let learned = Learned {
             by_mac: HashMap::new(),
@@ -333,38 +354,58 @@ impl Dgram {
         }
     }
 
-    async fn send(&self, frame: &[u8]) -> io::Result<()> {
+    fn recv(&self, bufs: &mut [FrameBuf]) -> io::Result<usize> {
+        let mut got = 0;
+        while got < bufs.len() {
+            let fb = &mut bufs[got];
+            match self.sock.recv_from(&mut fb.buf[DATA..]) {
+                Ok((n, from)) => {
+                    fb.clear_vnet();
+                    fb.len = n;
+                    if n >= 14 {
+                        self.learn(
+                            Mac(fb.buf[DATA + 6..DATA + 12].try_into().unwrap_or([0; 6])),
+                            from,
+                        );
+                    }
+                    got += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if got > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(got)
+    }
+
+    fn send_to(&self, frame: &[u8], to: &SocketAddr) -> io::Result<()> {
+        loop {
+            match self.sock.send_to(frame, to) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !sys::wait(self.sock.as_raw_fd(), libc::POLLOUT, SEND_WAIT) {
+                        return Err(e);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
         let mut dst = [0u8; 6];
         dst.copy_from_slice(&frame[..6]);
         let dst = Mac(dst);
-        let one = {
-            let l = self.learned.read().unwrap_or_else(|e| e.into_inner());
-            if dst.is_group() {
-                None
-            } else {
-                l.by_mac.get(&dst).copied()
+        let l = self.learned.read().unwrap_or_else(|e| e.into_inner());
+        if !dst.is_group() {
+            if let Some(addr) = l.by_mac.get(&dst) {
+                return self.send_to(frame, addr);
             }
-        };
-        if let Some(addr) = one {
-            self.sock.send_to(frame, addr).await?;
-            return Ok(());
         }
-        // Broadcast or unknown: every known peer. Copy the few addresses out of the lock.
-        let mut peers = [None::<SocketAddr>; 16];
-        let more = {
-            let l = self.learned.read().unwrap_or_else(|e| e.into_inner());
-            for (slot, p) in peers.iter_mut().zip(&l.peers) {
-                *slot = Some(*p);
-            }
-            if l.peers.len() > peers.len() {
-                l.peers[peers.len()..].to_vec()
-            } else {
-                Vec::new()
-            }
-        };
-        for p in peers.iter().flatten().chain(more.iter()) {
-            // One peer's error must not stop the others.
-            if let Err(e) = self.sock.send_to(frame, *p).await {
+        // Broadcast or unknown: every known peer (one peer's error must not stop the others).
+        for p in &l.peers {
+            if let Err(e) = self.send_to(frame, p) {
                 tracing::debug!("dgram send to {p}: {e}");
             }
         }
@@ -397,9 +438,9 @@ impl Packet {
             )
         })?;
         let fd = sock.as_raw_fd();
-        let vnet_hdr = setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1).is_ok();
+        let vnet_hdr = sys::setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1).is_ok();
         // Frames this socket sends must not come back to it.
-        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+        sys::setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
         let _ = sock.set_recv_buffer_size(8 << 20);
         let _ = sock.set_send_buffer_size(8 << 20);
         // SAFETY: sockaddr_ll is plain data; zero is a valid start.
@@ -435,81 +476,72 @@ impl Packet {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        // Drain what queued before the bind (frames of any interface).
-        let owned: OwnedFd = sock.into();
+        // Drain what queued before the bind (frames of any interface). Then sends block (a
+        // full device queue makes the forwarding thread wait, up to the send timeout).
         let mut junk = [0u8; 64];
         // SAFETY: a nonblocking socket and a valid buffer.
-        while unsafe { libc::recv(owned.as_raw_fd(), junk.as_mut_ptr().cast(), junk.len(), 0) } >= 0
-        {
-        }
+        while unsafe { libc::recv(fd, junk.as_mut_ptr().cast(), junk.len(), 0) } >= 0 {}
+        sock.set_nonblocking(false)?;
+        sys::set_timeout(fd, libc::SO_SNDTIMEO, SEND_WAIT)?;
         Ok(Packet {
-            // SAFETY: an OwnedFd always returns the same open descriptor for its lifetime.
-            fd: unsafe { AsyncFd::register(owned) }.map_err(io::Error::from)?,
+            fd: sock.into(),
             ifindex,
             vnet_hdr,
         })
     }
 
-    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            // SAFETY: a valid socket and buffer.
-            match guard.try_io(|fd| {
-                let n = unsafe {
-                    libc::recv(
-                        fd.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_TRUNC,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            }) {
-                Ok(Ok(n)) if n > buf.len() => continue, // truncated: larger than any frame we carry
-                Ok(r) => return r,
-                Err(_would_block) => continue,
-            }
+    /// One `recvmmsg` of whatever is queued, up to the batch (`MSG_DONTWAIT`).
+    fn recv(&self, bufs: &mut [FrameBuf]) -> io::Result<usize> {
+        let off = if self.vnet_hdr { HEADROOM } else { DATA };
+        let n = bufs.len().min(RX_BATCH);
+        // SAFETY: iovec and mmsghdr are plain data; zero is a valid start.
+        let mut iov: [libc::iovec; RX_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; RX_BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            let b = &mut bufs[i].buf[off..];
+            iov[i].iov_base = b.as_mut_ptr().cast();
+            iov[i].iov_len = b.len();
+            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
         }
+        // SAFETY: n headers, each pointing at one iovec over a live, exclusively borrowed buffer.
+        let got = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            return if is_timeout(&e) { Ok(0) } else { Err(e) };
+        }
+        let got = got as usize;
+        for (fb, h) in bufs.iter_mut().zip(&hdrs).take(got) {
+            let n = h.msg_len as usize;
+            if !self.vnet_hdr {
+                fb.clear_vnet();
+            }
+            fb.len = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                0 // larger than any frame we carry
+            } else {
+                n.saturating_sub(DATA - off)
+            };
+        }
+        Ok(got)
     }
 
-    async fn send(&self, buf: &[u8]) -> io::Result<()> {
-        loop {
-            let mut guard = self.fd.writable().await?;
-            // SAFETY: a valid socket and buffer.
-            match guard.try_io(|fd| {
-                let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            }) {
-                Ok(r) => return r,
-                Err(_would_block) => continue,
-            }
+    fn send(&self, buf: &[u8]) -> io::Result<()> {
+        // SAFETY: a valid socket and buffer.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
         }
-    }
-}
-
-fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: a valid fd and an int option value.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            &value as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as u32,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
@@ -520,10 +552,48 @@ impl Tap {
             .layer(tun_rs::Layer::L2)
             .offload(true)
             .enable(true)
-            .build_async()
+            .build_sync()
             .map_err(|e| io::Error::new(e.kind(), format!("TAP device {name}: {e}")))?;
+        dev.set_nonblocking(true)?;
         let vnet_hdr = dev.tcp_gso();
         Ok(Tap { dev, vnet_hdr })
+    }
+
+    /// Reads whatever frames are ready, up to the batch.
+    fn recv(&self, bufs: &mut [FrameBuf]) -> io::Result<usize> {
+        let off = if self.vnet_hdr { HEADROOM } else { DATA };
+        let mut got = 0;
+        while got < bufs.len() {
+            let fb = &mut bufs[got];
+            match self.dev.recv(&mut fb.buf[off..]) {
+                Ok(n) => {
+                    if !self.vnet_hdr {
+                        fb.clear_vnet();
+                    }
+                    fb.len = n.saturating_sub(DATA - off);
+                    got += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if got > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(got)
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<()> {
+        loop {
+            match self.dev.send(buf) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !sys::wait(self.dev.as_raw_fd(), libc::POLLOUT, SEND_WAIT) {
+                        return Err(e);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

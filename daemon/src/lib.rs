@@ -16,6 +16,7 @@ pub mod link;
 pub mod proto;
 pub mod stats;
 pub mod store;
+pub mod sys;
 pub mod wire;
 
 pub use auth::Key;

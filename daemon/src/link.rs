@@ -1,14 +1,23 @@
-//! Overlay links: state shared between the control plane, the dialer and the receivers.
+//! Overlay links: state shared between the control plane, the dialer and the forwarding
+//! threads, and the daemon's UDP link socket (UDP GSO/GRO and batched receive through
+//! `quinn-udp`).
+//!
+//! A TCP link's connection, once its handshake is done, leaves the async runtime: its reader
+//! is a thread blocked in `read` (woken by the kernel with the data), and frames are written
+//! to it with blocking `write`s from whichever forwarding thread routes them there, under a
+//! mutex so messages never interleave.
 
 use crate::proto::LinkSpec;
 use crate::stats::{Counter, Drop, PortStats};
-use crate::wire::FrameBuf;
+use crate::sys;
+use crate::wire::{self, Frame};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use vnet_grammar::ast::Transport;
@@ -65,7 +74,10 @@ pub struct Link {
     pub connects: Counter,
     up: AtomicBool,
     session: AtomicU64,
-    tcp_tx: tokio::sync::Mutex<Option<(u64, OwnedWriteHalf)>>,
+    /// The TCP connection frames are written to (session, stream).
+    tcp_tx: Mutex<Option<(u64, TcpStream)>>,
+    /// The same connection, to shut it down without waiting for a writer blocked on it.
+    tcp_shut: Mutex<Option<(u64, TcpStream)>>,
     udp_remote: Mutex<Option<SocketAddr>>,
     remote: Mutex<Option<SocketAddr>>,
     /// Milliseconds (daemon clock) of the last message received.
@@ -94,7 +106,8 @@ impl Link {
             connects: Counter::default(),
             up: AtomicBool::new(false),
             session: AtomicU64::new(0),
-            tcp_tx: tokio::sync::Mutex::new(None),
+            tcp_tx: Mutex::new(None),
+            tcp_shut: Mutex::new(None),
             udp_remote: Mutex::new(None),
             remote: Mutex::new(None),
             last_rx: AtomicU64::new(0),
@@ -136,16 +149,24 @@ impl Link {
     }
 
     /// A TCP connection finished its handshake: it becomes the link's connection (replacing
-    /// any older one). Returns the new session number.
-    pub async fn tcp_up(&self, writer: OwnedWriteHalf, remote: SocketAddr) -> u64 {
+    /// and shutting down any older one). Returns the new session number; the caller reads the
+    /// connection (its reader ends when the session does).
+    pub fn tcp_up(&self, stream: &TcpStream, remote: SocketAddr) -> io::Result<u64> {
+        let writer = stream.try_clone()?;
+        let shut = stream.try_clone()?;
+        // A peer that takes nothing for this long is gone: the write fails, the link goes down.
+        writer.set_write_timeout(Some(TCP_STALL))?;
         let session = self.session.fetch_add(1, Ordering::AcqRel) + 1;
-        *self.tcp_tx.lock().await = Some((session, writer));
-        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = Some(remote);
+        if let Some((_, old)) = lock(&self.tcp_shut).replace((session, shut)) {
+            let _ = old.shutdown(Shutdown::Both);
+        }
+        *lock(&self.tcp_tx) = Some((session, writer));
+        *lock(&self.remote) = Some(remote);
         self.up.store(true, Ordering::Release);
         self.connects.inc();
         self.wake.notify_waiters();
         tracing::info!(link = %self.peer, %remote, "TCP link up");
-        session
+        Ok(session)
     }
 
     /// A UDP session is established with `remote`.
@@ -164,10 +185,21 @@ impl Link {
 
     /// The session `session` ended (only if it is still the current one).
     pub async fn down(&self, session: u64, why: &str) {
+        self.down_now(session, why)
+    }
+
+    /// [`Link::down`], from a forwarding thread.
+    pub fn down_now(&self, session: u64, why: &str) {
         if self.session() != session {
             return;
         }
-        let mut tx = self.tcp_tx.lock().await;
+        // Unblock a writer or reader of this session first (a writer may hold `tcp_tx`).
+        if let Some((s, st)) = lock(&self.tcp_shut).as_ref() {
+            if *s == session {
+                let _ = st.shutdown(Shutdown::Both);
+            }
+        }
+        let mut tx = lock(&self.tcp_tx);
         if self.session() != session {
             return;
         }
@@ -175,8 +207,15 @@ impl Link {
             tracing::info!(link = %self.peer, "link down: {why}");
         }
         *tx = None;
-        *self.udp_remote.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        drop(tx);
+        {
+            let mut shut = lock(&self.tcp_shut);
+            if shut.as_ref().is_some_and(|(s, _)| *s == session) {
+                *shut = None;
+            }
+        }
+        *lock(&self.udp_remote) = None;
+        *lock(&self.remote) = None;
         self.wake.notify_waiters();
     }
 
@@ -197,34 +236,211 @@ impl Link {
         self.wake.notify_waiters();
     }
 
-    /// Sends a frame over a TCP link.
-    pub async fn send_tcp(&self, fb: &mut FrameBuf, hop: u8) {
-        let len = fb.len;
-        let mut guard = self.tcp_tx.lock().await;
+    /// Sends a frame over a TCP link (one `write`, the message built in place in front of
+    /// the frame).
+    pub fn send_tcp(&self, f: &mut Frame<'_>, hop: u8) {
+        let len = f.len;
+        let mut guard = lock(&self.tcp_tx);
         let Some((session, w)) = guard.as_mut() else {
             self.stats.drop(Drop::LinkDown);
             return;
         };
         let session = *session;
-        match w.write_all(fb.tcp_message(hop)).await {
+        match w.write_all(f.tcp_message(hop)) {
             Ok(()) => self.stats.tx(len),
             Err(e) => {
                 self.stats.drop(Drop::SendError);
                 drop(guard);
-                self.down(session, &format!("send failed: {e}")).await;
+                self.down_now(session, &format!("send failed: {e}"));
+            }
+        }
+    }
+}
+
+/// How long a TCP link's peer may take nothing before the link is declared down.
+const TCP_STALL: Duration = Duration::from_secs(2);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The daemon's UDP socket: UDP links' frames and handshakes. Non-blocking; the forwarding
+/// thread takes batches (`recvmmsg`, and UDP GRO: the kernel hands over runs of same-sized
+/// datagrams from one sender as one buffer); frames larger than one datagram go out as UDP GSO
+/// `sendmsg`s (the kernel cuts the run of fragments).
+pub struct UdpPort {
+    pub sock: UdpSocket,
+    state: quinn_udp::UdpSocketState,
+    /// The largest datagram sent (`--udp-datagram`); larger frames go as fragments.
+    max: usize,
+    /// The most bytes one UDP GSO send may carry (the largest UDP payload).
+    gso_bytes: usize,
+    frag_id: AtomicU32,
+}
+
+/// Datagram buffers one receive call fills (a GRO run is at most 64 KB).
+pub const UDP_BATCH: usize = 8;
+const UDP_BUF: usize = 96 << 10;
+
+/// Receive buffers of the UDP receiving thread.
+pub struct UdpBatch {
+    bufs: Vec<Vec<u8>>,
+    meta: Vec<quinn_udp::RecvMeta>,
+}
+
+impl Default for UdpBatch {
+    fn default() -> Self {
+        UdpBatch {
+            bufs: (0..UDP_BATCH).map(|_| vec![0u8; UDP_BUF]).collect(),
+            meta: vec![quinn_udp::RecvMeta::default(); UDP_BATCH],
+        }
+    }
+}
+
+impl UdpBatch {
+    /// The datagrams of buffer `i` of the last receive, with their sender.
+    pub fn datagrams(&self, i: usize) -> (SocketAddr, impl Iterator<Item = &[u8]>) {
+        let m = &self.meta[i];
+        let stride = m.stride.max(1);
+        (m.addr, self.bufs[i][..m.len].chunks(stride))
+    }
+}
+
+impl UdpPort {
+    pub fn bind(addr: SocketAddr, max_datagram: usize) -> io::Result<UdpPort> {
+        let sock = UdpSocket::bind(addr)?;
+        let state = quinn_udp::UdpSocketState::new((&sock).into())?;
+        // Receive timestamps are not used.
+        let _ = sys::setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 0);
+        let _ = state.set_recv_buffer_size((&sock).into(), 8 << 20);
+        let _ = state.set_send_buffer_size((&sock).into(), 8 << 20);
+        let ipv6 = addr.is_ipv6();
+        // quinn-udp forbids IP fragmentation; datagrams larger than the path MTU need it.
+        if max_datagram > 1472 {
+            let fd = sock.as_raw_fd();
+            if ipv6 {
+                let _ = sys::setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0);
+                let _ = sys::setsockopt_int(
+                    fd,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MTU_DISCOVER,
+                    libc::IPV6_PMTUDISC_DONT,
+                );
+            } else {
+                let _ = sys::setsockopt_int(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU_DISCOVER,
+                    libc::IP_PMTUDISC_DONT,
+                );
+            }
+        }
+        Ok(UdpPort {
+            sock,
+            state,
+            max: max_datagram,
+            gso_bytes: if ipv6 { 65527 } else { 65507 },
+            frag_id: AtomicU32::new(0),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Sends a link control message (handshake, keepalive). Never blocks: one that finds the
+    /// socket full is dropped (they are all repeated).
+    pub fn send_control(&self, msg: &[u8], to: SocketAddr) {
+        let _ = self.sock.send_to(msg, to);
+    }
+
+    /// Sends a frame over a UDP link: one datagram when it fits, else fragments, as few UDP GSO
+    /// sends as the 64 KB limit of one allows (a 64 KB super-frame with 1472-byte datagrams:
+    /// two `sendmsg`s). `scratch` holds the fragments (reused; no allocation once warm).
+    pub fn send_frame(
+        &self,
+        f: &mut Frame<'_>,
+        hop: u8,
+        to: SocketAddr,
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        if wire::LINK_HDR + wire::VNET_HDR_LEN + f.len <= self.max {
+            return self.transmit(f.udp_message(hop), None, to);
+        }
+        let id = self.frag_id.fetch_add(1, Ordering::Relaxed);
+        let count = wire::pack_fragments(scratch, f.vnet_and_frame(), id, hop, self.max)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+        let per_send = self
+            .state
+            .max_gso_segments()
+            .min(self.gso_bytes / self.max)
+            .max(1);
+        let mut sent = 0;
+        while sent < count {
+            let n = per_send.min(count - sent);
+            let start = sent * self.max;
+            let end = (start + n * self.max).min(scratch.len());
+            let run = &scratch[start..end];
+            if n == 1 {
+                self.transmit(run, None, to)?;
+            } else if self.transmit(run, Some(self.max), to).is_err() {
+                // GSO refused (quinn-udp turns it off for the socket): one datagram at a time.
+                for d in run.chunks(self.max) {
+                    self.transmit(d, None, to)?;
+                }
+            }
+            sent += n;
+        }
+        Ok(())
+    }
+
+    fn transmit(
+        &self,
+        contents: &[u8],
+        segment_size: Option<usize>,
+        to: SocketAddr,
+    ) -> io::Result<()> {
+        let t = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        loop {
+            match self.state.try_send((&self.sock).into(), &t) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !sys::wait(self.sock.as_raw_fd(), libc::POLLOUT, UDP_SEND_WAIT) {
+                        return Err(e);
+                    }
+                }
+                r => return r,
             }
         }
     }
 
-    /// Sends a control message (already framed with its link header) over a TCP link.
-    pub async fn send_tcp_control(&self, msg: &[u8]) -> bool {
-        let mut guard = self.tcp_tx.lock().await;
-        let Some((_, w)) = guard.as_mut() else {
-            return false;
-        };
-        let mut out = Vec::with_capacity(4 + msg.len());
-        out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-        out.extend_from_slice(msg);
-        w.write_all(&out).await.is_ok()
+    /// Takes a batch of what is ready into `batch` (see [`UdpBatch::datagrams`]); never
+    /// blocks (0 when nothing is ready).
+    pub fn recv(&self, batch: &mut UdpBatch) -> io::Result<usize> {
+        loop {
+            let r = {
+                let mut iov: [io::IoSliceMut<'_>; UDP_BATCH] = {
+                    let mut it = batch.bufs.iter_mut();
+                    std::array::from_fn(|_| {
+                        io::IoSliceMut::new(it.next().map_or(&mut [][..], |b| &mut b[..]))
+                    })
+                };
+                self.state
+                    .recv((&self.sock).into(), &mut iov, &mut batch.meta)
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
     }
 }
+
+/// How long a UDP link send may wait for room in the socket before the frame is dropped.
+const UDP_SEND_WAIT: Duration = Duration::from_millis(100);

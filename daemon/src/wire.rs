@@ -78,54 +78,18 @@ impl FrameBuf {
         }
     }
 
-    pub fn frame(&self) -> &[u8] {
-        &self.buf[DATA..DATA + self.len]
-    }
-
-    /// virtio-net header and frame.
-    pub fn vnet_and_frame(&self) -> &[u8] {
-        &self.buf[HEADROOM..DATA + self.len]
-    }
-
-    pub fn vnet_and_frame_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[HEADROOM..]
-    }
-
-    pub fn vnet(&self) -> VnetHdr {
-        VnetHdr::decode(&self.buf[HEADROOM..DATA])
-    }
-
     pub fn clear_vnet(&mut self) {
         self.buf[HEADROOM..DATA].fill(0);
     }
 
-    /// Source and destination MACs, if the frame is long enough to be Ethernet.
-    pub fn macs(&self) -> Option<(vnet_grammar::Mac, vnet_grammar::Mac)> {
-        if self.len < 14 {
-            return None;
+    /// The frame as a [`Frame`] view (what forwarding works on).
+    pub fn view(&mut self) -> Frame<'_> {
+        Frame {
+            buf: &mut self.buf,
+            at: HEADROOM,
+            len: self.len,
+            hop: self.hop,
         }
-        let f = self.frame();
-        let mut dst = [0u8; 6];
-        let mut src = [0u8; 6];
-        dst.copy_from_slice(&f[0..6]);
-        src.copy_from_slice(&f[6..12]);
-        Some((vnet_grammar::Mac(src), vnet_grammar::Mac(dst)))
-    }
-
-    /// Writes a TCP link message header in the headroom; returns the whole message.
-    pub fn tcp_message(&mut self, hop: u8) -> &[u8] {
-        let body = LINK_HDR + VNET_HDR_LEN + self.len;
-        let start = HEADROOM - LINK_HDR - 4;
-        self.buf[start..start + 4].copy_from_slice(&(body as u32).to_be_bytes());
-        self.buf[start + 4..HEADROOM].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
-        &self.buf[start..DATA + self.len]
-    }
-
-    /// Writes a UDP link header in the headroom; returns the datagram (unfragmented).
-    pub fn udp_message(&mut self, hop: u8) -> &[u8] {
-        let start = HEADROOM - LINK_HDR;
-        self.buf[start..HEADROOM].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
-        &self.buf[start..DATA + self.len]
     }
 
     /// Loads a received link FRAME body (`[vnet hdr] ‖ frame`) into this buffer.
@@ -149,6 +113,86 @@ impl FrameBuf {
         self.buf[DATA..DATA + frame.len()].copy_from_slice(frame);
         self.len = frame.len();
         true
+    }
+}
+
+/// Bytes a [`Frame`] needs in front of its virtio-net header: a TCP link message's length and
+/// link header, written in place when the frame is sent over a link.
+pub const PREFIX: usize = 4 + LINK_HDR;
+
+/// A frame being forwarded, wherever it lies: in a [`FrameBuf`], or in place in a TCP link's
+/// receive buffer. `buf[at..at + 10]` is its virtio-net header, the Ethernet frame follows, and
+/// at least [`PREFIX`] bytes in front of `at` may be overwritten with a link header.
+pub struct Frame<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+    /// Length of the Ethernet frame.
+    pub len: usize,
+    /// Hop limit the frame has left.
+    pub hop: u8,
+}
+
+impl<'a> Frame<'a> {
+    /// A view of `buf` with the virtio-net header at `at`; `None` unless there is room for the
+    /// link prefix in front and the frame fits.
+    pub fn new(buf: &'a mut [u8], at: usize, len: usize, hop: u8) -> Option<Frame<'a>> {
+        (at >= PREFIX && at + VNET_HDR_LEN + len <= buf.len()).then_some(Frame {
+            buf,
+            at,
+            len,
+            hop,
+        })
+    }
+
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[self.at + VNET_HDR_LEN..self.at + VNET_HDR_LEN + self.len]
+    }
+
+    pub fn frame_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.at + VNET_HDR_LEN..self.at + VNET_HDR_LEN + self.len]
+    }
+
+    /// virtio-net header and frame.
+    pub fn vnet_and_frame(&self) -> &[u8] {
+        &self.buf[self.at..self.at + VNET_HDR_LEN + self.len]
+    }
+
+    pub fn vnet(&self) -> VnetHdr {
+        VnetHdr::decode(&self.buf[self.at..self.at + VNET_HDR_LEN])
+    }
+
+    pub fn clear_vnet(&mut self) {
+        self.buf[self.at..self.at + VNET_HDR_LEN].fill(0);
+    }
+
+    /// Source and destination MACs, if the frame is long enough to be Ethernet.
+    pub fn macs(&self) -> Option<(vnet_grammar::Mac, vnet_grammar::Mac)> {
+        if self.len < 14 {
+            return None;
+        }
+        let f = &self.buf[self.at + VNET_HDR_LEN..];
+        let mut dst = [0u8; 6];
+        let mut src = [0u8; 6];
+        dst.copy_from_slice(&f[0..6]);
+        src.copy_from_slice(&f[6..12]);
+        Some((vnet_grammar::Mac(src), vnet_grammar::Mac(dst)))
+    }
+
+    /// Writes a TCP link message header in front; returns the whole message
+    /// (`u32 length ‖ link header ‖ virtio-net header ‖ frame`).
+    pub fn tcp_message(&mut self, hop: u8) -> &[u8] {
+        let body = LINK_HDR + VNET_HDR_LEN + self.len;
+        let start = self.at - PREFIX;
+        self.buf[start..start + 4].copy_from_slice(&(body as u32).to_be_bytes());
+        self.buf[start + 4..self.at].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
+        &self.buf[start..self.at + VNET_HDR_LEN + self.len]
+    }
+
+    /// Writes a UDP link header in front; returns the (unfragmented) datagram.
+    pub fn udp_message(&mut self, hop: u8) -> &[u8] {
+        let start = self.at - LINK_HDR;
+        self.buf[start..self.at].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
+        &self.buf[start..self.at + VNET_HDR_LEN + self.len]
     }
 }
 
@@ -210,10 +254,12 @@ pub fn finish_checksum(frame: &mut [u8], h: &VnetHdr) -> io::Result<()> {
     Ok(())
 }
 
-/// Scratch space for software segmentation of GSO super-frames.
+/// Scratch space for software segmentation of GSO super-frames (reused: no allocation once
+/// warm).
 pub struct Segmenter {
     bufs: Vec<Vec<u8>>,
     sizes: Vec<usize>,
+    copy: Vec<u8>,
 }
 
 impl Default for Segmenter {
@@ -227,7 +273,18 @@ impl Segmenter {
         Segmenter {
             bufs: Vec::new(),
             sizes: Vec::new(),
+            copy: Vec::new(),
         }
+    }
+
+    /// [`Segmenter::split`] of a copy of `frame` (which stays as it is).
+    pub fn split_copy(&mut self, frame: &[u8], h: &VnetHdr) -> io::Result<usize> {
+        let mut copy = std::mem::take(&mut self.copy);
+        copy.clear();
+        copy.extend_from_slice(frame);
+        let r = self.split(&mut copy, h);
+        self.copy = copy;
+        r
     }
 
     /// Splits a TCP (v4/v6) or UDP-L4 GSO Ethernet frame into MTU-sized Ethernet frames with
@@ -309,6 +366,140 @@ impl Segmenter {
     }
 }
 
+/// Packs a FRAME body (`virtio-net header ‖ frame`) that does not fit one UDP datagram of
+/// `max` bytes as FRAGMENT datagrams laid end to end in `out`: every datagram is exactly `max`
+/// bytes except the last, the layout UDP GSO sends with one `sendmsg` (segment size `max`).
+/// Returns the number of datagrams, or `None` if there would be more than `u16::MAX`.
+pub fn pack_fragments(
+    out: &mut Vec<u8>,
+    body: &[u8],
+    id: u32,
+    hop: u8,
+    max: usize,
+) -> Option<usize> {
+    let chunk = max.checked_sub(LINK_HDR + FRAG_HDR).filter(|c| *c > 0)?;
+    let count = body.len().div_ceil(chunk);
+    if count > u16::MAX as usize {
+        return None;
+    }
+    out.clear();
+    for (i, piece) in body.chunks(chunk).enumerate() {
+        out.extend_from_slice(&[MAGIC, KIND_FRAGMENT, hop, FLAG_VNET_HDR]);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&(i as u16).to_be_bytes());
+        out.extend_from_slice(&(count as u16).to_be_bytes());
+        out.extend_from_slice(piece);
+    }
+    Some(count)
+}
+
+/// What a fragment did to its frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reassembled {
+    /// More fragments to come.
+    Pending,
+    /// The frame is complete in [`Reasm::fb`].
+    Done,
+    /// The fragment did not fit what came before (counted in [`Reasm::take_lost`]).
+    Lost,
+    Malformed,
+}
+
+/// Reassembly of one UDP link's fragmented frames, directly into a frame buffer (one frame in
+/// flight per link; fragments in order, as one GSO send or GRO batch delivers them).
+pub struct Reasm {
+    id: Option<u32>,
+    next: u16,
+    count: u16,
+    /// Where the body starts in `fb.buf` (the virtio-net header, or the frame without one).
+    base: usize,
+    filled: usize,
+    vnet: bool,
+    lost: u64,
+    pub fb: FrameBuf,
+}
+
+impl Default for Reasm {
+    fn default() -> Self {
+        Reasm {
+            id: None,
+            next: 0,
+            count: 0,
+            base: HEADROOM,
+            filled: 0,
+            vnet: true,
+            lost: 0,
+            fb: FrameBuf::new(),
+        }
+    }
+}
+
+impl Reasm {
+    /// Adds one FRAGMENT message (`body` follows its 4-byte link header).
+    pub fn push(&mut self, hop: u8, flags: u8, body: &[u8]) -> Reassembled {
+        if body.len() < FRAG_HDR {
+            return Reassembled::Malformed;
+        }
+        let id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        let index = u16::from_be_bytes([body[4], body[5]]);
+        let count = u16::from_be_bytes([body[6], body[7]]);
+        let chunk = &body[FRAG_HDR..];
+        if count == 0 || index >= count {
+            return Reassembled::Malformed;
+        }
+        if index == 0 {
+            if self.id.is_some() {
+                // The previous frame never completed.
+                self.lost += 1;
+            }
+            self.id = Some(id);
+            self.next = 0;
+            self.count = count;
+            self.filled = 0;
+            self.vnet = flags & FLAG_VNET_HDR != 0;
+            self.base = if self.vnet { HEADROOM } else { DATA };
+            if !self.vnet {
+                self.fb.clear_vnet();
+            }
+            self.fb.hop = hop;
+        } else if self.id != Some(id) || self.next != index || self.count != count {
+            return if self.id.take().is_some() {
+                self.lost += 1;
+                Reassembled::Lost
+            } else {
+                Reassembled::Pending
+            };
+        }
+        let at = self.base + self.filled;
+        if at + chunk.len() > self.fb.buf.len() {
+            self.id = None;
+            return Reassembled::Malformed;
+        }
+        self.fb.buf[at..at + chunk.len()].copy_from_slice(chunk);
+        self.filled += chunk.len();
+        self.next += 1;
+        if self.next < self.count {
+            return Reassembled::Pending;
+        }
+        self.id = None;
+        let len = if self.vnet {
+            self.filled.saturating_sub(VNET_HDR_LEN)
+        } else {
+            self.filled
+        };
+        if !(14..=MAX_FRAME).contains(&len) || (self.vnet && self.filled < VNET_HDR_LEN) {
+            return Reassembled::Malformed;
+        }
+        self.fb.len = len;
+        Reassembled::Done
+    }
+
+    /// Frames lost since the last call.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
+    }
+}
+
 /// Parses the 4-byte link header.
 pub fn parse_header(msg: &[u8]) -> Option<(u8, u8, u8)> {
     if msg.len() < LINK_HDR || msg[0] != MAGIC {
@@ -384,5 +575,80 @@ mod tests {
             seen += seg.len() - 54;
         }
         assert_eq!(seen, payload);
+    }
+
+    /// A frame cut into GSO-ready fragments (equal datagrams, a shorter last one) comes back
+    /// whole from the reassembler; a missing fragment loses the frame and is counted.
+    #[test]
+    fn fragments_round_trip_and_losses_are_counted() {
+        let mut fb = FrameBuf::new();
+        fb.len = 9000;
+        for (i, b) in fb.buf[DATA..DATA + fb.len].iter_mut().enumerate() {
+            *b = (i * 7) as u8;
+        }
+        VnetHdr {
+            flags: 1,
+            gso_type: GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        }
+        .encode(&mut fb.buf[HEADROOM..DATA]);
+        let mut out = Vec::new();
+        let body = fb.view().vnet_and_frame().to_vec();
+        let n = pack_fragments(&mut out, &body, 7, 12, 1472).unwrap();
+        assert_eq!(n, body.len().div_ceil(1472 - 12));
+        assert_eq!(out.len(), body.len() + n * 12);
+        let datagrams: Vec<&[u8]> = out.chunks(1472).collect();
+        assert_eq!(datagrams.len(), n);
+        assert!(datagrams[..n - 1].iter().all(|d| d.len() == 1472));
+        let mut r = Reasm::default();
+        for (i, d) in datagrams.iter().enumerate() {
+            let (kind, hop, flags) = parse_header(d).unwrap();
+            assert_eq!((kind, hop), (KIND_FRAGMENT, 12));
+            let want = if i + 1 == n {
+                Reassembled::Done
+            } else {
+                Reassembled::Pending
+            };
+            assert_eq!(r.push(hop, flags, &d[LINK_HDR..]), want);
+        }
+        assert_eq!(r.fb.len, 9000);
+        assert_eq!(r.fb.hop, 12);
+        assert_eq!(r.fb.view().vnet_and_frame(), &body[..]);
+        assert_eq!(r.take_lost(), 0);
+        // Drop the second fragment: the frame is lost, counted once, and the next one is fine.
+        for (i, d) in datagrams.iter().enumerate() {
+            if i != 1 {
+                r.push(12, FLAG_VNET_HDR, &d[LINK_HDR..]);
+            }
+        }
+        assert_eq!(r.take_lost(), 1);
+        let mut last = Reassembled::Pending;
+        for d in &datagrams {
+            last = r.push(12, FLAG_VNET_HDR, &d[LINK_HDR..]);
+        }
+        assert_eq!(last, Reassembled::Done);
+        assert_eq!(r.take_lost(), 0);
+    }
+
+    /// A frame view writes the link message in front of itself, in place.
+    #[test]
+    fn a_frame_view_builds_link_messages_in_place() {
+        let mut buf = vec![0u8; 100];
+        buf[8 + VNET_HDR_LEN..8 + VNET_HDR_LEN + 14].copy_from_slice(&[1; 14]);
+        assert!(Frame::new(&mut buf, 7, 14, 3).is_none());
+        let mut f = Frame::new(&mut buf, 8, 14, 3).unwrap();
+        let m = f.tcp_message(2).to_vec();
+        assert_eq!(m.len(), 4 + LINK_HDR + VNET_HDR_LEN + 14);
+        assert_eq!(
+            &m[..4],
+            &((LINK_HDR + VNET_HDR_LEN + 14) as u32).to_be_bytes()
+        );
+        assert_eq!(parse_header(&m[4..]), Some((KIND_FRAME, 2, FLAG_VNET_HDR)));
+        let d = f.udp_message(5).to_vec();
+        assert_eq!(parse_header(&d), Some((KIND_FRAME, 5, FLAG_VNET_HDR)));
+        assert_eq!(&d[LINK_HDR + VNET_HDR_LEN..], &[1; 14]);
     }
 }

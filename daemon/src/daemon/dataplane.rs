@@ -1,0 +1,623 @@
+//! The data plane: one forwarding thread per daemon owns every data socket (interfaces, the
+//! UDP link socket, TCP link connections), waits for them with `epoll`, and forwards each
+//! frame itself straight to its output sockets. No frame crosses a channel or an async task,
+//! and nothing is allocated per frame.
+//!
+//! - Interfaces: batches of up to [`crate::iface::RX_BATCH`] frames per `recvmmsg`.
+//! - TCP links: a large receive buffer per connection; messages are parsed and forwarded in
+//!   place (a relayed frame's link header is rewritten in front of it), so one `recv` of
+//!   several frames costs one syscall and no copy.
+//! - UDP links: `quinn-udp` batches (`recvmmsg` + UDP GRO); fragments are reassembled straight
+//!   into a frame buffer; control messages (handshakes, keepalives) go to an async task.
+//!
+//! Latency: one thread for all sockets means a reply that comes back while the thread is still
+//! awake (a VM's kernel answers within the `send` that delivered the request) is read at once,
+//! without waking another thread; the thread asks for a short scheduler slice
+//! ([`sys::forwarding_thread`]) so that a frame arriving while the CPU runs something else
+//! preempts it.
+
+use super::{Daemon, Port};
+use crate::engine::{self, account, Action, Lookup};
+use crate::iface::{Iface, RxBatch};
+use crate::link::{Link, UdpBatch};
+use crate::stats::{Drop, PortStats};
+use crate::sys;
+use crate::wire::{self, Frame, FrameBuf, Reasm, Reassembled, Segmenter};
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use vnet_grammar::model::Target;
+
+/// Scratch space of the forwarding thread (reused for every frame).
+#[derive(Default)]
+struct Scratch {
+    seg: Segmenter,
+    frags: Vec<u8>,
+}
+
+/// A UDP link datagram that is not a frame, for the async control task.
+pub(super) enum UdpCtl {
+    /// A handshake or keepalive message (kind, body after the link header, sender).
+    Msg(u8, Vec<u8>, SocketAddr),
+    /// A frame from an address without a session.
+    NoSession(SocketAddr),
+}
+
+/// Control messages waiting for the async task; more are dropped (a flood cannot grow memory).
+const UDP_CTL_QUEUE: usize = 256;
+
+/// A TCP link's receive buffer: several of the largest messages, so reads are large and a
+/// message in progress rarely has to be moved to the front.
+const TCP_BUF: usize = 4 * (4 + wire::MAX_LINK_MSG);
+/// Move the unread tail to the front when less room than this is left for a read.
+const TCP_MIN_READ: usize = 32 << 10;
+
+const WAKE: u64 = 0;
+const UDP: u64 = 1;
+const IFACE: u64 = 2;
+const TCP: u64 = 1 << 32;
+
+/// A TCP link connection for the forwarding thread (handed over by the control plane).
+struct NewTcp {
+    link: Arc<Link>,
+    session: u64,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    ended: oneshot::Sender<()>,
+}
+
+/// How the control plane reaches the forwarding thread.
+pub(super) struct PlaneHandle {
+    tx: std_mpsc::Sender<NewTcp>,
+    rx: Mutex<Option<std_mpsc::Receiver<NewTcp>>>,
+    /// An eventfd in the thread's epoll set: written after sending it something.
+    wake: OwnedFd,
+}
+
+impl PlaneHandle {
+    pub(super) fn new() -> io::Result<PlaneHandle> {
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let (tx, rx) = std_mpsc::channel();
+        Ok(PlaneHandle {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            // SAFETY: a descriptor we just created and nobody else owns.
+            wake: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: an eventfd and an 8-byte value.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+}
+
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor we just created and nobody else owns.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: a valid epoll descriptor and event.
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> usize {
+        // SAFETY: a valid epoll descriptor and event buffer of the given length.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                timeout.as_millis().min(i32::MAX as u128) as i32,
+            )
+        };
+        n.max(0) as usize
+    }
+}
+
+/// One interface's receiving state.
+struct IfaceRx {
+    iface: Arc<Iface>,
+    batch: RxBatch,
+    lookup: Lookup<Port>,
+}
+
+/// The UDP link socket's receiving state.
+struct UdpRx {
+    batch: UdpBatch,
+    fb: FrameBuf,
+    per_link: HashMap<String, (Lookup<Port>, Reasm)>,
+    ctl: mpsc::Sender<UdpCtl>,
+}
+
+/// One TCP link connection's receiving state.
+struct TcpRx {
+    link: Arc<Link>,
+    session: u64,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Frames without a virtio-net header are copied here to get one.
+    fb: Option<FrameBuf>,
+    lookup: Lookup<Port>,
+    /// Dropped with this state: tells the dialer the connection is over.
+    _ended: oneshot::Sender<()>,
+}
+
+impl Daemon {
+    fn stopping_now(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Starts the forwarding thread and the task that handles UDP link control messages.
+    pub(super) fn start_dataplane(self: &Arc<Daemon>) -> io::Result<()> {
+        let new_tcp = self
+            .plane
+            .rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| io::Error::other("the data plane is already running"))?;
+        let ep = Epoll::new()?;
+        ep.ctl(libc::EPOLL_CTL_ADD, self.plane.wake.as_raw_fd(), WAKE)?;
+        ep.ctl(libc::EPOLL_CTL_ADD, self.udp.sock.as_raw_fd(), UDP)?;
+        for (i, iface) in self.ifaces.iter().enumerate() {
+            ep.ctl(libc::EPOLL_CTL_ADD, iface.raw_fd(), IFACE + i as u64)?;
+        }
+        let (tx, rx) = mpsc::channel(UDP_CTL_QUEUE);
+        let d = self.clone();
+        std::thread::Builder::new()
+            .name("vnetd-forward".into())
+            .spawn(move || {
+                sys::forwarding_thread();
+                d.forwarding(ep, new_tcp, tx)
+            })?;
+        let d = self.clone();
+        tokio::spawn(async move { d.udp_ctl(rx).await });
+        Ok(())
+    }
+
+    /// Hands a TCP link connection whose handshake is done to the forwarding thread
+    /// (`leftover`: bytes already read past the handshake). The receiver resolves when the
+    /// connection has ended (and its session is down).
+    pub(super) fn start_tcp_reader(
+        self: &Arc<Daemon>,
+        link: Arc<Link>,
+        session: u64,
+        stream: TcpStream,
+        leftover: Vec<u8>,
+    ) -> io::Result<oneshot::Receiver<()>> {
+        let (ended, rx) = oneshot::channel();
+        self.plane
+            .tx
+            .send(NewTcp {
+                link,
+                session,
+                stream,
+                leftover,
+                ended,
+            })
+            .map_err(|_| io::Error::other("the data plane has stopped"))?;
+        self.plane.wake();
+        Ok(rx)
+    }
+
+    /// The forwarding thread.
+    fn forwarding(
+        &self,
+        ep: Epoll,
+        new_tcp: std_mpsc::Receiver<NewTcp>,
+        ctl: mpsc::Sender<UdpCtl>,
+    ) {
+        let mut sc = Scratch::default();
+        let mut ifaces: Vec<IfaceRx> = self
+            .ifaces
+            .iter()
+            .map(|i| IfaceRx {
+                iface: i.clone(),
+                batch: RxBatch::default(),
+                lookup: Lookup::new(
+                    Target::Interface {
+                        name: i.name.clone(),
+                    },
+                    Some(self.matrix.clone()),
+                ),
+            })
+            .collect();
+        let mut udp = UdpRx {
+            batch: UdpBatch::default(),
+            fb: FrameBuf::new(),
+            per_link: HashMap::new(),
+            ctl,
+        };
+        let mut tcp: HashMap<u64, TcpRx> = HashMap::new();
+        let mut next_tcp = TCP;
+        // SAFETY: epoll_event is plain data.
+        let mut events: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
+        while !self.stopping_now() {
+            let n = ep.wait(&mut events, sys::IDLE_WAKE);
+            for ev in &events[..n] {
+                let token = ev.u64;
+                match token {
+                    WAKE => {
+                        let mut v = 0u64;
+                        // SAFETY: an eventfd and an 8-byte buffer.
+                        unsafe {
+                            libc::read(self.plane.wake.as_raw_fd(), (&mut v as *mut u64).cast(), 8)
+                        };
+                        while let Ok(c) = new_tcp.try_recv() {
+                            let token = next_tcp;
+                            next_tcp += 1;
+                            if let Some(rx) = self.tcp_add(&ep, token, c, &mut sc) {
+                                tcp.insert(token, rx);
+                            }
+                        }
+                    }
+                    UDP => self.udp_rx(&mut udp, &mut sc),
+                    t if t < TCP => {
+                        if let Some(i) = ifaces.get_mut((t - IFACE) as usize) {
+                            self.iface_rx(i, &mut sc);
+                        }
+                    }
+                    t => {
+                        let Some(rx) = tcp.get_mut(&t) else { continue };
+                        match self.tcp_rx(rx, &mut sc) {
+                            Ok(()) => {}
+                            Err(why) => {
+                                if let Some(rx) = tcp.remove(&t) {
+                                    let _ = ep.ctl(libc::EPOLL_CTL_DEL, rx.stream.as_raw_fd(), t);
+                                    rx.link.down_now(rx.session, &why);
+                                    // Dropping `rx` closes this descriptor and tells the
+                                    // dialer (through `ended`) that the connection is over.
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forwards one received frame per SPEC 2.4.
+    fn forward(
+        &self,
+        f: &mut Frame<'_>,
+        lookup: &mut Lookup<Port>,
+        rx: &PortStats,
+        sc: &mut Scratch,
+    ) {
+        let Some((src, dst)) = f.macs() else {
+            rx.drop(Drop::Malformed);
+            return;
+        };
+        let route = lookup.get(&self.engine, src, dst);
+        if !account(route, f.len as u64, rx) {
+            return;
+        }
+        let hop = f.hop;
+        for (port, is_link) in &route.outs {
+            match (engine::action(*is_link, hop), port) {
+                (Action::HopLimit, Port::Link(l)) => l.stats.drop(Drop::HopLimit),
+                (Action::Send(next), Port::Link(l)) => self.send_link(l, f, next, sc),
+                (_, Port::Iface(i)) => i.send(f, &mut sc.seg),
+                (_, Port::Link(_)) => {}
+            }
+        }
+    }
+
+    fn send_link(&self, l: &Link, f: &mut Frame<'_>, hop: u8, sc: &mut Scratch) {
+        if !l.is_up() {
+            l.stats.drop(Drop::LinkDown);
+            return;
+        }
+        match l.transport {
+            vnet_grammar::ast::Transport::Tcp => l.send_tcp(f, hop),
+            vnet_grammar::ast::Transport::Udp => {
+                let Some(to) = l.udp_remote() else {
+                    l.stats.drop(Drop::LinkDown);
+                    return;
+                };
+                let len = f.len;
+                match self.udp.send_frame(f, hop, to, &mut sc.frags) {
+                    Ok(()) => l.stats.tx(len),
+                    Err(e) => {
+                        tracing::debug!(link = %l.peer, "UDP send: {e}");
+                        l.stats.drop(Drop::SendError)
+                    }
+                }
+            }
+        }
+    }
+
+    fn note_lookups(&self, l: &mut Lookup<Port>) {
+        if l.hits + l.misses >= 4096 {
+            let mut g = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+            g.0 += l.hits;
+            g.1 += l.misses;
+            l.hits = 0;
+            l.misses = 0;
+        }
+    }
+
+    // ------------------------------------------------------------ interfaces
+
+    /// One batch from an interface.
+    fn iface_rx(&self, rx: &mut IfaceRx, sc: &mut Scratch) {
+        let n = match rx.iface.recv(&mut rx.batch) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(iface = %rx.iface.name, "receive: {e}");
+                return;
+            }
+        };
+        for fb in &mut rx.batch.bufs[..n] {
+            if fb.len == 0 {
+                continue;
+            }
+            rx.iface.stats.rx(fb.len);
+            self.forward(&mut fb.view(), &mut rx.lookup, &rx.iface.stats, sc);
+        }
+        self.note_lookups(&mut rx.lookup);
+    }
+
+    // ------------------------------------------------------------ UDP links
+
+    /// One batch from the UDP link socket.
+    fn udp_rx(&self, rx: &mut UdpRx, sc: &mut Scratch) {
+        let n = match self.udp.recv(&mut rx.batch) {
+            Ok(n) => n,
+            Err(e) => {
+                // E.g. ICMP port unreachable from a peer that is down.
+                tracing::debug!("UDP receive: {e}");
+                return;
+            }
+        };
+        for i in 0..n {
+            let (from, datagrams) = rx.batch.datagrams(i);
+            // A buffer holds datagrams of one sender: look its link up once.
+            let mut link: Option<Option<Arc<Link>>> = None;
+            for msg in datagrams {
+                let Some((kind, hop, flags)) = wire::parse_header(msg) else {
+                    self.global.drop(Drop::Malformed);
+                    continue;
+                };
+                let body = &msg[wire::LINK_HDR..];
+                if kind != wire::KIND_FRAME && kind != wire::KIND_FRAGMENT {
+                    if rx
+                        .ctl
+                        .try_send(UdpCtl::Msg(kind, body.to_vec(), from))
+                        .is_err()
+                    {
+                        self.global.drop(Drop::Malformed);
+                    }
+                    continue;
+                }
+                let link = link.get_or_insert_with(|| {
+                    self.udp_peers
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&from)
+                        .cloned()
+                });
+                let Some(link) = link else {
+                    self.global.drop(Drop::Unauthenticated);
+                    let _ = rx.ctl.try_send(UdpCtl::NoSession(from));
+                    continue;
+                };
+                link.last_rx.store(self.now_ms(), Ordering::Relaxed);
+                if !rx.per_link.contains_key(&link.peer) {
+                    let lookup = Lookup::new(
+                        Target::Link {
+                            peer: link.peer.clone(),
+                        },
+                        None,
+                    );
+                    rx.per_link
+                        .insert(link.peer.clone(), (lookup, Reasm::default()));
+                }
+                let Some((lookup, reasm)) = rx.per_link.get_mut(&link.peer) else {
+                    continue;
+                };
+                let frame = if kind == wire::KIND_FRAME {
+                    if !rx.fb.load_body(flags, body) {
+                        link.stats.drop(Drop::Malformed);
+                        continue;
+                    }
+                    rx.fb.hop = hop;
+                    &mut rx.fb
+                } else {
+                    let r = reasm.push(hop, flags, body);
+                    for _ in 0..reasm.take_lost() {
+                        link.stats.drop(Drop::FragmentLost);
+                    }
+                    match r {
+                        Reassembled::Done => &mut reasm.fb,
+                        Reassembled::Malformed => {
+                            link.stats.drop(Drop::Malformed);
+                            continue;
+                        }
+                        Reassembled::Pending | Reassembled::Lost => continue,
+                    }
+                };
+                link.stats.rx(frame.len);
+                self.forward(&mut frame.view(), lookup, &link.stats, sc);
+                self.note_lookups(lookup);
+            }
+        }
+    }
+
+    /// Handles UDP link control messages in order (handshakes, keepalives, resets).
+    async fn udp_ctl(self: Arc<Daemon>, mut rx: mpsc::Receiver<UdpCtl>) {
+        let mut stop = self.stopping();
+        loop {
+            let m = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                m = rx.recv() => m,
+            };
+            match m {
+                Some(UdpCtl::Msg(kind, body, from)) => self.udp_control(kind, &body, from).await,
+                Some(UdpCtl::NoSession(from)) => self.maybe_reset(from).await,
+                None => return,
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ TCP links
+
+    /// Registers a TCP link connection; `None` (and the session down) if that fails.
+    fn tcp_add(&self, ep: &Epoll, token: u64, c: NewTcp, sc: &mut Scratch) -> Option<TcpRx> {
+        let mut buf = vec![0u8; TCP_BUF.max(c.leftover.len() + TCP_MIN_READ)];
+        buf[..c.leftover.len()].copy_from_slice(&c.leftover);
+        if let Err(e) = ep.ctl(libc::EPOLL_CTL_ADD, c.stream.as_raw_fd(), token) {
+            c.link.down_now(c.session, &format!("epoll: {e}"));
+            return None;
+        }
+        let mut rx = TcpRx {
+            lookup: Lookup::new(
+                Target::Link {
+                    peer: c.link.peer.clone(),
+                },
+                None,
+            ),
+            link: c.link,
+            session: c.session,
+            stream: c.stream,
+            buf,
+            start: 0,
+            end: c.leftover.len(),
+            fb: None,
+            _ended: c.ended,
+        };
+        // Frames that came with the handshake are forwarded now (epoll reports only new data).
+        if rx.end > 0 {
+            if let Err(why) = self.tcp_parse(&mut rx, sc) {
+                let _ = ep.ctl(libc::EPOLL_CTL_DEL, rx.stream.as_raw_fd(), token);
+                rx.link.down_now(rx.session, &why);
+                return None;
+            }
+        }
+        Some(rx)
+    }
+
+    /// One `recv` from a TCP link connection, and every complete message forwarded in place;
+    /// `Err(why)` when the connection is over.
+    fn tcp_rx(&self, rx: &mut TcpRx, sc: &mut Scratch) -> Result<(), String> {
+        // SAFETY: a valid socket and the free part of the buffer.
+        let n = unsafe {
+            libc::recv(
+                rx.stream.as_raw_fd(),
+                rx.buf[rx.end..].as_mut_ptr().cast(),
+                rx.buf.len() - rx.end,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n == 0 {
+            return Err("closed by the peer".into());
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
+                _ => Err(format!("read: {e}")),
+            };
+        }
+        rx.end += n as usize;
+        self.tcp_parse(rx, sc)
+    }
+
+    /// Forwards every complete message in a TCP link's buffer in place, and makes room for the
+    /// next read.
+    fn tcp_parse(&self, rx: &mut TcpRx, sc: &mut Scratch) -> Result<(), String> {
+        let link = rx.link.clone();
+        let malformed = |why: &str| {
+            link.stats.drop(Drop::Malformed);
+            why.to_string()
+        };
+        let mut need = 8;
+        while rx.end - rx.start >= 8 {
+            let s = rx.start;
+            let len = u32::from_be_bytes([rx.buf[s], rx.buf[s + 1], rx.buf[s + 2], rx.buf[s + 3]])
+                as usize;
+            let Some((kind, hop, flags)) = wire::parse_header(&rx.buf[s + 4..s + 8]) else {
+                return Err(malformed("malformed message"));
+            };
+            if !(wire::LINK_HDR..=wire::MAX_LINK_MSG).contains(&len) {
+                return Err(malformed("malformed length"));
+            }
+            let total = 4 + len;
+            if rx.end - s < total {
+                need = total;
+                break;
+            }
+            let body = len - wire::LINK_HDR;
+            if kind == wire::KIND_FRAME {
+                if flags & wire::FLAG_VNET_HDR != 0 {
+                    if body < wire::VNET_HDR_LEN {
+                        return Err(malformed("malformed frame"));
+                    }
+                    let flen = body - wire::VNET_HDR_LEN;
+                    if flen > wire::MAX_FRAME {
+                        return Err(malformed("frame too large"));
+                    }
+                    if flen < 14 {
+                        link.stats.drop(Drop::Malformed);
+                    } else if let Some(mut f) = Frame::new(&mut rx.buf, s + 8, flen, hop) {
+                        link.stats.rx(flen);
+                        self.forward(&mut f, &mut rx.lookup, &link.stats, sc);
+                    }
+                } else if body > wire::MAX_FRAME {
+                    return Err(malformed("frame too large"));
+                } else {
+                    let fb = rx.fb.get_or_insert_with(FrameBuf::new);
+                    if fb.load_body(flags, &rx.buf[s + 8..s + total]) {
+                        fb.hop = hop;
+                        link.stats.rx(fb.len);
+                        self.forward(&mut fb.view(), &mut rx.lookup, &link.stats, sc);
+                    } else {
+                        link.stats.drop(Drop::Malformed);
+                    }
+                }
+            }
+            // Other kinds (keepalives and the like) are skipped.
+            rx.start += total;
+        }
+        self.note_lookups(&mut rx.lookup);
+        if rx.start == rx.end {
+            (rx.start, rx.end) = (0, 0);
+        } else if rx.start > 0
+            && (rx.start + need > rx.buf.len() || rx.buf.len() - rx.end < TCP_MIN_READ)
+        {
+            rx.buf.copy_within(rx.start..rx.end, 0);
+            rx.end -= rx.start;
+            rx.start = 0;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! Small system helpers for the data-plane threads: waiting on a descriptor, socket timeouts and
+//! options, and the scheduling attributes of a forwarding thread.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// How long a data-plane thread blocks before it looks at the stop flag again. Frames wake it
+/// at once; this only bounds how long an idle thread takes to notice a shutdown.
+pub const IDLE_WAKE: Duration = Duration::from_millis(250);
+
+/// Waits until `fd` is ready for `events` (`libc::POLLIN`, `libc::POLLOUT`) or `timeout`
+/// passes; true when ready (or in error, so the caller's next call reports it).
+pub fn wait(fd: RawFd, events: i16, timeout: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+    r > 0
+}
+
+pub fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: a valid fd and an int option value.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `SO_RCVTIMEO` / `SO_SNDTIMEO`.
+pub fn set_timeout(fd: RawFd, name: i32, d: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a valid fd and a timeval of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            &tv as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The time slice a forwarding thread asks the scheduler for. Under EEVDF (Linux 6.6+; custom
+/// slices since 6.12) a task with a short slice gets an early deadline, so when a frame wakes it
+/// it preempts a CPU-bound task (a compiler, a busy VM) instead of waiting for that task's
+/// slice to end. It asks for no more CPU than before and needs no privilege.
+pub const FORWARDING_SLICE: Duration = Duration::from_micros(100);
+
+/// Marks the calling thread as a forwarding thread: a short scheduler slice (see
+/// [`FORWARDING_SLICE`]). Best effort: older kernels ignore or refuse it.
+pub fn forwarding_thread() {
+    let slice = std::env::var("VNETD_SLICE_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_micros)
+        .unwrap_or(FORWARDING_SLICE);
+    if slice.is_zero() {
+        return;
+    }
+    // SAFETY: sched_attr is plain data; zero is a valid start.
+    let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
+    attr.size = std::mem::size_of::<libc::sched_attr>() as u32;
+    attr.sched_policy = libc::SCHED_OTHER as u32;
+    attr.sched_runtime = slice.as_nanos() as u64;
+    // Keep the thread's nice value (sched_setattr sets it too).
+    // SAFETY: getpriority has no memory effects; errno is cleared first to tell -1 from an error.
+    attr.sched_nice = unsafe {
+        *libc::__errno_location() = 0;
+        libc::getpriority(libc::PRIO_PROCESS, 0)
+    };
+    // SAFETY: sched_setattr on the calling thread (pid 0) with a valid attribute of its size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0,
+            &attr as *const libc::sched_attr,
+            0,
+        )
+    };
+    if r != 0 {
+        tracing::debug!(
+            "sched_setattr (slice {:?}): {}",
+            FORWARDING_SLICE,
+            io::Error::last_os_error()
+        );
+    }
+}
