@@ -399,10 +399,20 @@ impl Daemon {
                 return;
             }
         };
+        let UdpRx {
+            batch,
+            fb,
+            per_link,
+            ctl,
+        } = rx;
+        let now = self.now_ms();
         for i in 0..n {
-            let (from, datagrams) = rx.batch.datagrams(i);
-            // A buffer holds datagrams of one sender: look its link up once.
-            let mut link: Option<Option<Arc<Link>>> = None;
+            let (from, datagrams) = batch.datagrams(i);
+            // A buffer holds datagrams of one sender (a GRO run): find its link and receiving
+            // state once, at its first frame.
+            let mut resolved = false;
+            let mut link: Option<Arc<Link>> = None;
+            let mut state: Option<&mut (Lookup<Port>, Reasm)> = None;
             for msg in datagrams {
                 let Some((kind, hop, flags)) = wire::parse_header(msg) else {
                     self.global.drop(Drop::Malformed);
@@ -410,8 +420,7 @@ impl Daemon {
                 };
                 let body = &msg[wire::LINK_HDR..];
                 if kind != wire::KIND_FRAME && kind != wire::KIND_FRAGMENT {
-                    if rx
-                        .ctl
+                    if ctl
                         .try_send(UdpCtl::Msg(kind, body.to_vec(), from))
                         .is_err()
                     {
@@ -419,39 +428,40 @@ impl Daemon {
                     }
                     continue;
                 }
-                let link = link.get_or_insert_with(|| {
-                    self.udp_peers
+                if !resolved {
+                    resolved = true;
+                    link = self
+                        .udp_peers
                         .read()
                         .unwrap_or_else(|e| e.into_inner())
                         .get(&from)
-                        .cloned()
-                });
-                let Some(link) = link else {
-                    self.global.drop(Drop::Unauthenticated);
-                    let _ = rx.ctl.try_send(UdpCtl::NoSession(from));
-                    continue;
-                };
-                link.last_rx.store(self.now_ms(), Ordering::Relaxed);
-                if !rx.per_link.contains_key(&link.peer) {
-                    let lookup = Lookup::new(
-                        Target::Link {
-                            peer: link.peer.clone(),
-                        },
-                        None,
-                    );
-                    rx.per_link
-                        .insert(link.peer.clone(), (lookup, Reasm::default()));
+                        .cloned();
+                    if let Some(l) = &link {
+                        l.last_rx.store(now, Ordering::Relaxed);
+                        if !per_link.contains_key(&l.peer) {
+                            let lookup = Lookup::new(
+                                Target::Link {
+                                    peer: l.peer.clone(),
+                                },
+                                None,
+                            );
+                            per_link.insert(l.peer.clone(), (lookup, Reasm::default()));
+                        }
+                        state = per_link.get_mut(&l.peer);
+                    }
                 }
-                let Some((lookup, reasm)) = rx.per_link.get_mut(&link.peer) else {
+                let (Some(link), Some((lookup, reasm))) = (&link, state.as_deref_mut()) else {
+                    self.global.drop(Drop::Unauthenticated);
+                    let _ = ctl.try_send(UdpCtl::NoSession(from));
                     continue;
                 };
                 let frame = if kind == wire::KIND_FRAME {
-                    if !rx.fb.load_body(flags, body) {
+                    if !fb.load_body(flags, body) {
                         link.stats.drop(Drop::Malformed);
                         continue;
                     }
-                    rx.fb.hop = hop;
-                    &mut rx.fb
+                    fb.hop = hop;
+                    &mut *fb
                 } else {
                     let r = reasm.push(hop, flags, body);
                     for _ in 0..reasm.take_lost() {
