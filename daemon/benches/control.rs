@@ -1,6 +1,8 @@
 //! Latency of every control primitive, client to a real `vnetd` on loopback and back
-//! (authenticated connection already open; mutations include the atomic, fsynced write of
-//! the tables). The thesis reports about 20 ms; the requirement is under 1 ms.
+//! (authenticated connection already open; mutations include the journal append that makes
+//! them durable, and with `--fsync` its flush to the disk). The thesis reports about 20 ms; the
+//! requirement is under 1 ms. Mutations are also measured with 10,000 rules in the table: a
+//! change costs the same whatever the table's size.
 //!
 //! `cargo bench -p vnet-daemon --bench control`
 
@@ -32,6 +34,10 @@ fn rule(i: u32) -> RuleDef {
 }
 
 fn start(addr: &str, tag: &str, extra: &[&str]) -> (Daemon, Client) {
+    start_with(addr, tag, extra, 100)
+}
+
+fn start_with(addr: &str, tag: &str, extra: &[&str], rules: u32) -> (Daemon, Client) {
     let dir = std::env::temp_dir().join(format!("vnetd-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("key");
@@ -61,9 +67,17 @@ fn start(addr: &str, tag: &str, extra: &[&str]) -> (Daemon, Client) {
         assert!(Instant::now() < deadline, "vnetd did not start");
         std::thread::sleep(Duration::from_millis(50));
     };
-    // A realistic table: 100 rules and a link.
-    for i in 0..100 {
-        cl.add_rule(rule(i)).unwrap();
+    // A realistic table: 100 rules and a link (or as many rules as asked for, in batches).
+    let all: Vec<u32> = (0..rules).collect();
+    for batch in all.chunks(500) {
+        cl.change(
+            batch
+                .iter()
+                .map(|i| vnet_daemon::Change::AddRule { rule: rule(*i) })
+                .collect(),
+            None,
+        )
+        .unwrap();
     }
     (d, cl)
 }
@@ -120,6 +134,23 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             synced.add_rule(rule(1_000_000)).unwrap();
             synced.delete_rule(rule(1_000_000)).unwrap();
+        })
+    });
+    let (_d3, mut big) = start_with("127.61.0.5:7000", "big", &[], 10_000);
+    g.bench_function(
+        "add rule + delete rule, 10,000 rules (two primitives)",
+        |b| {
+            b.iter(|| {
+                big.add_rule(rule(1_000_000)).unwrap();
+                big.delete_rule(rule(1_000_000)).unwrap();
+            })
+        },
+    );
+    let mut ms = 0u64;
+    g.bench_function("set config bound, 10,000 rules", |b| {
+        b.iter(|| {
+            ms += 1;
+            big.set_config_bound(ms).unwrap()
         })
     });
     g.finish();

@@ -9,7 +9,7 @@ use crate::iface::{Iface, IfaceArg};
 use crate::link::{Link, LinkChallenge, LinkHello, LinkNote, LinkProof, UdpPort};
 use crate::proto::*;
 use crate::stats::{Drop, PortStats};
-use crate::store::{self, Persisted};
+use crate::store::{self, Persisted, Store};
 use crate::wire;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -67,6 +67,7 @@ pub struct Daemon {
     ifaces: Vec<Arc<Iface>>,
     udp: UdpPort,
     plane: dataplane::PlaneHandle,
+    store: Store,
     shutdown: watch::Sender<bool>,
     lookups: Mutex<(u64, u64)>,
     /// The lease on the tables, and the id of the next control session (leases belong to one).
@@ -86,11 +87,8 @@ impl Daemon {
     /// Binds the port, opens the interfaces and loads the tables. Then call [`Daemon::serve`].
     pub async fn start(cfg: Config) -> io::Result<(Arc<Daemon>, TcpListener)> {
         std::fs::create_dir_all(&cfg.state_dir)?;
-        let saved = if cfg.fresh {
-            None
-        } else {
-            store::load(&cfg.state_dir)?
-        };
+        let store = Store::new(&cfg.state_dir, cfg.fsync);
+        let saved = if cfg.fresh { None } else { store.load()? };
         if let Some(s) = &saved {
             if s.daemon != cfg.name {
                 return Err(io::Error::new(
@@ -137,6 +135,7 @@ impl Daemon {
             ifaces,
             udp,
             plane,
+            store,
             shutdown,
             lookups: Mutex::new((0, 0)),
             leases: Default::default(),
@@ -170,10 +169,10 @@ impl Daemon {
             })?;
             d.lock_ctl().generation = generation;
             tracing::info!(generation, "tables reloaded");
-        } else {
-            let p = d.persisted();
-            store::save(&d.cfg.state_dir, &p, d.cfg.fsync)?;
         }
+        // A fresh snapshot (and an empty journal) to append this run's changes to.
+        let p = d.persisted();
+        d.store.save(&p)?;
         Ok((d, listener))
     }
 
@@ -1206,11 +1205,9 @@ impl Daemon {
             if effective.iter().any(|e| *e) {
                 ctl.generation += 1;
                 if persist {
-                    if let Err(err) = store::save(
-                        &self.cfg.state_dir,
-                        &persisted_of(&self.cfg.name, &ctl),
-                        self.cfg.fsync,
-                    ) {
+                    if let Err(err) = self.store.record(ctl.generation, &changes, || {
+                        persisted_of(&self.cfg.name, &ctl)
+                    }) {
                         ctl.generation -= 1;
                         (ctl.links, ctl.bound) = before;
                         for (added, r) in undo_rules.into_iter().rev() {
