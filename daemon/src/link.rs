@@ -12,7 +12,7 @@ use crate::stats::{Counter, Drop, PortStats};
 use crate::sys;
 use crate::wire::{self, Frame};
 use serde::{Deserialize, Serialize};
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -154,8 +154,6 @@ impl Link {
     pub fn tcp_up(&self, stream: &TcpStream, remote: SocketAddr) -> io::Result<u64> {
         let writer = stream.try_clone()?;
         let shut = stream.try_clone()?;
-        // A peer that takes nothing for this long is gone: the write fails, the link goes down.
-        writer.set_write_timeout(Some(TCP_STALL))?;
         let session = self.session.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some((_, old)) = lock(&self.tcp_shut).replace((session, shut)) {
             let _ = old.shutdown(Shutdown::Both);
@@ -236,8 +234,10 @@ impl Link {
         self.wake.notify_waiters();
     }
 
-    /// Sends a frame over a TCP link (one `write`, the message built in place in front of
-    /// the frame).
+    /// Sends a frame over a TCP link (one `send`, the message built in place in front of the
+    /// frame). A connection whose send buffer is full drops the frame (`send_error`) rather
+    /// than stalling the forwarding thread, as a full router queue would; a message already
+    /// started is always finished (the stream must stay whole), waiting up to [`TCP_STALL`].
     pub fn send_tcp(&self, f: &mut Frame<'_>, hop: u8) {
         let len = f.len;
         let mut guard = lock(&self.tcp_tx);
@@ -246,8 +246,9 @@ impl Link {
             return;
         };
         let session = *session;
-        match w.write_all(f.tcp_message(hop)) {
-            Ok(()) => self.stats.tx(len),
+        match send_whole(w, f.tcp_message(hop)) {
+            Ok(true) => self.stats.tx(len),
+            Ok(false) => self.stats.drop(Drop::SendError),
             Err(e) => {
                 self.stats.drop(Drop::SendError);
                 drop(guard);
@@ -255,6 +256,44 @@ impl Link {
             }
         }
     }
+}
+
+/// Sends `msg` on a stream: `Ok(false)` if nothing could be sent without waiting, `Ok(true)`
+/// once all of it is sent.
+fn send_whole(s: &TcpStream, msg: &[u8]) -> io::Result<bool> {
+    let fd = s.as_raw_fd();
+    let mut sent = 0;
+    while sent < msg.len() {
+        let rest = &msg[sent..];
+        // SAFETY: a valid socket and buffer.
+        let n = unsafe {
+            libc::send(
+                fd,
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            sent += n as usize;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock if sent == 0 => return Ok(false),
+            io::ErrorKind::WouldBlock => {
+                if !sys::wait(fd, libc::POLLOUT, TCP_STALL) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the peer took nothing for 2 s",
+                    ));
+                }
+            }
+            _ => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// How long a TCP link's peer may take nothing before the link is declared down.
