@@ -29,7 +29,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use vnet_grammar::model::Target;
 
@@ -134,7 +134,7 @@ impl Epoll {
                 self.0.as_raw_fd(),
                 events.as_mut_ptr(),
                 events.len() as i32,
-                timeout.as_millis().min(i32::MAX as u128) as i32,
+                timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
             )
         };
         n.max(0) as usize
@@ -146,7 +146,13 @@ struct IfaceRx {
     iface: Arc<Iface>,
     batch: RxBatch,
     lookup: Lookup<Port>,
+    /// After a receive error the interface is left out of the epoll set until then (a device
+    /// that keeps failing, e.g. a TAP deleted under us, must not keep the thread spinning).
+    resume_at: Option<Instant>,
 }
+
+/// How long an interface whose receive failed is left alone.
+const IFACE_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// The UDP link socket's receiving state.
 struct UdpRx {
@@ -241,6 +247,7 @@ impl Daemon {
             .ifaces
             .iter()
             .map(|i| IfaceRx {
+                resume_at: None,
                 iface: i.clone(),
                 batch: RxBatch::default(),
                 lookup: Lookup::new(
@@ -262,7 +269,19 @@ impl Daemon {
         // SAFETY: epoll_event is plain data.
         let mut events: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
         while !self.stopping_now() {
-            let n = ep.wait(&mut events, sys::IDLE_WAKE);
+            let mut timeout = sys::IDLE_WAKE;
+            let now = Instant::now();
+            for (i, rx) in ifaces.iter_mut().enumerate() {
+                match rx.resume_at {
+                    Some(t) if t <= now => {
+                        rx.resume_at = None;
+                        let _ = ep.ctl(libc::EPOLL_CTL_ADD, rx.iface.raw_fd(), IFACE + i as u64);
+                    }
+                    Some(t) => timeout = timeout.min(t - now),
+                    None => {}
+                }
+            }
+            let n = ep.wait(&mut events, timeout);
             for ev in &events[..n] {
                 let token = ev.u64;
                 match token {
@@ -282,8 +301,12 @@ impl Daemon {
                     }
                     UDP => self.udp_rx(&mut udp, &mut sc),
                     t if t < TCP => {
-                        if let Some(i) = ifaces.get_mut((t - IFACE) as usize) {
-                            self.iface_rx(i, &mut sc);
+                        if let Some(rx) = ifaces.get_mut((t - IFACE) as usize) {
+                            if let Err(e) = self.iface_rx(rx, &mut sc) {
+                                tracing::warn!(iface = %rx.iface.name, "receive: {e}");
+                                let _ = ep.ctl(libc::EPOLL_CTL_DEL, rx.iface.raw_fd(), t);
+                                rx.resume_at = Some(Instant::now() + IFACE_ERROR_PAUSE);
+                            }
                         }
                     }
                     t => {
@@ -369,14 +392,8 @@ impl Daemon {
     // ------------------------------------------------------------ interfaces
 
     /// One batch from an interface.
-    fn iface_rx(&self, rx: &mut IfaceRx, sc: &mut Scratch) {
-        let n = match rx.iface.recv(&mut rx.batch) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(iface = %rx.iface.name, "receive: {e}");
-                return;
-            }
-        };
+    fn iface_rx(&self, rx: &mut IfaceRx, sc: &mut Scratch) -> io::Result<()> {
+        let n = rx.iface.recv(&mut rx.batch)?;
         for fb in &mut rx.batch.bufs[..n] {
             if fb.len == 0 {
                 continue;
@@ -385,6 +402,7 @@ impl Daemon {
             self.forward(&mut fb.view(), &mut rx.lookup, &rx.iface.stats, sc);
         }
         self.note_lookups(&mut rx.lookup);
+        Ok(())
     }
 
     // ------------------------------------------------------------ UDP links
