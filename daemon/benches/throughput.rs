@@ -13,9 +13,9 @@
 //! rounds (default 3), `VNET_BENCH_ONLY` (comma-separated `veth`, `vxlan`, `udp`, `tcp`) the
 //! paths. With `VNET_BENCH_HOLD=FILE` everything is set up and left running until FILE is
 //! removed, for experiments (`ip netns exec tbtv1 ping 10.150.0.2`, ...). With
-//! `VNET_BENCH_COMPARE=PATH[,PATH...]` (other `vnetd` binaries, e.g. an older build, or a script
-//! that runs vnetd with other settings) their UDP and TCP links are measured too, interleaved
-//! with the others (keys `udp-b1`, `tcp-b1`, `udp-b2`, ...).
+//! `VNET_BENCH_COMPARE=CMD[,CMD...]` (other `vnetd` commands: an older build, or this one behind
+//! a wrapper, e.g. `taskset -c 0 THIS`, where THIS stands for this build's binary) their UDP and
+//! TCP links are measured too, interleaved with the others (keys `udp-b1`, `tcp-b1`, ...).
 
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
@@ -182,11 +182,14 @@ fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static)
     .expect("netns thread")
 }
 
+/// Starts the two daemons of a path; `vnetd` is a command line (a binary, possibly behind a
+/// wrapper such as `taskset -c 0`), whose last word is the binary (exec'd: same pid).
 fn start_daemons(dir: &std::path::Path, p: &str, vnetd: &str, children: &mut Vec<Child>) {
     for n in 1..=2 {
         let log = std::fs::File::create(dir.join(format!("{p}h{n}.log"))).unwrap();
         let c = Command::new("ip")
-            .args(["netns", "exec", &format!("tb{p}h{n}"), vnetd])
+            .args(["netns", "exec", &format!("tb{p}h{n}")])
+            .args(vnetd.split_whitespace())
             .args([
                 "--name",
                 &format!("h{n}"),
@@ -440,6 +443,7 @@ fn main() {
         ("tcp".into(), "t", Transport::Tcp, this.into()),
     ];
     for (i, bin) in compare.iter().enumerate() {
+        let bin = &bin.replace("THIS", this);
         let n = i + 1;
         for (kind, t, letter) in [
             ("udp", Transport::Udp, LETTERS[3 + 2 * i]),
@@ -447,7 +451,12 @@ fn main() {
         ] {
             let key: &'static str = Box::leak(format!("{kind}-b{n}").into_boxed_str());
             let label: &'static str = Box::leak(
-                format!("{kind} link, {}", bin.rsplit('/').next().unwrap_or(bin)).into_boxed_str(),
+                if bin.contains(' ') {
+                    format!("{kind} link, {}", bin.replace(this, "vnetd"))
+                } else {
+                    format!("{kind} link, {}", bin.rsplit('/').next().unwrap_or(bin))
+                }
+                .into_boxed_str(),
             );
             paths.push(Path::new(
                 key,
@@ -516,10 +525,16 @@ fn main() {
     for p in &mut paths {
         guard.0.append(&mut p.daemons);
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
     let vxlan = paths
         .iter()
-        .find(|p| p.key == "vxlan" && p.error.is_none() && !p.gbps.is_empty())
+        .find(|p| p.key == "vxlan" && p.error.is_none() && !p.rtts.is_empty())
         .map(|p| (mean(&p.gbps), stats(&p.rtts).0));
     println!(
         "\niperf3 TCP {secs} s x {rounds} rounds, ping 50 x {rounds} at 10 ms, interleaved; VM namespace to VM namespace (MTU 1450, default offloads)"
@@ -537,14 +552,17 @@ fn main() {
             println!("{:<48} failed: {}", p.label, e.lines().next().unwrap_or(""));
             continue;
         }
-        let g = if p.gbps.is_empty() {
-            f64::NAN
-        } else {
-            mean(&p.gbps)
-        };
+        let g = mean(&p.gbps);
         let (med, avg, p90) = stats(&p.rtts);
         let (ratio, drtt) = match vxlan {
-            Some((vg, vr)) => (format!("{:.2}", g / vg), format!("{:+.0}", med - vr)),
+            Some((vg, vr)) => (
+                if p.gbps.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{:.2}", g / vg)
+                },
+                format!("{:+.0}", med - vr),
+            ),
             None => ("-".into(), "-".into()),
         };
         let per_round = p

@@ -1,5 +1,5 @@
-//! The daemon: control server, link handshakes and dialers; the forwarding threads are in
-//! [`dataplane`].
+//! The daemon: control server, link handshakes and dialers; the forwarding thread is in
+//! `daemon/dataplane.rs`.
 
 mod dataplane;
 

@@ -7,6 +7,10 @@
 //! The header travels with the frame across the overlay. Only a `dgram` interface, whose
 //! peer expects plain MTU-sized frames, gets super-frames segmented (and partial checksums
 //! completed) in software.
+//!
+//! The forwarding thread waits on [`Iface::raw_fd`] and takes what is ready with
+//! [`Iface::recv`] (a `recvmmsg` batch on a packet socket); [`Iface::send`] is called from the
+//! same thread.
 
 use crate::proto::InterfaceKind;
 use crate::stats::{Drop, PortStats};

@@ -2,10 +2,10 @@
 //! threads, and the daemon's UDP link socket (UDP GSO/GRO and batched receive through
 //! `quinn-udp`).
 //!
-//! A TCP link's connection, once its handshake is done, leaves the async runtime: its reader
-//! is a thread blocked in `read` (woken by the kernel with the data), and frames are written
-//! to it with blocking `write`s from whichever forwarding thread routes them there, under a
-//! mutex so messages never interleave.
+//! A TCP link's connection, once its handshake is done, leaves the async runtime: the
+//! forwarding thread reads it (`epoll`), and frames are sent on it with one `send` each, under
+//! a mutex so messages never interleave (a full send buffer drops the frame, see
+//! [`Link::send_tcp`]).
 
 use crate::proto::LinkSpec;
 use crate::stats::{Counter, Drop, PortStats};
@@ -237,7 +237,7 @@ impl Link {
     /// Sends a frame over a TCP link (one `send`, the message built in place in front of the
     /// frame). A connection whose send buffer is full drops the frame (`send_error`) rather
     /// than stalling the forwarding thread, as a full router queue would; a message already
-    /// started is always finished (the stream must stay whole), waiting up to [`TCP_STALL`].
+    /// started is always finished (the stream must stay whole), waiting up to 2 s.
     pub fn send_tcp(&self, f: &mut Frame<'_>, hop: u8) {
         let len = f.len;
         let mut guard = lock(&self.tcp_tx);
