@@ -96,7 +96,8 @@ impl Tok<'_> {
     }
 }
 
-fn keyword_text(tok: &Tok) -> Option<&'static str> {
+/// The upper-case spelling of a keyword token; `None` for MACs, numbers and names.
+pub fn keyword_text(tok: &Tok) -> Option<&'static str> {
     Some(match tok {
         Tok::Begin => "BEGIN",
         Tok::End => "END",

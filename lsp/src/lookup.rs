@@ -6,7 +6,7 @@
 //! as is.
 
 use vnet_grammar::ast::{MatchExpr, MatchKind, RuleKind, SourceFile};
-use vnet_grammar::lexer::{self, Tok};
+use vnet_grammar::lexer;
 use vnet_grammar::{Mac, Span};
 
 /// The role a word plays in the program.
@@ -183,24 +183,4 @@ pub fn keyword_at(text: &str, offset: usize) -> Option<(Span, &'static str)> {
         })
 }
 
-/// The upper-case spelling of a keyword token, `None` for MACs, numbers and names.
-pub fn keyword_text(tok: &Tok<'_>) -> Option<&'static str> {
-    Some(match tok {
-        Tok::Begin => "BEGIN",
-        Tok::End => "END",
-        Tok::Host => "HOST",
-        Tok::At => "AT",
-        Tok::Add => "ADD",
-        Tok::Delete => "DELETE",
-        Tok::Link => "LINK",
-        Tok::Tcp => "TCP",
-        Tok::Udp => "UDP",
-        Tok::Forward => "FORWARD",
-        Tok::Edge => "EDGE",
-        Tok::Interface => "INTERFACE",
-        Tok::Not => "NOT",
-        Tok::Any => "ANY",
-        Tok::None => "NONE",
-        Tok::Mac(_) | Tok::Number(_) | Tok::Name(_) => return None,
-    })
-}
+pub use vnet_grammar::lexer::keyword_text;
