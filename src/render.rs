@@ -68,7 +68,7 @@ fn touches_long_line(text: &str, index: &LineIndex, d: &Diagnostic) -> bool {
         };
         end - start > MAX_SNIPPET_LINE
     };
-    long(d.span.start) || d.related.iter().any(|r| long(r.span.start))
+    long(d.span.start()) || d.related.iter().any(|r| long(r.span.start()))
 }
 
 /// `file:line:column: error[V003]: message`, with the related places and help indented below.
@@ -89,12 +89,12 @@ fn write_plain(
     writeln!(
         out,
         "{}: {severity}[{}]: {}",
-        at(d.span.start),
+        at(d.span.start()),
         d.code,
         d.message
     )?;
     for related in &d.related {
-        writeln!(out, "    {}: {}", at(related.span.start), related.message)?;
+        writeln!(out, "    {}: {}", at(related.span.start()), related.message)?;
     }
     if let Some(help) = &d.help {
         writeln!(out, "    help: {help}")?;
@@ -159,12 +159,12 @@ fn report<'a>(
 /// the character before it so the snippet still shows where.
 fn visible(span: Span, len: usize) -> std::ops::Range<usize> {
     if span.is_empty() {
-        if span.start >= len {
+        if span.start() >= len {
             return len.saturating_sub(1)..len;
         }
-        return span.start..span.start + 1;
+        return span.start()..span.start() + 1;
     }
-    span.start..span.end
+    span.start()..span.end()
 }
 
 #[derive(Serialize)]
@@ -204,8 +204,8 @@ pub fn json_report(files: &[FileDiagnostics<'_>]) -> JsonReport {
         let text = &file.source.text;
         let index = LineIndex::new(text);
         let span = |s: Span| JsonSpan {
-            start: index.line_col(text, s.start),
-            end: index.line_col(text, s.end),
+            start: index.line_col(text, s.start()),
+            end: index.line_col(text, s.end()),
         };
         for d in file.diagnostics {
             diagnostics.push(JsonDiagnostic {

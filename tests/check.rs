@@ -29,9 +29,9 @@ fn actual(path: &Path) -> Vec<String> {
         .diagnostics
         .iter()
         .map(|d| {
-            let at = index.line_col(&text, d.span.start);
+            let at = index.line_col(&text, d.span.start());
             assert!(
-                d.span.start <= d.span.end && d.span.end <= text.len(),
+                d.span.start() <= d.span.end() && d.span.end() <= text.len(),
                 "{}: bad span {:?}",
                 path.display(),
                 d.span

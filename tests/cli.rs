@@ -315,6 +315,22 @@ fn bad_input_gives_diagnostics_or_a_clear_error_never_a_panic() {
 }
 
 #[test]
+fn a_file_past_4_gib_is_refused_before_it_is_read() {
+    let s = Scratch::new("4gib");
+    let path = s.0.join("sparse.vnet");
+    // Sparse: no disk space is used, and vnetc must refuse it from its size alone.
+    let file = std::fs::File::create(&path).expect("create");
+    file.set_len(5 << 30).expect("set length");
+    let out = vnetc(&["check", &path.to_string_lossy()]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at most"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn a_50_megabyte_file_is_handled() {
     let s = Scratch::new("huge");
     // 50 MB: a valid program whose HOST lines repeat one declaration, then junk.

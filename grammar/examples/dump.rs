@@ -15,7 +15,7 @@ fn main() {
     let analysis = vnet_grammar::analyze(&text);
     let index = vnet_grammar::LineIndex::new(&text);
     for d in &analysis.diagnostics {
-        let lc = index.line_col(&text, d.span.start);
+        let lc = index.line_col(&text, d.span.start());
         println!("{}:{} {} {}", lc.line, lc.column, d.code, d.message);
     }
 }

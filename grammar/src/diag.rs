@@ -134,7 +134,7 @@ pub const MAX_DIAGNOSTICS: usize = 1000;
 /// it with one that counts the rest: those cut here and the `dropped` ones counted but never
 /// kept (the lexer stops keeping them on junk input).
 pub fn finish(mut diagnostics: Vec<Diagnostic>, dropped: usize) -> Vec<Diagnostic> {
-    diagnostics.sort_by_key(|d| (d.span.start, d.code, d.span.end));
+    diagnostics.sort_by_key(|d| (d.span.start(), d.code, d.span.end()));
     diagnostics.dedup();
     let cut = diagnostics.len().saturating_sub(MAX_DIAGNOSTICS);
     if cut + dropped == 0 {

@@ -128,7 +128,7 @@ fn statements(file: &SourceFile, text: &str) -> Vec<Statement> {
     // The tree groups statements by kind; after a V001 that may differ from the source
     // order, which is the one comments and blank lines refer to. The sort is stable, so a
     // block made up before its first statement (an empty keyword span) stays before it.
-    out.sort_by_key(|s| s.span.start);
+    out.sort_by_key(|s| s.span.start());
     out
 }
 
@@ -190,7 +190,7 @@ fn match_text(expr: &MatchExpr, text: &str) -> String {
 
 /// The source text of a span with its whitespace collapsed to single spaces.
 fn source_words(text: &str, span: Span) -> String {
-    let slice = text.get(span.start..span.end).unwrap_or("");
+    let slice = text.get(span.start()..span.end()).unwrap_or("");
     slice.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -223,13 +223,13 @@ fn anchor_comments<'c>(
     // one lead the next statement, so the tail never takes a comment out of order.
     let mut tail_closed: Option<usize> = None;
     for comment in comments {
-        let at = comment.span.start;
+        let at = comment.span.start();
         // Statements do not overlap, so their ends are sorted too.
-        let next = statements.partition_point(|s| s.span.end <= at);
+        let next = statements.partition_point(|s| s.span.end() <= at);
         let prev = next.checked_sub(1);
-        if next < n && statements[next].span.start < at {
+        if next < n && statements[next].span.start() < at {
             anchors.leading[next].push(comment);
-        } else if let Some(p) = prev.filter(|&p| same_line(text, statements[p].span.end, at)) {
+        } else if let Some(p) = prev.filter(|&p| same_line(text, statements[p].span.end(), at)) {
             anchors.trailing[p].push(comment);
         } else if next == n {
             anchors.footer.push(comment);
@@ -343,7 +343,7 @@ impl<'t> Printer<'t> {
             let blank = match brk {
                 Break::Always => true,
                 Break::Never => false,
-                Break::Keep => !prev_opens && has_blank_line(self.text, prev_end, span.start),
+                Break::Keep => !prev_opens && has_blank_line(self.text, prev_end, span.start()),
             };
             if blank {
                 self.out.push('\n');
@@ -354,7 +354,7 @@ impl<'t> Printer<'t> {
         }
         self.out.push_str(content);
         self.out.push('\n');
-        self.prev = Some((span.end, opens));
+        self.prev = Some((span.end(), opens));
     }
 }
 

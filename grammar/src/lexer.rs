@@ -284,7 +284,7 @@ impl<'input> Iterator for Lexer<'input> {
             if self.diagnostics.len() >= MAX_DIAGNOSTICS {
                 self.gave_up = true;
             }
-            return Some((span.start, tok, span.end));
+            return Some((span.start(), tok, span.end()));
         }
     }
 }
@@ -313,7 +313,7 @@ fn classify_word<'input>(
         .char_indices()
         .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
         .unwrap_or((0, '?'));
-    let at = span.start + offset;
+    let at = span.start() + offset;
     let message = if ch == char::REPLACEMENT_CHARACTER {
         "unexpected byte: the file is not valid UTF-8 here".to_string()
     } else if ch.is_control() || ch.is_whitespace() {

@@ -52,13 +52,13 @@ impl Analysis {
         if self
             .diagnostics
             .iter()
-            .any(|d| d.code == Code::V003 && d.span.start == offset)
+            .any(|d| d.code == Code::V003 && d.span.start() == offset)
         {
             return;
         }
         self.diagnostics.push(invalid_utf8(offset));
         self.diagnostics
-            .sort_by_key(|d| (d.span.start, d.code, d.span.end));
+            .sort_by_key(|d| (d.span.start(), d.code, d.span.end()));
     }
 }
 

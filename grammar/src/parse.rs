@@ -5,7 +5,7 @@
 use crate::ast::{Block, BlockKind, SourceFile, Stmt};
 use crate::diag::{Code, Diagnostic};
 use crate::lexer::{self, Tok};
-use crate::span::Span;
+use crate::span::{Span, MAX_TEXT_LEN};
 use lalrpop_util::{lalrpop_mod, ParseError};
 
 lalrpop_mod!(
@@ -23,6 +23,9 @@ pub struct Parsed {
 }
 
 pub fn parse(text: &str) -> Parsed {
+    if let Some(refused) = refuse_oversized(text.len()) {
+        return refused;
+    }
     let mut lexer = lexer::Lexer::new(text);
     let mut recovered = Vec::new();
     let mut structure = Structure::default();
@@ -39,7 +42,7 @@ pub fn parse(text: &str) -> Parsed {
     let mut eof_reported = false;
     for recovery in recovered {
         let d = syntax_error(recovery.error, text.len());
-        eof_reported |= d.span.start == text.len();
+        eof_reported |= d.span.start() == text.len();
         diagnostics.push(d);
     }
     // Recovery at the statement level accepts every input, so this is only a safety net.
@@ -53,6 +56,19 @@ pub fn parse(text: &str) -> Parsed {
         diagnostics,
         dropped,
     }
+}
+
+/// Spans hold 32-bit offsets, so a text longer than [`MAX_TEXT_LEN`] is not read at all: one
+/// V001 says why. The front ends refuse such files long before (vnetc reads at most 256 MiB).
+fn refuse_oversized(len: usize) -> Option<Parsed> {
+    (len > MAX_TEXT_LEN).then(|| Parsed {
+        diagnostics: vec![Diagnostic::new(
+            Code::V001,
+            Span::new(0, 0),
+            format!("the text is {len} bytes long; the language reads at most {MAX_TEXT_LEN}"),
+        )],
+        ..Parsed::default()
+    })
 }
 
 /// The structure pass: puts statements in place as the parser reduces them: BEGIN, HOST
@@ -197,7 +213,7 @@ fn current_block<'f>(
         ));
         file.blocks.push(Block {
             kind: BlockKind::Add,
-            keyword: Span::new(span.start, span.start),
+            keyword: Span::new(span.start(), span.start()),
             links: Vec::new(),
             rules: Vec::new(),
             recovered: false,
@@ -232,7 +248,7 @@ fn stmt_keyword(stmt: &Stmt) -> &'static str {
 fn unexpected(span: Span, stmt: &Stmt, expected: &str) -> Diagnostic {
     // Point at the statement's keyword, not the whole statement.
     let keyword = stmt_keyword(stmt);
-    let at = Span::new(span.start, span.start + keyword.len().min(span.len()));
+    let at = Span::new(span.start(), span.start() + keyword.len().min(span.len()));
     Diagnostic::new(
         Code::V001,
         at,
@@ -304,5 +320,18 @@ fn describe_expected(expected: &[String]) -> String {
             let last = words.pop().unwrap_or_default();
             format!("{} or {}", words.join(", "), last)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_past_32_bit_offsets_is_refused_with_a_diagnostic() {
+        assert!(refuse_oversized(MAX_TEXT_LEN).is_none());
+        let refused = refuse_oversized(MAX_TEXT_LEN + 1).map(|p| p.diagnostics);
+        let codes: Vec<Code> = refused.iter().flatten().map(|d| d.code).collect();
+        assert_eq!(codes, [Code::V001]);
     }
 }

@@ -2,25 +2,50 @@
 
 use serde::Serialize;
 
+/// The largest text the library reads: offsets are kept in 32 bits, since every node of the
+/// syntax tree holds spans and a 100,000-rule file holds a million of them.
+/// [`parse`](crate::parse()) refuses a longer text with a diagnostic.
+pub const MAX_TEXT_LEN: usize = u32::MAX as usize;
+
 /// A half-open byte range `[start, end)` into the source text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Span {
-    pub start: usize,
-    pub end: usize,
+    start: u32,
+    end: u32,
 }
 
 impl Span {
+    /// Offsets past [`MAX_TEXT_LEN`] saturate; the parser never makes them, as it refuses
+    /// longer texts.
     pub const fn new(start: usize, end: usize) -> Span {
-        Span { start, end }
+        Span {
+            start: saturate(start),
+            end: saturate(end),
+        }
+    }
+
+    pub const fn start(self) -> usize {
+        self.start as usize
+    }
+
+    pub const fn end(self) -> usize {
+        self.end as usize
+    }
+
+    pub const fn range(self) -> std::ops::Range<usize> {
+        self.start()..self.end()
     }
 
     /// The smallest span covering both.
     pub fn cover(self, other: Span) -> Span {
-        Span::new(self.start.min(other.start), self.end.max(other.end))
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 
     pub fn len(self) -> usize {
-        self.end - self.start
+        self.end() - self.start()
     }
 
     pub fn is_empty(self) -> bool {
@@ -28,7 +53,15 @@ impl Span {
     }
 
     pub fn contains(self, offset: usize) -> bool {
-        self.start <= offset && offset < self.end
+        self.start() <= offset && offset < self.end()
+    }
+}
+
+const fn saturate(offset: usize) -> u32 {
+    if offset > MAX_TEXT_LEN {
+        u32::MAX
+    } else {
+        offset as u32
     }
 }
 

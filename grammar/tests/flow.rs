@@ -13,7 +13,7 @@ fn diagnostics(text: &str) -> Vec<(Code, String, String, usize)> {
         .diagnostics
         .iter()
         .map(|d: &Diagnostic| {
-            let at = index.line_col(text, d.span.start);
+            let at = index.line_col(text, d.span.start());
             (
                 d.code,
                 format!("{}:{}", at.line, at.column),
@@ -82,7 +82,7 @@ fn a_ring_of_three_edge_rules_is_a_loop_closed_by_the_last_rule() {
     let lines: Vec<usize> = analysis.diagnostics[0]
         .related
         .iter()
-        .map(|r| index.line_col(RING3, r.span.start).line)
+        .map(|r| index.line_col(RING3, r.span.start()).line)
         .collect();
     assert_eq!(lines, [9, 10]);
 }
@@ -306,7 +306,7 @@ fn a_frame_sent_to_a_daemon_without_a_rule_for_it_is_a_black_hole() {
     let index = LineIndex::new(&text);
     assert_eq!(
         index
-            .line_col(&text, analysis.diagnostics[0].related[0].span.start)
+            .line_col(&text, analysis.diagnostics[0].related[0].span.start())
             .line,
         3
     );

@@ -12,13 +12,13 @@ fn check_spans(text: &str, diagnostics: &[Diagnostic]) -> Result<(), TestCaseErr
         let spans = std::iter::once(d.span).chain(d.related.iter().map(|r| r.span));
         for span in spans {
             prop_assert!(
-                span.start <= span.end && span.end <= text.len(),
+                span.start() <= span.end() && span.end() <= text.len(),
                 "{} span {:?} outside the text",
                 d.code,
                 span
             );
             prop_assert!(
-                text.is_char_boundary(span.start) && text.is_char_boundary(span.end),
+                text.is_char_boundary(span.start()) && text.is_char_boundary(span.end()),
                 "{} span {:?} splits a character",
                 d.code,
                 span
@@ -151,7 +151,7 @@ proptest! {
                 text.get(from..at).is_some_and(|between| !between.contains([' ', '\t', '\r', '\n', '\x0B', '\x0C', '#']))
             };
             let reported = parsed.diagnostics.iter().any(|d| {
-                matches!(d.code, vnet_grammar::Code::V002 | vnet_grammar::Code::V003) && same_word(d.span.start)
+                matches!(d.code, vnet_grammar::Code::V002 | vnet_grammar::Code::V003) && same_word(d.span.start())
             });
             prop_assert!(in_comment || reported, "no V002/V003 at the bad byte {}", at);
         }

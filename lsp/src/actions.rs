@@ -13,7 +13,7 @@ use vnet_grammar::{lexer, Code, Span};
 pub fn quick_fixes(doc: &Document, span: Span) -> Vec<CodeAction> {
     let mut out = Vec::new();
     for d in &doc.analysis.diagnostics {
-        let overlaps = d.span.start <= span.end && span.start <= d.span.end;
+        let overlaps = d.span.start() <= span.end() && span.start() <= d.span.end();
         if !overlaps {
             continue;
         }
@@ -83,8 +83,8 @@ fn declare_host(doc: &Document, machine: &str) -> Option<(String, Vec<TextEdit>)
     let iface = interface_named_for(file, machine).unwrap_or_else(|| "tap0".to_string());
     let line = format!("HOST {user} AT {machine} {port} {iface}");
     let (offset, text) = match (file.hosts.last(), file.begin) {
-        (Some(last), _) => after_statement(doc, last.span.end, &line),
-        (None, Some(begin)) => after_statement(doc, begin.end, &line),
+        (Some(last), _) => after_statement(doc, last.span.end(), &line),
+        (None, Some(begin)) => after_statement(doc, begin.end(), &line),
         (None, None) => (0, format!("{line}\n")),
     };
     Some((
@@ -110,7 +110,8 @@ fn add_link(doc: &Document, dest: Span) -> Option<(String, Vec<TextEdit>)> {
             .rules
             .iter()
             .find(|r| {
-                r.kind == RuleKind::Edge && r.dest.first().map(|n| n.span.start) == Some(dest.start)
+                r.kind == RuleKind::Edge
+                    && r.dest.first().map(|n| n.span.start()) == Some(dest.start())
             })
             .map(|rule| (block, rule))
     })?;
@@ -119,12 +120,12 @@ fn add_link(doc: &Document, dest: Span) -> Option<(String, Vec<TextEdit>)> {
     let line = format!("LINK TCP {daemon} {daemon} {}", peer.as_str());
     // Links come before the rules of their block: the new one goes above the block's first rule.
     let first = block.rules.first()?;
-    let line_start = doc.index.line_start(doc.index.line_of(first.span.start));
-    let indent = doc.text.get(line_start..first.span.start).unwrap_or("");
+    let line_start = doc.index.line_start(doc.index.line_of(first.span.start()));
+    let indent = doc.text.get(line_start..first.span.start()).unwrap_or("");
     let edit = if indent.trim().is_empty() {
         insert(doc, line_start, format!("{indent}{line}\n"))
     } else {
-        insert(doc, first.span.start, format!("{line} "))
+        insert(doc, first.span.start(), format!("{line} "))
     };
     Some((format!("Add the link: {line}"), vec![edit]))
 }
@@ -146,14 +147,14 @@ fn remove_duplicate(doc: &Document, statement: Span) -> Option<(String, Vec<Text
                 || b.rules.iter().any(|r| r.span == statement))
     });
     let from = match block {
-        Some(block) if !block.keyword.is_empty() => block.keyword.start,
-        _ => statement.start,
+        Some(block) if !block.keyword.is_empty() => block.keyword.start(),
+        _ => statement.start(),
     };
     let line_start = doc.index.line_start(doc.index.line_of(from));
-    let end_line = doc.index.line_of(statement.end);
+    let end_line = doc.index.line_of(statement.end());
     let rest_of_line = doc
         .text
-        .get(statement.end..)
+        .get(statement.end()..)
         .unwrap_or("")
         .split('\n')
         .next()
@@ -162,7 +163,7 @@ fn remove_duplicate(doc: &Document, statement: Span) -> Option<(String, Vec<Text
         .text
         .get(line_start..from)
         .is_some_and(|s| s.trim().is_empty())
-        && rest_of_line_is_free(doc, statement.end);
+        && rest_of_line_is_free(doc, statement.end());
     let span = if alone {
         // The whole lines go, with their line break and a comment at their end.
         let end = if end_line + 1 < doc.index.line_count() {
@@ -174,7 +175,7 @@ fn remove_duplicate(doc: &Document, statement: Span) -> Option<(String, Vec<Text
     } else {
         // Only the statement and the blanks after it.
         let blanks = rest_of_line.len() - rest_of_line.trim_start_matches([' ', '\t']).len();
-        Span::new(from, statement.end + blanks)
+        Span::new(from, statement.end() + blanks)
     };
     Some((
         format!("Remove the duplicate `{what}`"),

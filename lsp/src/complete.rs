@@ -156,7 +156,7 @@ pub fn complete(doc: &Document, offset: usize) -> Vec<CompletionItem> {
     if lexed
         .comments
         .iter()
-        .any(|c| c.span.start < offset && offset <= c.span.end)
+        .any(|c| c.span.start() < offset && offset <= c.span.end())
     {
         return Vec::new();
     }
@@ -171,14 +171,14 @@ pub fn complete(doc: &Document, offset: usize) -> Vec<CompletionItem> {
     let before: Vec<Tok<'_>> = lexed
         .tokens
         .iter()
-        .take_while(|(_, _, end)| *end <= word.start)
+        .take_while(|(_, _, end)| *end <= word.start())
         .map(|(_, tok, _)| *tok)
         .collect();
     let macs: Vec<Mac> = {
         let mut seen = Vec::new();
         for (start, tok, _) in &lexed.tokens {
             if let Tok::Mac(Some(mac)) = tok {
-                if *start != word.start && !seen.contains(mac) {
+                if *start != word.start() && !seen.contains(mac) {
                     seen.push(*mac);
                 }
             }

@@ -18,7 +18,7 @@ pub fn position(doc: &Document, offset: usize) -> Position {
 }
 
 pub fn range(doc: &Document, span: Span) -> Range {
-    Range::new(position(doc, span.start), position(doc, span.end))
+    Range::new(position(doc, span.start()), position(doc, span.end()))
 }
 
 /// The byte offset of an LSP position in `text`. A line past the end is an error; a column

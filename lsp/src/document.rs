@@ -37,7 +37,7 @@ impl Document {
 
     /// The source text of a span, or "" when the span is not on character boundaries.
     pub fn slice(&self, span: vnet_grammar::Span) -> &str {
-        self.text.get(span.start..span.end).unwrap_or("")
+        self.text.get(span.start()..span.end()).unwrap_or("")
     }
 }
 

@@ -15,7 +15,7 @@ pub fn format(doc: &Document) -> jsonrpc::Result<Vec<TextEdit>> {
         Ok(formatted) => formatted,
         Err(errors) => {
             let first = errors.first().map_or(String::new(), |d| {
-                let at = doc.index.line_col(&doc.text, d.span.start);
+                let at = doc.index.line_col(&doc.text, d.span.start());
                 format!(": {} at {}:{}: {}", d.code, at.line, at.column, d.message)
             });
             return Err(convert::request_failed(format!(

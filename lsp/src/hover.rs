@@ -139,7 +139,7 @@ fn mac_address(doc: &Document, mac: Mac) -> String {
     }
     out.push_str(":\n\n");
     for (span, rule) in naming {
-        let line = doc.index.line_of(span.start) + 1;
+        let line = doc.index.line_of(span.start()) + 1;
         let _ = writeln!(out, "- line {line}: `{rule}`");
     }
     out

@@ -123,14 +123,14 @@ pub fn mac_of(expr: MatchExpr) -> Option<(Span, Mac)> {
         MatchKind::Any | MatchKind::None | MatchKind::Malformed => return None,
     };
     // A well-formed MAC is exactly 17 bytes and ends the field.
-    let start = expr.span.end.saturating_sub(17).max(expr.span.start);
-    Some((Span::new(start, expr.span.end), mac))
+    let start = expr.span.end().saturating_sub(17).max(expr.span.start());
+    Some((Span::new(start, expr.span.end()), mac))
 }
 
 /// Whether `offset` touches `span`: inside it or right after its last character, as a cursor
 /// at the end of a word still means that word.
 pub fn touches(span: Span, offset: usize) -> bool {
-    span.start <= offset && offset <= span.end
+    span.start() <= offset && offset <= span.end()
 }
 
 /// The item under the cursor; a word the cursor is inside wins over one it just follows.
@@ -138,7 +138,7 @@ pub fn item_at(items: &[Item], offset: usize) -> Option<&Item> {
     let mut touching = items.iter().filter(|i| touches(i.span, offset));
     let first = touching.next()?;
     match touching.next() {
-        Some(second) if second.span.start == offset => Some(second),
+        Some(second) if second.span.start() == offset => Some(second),
         _ => Some(first),
     }
 }

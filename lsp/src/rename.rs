@@ -53,7 +53,7 @@ pub fn rename(doc: &Document, offset: usize, new_name: &str) -> jsonrpc::Result<
         Role::Machine { .. } => {
             if new_name != item.text {
                 if let Some(taken) = lookup::machine_occurrences(&items, new_name).next() {
-                    let line = doc.index.line_of(taken.span.start) + 1;
+                    let line = doc.index.line_of(taken.span.start()) + 1;
                     return Err(convert::request_failed(format!(
                         "a machine named `{new_name}` already exists (line {line})"
                     )));

@@ -55,7 +55,7 @@ pub fn tokens(doc: &Document, within: Option<Span>) -> Vec<SemanticToken> {
                 Role::Port { .. } => (NUMBER, 0),
                 Role::Mac(_) => (MAC, 0),
             };
-            (item.span.start, kind)
+            (item.span.start(), kind)
         })
         .collect();
     let lexed = lexer::lex(&doc.text);
@@ -74,17 +74,17 @@ pub fn tokens(doc: &Document, within: Option<Span>) -> Vec<SemanticToken> {
         }
     }
     spans.extend(lexed.comments.iter().map(|c| (c.span, COMMENT, 0)));
-    spans.sort_by_key(|(span, _, _)| span.start);
+    spans.sort_by_key(|(span, _, _)| span.start());
     if let Some(within) = within {
         spans.retain(|(span, _, _)| {
-            within.start <= span.start && span.start < within.end.max(within.start + 1)
+            within.start() <= span.start() && span.start() < within.end().max(within.start() + 1)
         });
     }
     let mut out = Vec::with_capacity(spans.len());
     let (mut last_line, mut last_start) = (0u32, 0u32);
     for (span, token_type, modifiers) in spans {
-        let (line, start) = doc.index.utf16_position(&doc.text, span.start);
-        let (end_line, end) = doc.index.utf16_position(&doc.text, span.end);
+        let (line, start) = doc.index.utf16_position(&doc.text, span.start());
+        let (end_line, end) = doc.index.utf16_position(&doc.text, span.end());
         if end_line != line {
             continue; // Tokens never span lines; a stale span would.
         }

@@ -95,8 +95,8 @@ pub fn document_symbols(doc: &Document) -> Vec<DocumentSymbol> {
 }
 
 fn fold(doc: &Document, span: Span, kind: FoldingRangeKind) -> Option<FoldingRange> {
-    let start_line = doc.index.line_of(span.start) as u32;
-    let end_line = doc.index.line_of(span.end) as u32;
+    let start_line = doc.index.line_of(span.start()) as u32;
+    let end_line = doc.index.line_of(span.end()) as u32;
     (end_line > start_line).then(|| FoldingRange {
         start_line,
         end_line,
@@ -125,10 +125,10 @@ pub fn folding_ranges(doc: &Document) -> Vec<FoldingRange> {
     }
     let mut run: Option<(Span, usize)> = None;
     for comment in &file.comments {
-        let line = doc.index.line_of(comment.span.start);
+        let line = doc.index.line_of(comment.span.start());
         let own_line = doc
             .text
-            .get(doc.index.line_start(line)..comment.span.start)
+            .get(doc.index.line_start(line)..comment.span.start())
             .is_some_and(|before| before.trim().is_empty());
         if !own_line {
             continue; // A comment after a statement folds with it, not with its neighbours.

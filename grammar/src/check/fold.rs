@@ -301,7 +301,7 @@ impl Folder {
             self.origins
                 .rules
                 .get(r)
-                .map_or(usize::MAX, |o| o.span.start)
+                .map_or(usize::MAX, |o| o.span.start())
         });
         if users.is_empty() {
             return;

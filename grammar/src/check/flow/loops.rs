@@ -208,7 +208,7 @@ impl Search<'_, '_> {
         let Some(closing) = hops
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| h.2.map(|span| (span.start, i)))
+            .filter_map(|(i, h)| h.2.map(|span| (span.start(), i)))
             .max()
             .map(|(_, i)| i)
         else {
