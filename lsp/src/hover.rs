@@ -117,13 +117,13 @@ fn mac_address(doc: &Document, mac: Mac) -> String {
         .state
         .rules
         .iter()
-        .filter(|r| r.src.mac() == Some(mac) || r.dst.mac() == Some(mac))
-        .map(|r| {
+        .enumerate()
+        .filter(|(_, r)| r.src.mac() == Some(mac) || r.dst.mac() == Some(mac))
+        .map(|(i, r)| {
             let span = doc
                 .analysis
                 .origins
-                .rules
-                .get(r)
+                .rule(i)
                 .map_or(Span::default(), |o| o.span);
             (span, r)
         })

@@ -1,6 +1,8 @@
 //! Folding blocks onto a state, with the diagnostics that come from doing it in order.
 
-use crate::ast::{Block, BlockKind, Host, Ident, Link, MatchKind, Rule, RuleKind, SourceFile};
+use crate::ast::{
+    Block, BlockKind, Host, Ident, Link, MatchKind, Rule, RuleKind, SourceFile, Transport,
+};
 use crate::diag::{Code, Diagnostic};
 use crate::model::{HostDef, LinkDef, LinkKey, Match, RuleDef, State, Target};
 use crate::span::Span;
@@ -8,11 +10,29 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Where the elements of the folded state were written; elements that came from a base state
 /// (a patch's `--base`) have none.
+///
+/// Links and rules are found by their position in the state (`State::links` and `State::rules`
+/// iteration order), not keyed by value: a map keyed by rule would hold every rule a second
+/// time, and rules are most of a large file.
 #[derive(Clone, Debug, Default)]
 pub struct Origins {
     pub hosts: HashMap<String, Span>,
-    pub links: HashMap<LinkKey, Span>,
-    pub rules: HashMap<RuleDef, RuleOrigin>,
+    /// Where each link of the state was added, in the order of `State::links`.
+    pub links: Vec<Option<Span>>,
+    /// Where each rule of the state was written, in the order of `State::rules`.
+    pub rules: Vec<Option<RuleOrigin>>,
+}
+
+impl Origins {
+    /// The origin of the state's `index`th link.
+    pub fn link(&self, index: usize) -> Option<Span> {
+        self.links.get(index).copied().flatten()
+    }
+
+    /// The origin of the state's `index`th rule.
+    pub fn rule(&self, index: usize) -> Option<RuleOrigin> {
+        self.rules.get(index).copied().flatten()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +43,142 @@ pub struct RuleOrigin {
     pub dest: Span,
 }
 
-pub(super) fn fold(file: &SourceFile, base: &State) -> (State, Origins, Vec<Diagnostic>) {
+/// A machine or interface name, interned: the fold hashes and compares numbers, and the
+/// state's strings are made once, at the end, for what is left.
+type Name = u32;
+
+#[derive(Default)]
+struct Names<'a> {
+    ids: HashMap<&'a str, Name>,
+    text: Vec<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn intern(&mut self, name: &'a str) -> Name {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        // At most one name per byte of a text under 4 GiB, so the count fits.
+        let id = self.text.len() as Name;
+        self.text.push(name);
+        self.ids.insert(name, id);
+        id
+    }
+
+    fn text(&self, id: Name) -> &'a str {
+        self.text[id as usize]
+    }
+
+    /// Each name's place in bytewise order: sorting by rank sorts as the strings would.
+    fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<Name> = (0..self.text.len() as Name).collect();
+        order.sort_unstable_by_key(|&id| self.text[id as usize]);
+        let mut rank = vec![0; order.len()];
+        for (place, id) in order.into_iter().enumerate() {
+            rank[id as usize] = place as u32;
+        }
+        rank
+    }
+
+    fn rule_def(&self, key: RuleKey) -> RuleDef {
+        RuleDef {
+            daemon: self.text(key.daemon).to_string(),
+            src: key.src,
+            dst: key.dst,
+            target: match key.target {
+                To::Peer(peer) => Target::Link {
+                    peer: self.text(peer).to_string(),
+                },
+                To::Iface(name) => Target::Interface {
+                    name: self.text(name).to_string(),
+                },
+            },
+        }
+    }
+
+    /// The two ends of a pair as [`LinkKey`] orders them, bytewise.
+    fn ends(&self, (a, b): Pair) -> (&'a str, &'a str) {
+        let (a, b) = (self.text(a), self.text(b));
+        if a <= b {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+}
+
+/// A link's unordered pair of machines, the smaller name id first.
+type Pair = (Name, Name);
+
+fn pair(a: Name, b: Name) -> Pair {
+    (a.min(b), a.max(b))
+}
+
+/// A link as the fold keeps it, keyed by its [`Pair`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct LinkVal {
+    transport: Transport,
+    dialer: Name,
+    /// Where it was added; `None` for a link of the base state.
+    origin: Option<Span>,
+}
+
+impl LinkVal {
+    fn same_link(&self, other: &LinkVal) -> bool {
+        self.transport == other.transport && self.dialer == other.dialer
+    }
+}
+
+/// A rule as the fold keeps it: [`RuleDef`] with interned names.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RuleKey {
+    daemon: Name,
+    src: Match,
+    dst: Match,
+    target: To,
+}
+
+/// [`Target`] with an interned name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum To {
+    Peer(Name),
+    Iface(Name),
+}
+
+pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins, Vec<Diagnostic>) {
+    let mut names = Names::default();
+    let links = base
+        .links
+        .values()
+        .map(|l| {
+            let (a, b) = (names.intern(&l.a), names.intern(&l.b));
+            let dialer = names.intern(&l.dialer);
+            let val = LinkVal {
+                transport: l.transport,
+                dialer,
+                origin: None,
+            };
+            (pair(a, b), val)
+        })
+        .collect();
+    let rules = base
+        .rules
+        .iter()
+        .map(|r| {
+            let daemon = names.intern(&r.daemon);
+            let target = match &r.target {
+                Target::Link { peer } => To::Peer(names.intern(peer)),
+                Target::Interface { name } => To::Iface(names.intern(name)),
+            };
+            let key = RuleKey {
+                daemon,
+                src: r.src,
+                dst: r.dst,
+                target,
+            };
+            (key, None)
+        })
+        .collect();
     let mut folder = Folder {
         hosts: base
             .hosts
@@ -31,17 +186,14 @@ pub(super) fn fold(file: &SourceFile, base: &State) -> (State, Origins, Vec<Diag
             .enumerate()
             .map(|(i, h)| (h.machine.clone(), i))
             .collect(),
-        links: base
-            .links
-            .iter()
-            .map(|(k, l)| (k.clone(), l.clone()))
-            .collect(),
-        rules: base.rules.iter().cloned().collect(),
+        names,
+        links,
+        rules,
         state: State {
             hosts: base.hosts.clone(),
             ..State::default()
         },
-        origins: Origins::default(),
+        host_origins: HashMap::default(),
         diagnostics: Vec::new(),
         orphaned: HashSet::default(),
         broken_links: HashSet::default(),
@@ -53,46 +205,79 @@ pub(super) fn fold(file: &SourceFile, base: &State) -> (State, Origins, Vec<Diag
         folder.apply_block(block);
     }
     folder.report_dangling_rules();
-    let mut state = folder.state;
-    state.links = sorted(folder.links.into_iter().collect())
-        .into_iter()
-        .collect();
-    state.rules = sorted(folder.rules.into_iter().collect())
-        .into_iter()
-        .collect();
-    (state, folder.origins, folder.diagnostics)
+    folder.finish()
 }
 
-/// Sorting first lets the ordered collections of [`State`] be built in one linear pass; folding
-/// into hash sets and ordering once is several times cheaper than keeping them ordered.
-fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
-    items.sort_unstable();
-    items
-}
-
-struct Folder {
-    /// The hosts; links and rules are kept in the hash sets below until the end.
+struct Folder<'a> {
+    /// The hosts; links and rules are kept in the hash maps below until the end.
     state: State,
-    links: HashMap<LinkKey, LinkDef>,
-    rules: HashSet<RuleDef>,
+    names: Names<'a>,
+    links: HashMap<Pair, LinkVal>,
+    /// Each rule with where it was written (`None` for a rule of the base state).
+    rules: HashMap<RuleKey, Option<RuleOrigin>>,
     /// Index of `state.hosts` by machine: names are looked up for every statement.
     hosts: HashMap<String, usize>,
-    origins: Origins,
+    host_origins: HashMap<String, Span>,
     diagnostics: Vec<Diagnostic>,
     /// Rules whose link a DELETE removed (reported as V110, so not again as V106).
-    orphaned: HashSet<RuleDef>,
+    orphaned: HashSet<RuleKey>,
     /// Pairs named by links that were themselves wrong (V103, V104): rules over them are not
     /// reported again as V106.
-    broken_links: HashSet<LinkKey>,
+    broken_links: HashSet<Pair>,
 }
 
-impl Folder {
+impl<'a> Folder<'a> {
     fn host(&self, machine: &str) -> Option<&HostDef> {
         self.hosts.get(machine).map(|&i| &self.state.hosts[i])
     }
 
     fn report(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
+    }
+
+    /// The state, sorted: ordering interned names by rank orders them as the strings would,
+    /// so the sorted runs are what `State`'s ordered collections hold, and the origins line
+    /// up with them.
+    fn finish(self) -> (State, Origins, Vec<Diagnostic>) {
+        let rank = self.names.ranks();
+        let names = &self.names;
+        let mut state = self.state;
+        let mut links: Vec<(Pair, LinkVal)> = self.links.into_iter().collect();
+        links.sort_unstable_by_key(|((a, b), _)| {
+            let (a, b) = (rank[*a as usize], rank[*b as usize]);
+            (a.min(b), a.max(b))
+        });
+        let mut rules: Vec<(RuleKey, Option<RuleOrigin>)> = self.rules.into_iter().collect();
+        rules.sort_unstable_by_key(|(key, _)| {
+            let target = match key.target {
+                To::Peer(peer) => (0, rank[peer as usize]),
+                To::Iface(name) => (1, rank[name as usize]),
+            };
+            (rank[key.daemon as usize], key.src, key.dst, target)
+        });
+        let origins = Origins {
+            hosts: self.host_origins,
+            links: links.iter().map(|(_, link)| link.origin).collect(),
+            rules: rules.iter().map(|(_, origin)| *origin).collect(),
+        };
+        state.links = links
+            .into_iter()
+            .map(|(ends, link)| {
+                let (a, b) = names.ends(ends);
+                let def = LinkDef {
+                    transport: link.transport,
+                    dialer: names.text(link.dialer).to_string(),
+                    a: a.to_string(),
+                    b: b.to_string(),
+                };
+                (def.key(), def)
+            })
+            .collect();
+        state.rules = rules
+            .into_iter()
+            .map(|(key, _)| names.rule_def(key))
+            .collect();
+        (state, origins, self.diagnostics)
     }
 
     fn declare(&mut self, host: &Host) {
@@ -115,13 +300,13 @@ impl Folder {
                     ),
                 )
                 .with_help(format!("the first declaration says `{existing}`"));
-                if let Some(first) = self.origins.hosts.get(&def.machine) {
+                if let Some(first) = self.host_origins.get(&def.machine) {
                     d = d.with_related(*first, "first declared here");
                 }
                 self.report(d);
             }
             None => {
-                self.origins.hosts.insert(def.machine.clone(), host.span);
+                self.host_origins.insert(def.machine.clone(), host.span);
                 self.hosts
                     .insert(def.machine.clone(), self.state.hosts.len());
                 self.state.hosts.push(def);
@@ -130,7 +315,7 @@ impl Folder {
     }
 
     /// V101 for each machine in `names` that no HOST line declares (each name once).
-    fn require_declared<'a>(&mut self, names: impl IntoIterator<Item = &'a Ident>) {
+    fn require_declared<'n>(&mut self, names: impl IntoIterator<Item = &'n Ident>) {
         let mut seen: Vec<&str> = Vec::new();
         for name in names {
             if self.hosts.contains_key(&*name.text) || seen.contains(&name.as_str()) {
@@ -151,7 +336,7 @@ impl Folder {
         }
     }
 
-    fn apply_block(&mut self, block: &Block) {
+    fn apply_block(&mut self, block: &'a Block) {
         if block.is_empty() && !block.recovered {
             self.report(Diagnostic::new(
                 Code::V204,
@@ -163,8 +348,8 @@ impl Folder {
         match block.kind {
             BlockKind::Add => {
                 for link in &block.links {
-                    if let Some(def) = self.link_def(link) {
-                        self.add_link(link, def);
+                    if let Some((ends, def)) = self.link_def(link) {
+                        self.add_link(link, ends, def);
                     }
                 }
                 for rule in &block.rules {
@@ -181,8 +366,8 @@ impl Folder {
                     }
                 }
                 for link in &block.links {
-                    if let Some(def) = self.link_def(link) {
-                        self.delete_link(link, def);
+                    if let Some((ends, def)) = self.link_def(link) {
+                        self.delete_link(link, ends, def);
                     }
                 }
             }
@@ -190,11 +375,14 @@ impl Folder {
     }
 
     /// The link a LINK statement means, or `None` (after a diagnostic) when it means none.
-    fn link_def(&mut self, link: &Link) -> Option<LinkDef> {
+    fn link_def(&mut self, link: &'a Link) -> Option<(Pair, LinkVal)> {
         self.require_declared([&link.dialer, &link.a, &link.b]);
-        let key = LinkKey::new(&link.a.text, &link.b.text);
-        if link.a.text == link.b.text {
-            self.broken_links.insert(key);
+        let (a, b) = (
+            self.names.intern(&link.a.text),
+            self.names.intern(&link.b.text),
+        );
+        if a == b {
+            self.broken_links.insert(pair(a, b));
             self.report(Diagnostic::new(
                 Code::V103,
                 link.a.span.cover(link.b.span),
@@ -202,8 +390,9 @@ impl Folder {
             ));
             return None;
         }
-        if link.dialer.text != link.a.text && link.dialer.text != link.b.text {
-            self.broken_links.insert(key);
+        let dialer = self.names.intern(&link.dialer.text);
+        if dialer != a && dialer != b {
+            self.broken_links.insert(pair(a, b));
             self.report(
                 Diagnostic::new(
                     Code::V104,
@@ -217,128 +406,119 @@ impl Folder {
             );
             return None;
         }
-        Some(LinkDef::new(
-            link.transport,
-            &link.dialer.text,
-            &link.a.text,
-            &link.b.text,
-        ))
+        let val = LinkVal {
+            transport: link.transport,
+            dialer,
+            origin: Some(link.span),
+        };
+        Some((pair(a, b), val))
     }
 
-    fn add_link(&mut self, link: &Link, def: LinkDef) {
-        let key = def.key();
-        if let Some(existing) = self.links.get(&key) {
-            let (code, message) = if *existing == def {
+    /// The model's link, for messages.
+    fn link_model(&self, ends: Pair, link: &LinkVal) -> LinkDef {
+        let (a, b) = self.names.ends(ends);
+        LinkDef::new(link.transport, self.names.text(link.dialer), a, b)
+    }
+
+    fn add_link(&mut self, link: &Link, ends: Pair, new: LinkVal) {
+        if let Some(existing) = self.links.get(&ends).copied() {
+            let (a, b) = self.names.ends(ends);
+            let (code, message) = if existing.same_link(&new) {
                 (
                     Code::V201,
-                    format!(
-                        "link between `{}` and `{}` is already present",
-                        def.a, def.b
-                    ),
+                    format!("link between `{a}` and `{b}` is already present"),
                 )
             } else {
+                let (existing_def, def) = (
+                    self.link_model(ends, &existing),
+                    self.link_model(ends, &new),
+                );
                 (
                     Code::V112,
                     format!(
-                        "link between `{}` and `{}` is added again with a different {} (it is `{existing}`)",
-                        def.a,
-                        def.b,
-                        link_difference(existing, &def)
+                        "link between `{a}` and `{b}` is added again with a different {} (it is `{existing_def}`)",
+                        link_difference(&existing_def, &def)
                     ),
                 )
             };
             let mut d = Diagnostic::new(code, link.span, message);
-            if let Some(first) = self.origins.links.get(&key) {
-                d = d.with_related(*first, "added here");
+            if let Some(first) = existing.origin {
+                d = d.with_related(first, "added here");
             }
             self.report(d);
             return;
         }
-        self.origins.links.insert(key.clone(), link.span);
-        self.links.insert(key, def);
+        self.links.insert(ends, new);
     }
 
-    fn delete_link(&mut self, link: &Link, def: LinkDef) {
-        let key = def.key();
-        let Some(existing) = self.links.get(&key) else {
+    fn delete_link(&mut self, link: &Link, ends: Pair, named: LinkVal) {
+        let (a, b) = self.names.ends(ends);
+        let Some(existing) = self.links.get(&ends).copied() else {
             self.report(Diagnostic::new(
                 Code::V202,
                 link.span,
-                format!(
-                    "DELETE of a link between `{}` and `{}` that is not present",
-                    def.a, def.b
-                ),
+                format!("DELETE of a link between `{a}` and `{b}` that is not present"),
             ));
             return;
         };
-        if *existing != def {
+        if !existing.same_link(&named) {
+            let (existing_def, def) = (
+                self.link_model(ends, &existing),
+                self.link_model(ends, &named),
+            );
             let mut d = Diagnostic::new(
                 Code::V112,
                 link.span,
                 format!(
-                    "DELETE names the link between `{}` and `{}` with a different {} (it is `{existing}`)",
-                    def.a,
-                    def.b,
-                    link_difference(existing, &def)
+                    "DELETE names the link between `{a}` and `{b}` with a different {} (it is `{existing_def}`)",
+                    link_difference(&existing_def, &def)
                 ),
             );
-            if let Some(first) = self.origins.links.get(&key) {
-                d = d.with_related(*first, "added here");
+            if let Some(first) = existing.origin {
+                d = d.with_related(first, "added here");
             }
             self.report(d);
             return;
         }
-        self.links.remove(&key);
-        self.origins.links.remove(&key);
-        let mut users: Vec<RuleDef> = self
+        self.links.remove(&ends);
+        let mut users: Vec<(RuleKey, Option<RuleOrigin>)> = self
             .rules
             .iter()
-            .filter(|r| r.link().as_ref() == Some(&key))
-            .cloned()
+            .filter(|(r, _)| matches!(r.target, To::Peer(peer) if pair(r.daemon, peer) == ends))
+            .map(|(r, origin)| (*r, *origin))
             .collect();
-        // Hash order is arbitrary; report the rules in file order.
-        users.sort_by_key(|r| {
-            self.origins
-                .rules
-                .get(r)
-                .map_or(usize::MAX, |o| o.span.start())
-        });
         if users.is_empty() {
             return;
         }
+        // Hash order is arbitrary; report the rules in file order.
+        users.sort_by_key(|(_, origin)| origin.map_or(usize::MAX, |o| o.span.start()));
         let mut d = Diagnostic::new(
             Code::V110,
             link.span,
             format!(
-                "DELETE of the link between `{}` and `{}`, which {} still use{}",
-                def.a,
-                def.b,
+                "DELETE of the link between `{a}` and `{b}`, which {} still use{}",
                 plural(users.len(), "rule"),
                 if users.len() == 1 { "s" } else { "" }
             ),
         )
         .with_help("delete those rules in this block too, or keep the link");
-        for rule in &users {
-            if let Some(origin) = self.origins.rules.get(rule) {
-                d = d.with_related(origin.span, "this rule still uses it");
-            }
+        for origin in users.iter().filter_map(|(_, origin)| *origin) {
+            d = d.with_related(origin.span, "this rule still uses it");
         }
         self.report(d);
-        self.orphaned.extend(users);
+        self.orphaned
+            .extend(users.into_iter().map(|(rule, _)| rule));
     }
 
     /// The rule a FORWARD statement means, or `None` (after a diagnostic) when it means none.
-    fn rule_def(&mut self, rule: &Rule) -> Option<RuleDef> {
-        let machines: Vec<&Ident> = match rule.kind {
-            RuleKind::Edge => std::iter::once(&rule.daemon)
-                .chain(rule.dest.iter())
-                .collect(),
-            RuleKind::Interface => vec![&rule.daemon],
+    fn rule_def(&mut self, rule: &'a Rule) -> Option<RuleKey> {
+        let hop: &[Ident] = match rule.kind {
+            RuleKind::Edge => &rule.dest,
+            RuleKind::Interface => &[],
         };
-        self.require_declared(machines);
+        self.require_declared(std::iter::once(&rule.daemon).chain(hop));
         let src = self.field(rule, true)?;
         let dst = self.field(rule, false)?;
-        let dest_span = rule_origin(rule).dest;
         let target = match (rule.kind, rule.dest.as_slice()) {
             (RuleKind::Edge, [a, b]) => {
                 if a.text != rule.daemon.text {
@@ -359,9 +539,7 @@ impl Folder {
                     );
                     return None;
                 }
-                Target::Link {
-                    peer: b.text.to_string(),
-                }
+                To::Peer(self.names.intern(&b.text))
             }
             (RuleKind::Interface, [iface]) => {
                 if let Some(host) = self.host(&rule.daemon.text) {
@@ -375,16 +553,14 @@ impl Folder {
                                 rule.daemon.text, iface.text
                             ),
                         );
-                        if let Some(decl) = self.origins.hosts.get(&*rule.daemon.text) {
+                        if let Some(decl) = self.host_origins.get(&*rule.daemon.text) {
                             d = d.with_related(*decl, "declared here");
                         }
                         self.report(d);
                         return None;
                     }
                 }
-                Target::Interface {
-                    name: iface.text.to_string(),
-                }
+                To::Iface(self.names.intern(&iface.text))
             }
             (kind, dest) => {
                 let expected = match kind {
@@ -394,7 +570,7 @@ impl Folder {
                 self.report(
                     Diagnostic::new(
                         Code::V107,
-                        dest_span,
+                        rule_origin(rule).dest,
                         format!(
                             "{} rule with {} destination name{}",
                             kind.keyword(),
@@ -408,8 +584,8 @@ impl Folder {
                 return None;
             }
         };
-        Some(RuleDef {
-            daemon: rule.daemon.text.to_string(),
+        Some(RuleKey {
+            daemon: self.names.intern(&rule.daemon.text),
             src,
             dst,
             target,
@@ -455,24 +631,23 @@ impl Folder {
         }
     }
 
-    fn add_rule(&mut self, rule: &Rule, def: RuleDef) {
-        if self.rules.contains(&def) {
+    fn add_rule(&mut self, rule: &Rule, key: RuleKey) {
+        if let Some(first) = self.rules.get(&key).copied() {
             let mut d = Diagnostic::new(Code::V201, rule.span, "rule is already present");
-            if let Some(first) = self.origins.rules.get(&def) {
+            if let Some(first) = first {
                 d = d.with_related(first.span, "added here");
             }
             self.report(d);
             return;
         }
         if !self.orphaned.is_empty() {
-            self.orphaned.remove(&def);
+            self.orphaned.remove(&key);
         }
-        self.origins.rules.insert(def.clone(), rule_origin(rule));
-        self.rules.insert(def);
+        self.rules.insert(key, Some(rule_origin(rule)));
     }
 
-    fn delete_rule(&mut self, rule: &Rule, def: RuleDef) {
-        if !self.rules.remove(&def) {
+    fn delete_rule(&mut self, rule: &Rule, key: RuleKey) {
+        if self.rules.remove(&key).is_none() {
             self.report(Diagnostic::new(
                 Code::V202,
                 rule.span,
@@ -480,33 +655,25 @@ impl Folder {
             ));
             return;
         }
-        self.origins.rules.remove(&def);
-        self.orphaned.remove(&def);
+        self.orphaned.remove(&key);
     }
 
     /// V106: an EDGE rule of the resulting state whose link is not in it.
     fn report_dangling_rules(&mut self) {
-        // Pairs as borrowed, sorted name pairs, so the check allocates nothing per rule.
-        let pairs: HashSet<(&str, &str)> = self
-            .links
-            .keys()
-            .chain(&self.broken_links)
-            .map(|k| (k.0.as_str(), k.1.as_str()))
-            .collect();
         let mut dangling: Vec<(RuleOrigin, LinkKey)> = Vec::new();
-        for rule in &self.rules {
-            let Target::Link { peer } = &rule.target else {
+        for (rule, origin) in &self.rules {
+            let To::Peer(peer) = rule.target else {
                 continue;
             };
-            let (a, b) = if rule.daemon <= *peer {
-                (rule.daemon.as_str(), peer.as_str())
-            } else {
-                (peer.as_str(), rule.daemon.as_str())
-            };
-            if pairs.contains(&(a, b)) || self.orphaned.contains(rule) {
+            let ends = pair(rule.daemon, peer);
+            if self.links.contains_key(&ends)
+                || self.broken_links.contains(&ends)
+                || self.orphaned.contains(rule)
+            {
                 continue;
             }
-            if let Some(origin) = self.origins.rules.get(rule) {
+            if let Some(origin) = origin {
+                let (a, b) = self.names.ends(ends);
                 dangling.push((*origin, LinkKey::new(a, b)));
             }
         }

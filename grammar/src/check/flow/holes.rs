@@ -182,8 +182,7 @@ fn unnamed_by_both(net: &Net, a: NodeId, b: NodeId) -> Option<Mac> {
 
 fn report_hole(net: &Net, edge: &Sent, src: Local, dst: Mac, report: &mut Reporter) {
     let (a, index, b) = (edge.a, edge.index, edge.b);
-    let rule = net.rule(a, index);
-    let Some(span) = report.rule_span(rule) else {
+    let Some(span) = report.rule_span(net.rule_id(a, index)) else {
         return;
     };
     let (from, to) = (net.node(a).name, net.node(b).name);

@@ -201,7 +201,7 @@ impl Search<'_, '_> {
                 let rule = net
                     .dec_global(from, src, dst)
                     .rule_to(to)
-                    .map(|index| net.rule(from, index));
+                    .map(|index| net.rule_id(from, index));
                 (from, to, rule.and_then(|r| report.rule_span(r)))
             })
             .collect();

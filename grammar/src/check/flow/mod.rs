@@ -13,7 +13,7 @@ mod scc;
 
 use super::fold::Origins;
 use crate::diag::{Diagnostic, MAX_DIAGNOSTICS};
-use crate::model::{RuleDef, State};
+use crate::model::State;
 use crate::span::Span;
 use net::{Local, Net};
 
@@ -51,8 +51,9 @@ impl Reporter<'_> {
         self.diagnostics.len() >= 10 * MAX_DIAGNOSTICS
     }
 
-    fn rule_span(&self, rule: &RuleDef) -> Option<Span> {
-        self.origins.rules.get(rule).map(|o| o.span)
+    /// Where the rule at position `id` of the state was written.
+    fn rule_span(&self, id: u32) -> Option<Span> {
+        self.origins.rule(id as usize).map(|o| o.span)
     }
 
     fn host_span(&self, machine: &str) -> Option<Span> {

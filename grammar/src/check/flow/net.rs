@@ -35,8 +35,8 @@ pub(super) enum Tgt {
 pub(super) struct Node<'s> {
     pub name: &'s str,
     pub table: Table<Tgt>,
-    /// The rule behind each table index.
-    pub rules: Vec<&'s RuleDef>,
+    /// The rule behind each table index, as its position in the state.
+    pub rules: Vec<u32>,
     /// MACs named in source fields (exact or `NOT`), sorted.
     pub srcs: Vec<Mac>,
     /// MACs named in destination fields (exact or `NOT`), sorted.
@@ -147,6 +147,8 @@ type DecCache = HashMap<(NodeId, Local, Local), Rc<Dec>, FxBuild>;
 
 pub(super) struct Net<'s> {
     pub nodes: Vec<Node<'s>>,
+    /// The state's rules in order: a rule's position is how its origin is found.
+    pub rules: Vec<&'s RuleDef>,
     /// A MAC that no rule names: the representative of every unnamed address.
     pub other: Mac,
     /// Every MAC named in some destination field, sorted.
@@ -169,14 +171,16 @@ impl<'s> Net<'s> {
         }
         // The rules are sorted by daemon: look a daemon's name up once for its whole run.
         let mut last: Option<(&str, NodeId)> = None;
-        for rule in &state.rules {
+        for (id, rule) in state.rules.iter().enumerate() {
             let daemon = match last {
                 Some((name, id)) if name == rule.daemon => id,
                 _ => builder.intern(&rule.daemon),
             };
             last = Some((&rule.daemon, daemon));
             let target = builder.target(daemon, rule);
-            builder.pending[daemon as usize].push((rule, target));
+            // Positions fit: a rule takes tens of bytes of a text under 4 GiB.
+            builder.pending[daemon as usize].push((id as u32, target));
+            builder.rules.push(rule);
         }
         builder.finish()
     }
@@ -273,9 +277,14 @@ impl<'s> Net<'s> {
         out
     }
 
+    /// The rule behind a table index of daemon `n`, as its position in the state.
+    pub fn rule_id(&self, n: NodeId, index: u32) -> u32 {
+        self.node(n).rules[index as usize]
+    }
+
     /// The rule behind a table index of daemon `n`.
     pub fn rule(&self, n: NodeId, index: u32) -> &'s RuleDef {
-        self.node(n).rules[index as usize]
+        self.rules[self.rule_id(n, index) as usize]
     }
 }
 
@@ -286,7 +295,8 @@ struct Builder<'s> {
     ifaces: HashMap<&'s str, u32, FxBuild>,
     /// The links of the state, as sorted pairs.
     links: HashSet<(NodeId, NodeId), FxBuild>,
-    pending: Vec<Vec<(&'s RuleDef, Tgt)>>,
+    pending: Vec<Vec<(u32, Tgt)>>,
+    rules: Vec<&'s RuleDef>,
 }
 
 impl<'s> Builder<'s> {
@@ -324,7 +334,7 @@ impl<'s> Builder<'s> {
         let mut dst_namers: HashMap<Mac, Vec<NodeId>, FxBuild> = HashMap::default();
         let mut nodes = Vec::with_capacity(self.names.len());
         for (id, (name, rules)) in self.names.into_iter().zip(self.pending).enumerate() {
-            let node = build_node(name, rules);
+            let node = build_node(name, rules, &self.rules);
             all_srcs.extend_from_slice(&node.srcs);
             all_dsts.extend_from_slice(&node.dsts);
             for mac in &node.dsts {
@@ -337,6 +347,7 @@ impl<'s> Builder<'s> {
         let other = unnamed_mac(&all_srcs, &all_dsts);
         Net {
             nodes,
+            rules: self.rules,
             other,
             dsts: all_dsts,
             dst_namers,
@@ -346,7 +357,7 @@ impl<'s> Builder<'s> {
     }
 }
 
-fn build_node<'s>(name: &'s str, rules: Vec<(&'s RuleDef, Tgt)>) -> Node<'s> {
+fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> Node<'s> {
     let mut node = Node {
         name,
         table: Table::new(),
@@ -359,12 +370,13 @@ fn build_node<'s>(name: &'s str, rules: Vec<(&'s RuleDef, Tgt)>) -> Node<'s> {
         generic_named: Vec::new(),
         generic_any: Vec::new(),
     };
-    for (rule, target) in rules {
+    for (id, target) in rules {
+        let rule = all[id as usize];
         let index = node.table.insert(rule.src, rule.dst, target);
         // Distinct rules of the state never collide in the table (the target is part of the
         // rule), but stay safe if they ever did: keep the first rule for the index.
         if index as usize == node.rules.len() {
-            node.rules.push(rule);
+            node.rules.push(id);
         } else {
             continue;
         }

@@ -133,8 +133,7 @@ fn report_outranked(
     dst: Local,
     report: &mut Reporter,
 ) {
-    let rule = net.rule(n, index);
-    let Some(span) = report.rule_span(rule) else {
+    let Some(span) = report.rule_span(net.rule_id(n, index)) else {
         return;
     };
     let better = net.rule(n, winner);
@@ -149,7 +148,7 @@ fn report_outranked(
         ),
     )
     .with_help("the most specific matching rules fire (exact > NOT > ANY > NONE, destination first); delete this rule or make it more specific");
-    if let Some(better_span) = report.rule_span(better) {
+    if let Some(better_span) = report.rule_span(net.rule_id(n, winner)) {
         d = d.with_related(better_span, "this rule outranks it");
     }
     report.push(d);
