@@ -46,6 +46,14 @@ impl<T: PartialEq> Table<T> {
         Table::default()
     }
 
+    /// A table with room for `rules` rules, for a caller that knows how many it will insert.
+    pub fn with_capacity(rules: usize) -> Table<T> {
+        Table {
+            entries: Vec::with_capacity(rules),
+            ..Table::default()
+        }
+    }
+
     pub fn from_rules(rules: impl IntoIterator<Item = (Match, Match, T)>) -> Table<T> {
         let mut table = Table::new();
         for (src, dst, target) in rules {

@@ -109,6 +109,11 @@ pub(super) fn walk(net: &Net) -> Walk {
                 }
                 let first = sent.len();
                 for (b, index) in net.links_of(a, &decision) {
+                    // An edge to a daemon already walked that drops nothing can hold no black
+                    // hole: keeping it would only cost memory (an edge per rule, on a large file).
+                    if b < a && drops[b as usize].is_empty() {
+                        continue;
+                    }
                     // Tied rules to the same peer are one edge.
                     if !sent[first..].iter().any(|e: &Sent| e.b == b) {
                         sent.push(Sent {

@@ -161,7 +161,10 @@ pub(super) struct Net<'s> {
 
 impl<'s> Net<'s> {
     pub fn new(state: &'s State) -> Net<'s> {
-        let mut builder = Builder::default();
+        let mut builder = Builder {
+            rules: Vec::with_capacity(state.rules.len()),
+            ..Builder::default()
+        };
         for host in &state.hosts {
             builder.intern(&host.machine);
         }
@@ -360,7 +363,7 @@ impl<'s> Builder<'s> {
 fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> Node<'s> {
     let mut node = Node {
         name,
-        table: Table::new(),
+        table: Table::with_capacity(rules.len()),
         rules: Vec::with_capacity(rules.len()),
         srcs: Vec::new(),
         dsts: Vec::new(),
@@ -402,6 +405,15 @@ fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> No
     node.exact.sort_unstable();
     node.generic_named
         .sort_unstable_by_key(|&(priority, _)| std::cmp::Reverse(priority));
+    // The lists live through the whole analysis, one set per daemon; growth and duplicates
+    // left them up to twice the size they need.
+    for list in [&mut node.srcs, &mut node.dsts, &mut node.generic_srcs] {
+        list.shrink_to_fit();
+    }
+    node.exact.shrink_to_fit();
+    node.generic.shrink_to_fit();
+    node.generic_named.shrink_to_fit();
+    node.generic_any.shrink_to_fit();
     node
 }
 
