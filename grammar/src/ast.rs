@@ -7,7 +7,7 @@ use crate::lexer::Comment;
 use crate::mac::Mac;
 use crate::span::Span;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ident {
     /// Names are short: kept inline, they cost no allocation of their own.
     pub text: smol_str::SmolStr,
@@ -105,7 +105,67 @@ pub struct Rule {
     pub src: MatchExpr,
     pub dst: MatchExpr,
     /// Two machines for EDGE, one interface for INTERFACE; the other counts are V107.
-    pub dest: Vec<Ident>,
+    pub dest: Dest,
+}
+
+/// A rule's destination names: one or two, as the grammar reads them. Kept inline rather than
+/// in a `Vec`: a file holds as many of these as rules, and an allocation each is both the
+/// largest part of a rule and a good share of the parse time. Reads as a slice.
+#[derive(Clone)]
+pub struct Dest {
+    names: [Ident; 2],
+    len: u8,
+}
+
+impl Dest {
+    pub fn one(name: Ident) -> Dest {
+        Dest {
+            names: [name, Ident::default()],
+            len: 1,
+        }
+    }
+
+    pub fn two(first: Ident, second: Ident) -> Dest {
+        Dest {
+            names: [first, second],
+            len: 2,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Ident] {
+        &self.names[..usize::from(self.len)]
+    }
+}
+
+impl std::ops::Deref for Dest {
+    type Target = [Ident];
+
+    fn deref(&self) -> &[Ident] {
+        self.as_slice()
+    }
+}
+
+impl<'a> IntoIterator for &'a Dest {
+    type Item = &'a Ident;
+    type IntoIter = std::slice::Iter<'a, Ident>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl PartialEq for Dest {
+    fn eq(&self, other: &Dest) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Dest {}
+
+impl std::fmt::Debug for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
