@@ -5,7 +5,8 @@
 //! the measurements are interleaved — round after round, each path in turn — so a change in
 //! the machine's load hits every path alike and the ratios stay fair.
 //!
-//! Per path: ping RTT (50 pings at 10 ms per round: median, mean, 90th percentile), iperf3 TCP
+//! Per path: ping RTT (50 pings at 10 ms per round: median, mean, 90th percentile; and the
+//! median of 200 pings at 1 ms, whose CPUs and caches stay warm between pings), iperf3 TCP
 //! Gbit/s (mean over rounds), and the CPU time the two vnetd processes used per GB carried.
 //!
 //! Root only: `cargo bench -p vnet-daemon --bench throughput` (prints a table).
@@ -17,6 +18,10 @@
 //! a wrapper, e.g. `taskset -c 0 THIS`, where THIS stands for this build's binary) their UDP and
 //! TCP links are measured too, interleaved with the others (keys `udp-b1`, `tcp-b1`, ...).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{must, sh};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,25 +29,6 @@ use vnet_daemon::{Change, Client, Key, LinkSpec};
 use vnet_grammar::ast::Transport;
 use vnet_grammar::model::{LinkDef, Match, RuleDef, Target};
 use vnet_grammar::Mac;
-
-fn sh(cmd: &str) -> (bool, String) {
-    match Command::new("sh").arg("-c").arg(cmd).output() {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
-}
-
-fn must(cmd: &str) {
-    let (ok, out) = sh(cmd);
-    assert!(ok, "{cmd}: {out}");
-}
 
 fn mac(n: u8) -> Mac {
     Mac([0x02, 0, 0, 0, 0x96, n])
@@ -57,6 +43,9 @@ struct Path {
     ip: &'static str,
     daemons: Vec<Child>,
     rtts: Vec<f64>,
+    /// RTTs of pings 1 ms apart: the same path with warm caches and CPUs that have not gone
+    /// idle between pings.
+    rtts_1ms: Vec<f64>,
     gbps: Vec<f64>,
     cpu_s: f64,
     bytes: f64,
@@ -79,6 +68,7 @@ impl Path {
             ip,
             daemons: Vec::new(),
             rtts: Vec::new(),
+            rtts_1ms: Vec::new(),
             gbps: Vec::new(),
             cpu_s: 0.0,
             bytes: 0.0,
@@ -274,10 +264,10 @@ fn configure(dir: &std::path::Path, p: &str, transport: Transport) {
     });
 }
 
-/// RTTs in µs of `count` pings at 10 ms.
-fn ping(from: &str, ip: &str, count: u32) -> Result<Vec<f64>, String> {
+/// RTTs in µs of `count` pings `interval` seconds apart.
+fn ping(from: &str, ip: &str, count: u32, interval: &str) -> Result<Vec<f64>, String> {
     let (ok, out) = sh(&format!(
-        "ip netns exec {from} ping -c {count} -i 0.01 -W 1 {ip}"
+        "ip netns exec {from} ping -c {count} -i {interval} -W 1 {ip}"
     ));
     if !ok {
         return Err(format!("ping: {out}"));
@@ -498,8 +488,12 @@ fn main() {
             if p.error.is_some() {
                 continue;
             }
-            match ping(&p.from, p.ip, 50) {
+            match ping(&p.from, p.ip, 50, "0.01") {
                 Ok(r) => p.rtts.extend(r),
+                Err(e) => p.error = Some(e),
+            }
+            match ping(&p.from, p.ip, 200, "0.001") {
+                Ok(r) => p.rtts_1ms.extend(r),
                 Err(e) => p.error = Some(e),
             }
         }
@@ -535,17 +529,25 @@ fn main() {
     let vxlan = paths
         .iter()
         .find(|p| p.key == "vxlan" && p.error.is_none() && !p.rtts.is_empty())
-        .map(|p| (mean(&p.gbps), stats(&p.rtts).0));
+        .map(|p| (mean(&p.gbps), stats(&p.rtts).0, stats(&p.rtts_1ms).0));
     println!(
-        "\niperf3 TCP {secs} s x {rounds} rounds, ping 50 x {rounds} at 10 ms, interleaved; VM namespace to VM namespace (MTU 1450, default offloads)"
+        "\niperf3 TCP {secs} s x {rounds} rounds, ping 50 x {rounds} at 10 ms and 200 x {rounds} at 1 ms, interleaved; VM namespace to VM namespace (MTU 1450, default offloads)"
     );
     println!(
         "load average before {load_before}, after {load_after}; {:.0} s",
         started.elapsed().as_secs_f64()
     );
     println!(
-        "{:<48} {:>7} {:>6} {:>21} {:>8} {:>12} {:>12}",
-        "path", "Gbit/s", "/VXLAN", "per round", "RTT med", "mean / p90", "med-VXLAN µs"
+        "{:<48} {:>7} {:>6} {:>21} {:>8} {:>12} {:>12} {:>11} {:>9}",
+        "path",
+        "Gbit/s",
+        "/VXLAN",
+        "per round",
+        "RTT med",
+        "mean / p90",
+        "med-VXLAN µs",
+        "1ms: med",
+        "-VXLAN"
     );
     for p in &paths {
         if let Some(e) = &p.error {
@@ -554,16 +556,18 @@ fn main() {
         }
         let g = mean(&p.gbps);
         let (med, avg, p90) = stats(&p.rtts);
-        let (ratio, drtt) = match vxlan {
-            Some((vg, vr)) => (
+        let med_1ms = stats(&p.rtts_1ms).0;
+        let (ratio, drtt, drtt_1ms) = match vxlan {
+            Some((vg, vr, vr_1ms)) => (
                 if p.gbps.is_empty() {
                     "-".into()
                 } else {
                     format!("{:.2}", g / vg)
                 },
                 format!("{:+.0}", med - vr),
+                format!("{:+.0}", med_1ms - vr_1ms),
             ),
-            None => ("-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into()),
         };
         let per_round = p
             .gbps
@@ -572,7 +576,7 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ");
         println!(
-            "{:<48} {g:>7.2} {ratio:>6} {per_round:>21} {med:>8.0} {:>12} {drtt:>12}",
+            "{:<48} {g:>7.2} {ratio:>6} {per_round:>21} {med:>8.0} {:>12} {drtt:>12} {med_1ms:>11.0} {drtt_1ms:>9}",
             p.label,
             format!("{avg:.0} / {p90:.0}"),
         );

@@ -50,6 +50,15 @@ impl FromStr for IfaceArg {
             None => (s, KindArg::Auto),
             Some((name, "packet")) => (name, KindArg::Packet),
             Some((name, "tap")) => (name, KindArg::Tap),
+            // Bare `dgram`: the one spelling `vnetc up --iface-kind dgram` can give for every
+            // host, so each daemon picks a free port (shown by `list interfaces`).
+            Some((name, "dgram")) => (
+                name,
+                KindArg::Dgram {
+                    local: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    peer: None,
+                },
+            ),
             Some((name, k)) if k.starts_with("dgram:") => {
                 let rest = &k["dgram:".len()..];
                 let (local, peer) = match rest.split_once(',') {
@@ -69,7 +78,7 @@ impl FromStr for IfaceArg {
             }
             Some((_, k)) => {
                 return Err(format!(
-                    "unknown interface kind `{k}`: use packet, tap or dgram:LOCAL[,PEER]"
+                    "unknown interface kind `{k}`: use packet, tap, dgram or dgram:LOCAL[,PEER]"
                 ))
             }
         };
@@ -169,7 +178,7 @@ impl Iface {
                     KindArg::Tap
                 } else {
                     KindArg::Dgram {
-                        local: "127.0.0.1:0".parse().expect("literal address"),
+                        local: SocketAddr::from(([127, 0, 0, 1], 0)),
                         peer: None,
                     }
                 }
@@ -650,6 +659,13 @@ mod tests {
             KindArg::Dgram {
                 local: "127.0.0.1:5555".parse().unwrap(),
                 peer: Some("127.0.0.1:5556".parse().unwrap())
+            }
+        );
+        assert_eq!(
+            "vm=dgram".parse::<IfaceArg>().unwrap().kind,
+            KindArg::Dgram {
+                local: "127.0.0.1:0".parse().unwrap(),
+                peer: None
             }
         );
         assert!("vm=dgram:nope".parse::<IfaceArg>().is_err());

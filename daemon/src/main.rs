@@ -27,7 +27,7 @@ struct Args {
     /// A local interface, NAME[=KIND], repeatable. KIND: `packet` (attach to the existing
     /// Linux interface NAME with a promiscuous packet socket), `tap` (create and own the TAP
     /// device NAME), `dgram:LOCAL[,PEER]` (UDP datagrams at LOCAL, one Ethernet frame each,
-    /// as QEMU's -netdev dgram). Without a kind: packet if NAME exists (never the interface
+    /// as QEMU's -netdev dgram; bare `dgram`: 127.0.0.1 with a free port). Without a kind: packet if NAME exists (never the interface
     /// of the default route or of the listen address), else tap if allowed, else dgram on
     /// 127.0.0.1 with a free port.
     #[arg(long = "iface", value_name = "NAME[=KIND]")]

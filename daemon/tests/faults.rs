@@ -17,42 +17,14 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// a —TCP (a dials)— b —UDP (c dials)— c; vm1 on a, vm2 on b, vm3 on c.
 fn chain(net: u8, dir: &TempDir) -> (Vnetd, Vnetd, Vnetd, Vm, Vm, Vm) {
-    let ip = |h: u8| format!("127.{net}.0.{h}");
-    let a = Vnetd::start(
-        dir.path(),
-        "a",
-        &format!("{}:7000", ip(1)),
-        &[&format!("vm=dgram:{}:6000", ip(1))],
-    );
-    let b = Vnetd::start(
-        dir.path(),
-        "b",
-        &format!("{}:7000", ip(2)),
-        &[&format!("vm=dgram:{}:6000", ip(2))],
-    );
-    let c = Vnetd::start(
-        dir.path(),
-        "c",
-        &format!("{}:7000", ip(3)),
-        &[&format!("vm=dgram:{}:6000", ip(3))],
-    );
+    let a = loopback_vnetd(dir.path(), net, 1, "a");
+    let b = loopback_vnetd(dir.path(), net, 2, "b");
+    let c = loopback_vnetd(dir.path(), net, 3, "c");
     connect(Transport::Tcp, &a, &b);
     connect(Transport::Udp, &c, &b);
-    let vm1 = Vm::new(
-        mac(1),
-        &format!("{}:6001", ip(1)),
-        &format!("{}:6000", ip(1)),
-    );
-    let vm2 = Vm::new(
-        mac(2),
-        &format!("{}:6001", ip(2)),
-        &format!("{}:6000", ip(2)),
-    );
-    let vm3 = Vm::new(
-        mac(3),
-        &format!("{}:6001", ip(3)),
-        &format!("{}:6000", ip(3)),
-    );
+    let vm1 = loopback_vm(net, 1, mac(1));
+    let vm2 = loopback_vm(net, 2, mac(2));
+    let vm3 = loopback_vm(net, 3, mac(3));
     let mut ca = a.client();
     ca.add_rule(to_iface(&a, Match::Any, Match::Exact(mac(1)), "vm"))
         .unwrap();

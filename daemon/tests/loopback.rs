@@ -29,43 +29,15 @@ struct Net {
 /// and sits on daemon n's interface `vm`.
 fn three(net: u8) -> Net {
     let dir = TempDir::new(&format!("loop{net}"));
-    let ip = |host: u8| format!("127.{net}.0.{host}");
-    let a = Vnetd::start(
-        dir.path(),
-        "a",
-        &format!("{}:7000", ip(1)),
-        &[&format!("vm=dgram:{}:6000", ip(1))],
-    );
-    let b = Vnetd::start(
-        dir.path(),
-        "b",
-        &format!("{}:7000", ip(2)),
-        &[&format!("vm=dgram:{}:6000", ip(2))],
-    );
-    let c = Vnetd::start(
-        dir.path(),
-        "c",
-        &format!("{}:7000", ip(3)),
-        &[&format!("vm=dgram:{}:6000", ip(3))],
-    );
+    let a = loopback_vnetd(dir.path(), net, 1, "a");
+    let b = loopback_vnetd(dir.path(), net, 2, "b");
+    let c = loopback_vnetd(dir.path(), net, 3, "c");
     connect(Transport::Tcp, &a, &b);
     connect(Transport::Udp, &c, &b);
     connect(Transport::Udp, &a, &c);
-    let vm1 = Vm::new(
-        mac(1),
-        &format!("{}:6001", ip(1)),
-        &format!("{}:6000", ip(1)),
-    );
-    let vm2 = Vm::new(
-        mac(2),
-        &format!("{}:6001", ip(2)),
-        &format!("{}:6000", ip(2)),
-    );
-    let vm3 = Vm::new(
-        mac(3),
-        &format!("{}:6001", ip(3)),
-        &format!("{}:6000", ip(3)),
-    );
+    let vm1 = loopback_vm(net, 1, mac(1));
+    let vm2 = loopback_vm(net, 2, mac(2));
+    let vm3 = loopback_vm(net, 3, mac(3));
     // Rules: each daemon delivers its own VM's MAC locally and sends the others over the
     // direct link; broadcast fans out to the two links and the local VM (except its source).
     for (d, me, others) in [

@@ -21,20 +21,6 @@ fn sh(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn sh_out(cmd: &str) -> (bool, String) {
-    match Command::new("sh").arg("-c").arg(cmd).output() {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
-}
-
 fn prerequisites() -> Option<String> {
     if !is_root() {
         return Some("needs root (network namespaces, veth, packet sockets)".into());
@@ -76,7 +62,7 @@ impl Vms {
                 format!("ip -n {ns} link set lo up"),
             ];
             for c in cmds {
-                let (ok, out) = sh_out(&c);
+                let (ok, out) = common::sh(&c);
                 assert!(ok, "{c}: {out}");
             }
         }
@@ -101,7 +87,7 @@ impl Vms {
         }
     }
     fn ping(&self, count: u32) -> (bool, String) {
-        sh_out(&format!(
+        common::sh(&format!(
             "ip netns exec {} ping -c {count} -i 0.2 -W 2 {}",
             self.ns(1),
             self.ip(2)
@@ -126,7 +112,7 @@ impl Vms {
             .map_err(|e| e.to_string())?;
         self.servers.push(server);
         std::thread::sleep(Duration::from_millis(500));
-        let (ok, out) = sh_out(&format!(
+        let (ok, out) = common::sh(&format!(
             "timeout {} ip netns exec {} iperf3 -c {} -t {secs} -J",
             secs + 20,
             self.ns(1),
@@ -256,7 +242,7 @@ fn a_tap_interface_owned_by_the_daemon() {
         kind.contains("\"tap\"") && kind.contains("\"vnet_hdr\":true"),
         "{kind}"
     );
-    let (ok, out) = sh_out(&format!(
+    let (ok, out) = common::sh(&format!(
         "ip addr add 10.{tag}.0.1/24 dev {tap} && ip link set {tap} up"
     ));
     assert!(ok, "{out}");
@@ -286,7 +272,7 @@ fn a_tap_interface_owned_by_the_daemon() {
             .unwrap();
     }
     wait_links_up(&[&a, &b], Duration::from_secs(10));
-    let (ok, out) = sh_out(&format!("ping -c 3 -i 0.2 -W 2 -I {tap} 10.{tag}.0.2"));
+    let (ok, out) = common::sh(&format!("ping -c 3 -i 0.2 -W 2 -I {tap} 10.{tag}.0.2"));
     assert!(
         ok,
         "ping through the TAP failed:\n{out}\n--- a\n{}",

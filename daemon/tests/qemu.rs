@@ -257,18 +257,8 @@ fn two_qemu_vms_ping_through_the_overlay() {
     let dir = TempDir::new("qemu");
     let initrd = initramfs(dir.path(), &version);
     let ip = |h: u8| format!("127.{TAG}.0.{h}");
-    let a = Vnetd::start(
-        dir.path(),
-        "a",
-        &format!("{}:7000", ip(1)),
-        &[&format!("vm=dgram:{}:6000", ip(1))],
-    );
-    let b = Vnetd::start(
-        dir.path(),
-        "b",
-        &format!("{}:7000", ip(2)),
-        &[&format!("vm=dgram:{}:6000", ip(2))],
-    );
+    let a = loopback_vnetd(dir.path(), TAG, 1, "a");
+    let b = loopback_vnetd(dir.path(), TAG, 2, "b");
     connect(Transport::Udp, &a, &b);
     let m1 = Mac([0x52, 0x54, 0, 0x12, 0x34, 0x01]);
     let m2 = Mac([0x52, 0x54, 0, 0x12, 0x34, 0x02]);

@@ -36,8 +36,8 @@ pub struct StartArgs {
     /// Start MACHINE over ssh even though its address is this computer's (repeatable).
     #[arg(long, value_name = "MACHINE")]
     pub remote: Vec<String>,
-    /// The kind of every HOST interface: packet, tap or dgram:LOCAL[,PEER] [default: vnetd
-    /// chooses].
+    /// The kind of every HOST interface: packet, tap, dgram (127.0.0.1, a free port) or
+    /// dgram:LOCAL[,PEER] [default: vnetd chooses].
     #[arg(long, value_name = "KIND")]
     pub iface_kind: Option<String>,
     /// The kind of one interface (repeatable).

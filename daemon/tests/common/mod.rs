@@ -190,6 +190,24 @@ impl Drop for Vnetd {
     }
 }
 
+/// Daemon `name` at 127.NET.0.HOST:7000 with one dgram interface `vm` at port 6000 of the
+/// same address: each test picks its own NET, so tests running at once never collide.
+pub fn loopback_vnetd(dir: &Path, net: u8, host: u8, name: &str) -> Vnetd {
+    let ip = format!("127.{net}.0.{host}");
+    Vnetd::start(
+        dir,
+        name,
+        &format!("{ip}:7000"),
+        &[&format!("vm=dgram:{ip}:6000")],
+    )
+}
+
+/// A VM at 127.NET.0.HOST:6001 on the `vm` interface of [`loopback_vnetd`]`(.., NET, HOST, ..)`.
+pub fn loopback_vm(net: u8, host: u8, mac: Mac) -> Vm {
+    let ip = format!("127.{net}.0.{host}");
+    Vm::new(mac, &format!("{ip}:6001"), &format!("{ip}:6000"))
+}
+
 pub fn mac(last: u8) -> Mac {
     Mac([0x02, 0, 0, 0, 0, last])
 }
@@ -337,4 +355,25 @@ pub fn have(cmd: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Runs `cmd` with `sh -c`: did it succeed, and its stdout and stderr.
+pub fn sh(cmd: &str) -> (bool, String) {
+    match Command::new("sh").arg("-c").arg(cmd).output() {
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+/// Runs `cmd` and fails the test (or benchmark) with its output when it fails.
+pub fn must(cmd: &str) {
+    let (ok, out) = sh(cmd);
+    assert!(ok, "{cmd}: {out}");
 }
