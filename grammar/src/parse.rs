@@ -178,6 +178,10 @@ impl Structure {
         diagnostics: &mut Vec<Diagnostic>,
     ) -> SourceFile {
         let mut file = self.file;
+        for block in &mut file.blocks {
+            block.links.shrink_to_fit();
+            block.rules.shrink_to_fit();
+        }
         diagnostics.extend(self.diagnostics);
         if file.end.is_none() {
             // The file was cut off: its last block may just have lost its statements.

@@ -147,38 +147,47 @@ enum To {
 
 pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins, Vec<Diagnostic>) {
     let mut names = Names::default();
-    let links = base
-        .links
-        .values()
-        .map(|l| {
-            let (a, b) = (names.intern(&l.a), names.intern(&l.b));
-            let dialer = names.intern(&l.dialer);
-            let val = LinkVal {
-                transport: l.transport,
-                dialer,
-                origin: None,
-            };
-            (pair(a, b), val)
-        })
-        .collect();
-    let rules = base
-        .rules
-        .iter()
-        .map(|r| {
-            let daemon = names.intern(&r.daemon);
-            let target = match &r.target {
-                Target::Link { peer } => To::Peer(names.intern(peer)),
-                Target::Interface { name } => To::Iface(names.intern(name)),
-            };
-            let key = RuleKey {
-                daemon,
-                src: r.src,
-                dst: r.dst,
-                target,
-            };
-            (key, None)
-        })
-        .collect();
+    // Sized once for the most they can hold: growing by doubling would leave the smaller tables
+    // behind as holes in the heap, which the rest of the analysis then fragments.
+    let added = |count: fn(&Block) -> usize| -> usize {
+        file.blocks
+            .iter()
+            .filter(|b| b.kind == BlockKind::Add)
+            .map(count)
+            .sum()
+    };
+    let mut links = HashMap::with_capacity_and_hasher(
+        base.links.len() + added(|b| b.links.len()),
+        Default::default(),
+    );
+    let mut rules = HashMap::with_capacity_and_hasher(
+        base.rules.len() + added(|b| b.rules.len()),
+        Default::default(),
+    );
+    links.extend(base.links.values().map(|l| {
+        let (a, b) = (names.intern(&l.a), names.intern(&l.b));
+        let dialer = names.intern(&l.dialer);
+        let val = LinkVal {
+            transport: l.transport,
+            dialer,
+            origin: None,
+        };
+        (pair(a, b), val)
+    }));
+    rules.extend(base.rules.iter().map(|r| {
+        let daemon = names.intern(&r.daemon);
+        let target = match &r.target {
+            Target::Link { peer } => To::Peer(names.intern(peer)),
+            Target::Interface { name } => To::Iface(names.intern(name)),
+        };
+        let key = RuleKey {
+            daemon,
+            src: r.src,
+            dst: r.dst,
+            target,
+        };
+        (key, None)
+    }));
     let mut folder = Folder {
         hosts: base
             .hosts

@@ -48,6 +48,9 @@ struct Sent {
     b: NodeId,
     src: Local,
     dst: Local,
+    /// Whether the edge was checked as it was found (`b` had been walked already): then `src`
+    /// and `dst` are the frame B drops, not the local class.
+    checked: bool,
 }
 
 pub(super) fn find_black_holes(net: &Net, walk: Walk, report: &mut Reporter) {
@@ -58,7 +61,11 @@ pub(super) fn find_black_holes(net: &Net, walk: Walk, report: &mut Reporter) {
         if drops.is_empty() || reported.contains(&(edge.a, edge.index, edge.b)) {
             continue;
         }
-        if let Some((s, d)) = dropped_example(net, &edge, drops) {
+        let example = match (edge.checked, edge.dst) {
+            (true, Some(d)) => Some((edge.src, d)),
+            _ => dropped_example(net, &edge, drops),
+        };
+        if let Some((s, d)) = example {
             reported.insert((edge.a, edge.index, edge.b));
             report_hole(net, &edge, s, d, report);
             if report.full() {
@@ -109,21 +116,28 @@ pub(super) fn walk(net: &Net) -> Walk {
                 }
                 let first = sent.len();
                 for (b, index) in net.links_of(a, &decision) {
-                    // An edge to a daemon already walked that drops nothing can hold no black
-                    // hole: keeping it would only cost memory (an edge per rule, on a large file).
-                    if b < a && drops[b as usize].is_empty() {
+                    // Tied rules to the same peer are one edge.
+                    if sent[first..].iter().any(|e: &Sent| e.b == b) {
                         continue;
                     }
-                    // Tied rules to the same peer are one edge.
-                    if !sent[first..].iter().any(|e: &Sent| e.b == b) {
-                        sent.push(Sent {
-                            a,
-                            index,
-                            b,
-                            src,
-                            dst,
-                        });
+                    let mut edge = Sent {
+                        a,
+                        index,
+                        b,
+                        src,
+                        dst,
+                        checked: false,
+                    };
+                    // What a daemon already walked drops is known: check the edge now and keep
+                    // it only if it is a black hole. Keeping every edge would cost an edge per
+                    // rule on a large file; the order of the kept ones is unchanged.
+                    if b < a {
+                        let Some((s, d)) = dropped_example(net, &edge, &drops[b as usize]) else {
+                            continue;
+                        };
+                        (edge.src, edge.dst, edge.checked) = (s, Some(d), true);
                     }
+                    sent.push(edge);
                 }
             }
             if drop.rest || !drop.sources.is_empty() {
