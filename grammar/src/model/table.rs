@@ -9,11 +9,16 @@ use std::collections::HashMap;
 #[derive(Clone, Debug)]
 pub struct Table<T> {
     entries: Vec<Entry<T>>,
-    /// Rules whose destination is an exact MAC, by that MAC.
-    by_dst: HashMap<Mac, Vec<u32>>,
+    /// Rules whose destination is an exact MAC: the latest by that MAC, the others chained
+    /// through [`Entry::next`]. A chain rather than a list per MAC: the checker builds a table
+    /// per daemon, and a large file names a MAC per rule or two.
+    by_dst: HashMap<Mac, u32>,
     /// Rules whose destination is `NOT`, `ANY` or `NONE`.
     generic: Vec<u32>,
 }
+
+/// Ends a chain of [`Entry::next`].
+const END: u32 = u32::MAX;
 
 #[derive(Clone, Debug)]
 struct Entry<T> {
@@ -21,6 +26,8 @@ struct Entry<T> {
     dst: Match,
     target: T,
     live: bool,
+    /// The next live rule with the same exact destination, or [`END`].
+    next: u32,
 }
 
 /// The rules that fire for a frame: all the matching rules of the highest priority.
@@ -68,16 +75,20 @@ impl<T: PartialEq> Table<T> {
             return existing;
         }
         let index = self.entries.len() as u32;
+        let next = match dst {
+            Match::Exact(mac) => self.by_dst.insert(mac, index).unwrap_or(END),
+            _ => {
+                self.generic.push(index);
+                END
+            }
+        };
         self.entries.push(Entry {
             src,
             dst,
             target,
             live: true,
+            next,
         });
-        match dst {
-            Match::Exact(mac) => self.by_dst.entry(mac).or_default().push(index),
-            _ => self.generic.push(index),
-        }
         index
     }
 
@@ -86,31 +97,47 @@ impl<T: PartialEq> Table<T> {
         let Some(index) = self.find(src, dst, target) else {
             return false;
         };
+        let next = std::mem::replace(&mut self.entries[index as usize].next, END);
         self.entries[index as usize].live = false;
-        let list = match dst {
-            Match::Exact(mac) => self.by_dst.get_mut(&mac),
-            _ => Some(&mut self.generic),
-        };
-        if let Some(list) = list {
-            list.retain(|i| *i != index);
-        }
-        if matches!(dst, Match::Exact(mac) if self.by_dst.get(&mac).is_some_and(Vec::is_empty)) {
-            if let Match::Exact(mac) = dst {
-                self.by_dst.remove(&mac);
+        match dst {
+            Match::Exact(mac) => {
+                let before = self
+                    .chain(mac)
+                    .find(|&i| self.entries[i as usize].next == index);
+                match before {
+                    Some(before) => self.entries[before as usize].next = next,
+                    None if next == END => {
+                        self.by_dst.remove(&mac);
+                    }
+                    None => {
+                        self.by_dst.insert(mac, next);
+                    }
+                }
             }
+            _ => self.generic.retain(|i| *i != index),
         }
         true
     }
 
+    /// The rules whose destination is exactly `mac`, latest first.
+    fn chain(&self, mac: Mac) -> impl Iterator<Item = u32> + '_ {
+        let mut next = self.by_dst.get(&mac).copied().unwrap_or(END);
+        std::iter::from_fn(move || {
+            let index = (next != END).then_some(next)?;
+            next = self.entries[index as usize].next;
+            Some(index)
+        })
+    }
+
     fn find(&self, src: Match, dst: Match, target: &T) -> Option<u32> {
-        let list = match dst {
-            Match::Exact(mac) => self.by_dst.get(&mac)?,
-            _ => &self.generic,
-        };
-        list.iter().copied().find(|i| {
+        let same = |i: &u32| {
             let e = &self.entries[*i as usize];
             e.src == src && e.dst == dst && e.target == *target
-        })
+        };
+        match dst {
+            Match::Exact(mac) => self.chain(mac).find(same),
+            _ => self.generic.iter().copied().find(same),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -150,8 +177,7 @@ impl<T: PartialEq> Table<T> {
     pub fn decide_into(&self, src: Mac, dst: Mac, out: &mut Decision) {
         out.priority = None;
         out.rules.clear();
-        let exact = self.by_dst.get(&dst).map(Vec::as_slice).unwrap_or(&[]);
-        for &index in exact.iter().chain(&self.generic) {
+        for index in self.chain(dst).chain(self.generic.iter().copied()) {
             let e = &self.entries[index as usize];
             if !(e.src.matches(src) && e.dst.matches(dst)) {
                 continue;
@@ -167,7 +193,8 @@ impl<T: PartialEq> Table<T> {
                 }
             }
         }
-        // Exact-destination rules come first in the scan; keep the reported order stable.
+        // The scan is not in insertion order (exact destinations first, latest first); keep
+        // the reported order stable.
         out.rules.sort_unstable();
     }
 
@@ -242,6 +269,62 @@ mod tests {
             (Match::Any, Match::None, "z"),
         ]);
         assert!(single.forward(mac(1), mac(2), Some(&"x")).is_empty());
+    }
+
+    /// Inserts and removals in any order, against the definition: every live rule matching,
+    /// of the highest priority, in insertion order.
+    #[test]
+    fn decisions_match_a_plain_scan_through_inserts_and_removals() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let macs = [mac(1), mac(2), mac(3), Mac::BROADCAST];
+        let field = |n: u64, m: u64| match n {
+            0 => Match::Exact(macs[m as usize]),
+            1 => Match::Not(macs[m as usize]),
+            2 => Match::Any,
+            _ => Match::None,
+        };
+        let mut table = Table::new();
+        let mut live: Vec<(u32, Match, Match, u8)> = Vec::new();
+        for _ in 0..3000 {
+            let (src, dst) = (field(next(3), next(4)), field(next(4), next(4)));
+            let target = next(3) as u8;
+            if next(3) == 0 {
+                let removed = table.remove(src, dst, &target);
+                let at = live
+                    .iter()
+                    .position(|r| (r.1, r.2, r.3) == (src, dst, target));
+                assert_eq!(removed, at.is_some());
+                if let Some(at) = at {
+                    live.remove(at);
+                }
+            } else {
+                let index = table.insert(src, dst, target);
+                if !live.iter().any(|r| (r.1, r.2, r.3) == (src, dst, target)) {
+                    live.push((index, src, dst, target));
+                }
+            }
+            for (s, d) in macs.iter().flat_map(|s| macs.iter().map(move |d| (*s, *d))) {
+                let matching = live.iter().filter(|r| r.1.matches(s) && r.2.matches(d));
+                let best = matching.clone().map(|r| Priority::of(r.1, r.2)).max();
+                let mut rules: Vec<u32> = matching
+                    .filter(|r| Some(Priority::of(r.1, r.2)) == best)
+                    .map(|r| r.0)
+                    .collect();
+                rules.sort_unstable();
+                let expected = Decision {
+                    priority: best,
+                    rules,
+                };
+                assert_eq!(table.decide(s, d), expected);
+            }
+            assert_eq!(table.len(), live.len());
+        }
     }
 
     #[test]
