@@ -119,8 +119,13 @@ impl<T: PartialEq> Table<T> {
         true
     }
 
-    /// The rules whose destination is exactly `mac`, latest first.
-    fn chain(&self, mac: Mac) -> impl Iterator<Item = u32> + '_ {
+    /// The live rules whose destination is exactly `mac` (indices, as [`Table::rule`] takes
+    /// them), latest first.
+    pub fn exact_rules(&self, mac: Mac) -> impl Iterator<Item = u32> + Clone + '_ {
+        self.chain(mac)
+    }
+
+    fn chain(&self, mac: Mac) -> impl Iterator<Item = u32> + Clone + '_ {
         let mut next = self.by_dst.get(&mac).copied().unwrap_or(END);
         std::iter::from_fn(move || {
             let index = (next != END).then_some(next)?;

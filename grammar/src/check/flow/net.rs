@@ -41,8 +41,6 @@ pub(super) struct Node<'s> {
     pub srcs: Vec<Mac>,
     /// MACs named in destination fields (exact or `NOT`), sorted.
     pub dsts: Vec<Mac>,
-    /// Rules with an exact destination, as (destination as a number, table index), sorted.
-    exact: Vec<(u64, u32)>,
     /// Rules whose destination is `NOT`, `ANY` or `NONE`.
     generic: Vec<u32>,
     /// Sources named by the generic rules, sorted.
@@ -73,14 +71,7 @@ impl Node<'_> {
 
     /// The table indices of the rules whose destination field can match `dst`.
     fn rules_for_dst(&self, dst: Local) -> impl Iterator<Item = u32> + '_ {
-        let exact = match dst {
-            Some(mac) => self.exact_for(mac),
-            None => &[],
-        };
-        exact
-            .iter()
-            .map(|(_, i)| *i)
-            .chain(self.generic.iter().copied())
+        self.exact_for(dst).chain(self.generic.iter().copied())
     }
 
     /// The sources that can change this daemon's decision for destination class `dst`
@@ -89,21 +80,16 @@ impl Node<'_> {
     /// rule is not below the best rule with source `ANY` (the floor), which matches every
     /// source: rules below the floor never fire for `dst`, whatever the source.
     pub fn relevant_srcs(&self, dst: Local, rep: Mac) -> Cow<'_, [Mac]> {
-        let exact = match dst {
-            Some(mac) => self.exact_for(mac),
-            None => &[],
-        };
+        let exact = self.exact_for(dst);
         let any_src = exact
-            .iter()
-            .map(|(_, i)| *i)
+            .clone()
             .chain(self.generic_any.iter().copied())
             .map(|i| self.table.rule(i))
             .filter(|(s, d, _)| *s == Match::Any && d.matches(rep));
         let floor = any_src.map(|(s, d, _)| Priority::of(s, d)).max();
         let above = |p: Priority| floor.is_none_or(|f| p >= f);
         let mut out: Vec<Mac> = exact
-            .iter()
-            .map(|(_, i)| self.table.rule(*i))
+            .map(|i| self.table.rule(i))
             .filter(|(s, d, _)| above(Priority::of(*s, *d)))
             .filter_map(|(s, _, _)| s.mac())
             .collect();
@@ -116,12 +102,10 @@ impl Node<'_> {
         Cow::Owned(out)
     }
 
-    /// The exact-destination rules for `mac`.
-    fn exact_for(&self, mac: Mac) -> &[(u64, u32)] {
-        let key = mac.to_u64();
-        let from = self.exact.partition_point(|(m, _)| *m < key);
-        let to = from + self.exact[from..].partition_point(|(m, _)| *m == key);
-        &self.exact[from..to]
+    /// The table indices of the rules whose destination is exactly the class's MAC (none for
+    /// the class of unnamed addresses).
+    fn exact_for(&self, dst: Local) -> impl Iterator<Item = u32> + Clone + '_ {
+        dst.into_iter().flat_map(|mac| self.table.exact_rules(mac))
     }
 }
 
@@ -367,7 +351,6 @@ fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> No
         rules: Vec::with_capacity(rules.len()),
         srcs: Vec::new(),
         dsts: Vec::new(),
-        exact: Vec::new(),
         generic: Vec::new(),
         generic_srcs: Vec::new(),
         generic_named: Vec::new(),
@@ -386,7 +369,7 @@ fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> No
         node.srcs.extend(rule.src.mac());
         node.dsts.extend(rule.dst.mac());
         match rule.dst {
-            Match::Exact(mac) => node.exact.push((mac.to_u64(), index)),
+            Match::Exact(_) => {}
             _ => {
                 node.generic.push(index);
                 node.generic_srcs.extend(rule.src.mac());
@@ -402,7 +385,6 @@ fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> No
     for list in [&mut node.srcs, &mut node.dsts, &mut node.generic_srcs] {
         sort_macs(list);
     }
-    node.exact.sort_unstable();
     node.generic_named
         .sort_unstable_by_key(|&(priority, _)| std::cmp::Reverse(priority));
     // The lists live through the whole analysis, one set per daemon; growth and duplicates
@@ -410,7 +392,6 @@ fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> No
     for list in [&mut node.srcs, &mut node.dsts, &mut node.generic_srcs] {
         list.shrink_to_fit();
     }
-    node.exact.shrink_to_fit();
     node.generic.shrink_to_fit();
     node.generic_named.shrink_to_fit();
     node.generic_any.shrink_to_fit();
