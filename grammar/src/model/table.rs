@@ -10,14 +10,17 @@ use std::collections::HashMap;
 pub struct Table<T> {
     entries: Vec<Entry<T>>,
     /// Rules whose destination is an exact MAC: the latest by that MAC, the others chained
-    /// through [`Entry::next`]. A chain rather than a list per MAC: the checker builds a table
-    /// per daemon, and a large file names a MAC per rule or two.
+    /// through `next`. A chain rather than a list per MAC: the checker builds a table per
+    /// daemon, and a large file names a MAC per rule or two.
     by_dst: HashMap<Mac, u32>,
+    /// For each entry, the next live rule with the same exact destination, or [`END`]. Beside
+    /// the entries rather than in them, so that scanning the generic rules reads no more.
+    next: Vec<u32>,
     /// Rules whose destination is `NOT`, `ANY` or `NONE`.
     generic: Vec<u32>,
 }
 
-/// Ends a chain of [`Entry::next`].
+/// Ends a chain of `Table::next`.
 const END: u32 = u32::MAX;
 
 #[derive(Clone, Debug)]
@@ -26,8 +29,6 @@ struct Entry<T> {
     dst: Match,
     target: T,
     live: bool,
-    /// The next live rule with the same exact destination, or [`END`].
-    next: u32,
 }
 
 /// The rules that fire for a frame: all the matching rules of the highest priority.
@@ -43,6 +44,7 @@ impl<T> Default for Table<T> {
         Table {
             entries: Vec::new(),
             by_dst: HashMap::new(),
+            next: Vec::new(),
             generic: Vec::new(),
         }
     }
@@ -57,6 +59,7 @@ impl<T: PartialEq> Table<T> {
     pub fn with_capacity(rules: usize) -> Table<T> {
         Table {
             entries: Vec::with_capacity(rules),
+            next: Vec::with_capacity(rules),
             ..Table::default()
         }
     }
@@ -87,8 +90,8 @@ impl<T: PartialEq> Table<T> {
             dst,
             target,
             live: true,
-            next,
         });
+        self.next.push(next);
         index
     }
 
@@ -97,15 +100,13 @@ impl<T: PartialEq> Table<T> {
         let Some(index) = self.find(src, dst, target) else {
             return false;
         };
-        let next = std::mem::replace(&mut self.entries[index as usize].next, END);
+        let next = std::mem::replace(&mut self.next[index as usize], END);
         self.entries[index as usize].live = false;
         match dst {
             Match::Exact(mac) => {
-                let before = self
-                    .chain(mac)
-                    .find(|&i| self.entries[i as usize].next == index);
+                let before = self.chain(mac).find(|&i| self.next[i as usize] == index);
                 match before {
-                    Some(before) => self.entries[before as usize].next = next,
+                    Some(before) => self.next[before as usize] = next,
                     None if next == END => {
                         self.by_dst.remove(&mac);
                     }
@@ -129,7 +130,7 @@ impl<T: PartialEq> Table<T> {
         let mut next = self.by_dst.get(&mac).copied().unwrap_or(END);
         std::iter::from_fn(move || {
             let index = (next != END).then_some(next)?;
-            next = self.entries[index as usize].next;
+            next = self.next[index as usize];
             Some(index)
         })
     }
