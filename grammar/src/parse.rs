@@ -178,6 +178,8 @@ impl Structure {
         diagnostics: &mut Vec<Diagnostic>,
     ) -> SourceFile {
         let mut file = self.file;
+        // The lists grew by doubling, up to half of them spare; the tree lives as long as the
+        // analysis, through its peak, so give the spare room back.
         for block in &mut file.blocks {
             block.links.shrink_to_fit();
             block.rules.shrink_to_fit();

@@ -147,8 +147,8 @@ enum To {
 
 pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins, Vec<Diagnostic>) {
     let mut names = Names::default();
-    // Sized once for the most they can hold: growing by doubling would leave the smaller tables
-    // behind as holes in the heap, which the rest of the analysis then fragments.
+    // Sized once for the most they can hold (every ADD statement adding something new), so a
+    // large file is not rehashed as they grow.
     let added = |count: fn(&Block) -> usize| -> usize {
         file.blocks
             .iter()
