@@ -413,7 +413,7 @@ fn main() {
         ),
         Path::new(
             "udp",
-            "vnetd, UDP link (GSO/GRO, 1472-byte datagrams)",
+            "vnetd, UDP link (+ kernel fast path)",
             "tbuv1".into(),
             "tbuv2".into(),
             "10.150.0.2",

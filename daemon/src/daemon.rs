@@ -37,6 +37,9 @@ pub struct Config {
     pub udp_datagram: usize,
     /// Flush the tables to disk (fsync) before acknowledging a change.
     pub fsync: bool,
+    /// Let the kernel forward established flows between packet interfaces and UDP links
+    /// (see [`crate::fastpath`]).
+    pub fast_path: bool,
 }
 
 /// A forwarding destination.
@@ -113,6 +116,17 @@ impl Daemon {
             let iface = Iface::open(arg, &protected).await?;
             tracing::info!(iface = %iface.name, kind = ?iface.kind(), "interface attached");
             ifaces.push(Arc::new(iface));
+        }
+        if cfg.fast_path {
+            let packet: Vec<_> = ifaces
+                .iter()
+                .filter_map(|i: &Arc<Iface>| i.packet_socket().map(|fd| (i.name.clone(), fd)))
+                .collect();
+            if !packet.is_empty() {
+                if let Err(why) = crate::fastpath::start(&packet, listen, cfg.udp_datagram) {
+                    tracing::info!("kernel fast path off: {why}");
+                }
+            }
         }
         let (shutdown, _) = watch::channel(false);
         let mut cfg = cfg;
@@ -898,6 +912,8 @@ impl Daemon {
             code: ErrorCode::Locked,
             message,
         };
+        // Counters the kernel fast path kept are credited before anything is read.
+        crate::fastpath::fold();
         let r = match request {
             Request::Status => Ok(Response::Status(self.status())),
             Request::Change { changes, expect } => {
@@ -1056,6 +1072,7 @@ impl Daemon {
             rules: self.rule_infos(),
             cache_hits: hits,
             cache_misses: misses,
+            fast_path: crate::fastpath::get().map(|f| f.stats()),
         }
     }
 

@@ -164,6 +164,9 @@ impl<P: Clone> EngineCell<P> {
         let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let r = f(&mut guard);
         self.version.fetch_add(1, Ordering::Release);
+        drop(guard);
+        // The kernel's copies of decisions go with the caches, before the change is answered.
+        crate::fastpath::invalidate();
         r
     }
 
@@ -286,15 +289,27 @@ impl<P: Clone> Lookup<P> {
 
     /// The route of a frame: one hash probe when cached.
     pub fn get(&mut self, cell: &EngineCell<P>, src: Mac, dst: Mac) -> &Route<P> {
+        self.resolve(cell, src, dst).0
+    }
+
+    /// [`Lookup::get`], and the engine version when the route was just computed (a miss).
+    pub fn resolve(
+        &mut self,
+        cell: &EngineCell<P>,
+        src: Mac,
+        dst: Mac,
+    ) -> (&Route<P>, Option<u64>) {
         let v = cell.version();
         if v != self.version {
             self.map.clear();
             self.version = v;
         }
         let key = (src.to_u64() as u128) << 48 | dst.to_u64() as u128;
+        let mut fresh = None;
         if self.map.contains_key(&key) {
             self.hits += 1;
         } else {
+            fresh = Some(v);
             self.misses += 1;
             if self.map.len() >= CACHE_CAP {
                 self.map.clear();
@@ -308,7 +323,7 @@ impl<P: Clone> Lookup<P> {
             self.map.insert(key, route);
         }
         // Present: either found or just inserted.
-        &self.map[&key]
+        (&self.map[&key], fresh)
     }
 }
 

@@ -156,6 +156,23 @@ impl Default for RxBatch {
 }
 
 impl Iface {
+    /// The interface index, for a packet interface (the only kind the kernel fast path serves).
+    pub fn packet_ifindex(&self) -> Option<u32> {
+        match &self.io {
+            IfaceIo::Packet(p) => Some(p.ifindex),
+            _ => None,
+        }
+    }
+
+    /// The packet socket, for a packet interface.
+    pub fn packet_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match &self.io {
+            IfaceIo::Packet(p) => Some(p.fd.as_fd()),
+            _ => None,
+        }
+    }
+
     pub async fn open(arg: &IfaceArg, forbidden: &[String]) -> io::Result<Iface> {
         let kind = match &arg.kind {
             KindArg::Auto => {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod client;
 pub mod daemon;
 pub mod engine;
+pub mod fastpath;
 pub mod iface;
 pub mod lease;
 pub mod link;

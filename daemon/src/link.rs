@@ -177,6 +177,7 @@ impl Link {
             self.connects.inc();
             tracing::info!(link = %self.peer, %remote, "UDP link up");
         }
+        crate::fastpath::invalidate();
         self.wake.notify_waiters();
         session
     }
@@ -214,6 +215,7 @@ impl Link {
         }
         *lock(&self.udp_remote) = None;
         *lock(&self.remote) = None;
+        crate::fastpath::invalidate();
         self.wake.notify_waiters();
     }
 

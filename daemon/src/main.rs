@@ -56,6 +56,13 @@ struct Args {
     #[arg(long)]
     fsync: bool,
 
+    /// Forward every frame in the daemon: no kernel fast path. (By default, established flows
+    /// between packet interfaces and UDP links are forwarded by eBPF programs in the kernel,
+    /// with the daemon's own decisions and counters, when vnetd was built with clang and runs
+    /// with the privileges and the Linux 6.6+ it needs.)
+    #[arg(long)]
+    no_fast_path: bool,
+
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
         fresh: args.fresh,
         udp_datagram: args.udp_datagram.clamp(576, 65507),
         fsync: args.fsync,
+        fast_path: !args.no_fast_path,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

@@ -338,6 +338,20 @@ pub struct Stats {
     /// Lookup-cache hits and misses.
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// The kernel fast path, when it runs (its frames are also in the counters above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<FastPathStats>,
+}
+
+/// What the kernel fast path holds and has carried.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastPathStats {
+    /// Decisions the kernel repeats now: from an interface to a UDP link, and back.
+    pub encap_entries: u64,
+    pub decap_entries: u64,
+    /// Frames and bytes the kernel forwarded since the daemon started.
+    pub frames: u64,
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

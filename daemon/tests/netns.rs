@@ -139,13 +139,11 @@ impl Drop for Vms {
     }
 }
 
-fn overlay(tag: u8, transport: Transport) {
-    if let Some(why) = prerequisites() {
-        eprintln!("skipping: {why}");
-        return;
-    }
+/// Two VMs on two daemons joined by a link of `transport`, with the rules of a two-host
+/// overlay; the links are up when it returns.
+fn two_daemons(tag: u8, transport: Transport) -> (TempDir, Vms, Vnetd, Vnetd) {
     let dir = TempDir::new(&format!("ns{tag}"));
-    let mut vms = Vms::new(tag);
+    let vms = Vms::new(tag);
     let a = Vnetd::start(
         dir.path(),
         "a",
@@ -178,6 +176,15 @@ fn overlay(tag: u8, transport: Transport) {
             .unwrap();
     }
     wait_links_up(&[&a, &b], Duration::from_secs(10));
+    (dir, vms, a, b)
+}
+
+fn overlay(tag: u8, transport: Transport) {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let (_dir, mut vms, a, b) = two_daemons(tag, transport);
     let (ok, out) = vms.ping(5);
     assert!(
         ok,
@@ -186,6 +193,21 @@ fn overlay(tag: u8, transport: Transport) {
         b.log_text()
     );
     eprintln!("{transport:?} link ping:\n{out}");
+    if transport == Transport::Udp {
+        // Past each flow's first frame the kernel fast path carries the pings both ways.
+        for d in [&a, &b] {
+            let fast = d.client().stats().unwrap().fast_path.unwrap_or_else(|| {
+                panic!(
+                    "no kernel fast path (vnetd needs clang at build time):\n{}",
+                    d.log_text()
+                )
+            });
+            assert!(
+                fast.encap_entries >= 1 && fast.decap_entries >= 1 && fast.frames >= 3,
+                "{fast:?}"
+            );
+        }
+    }
     let gbps = vms
         .iperf(3)
         .unwrap_or_else(|e| panic!("iperf3 failed: {e}\n{}", a.log_text()));
@@ -283,4 +305,50 @@ fn a_tap_interface_owned_by_the_daemon() {
         st.interfaces[0].1.rx_frames >= 3 && st.interfaces[0].1.tx_frames >= 3,
         "{st:?}"
     );
+}
+
+/// The kernel fast path repeats only the daemon's current decisions: a rule deleted stops
+/// the flow at once, and a daemon killed leaves nothing forwarding behind it.
+#[test]
+fn the_fast_path_follows_the_tables_and_ends_with_the_daemon() {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let tag = 44;
+    let (_dir, vms, mut a, b) = two_daemons(tag, Transport::Udp);
+    let (ok, out) = vms.ping(5);
+    assert!(ok, "ping: {out}");
+    let before = b.client().stats().unwrap();
+    let fast = before.fast_path.clone().expect("fast path on");
+    assert!(
+        fast.frames >= 3,
+        "{fast:?}\n--- a\n{}\n--- b\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    // Counted where the daemon counts: b's interface sent what its link received.
+    let iface = &before.interfaces[0].1;
+    let link = &before.links[0].1;
+    assert!(iface.tx_frames >= 5 && link.rx_frames >= 5, "{before:?}");
+    let deliver = to_iface(&b, Match::Any, Match::Exact(vms.mac(2)), &vms.host_if(2));
+    b.client().delete_rule(deliver.clone()).unwrap();
+    let (ok, out) = vms.ping(3);
+    assert!(
+        !ok,
+        "ping still answered with b's delivering rule deleted:\n{out}"
+    );
+    b.client().add_rule(deliver).unwrap();
+    // VM 1 may have given up on VM 2's address meanwhile (ARP retries once a second).
+    let (ok, out) = common::sh(&format!(
+        "ip netns exec {} ping -c 1 -w 10 {}",
+        vms.ns(1),
+        vms.ip(2)
+    ));
+    assert!(ok, "ping after the rule came back: {out}");
+    let (ok, out) = vms.ping(3);
+    assert!(ok, "pings after the rule came back: {out}");
+    a.kill();
+    let (ok, out) = vms.ping(3);
+    assert!(!ok, "ping answered with daemon a killed:\n{out}");
 }

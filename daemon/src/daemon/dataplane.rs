@@ -18,6 +18,7 @@
 
 use super::{Daemon, Port};
 use crate::engine::{self, account, Action, Lookup};
+use crate::fastpath;
 use crate::iface::{Iface, RxBatch};
 use crate::link::{Link, UdpBatch};
 use crate::stats::{Drop, PortStats};
@@ -334,13 +335,27 @@ impl Daemon {
         f: &mut Frame<'_>,
         lookup: &mut Lookup<Port>,
         rx: &PortStats,
+        came: Option<fastpath::Came<'_>>,
         sc: &mut Scratch,
     ) {
         let Some((src, dst)) = f.macs() else {
             rx.drop(Drop::Malformed);
             return;
         };
-        let route = lookup.get(&self.engine, src, dst);
+        let (route, fresh) = lookup.resolve(&self.engine, src, dst);
+        if let (Some(version), Some(came), Some(fast)) = (fresh, came, fastpath::get()) {
+            let decision = fastpath::Decision {
+                src,
+                dst,
+                version,
+                outs: &route.outs,
+                missing: route.missing,
+                rules: &route.rules,
+                pair: route.pair.as_ref(),
+                hop: f.hop,
+            };
+            fast.offer(came, &decision, |v| self.engine.version() == v);
+        }
         if !account(route, f.len as u64, rx) {
             return;
         }
@@ -399,7 +414,11 @@ impl Daemon {
                 continue;
             }
             rx.iface.stats.rx(fb.len);
-            self.forward(&mut fb.view(), &mut rx.lookup, &rx.iface.stats, sc);
+            let came = rx
+                .iface
+                .packet_ifindex()
+                .map(|i| fastpath::Came::Iface(i, &rx.iface));
+            self.forward(&mut fb.view(), &mut rx.lookup, &rx.iface.stats, came, sc);
         }
         self.note_lookups(&mut rx.lookup);
         Ok(())
@@ -495,7 +514,8 @@ impl Daemon {
                     }
                 };
                 link.stats.rx(frame.len);
-                self.forward(&mut frame.view(), lookup, &link.stats, sc);
+                let came = Some(fastpath::Came::Link(from, link));
+                self.forward(&mut frame.view(), lookup, &link.stats, came, sc);
                 self.note_lookups(lookup);
             }
         }
@@ -618,7 +638,7 @@ impl Daemon {
                         link.stats.drop(Drop::Malformed);
                     } else if let Some(mut f) = Frame::new(&mut rx.buf, s + 8, flen, hop) {
                         link.stats.rx(flen);
-                        self.forward(&mut f, &mut rx.lookup, &link.stats, sc);
+                        self.forward(&mut f, &mut rx.lookup, &link.stats, None, sc);
                     }
                 } else if body > wire::MAX_FRAME {
                     return Err(malformed("frame too large"));
@@ -627,7 +647,7 @@ impl Daemon {
                     if fb.load_body(flags, &rx.buf[s + 8..s + total]) {
                         fb.hop = hop;
                         link.stats.rx(fb.len);
-                        self.forward(&mut fb.view(), &mut rx.lookup, &link.stats, sc);
+                        self.forward(&mut fb.view(), &mut rx.lookup, &link.stats, None, sc);
                     } else {
                         link.stats.drop(Drop::Malformed);
                     }

@@ -1,0 +1,519 @@
+//! The kernel fast path: eBPF programs (bpf/fastpath.bpf.c) that repeat, inside the kernel,
+//! forwarding decisions the daemon has already made, so that an established flow between a
+//! packet interface and a UDP link costs what kernel VXLAN costs (no wake-up of the daemon,
+//! no copies to user space).
+//!
+//! Rules it keeps, so that forwarding stays exactly SPEC 2.4 and the counters stay true:
+//! - The daemon decides. An entry is written only after the forwarding thread resolved a
+//!   (port, source, destination) with the one table implementation, and only when the
+//!   decision is a single destination the kernel can reach the same way: from a packet
+//!   interface to one UDP link that is up (ENCAP), or from a UDP link to one packet interface
+//!   (DECAP). Broadcasts, fan-out, TCP links, dgram and TAP interfaces stay in the daemon.
+//! - Every table change and every link state change voids all entries at once (a generation
+//!   number in the CONFIG map that every entry must match), before the change is
+//!   acknowledged; entries are written under the same lock, after checking that the
+//!   decision is still current, so a stale decision can never be armed.
+//! - Frames the kernel forwards are counted in the entries and credited to the same
+//!   counters the daemon uses (ports, rules, traffic matrix) whenever they are read.
+//! - The wire format is the daemon's own: a kernel-sent datagram is a FRAME message without
+//!   a virtio-net header, which a daemon without the fast path reads like any other.
+//!   Super-frames (TSO/GSO) stay in the daemon: a peer's UDP socket could not take them
+//!   apart.
+//!
+//! The programs are attached with TCX links (Linux 6.6+) and a socket filter; all of them
+//! go away with the process, so a killed daemon leaves nothing forwarding behind it.
+
+use crate::daemon::Port;
+use crate::engine::{PairCounters, RuleCounters};
+use crate::link::Link;
+use crate::stats::PortStats;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, OnceLock};
+use vnet_grammar::Mac;
+
+/// The fast path of this process, once started (one daemon per process).
+static FAST: OnceLock<FastPath> = OnceLock::new();
+
+/// Voids every fast-path entry (after a table or link change). Cheap when there is none.
+pub fn invalidate() {
+    if let Some(f) = FAST.get() {
+        f.invalidate();
+    }
+}
+
+/// The running fast path, if any.
+pub fn get() -> Option<&'static FastPath> {
+    FAST.get()
+}
+
+/// Credits what the kernel forwarded to the daemon's counters (before they are read).
+pub fn fold() {
+    if let Some(f) = FAST.get() {
+        f.lock().fold();
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct EncapKey {
+    ifindex: u32,
+    src: [u8; 6],
+    dst: [u8; 6],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct EncapVal {
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+    oif: u32,
+    hop: u8,
+    armed: u8,
+    max_len: u16,
+    gen: u32,
+    frames: u64,
+    bytes: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct DecapKey {
+    saddr: u32,
+    sport: u16,
+    src: [u8; 6],
+    dst: [u8; 6],
+    pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct DecapVal {
+    ifindex: u32,
+    gen: u32,
+    frames: u64,
+    bytes: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct ConfigVal {
+    addr: u32,
+    port: u16,
+    pad: u16,
+    gen: u32,
+}
+
+// SAFETY: plain `repr(C)` integers and byte arrays without implicit padding, laid out as the
+// C structs of bpf/fastpath.bpf.c.
+unsafe impl aya::Pod for EncapKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for EncapVal {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DecapKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DecapVal {}
+// SAFETY: as above.
+unsafe impl aya::Pod for ConfigVal {}
+
+/// What the frames of one entry are credited to.
+struct Credit {
+    rx: Port,
+    tx: Port,
+    rules: Vec<Arc<RuleCounters>>,
+    pair: Option<Arc<PairCounters>>,
+    /// The entry's counters already credited.
+    seen: (u64, u64),
+}
+
+impl Credit {
+    /// Credits the entry's counters past what was seen; returns the new frames and bytes.
+    fn credit(&mut self, frames: u64, bytes: u64) -> (u64, u64) {
+        let (f, b) = (
+            frames.saturating_sub(self.seen.0),
+            bytes.saturating_sub(self.seen.1),
+        );
+        self.seen = (frames, bytes);
+        if f == 0 {
+            return (0, 0);
+        }
+        let rx = port_stats(&self.rx);
+        rx.rx_frames.add(f);
+        rx.rx_bytes.add(b);
+        for r in &self.rules {
+            r.frames.add(f);
+            r.bytes.add(b);
+        }
+        if let Some(p) = &self.pair {
+            p.frames.add(f);
+            p.bytes.add(b);
+        }
+        let tx = port_stats(&self.tx);
+        tx.tx_frames.add(f);
+        tx.tx_bytes.add(b);
+        (f, b)
+    }
+}
+
+fn port_stats(p: &Port) -> &PortStats {
+    match p {
+        Port::Iface(i) => &i.stats,
+        Port::Link(l) => &l.stats,
+    }
+}
+
+type Map<K, V> = aya::maps::HashMap<aya::maps::MapData, K, V>;
+
+pub struct FastPath {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Keeps the programs and their links alive.
+    _ebpf: aya::Ebpf,
+    encap: Map<EncapKey, EncapVal>,
+    decap: Map<DecapKey, DecapVal>,
+    config: aya::maps::Array<aya::maps::MapData, ConfigVal>,
+    cfg: ConfigVal,
+    encap_credits: std::collections::HashMap<EncapKey, Credit>,
+    decap_credits: std::collections::HashMap<DecapKey, Credit>,
+    /// The daemon's UDP link address, and the interface and MTU its traffic leaves by.
+    local: SocketAddrV4,
+    underlay: u32,
+    underlay_name: String,
+    max_len: u16,
+    /// Frames and bytes the kernel has forwarded (credited so far).
+    carried: (u64, u64),
+}
+
+/// Where a frame entered, for [`FastPath::offer`].
+pub enum Came<'a> {
+    /// A packet interface: its index and the interface.
+    Iface(u32, &'a Arc<crate::iface::Iface>),
+    /// A UDP link: the sender's address and the link.
+    Link(SocketAddr, &'a Arc<Link>),
+}
+
+/// The decision the forwarding thread made for a (source, destination), and the engine
+/// version it was made at.
+pub struct Decision<'a> {
+    pub src: Mac,
+    pub dst: Mac,
+    pub version: u64,
+    pub outs: &'a [(Port, bool)],
+    pub missing: u32,
+    pub rules: &'a [Arc<RuleCounters>],
+    pub pair: Option<&'a Arc<PairCounters>>,
+    /// The hop limit the frame arrived with.
+    pub hop: u8,
+}
+
+#[cfg(vnet_fastpath)]
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.o"));
+#[cfg(not(vnet_fastpath))]
+static OBJECT: &[u8] = &[];
+
+/// Why there is no fast path, or `Ok` once it runs. `packet_ifaces`: (name, socket) of every
+/// packet interface; `local`: the daemon's UDP link address; `udp_datagram`: its largest
+/// datagram.
+pub fn start(
+    packet_ifaces: &[(String, std::os::fd::BorrowedFd<'_>)],
+    local: SocketAddr,
+    udp_datagram: usize,
+) -> Result<(), String> {
+    if OBJECT.is_empty() {
+        return Err("vnetd was built without clang (no kernel fast path)".into());
+    }
+    if packet_ifaces.is_empty() {
+        return Err("no packet interface".into());
+    }
+    let SocketAddr::V4(local) = local else {
+        return Err("the listen address is not IPv4".into());
+    };
+    if local.ip().is_unspecified() {
+        return Err("the listen address is unspecified (0.0.0.0): no underlay to attach to".into());
+    }
+    let (underlay_name, underlay, mtu) = interface_of(*local.ip())?;
+    let max_len = (mtu.saturating_sub(32)).min(udp_datagram.saturating_sub(4) as u32);
+    let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| format!("load: {e}"))?;
+    attach_tc(&mut ebpf, "tc_decap", &[underlay_name.as_str()])?;
+    let names: Vec<&str> = packet_ifaces.iter().map(|(n, _)| n.as_str()).collect();
+    attach_tc(&mut ebpf, "tc_encap", &names)?;
+    {
+        let p: &mut aya::programs::SocketFilter = ebpf
+            .program_mut("sock_filter")
+            .ok_or("no program sock_filter")?
+            .try_into()
+            .map_err(|e| format!("sock_filter: {e}"))?;
+        p.load().map_err(|e| format!("load sock_filter: {e}"))?;
+        for (name, fd) in packet_ifaces {
+            p.attach(fd)
+                .map_err(|e| format!("socket filter on {name}: {e}"))?;
+        }
+    }
+    let encap = Map::try_from(ebpf.take_map("ENCAP").ok_or("no map ENCAP")?)
+        .map_err(|e| format!("ENCAP: {e}"))?;
+    let decap = Map::try_from(ebpf.take_map("DECAP").ok_or("no map DECAP")?)
+        .map_err(|e| format!("DECAP: {e}"))?;
+    let mut config = aya::maps::Array::try_from(ebpf.take_map("CONFIG").ok_or("no map CONFIG")?)
+        .map_err(|e| format!("CONFIG: {e}"))?;
+    let cfg = ConfigVal {
+        addr: u32::from_ne_bytes(local.ip().octets()),
+        port: local.port().to_be(),
+        pad: 0,
+        gen: 1,
+    };
+    config.set(0, cfg, 0).map_err(|e| format!("CONFIG: {e}"))?;
+    let fast = FastPath {
+        inner: Mutex::new(Inner {
+            _ebpf: ebpf,
+            encap,
+            decap,
+            config,
+            cfg,
+            encap_credits: Default::default(),
+            decap_credits: Default::default(),
+            local,
+            underlay,
+            underlay_name: underlay_name.clone(),
+            max_len: max_len.min(u16::MAX as u32) as u16,
+            carried: (0, 0),
+        }),
+    };
+    FAST.set(fast)
+        .map_err(|_| "the fast path is already running in this process".to_string())?;
+    tracing::info!(underlay = %underlay_name, mtu, "kernel fast path on");
+    Ok(())
+}
+
+fn attach_tc(ebpf: &mut aya::Ebpf, prog: &str, ifaces: &[&str]) -> Result<(), String> {
+    use aya::programs::tc::{SchedClassifier, TcAttachOptions, TcAttachType};
+    let p: &mut SchedClassifier = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| format!("no program {prog}"))?
+        .try_into()
+        .map_err(|e| format!("{prog}: {e}"))?;
+    p.load().map_err(|e| format!("load {prog}: {e}"))?;
+    for iface in ifaces {
+        p.attach_with_options(
+            iface,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(Default::default()),
+        )
+        .map_err(|e| format!("attach {prog} to {iface} (TCX, Linux 6.6+): {e}"))?;
+    }
+    Ok(())
+}
+
+/// The interface holding `ip` (`lo` for all of 127.0.0.0/8): its name, index and MTU.
+fn interface_of(ip: Ipv4Addr) -> Result<(String, u32, u32), String> {
+    let name =
+        local_interface(ip).ok_or_else(|| format!("no interface holds the listen address {ip}"))?;
+    let index = nix::net::if_::if_nametoindex(name.as_str()).map_err(|e| format!("{name}: {e}"))?;
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1500);
+    Ok((name, index, mtu))
+}
+
+/// The interface holding the local address `ip`.
+fn local_interface(ip: Ipv4Addr) -> Option<String> {
+    if ip.is_loopback() {
+        return Some("lo".into());
+    }
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        let sin = a.address.as_ref()?.as_sockaddr_in()?;
+        (sin.ip() == ip).then_some(a.interface_name)
+    })
+}
+
+/// The interface the main routing table sends `ip` out of (`/proc/net/route`, longest
+/// prefix, then lowest metric); local addresses leave by the interface holding them.
+fn route_interface(ip: Ipv4Addr) -> Option<String> {
+    if let Some(local) = local_interface(ip) {
+        return Some(local);
+    }
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    let addr = u32::from_ne_bytes(ip.octets());
+    let mut best: Option<(u32, u32, String)> = None;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(name), Some(dest), Some(flags), Some(metric), Some(mask)) =
+            (f.first(), f.get(1), f.get(3), f.get(6), f.get(7))
+        else {
+            continue;
+        };
+        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+        let (Some(dest), Some(flags), Some(mask)) = (hex(dest), hex(flags), hex(mask)) else {
+            continue;
+        };
+        let metric: u32 = metric.parse().unwrap_or(u32::MAX);
+        // The table's words are in memory order, like `addr`.
+        if flags & 1 == 0 || addr & mask != dest {
+            continue;
+        }
+        let bits = mask.count_ones();
+        if best
+            .as_ref()
+            .is_none_or(|(b, m, _)| bits > *b || (bits == *b && metric < *m))
+        {
+            best = Some((bits, metric, name.to_string()));
+        }
+    }
+    best.map(|(_, _, name)| name)
+}
+
+impl FastPath {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn invalidate(&self) {
+        let mut g = self.lock();
+        tracing::debug!(gen = g.cfg.gen + 1, "fast path: entries void");
+        g.cfg.gen = g.cfg.gen.wrapping_add(1);
+        let cfg = g.cfg;
+        if let Err(e) = g.config.set(0, cfg, 0) {
+            tracing::warn!("fast path: cannot void its entries: {e}");
+        }
+        g.fold();
+        g.clear();
+    }
+
+    /// Offers a decision the forwarding thread just made; it becomes an entry when the
+    /// kernel can carry it out the same way. `current` says whether the decision still holds
+    /// (asked under the lock that [`invalidate`] takes).
+    pub fn offer(&self, came: Came<'_>, d: &Decision<'_>, current: impl Fn(u64) -> bool) {
+        let [(out, is_link)] = d.outs else { return };
+        if d.missing != 0 || d.rules.is_empty() {
+            return;
+        }
+        let mut g = self.lock();
+        if !current(d.version) {
+            return;
+        }
+        match (came, out, *is_link) {
+            (Came::Iface(ifindex, rx), Port::Link(l), true) => {
+                let crate::engine::Action::Send(hop) = crate::engine::action(true, d.hop) else {
+                    return;
+                };
+                if l.transport != vnet_grammar::ast::Transport::Udp || !l.is_up() {
+                    return;
+                }
+                let Some(SocketAddr::V4(peer)) = l.udp_remote() else {
+                    return;
+                };
+                // The kernel sends out of the underlay only; a peer routed elsewhere stays
+                // with the daemon (whose socket follows the routing table).
+                if route_interface(*peer.ip()).as_deref() != Some(g.underlay_name.as_str()) {
+                    return;
+                }
+                let key = EncapKey {
+                    ifindex,
+                    src: d.src.0,
+                    dst: d.dst.0,
+                };
+                if g.encap_credits.contains_key(&key) {
+                    return;
+                }
+                let val = EncapVal {
+                    saddr: u32::from_ne_bytes(g.local.ip().octets()),
+                    daddr: u32::from_ne_bytes(peer.ip().octets()),
+                    sport: g.local.port().to_be(),
+                    dport: peer.port().to_be(),
+                    oif: g.underlay,
+                    hop,
+                    max_len: g.max_len,
+                    gen: g.cfg.gen,
+                    ..Default::default()
+                };
+                tracing::debug!(?key, gen = g.cfg.gen, "fast path: encap entry");
+                if g.encap.insert(key, val, 0).is_ok() {
+                    let c = credit(Port::Iface(rx.clone()), out.clone(), d);
+                    g.encap_credits.insert(key, c);
+                }
+            }
+            (Came::Link(SocketAddr::V4(peer), link), Port::Iface(i), false) => {
+                let Some(ifindex) = i.packet_ifindex() else {
+                    return;
+                };
+                let key = DecapKey {
+                    saddr: u32::from_ne_bytes(peer.ip().octets()),
+                    sport: peer.port().to_be(),
+                    src: d.src.0,
+                    dst: d.dst.0,
+                    pad: 0,
+                };
+                if g.decap_credits.contains_key(&key) {
+                    return;
+                }
+                let val = DecapVal {
+                    ifindex,
+                    gen: g.cfg.gen,
+                    frames: 0,
+                    bytes: 0,
+                };
+                if g.decap.insert(key, val, 0).is_ok() {
+                    let c = credit(Port::Link(link.clone()), out.clone(), d);
+                    g.decap_credits.insert(key, c);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Entries in use (armed or not) and what the kernel has carried (folded first).
+    pub fn stats(&self) -> crate::proto::FastPathStats {
+        let mut g = self.lock();
+        g.fold();
+        crate::proto::FastPathStats {
+            encap_entries: g.encap_credits.len() as u64,
+            decap_entries: g.decap_credits.len() as u64,
+            frames: g.carried.0,
+            bytes: g.carried.1,
+        }
+    }
+}
+
+fn credit(rx: Port, tx: Port, d: &Decision<'_>) -> Credit {
+    Credit {
+        rx,
+        tx,
+        rules: d.rules.to_vec(),
+        pair: d.pair.cloned(),
+        seen: (0, 0),
+    }
+}
+
+impl Inner {
+    /// Credits every entry's new frames.
+    fn fold(&mut self) {
+        let mut carried = (0, 0);
+        for (k, c) in self.encap_credits.iter_mut() {
+            if let Ok(v) = self.encap.get(k, 0) {
+                let (f, b) = c.credit(v.frames, v.bytes);
+                carried = (carried.0 + f, carried.1 + b);
+            }
+        }
+        for (k, c) in self.decap_credits.iter_mut() {
+            if let Ok(v) = self.decap.get(k, 0) {
+                let (f, b) = c.credit(v.frames, v.bytes);
+                carried = (carried.0 + f, carried.1 + b);
+            }
+        }
+        self.carried = (self.carried.0 + carried.0, self.carried.1 + carried.1);
+    }
+
+    fn clear(&mut self) {
+        for k in self.encap_credits.keys() {
+            let _ = self.encap.remove(k);
+        }
+        for k in self.decap_credits.keys() {
+            let _ = self.decap.remove(k);
+        }
+        self.encap_credits.clear();
+        self.decap_credits.clear();
+    }
+}
