@@ -11,11 +11,11 @@ fuzz_target!(|bytes: &[u8]| {
     let parsed = parse(&text);
     for d in &parsed.diagnostics {
         assert!(
-            d.span.start <= d.span.end && d.span.end <= text.len(),
+            d.span.start() <= d.span.end() && d.span.end() <= text.len(),
             "{d:?} outside the text"
         );
         assert!(
-            text.is_char_boundary(d.span.start) && text.is_char_boundary(d.span.end),
+            text.is_char_boundary(d.span.start()) && text.is_char_boundary(d.span.end()),
             "{d:?} splits a character"
         );
     }
