@@ -56,6 +56,7 @@ struct encap_val {
 
 	__u64 frames;
 	__u64 bytes;
+	__u64 lost; // frames this program gave up on after the socket filter left them to it
 };
 
 struct decap_key {
@@ -215,6 +216,7 @@ int tc_encap(struct __sk_buff *skb)
 lost:
 	// Disarm: the daemon takes the next frames again (this one is lost, as on a busy link).
 	v->armed = 0;
+	__sync_fetch_and_add(&v->lost, 1);
 	return TC_ACT_SHOT;
 }
 

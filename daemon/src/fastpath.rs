@@ -75,6 +75,7 @@ struct EncapVal {
     gen: u32,
     frames: u64,
     bytes: u64,
+    lost: u64,
 }
 
 #[repr(C)]
@@ -125,6 +126,8 @@ struct Credit {
     pair: Option<Arc<PairCounters>>,
     /// The entry's counters already credited.
     seen: (u64, u64),
+    /// Its lost frames already counted as drops.
+    lost: u64,
 }
 
 impl Credit {
@@ -484,6 +487,7 @@ fn credit(rx: Port, tx: Port, d: &Decision<'_>) -> Credit {
         rules: d.rules.to_vec(),
         pair: d.pair.cloned(),
         seen: (0, 0),
+        lost: 0,
     }
 }
 
@@ -495,6 +499,11 @@ impl Inner {
             if let Ok(v) = self.encap.get(k, 0) {
                 let (f, b) = c.credit(v.frames, v.bytes);
                 carried = (carried.0 + f, carried.1 + b);
+                // Counted where the daemon counts a frame it could not send: at the output.
+                for _ in c.lost..v.lost {
+                    port_stats(&c.tx).drop(crate::stats::Drop::SendError);
+                }
+                c.lost = c.lost.max(v.lost);
             }
         }
         for (k, c) in self.decap_credits.iter_mut() {
