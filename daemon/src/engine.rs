@@ -353,21 +353,32 @@ pub fn action(is_link: bool, hop: u8) -> Action {
 /// Counts a frame against the route's rules and matrix cell, and the drops that the route
 /// alone decides (no rule, missing destinations, split horizon). Returns false when the
 /// frame goes nowhere.
+/// Counts `frames` frames of `bytes` bytes in all against the rules that fired for them and
+/// their traffic-matrix cell.
+pub fn count_fired(
+    rules: &[Arc<RuleCounters>],
+    pair: Option<&Arc<PairCounters>>,
+    frames: u64,
+    bytes: u64,
+) {
+    for r in rules {
+        r.frames.add(frames);
+        r.bytes.add(bytes);
+    }
+    if let Some(p) = pair {
+        p.frames.add(frames);
+        p.bytes.add(bytes);
+    }
+}
+
 pub fn account<P>(route: &Route<P>, bytes: u64, drops: &PortStats) -> bool {
     if route.rules.is_empty() {
         drops.drop(Drop::NoRule);
         return false;
     }
-    for r in &route.rules {
-        r.frames.inc();
-        r.bytes.add(bytes);
-    }
-    if let Some(p) = &route.pair {
-        p.frames.inc();
-        p.bytes.add(bytes);
-    }
-    for _ in 0..route.missing {
-        drops.drop(Drop::NoTarget);
+    count_fired(&route.rules, route.pair.as_ref(), 1, bytes);
+    if route.missing > 0 {
+        drops.drop_many(Drop::NoTarget, route.missing as u64);
     }
     if route.outs.is_empty() && route.missing == 0 {
         // Every top-priority destination was the one it came from.

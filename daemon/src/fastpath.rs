@@ -141,20 +141,9 @@ impl Credit {
         if f == 0 {
             return (0, 0);
         }
-        let rx = port_stats(&self.rx);
-        rx.rx_frames.add(f);
-        rx.rx_bytes.add(b);
-        for r in &self.rules {
-            r.frames.add(f);
-            r.bytes.add(b);
-        }
-        if let Some(p) = &self.pair {
-            p.frames.add(f);
-            p.bytes.add(b);
-        }
-        let tx = port_stats(&self.tx);
-        tx.tx_frames.add(f);
-        tx.tx_bytes.add(b);
+        port_stats(&self.rx).rx_many(f, b);
+        crate::engine::count_fired(&self.rules, self.pair.as_ref(), f, b);
+        port_stats(&self.tx).tx_many(f, b);
         (f, b)
     }
 }
@@ -408,17 +397,17 @@ impl FastPath {
                 let Some(SocketAddr::V4(peer)) = l.udp_remote() else {
                     return;
                 };
-                // The kernel sends out of the underlay only; a peer routed elsewhere stays
-                // with the daemon (whose socket follows the routing table).
-                if route_interface(*peer.ip()).as_deref() != Some(g.underlay_name.as_str()) {
-                    return;
-                }
                 let key = EncapKey {
                     ifindex,
                     src: d.src.0,
                     dst: d.dst.0,
                 };
                 if g.encap_credits.contains_key(&key) {
+                    return;
+                }
+                // The kernel sends out of the underlay only; a peer routed elsewhere stays
+                // with the daemon (whose socket follows the routing table).
+                if route_interface(*peer.ip()).as_deref() != Some(g.underlay_name.as_str()) {
                     return;
                 }
                 let val = EncapVal {
@@ -467,10 +456,10 @@ impl FastPath {
         }
     }
 
-    /// Entries in use (armed or not) and what the kernel has carried (folded first).
+    /// Entries in use (armed or not) and what the kernel has carried, as of the last
+    /// [`fold`] (every control request starts with one).
     pub fn stats(&self) -> crate::proto::FastPathStats {
-        let mut g = self.lock();
-        g.fold();
+        let g = self.lock();
         crate::proto::FastPathStats {
             encap_entries: g.encap_credits.len() as u64,
             decap_entries: g.decap_credits.len() as u64,
@@ -500,9 +489,8 @@ impl Inner {
                 let (f, b) = c.credit(v.frames, v.bytes);
                 carried = (carried.0 + f, carried.1 + b);
                 // Counted where the daemon counts a frame it could not send: at the output.
-                for _ in c.lost..v.lost {
-                    port_stats(&c.tx).drop(crate::stats::Drop::SendError);
-                }
+                port_stats(&c.tx)
+                    .drop_many(crate::stats::Drop::SendError, v.lost.saturating_sub(c.lost));
                 c.lost = c.lost.max(v.lost);
             }
         }

@@ -93,17 +93,30 @@ pub struct PortStats {
 impl PortStats {
     #[inline]
     pub fn rx(&self, bytes: usize) {
-        self.rx_frames.inc();
-        self.rx_bytes.add(bytes as u64);
+        self.rx_many(1, bytes as u64);
     }
     #[inline]
     pub fn tx(&self, bytes: usize) {
-        self.tx_frames.inc();
-        self.tx_bytes.add(bytes as u64);
+        self.tx_many(1, bytes as u64);
     }
     #[inline]
     pub fn drop(&self, reason: Drop) {
-        self.drops[reason as usize].inc();
+        self.drop_many(reason, 1);
+    }
+    /// [`PortStats::rx`] for `frames` frames at once (what the kernel fast path carried).
+    #[inline]
+    pub fn rx_many(&self, frames: u64, bytes: u64) {
+        self.rx_frames.add(frames);
+        self.rx_bytes.add(bytes);
+    }
+    #[inline]
+    pub fn tx_many(&self, frames: u64, bytes: u64) {
+        self.tx_frames.add(frames);
+        self.tx_bytes.add(bytes);
+    }
+    #[inline]
+    pub fn drop_many(&self, reason: Drop, frames: u64) {
+        self.drops[reason as usize].add(frames);
     }
     pub fn drops(&self, reason: Drop) -> u64 {
         self.drops[reason as usize].get()

@@ -158,25 +158,25 @@ fn two_daemons(tag: u8, transport: Transport) -> (TempDir, Vms, Vnetd, Vnetd) {
     );
     connect(transport, &a, &b);
     for (d, me, other, peer) in [(&a, 1u8, 2u8, &b), (&b, 2, 1, &a)] {
-        let iface = vms.host_if(me);
-        let mut c = d.client();
-        c.add_rule(to_iface(d, Match::Any, Match::Exact(vms.mac(me)), &iface))
-            .unwrap();
-        c.add_rule(edge(d, Match::Any, Match::Exact(vms.mac(other)), peer))
-            .unwrap();
-        // Broadcast (ARP) both ways: both rules tie; split horizon removes where it came from.
-        c.add_rule(to_iface(
-            d,
-            Match::Any,
-            Match::Exact(Mac::BROADCAST),
-            &iface,
-        ))
-        .unwrap();
-        c.add_rule(edge(d, Match::Any, Match::Exact(Mac::BROADCAST), peer))
-            .unwrap();
+        two_host_rules(d, vms.mac(me), &vms.host_if(me), vms.mac(other), peer);
     }
     wait_links_up(&[&a, &b], Duration::from_secs(10));
     (dir, vms, a, b)
+}
+
+/// One side of a two-host overlay on daemon `d`: its VM `me` behind `iface`, the other VM
+/// `other` over the link to `peer`, and broadcasts (ARP) both ways — both broadcast rules tie,
+/// and split horizon removes the way a broadcast came in.
+fn two_host_rules(d: &Vnetd, me: Mac, iface: &str, other: Mac, peer: &Vnetd) {
+    let mut c = d.client();
+    for rule in [
+        to_iface(d, Match::Any, Match::Exact(me), iface),
+        edge(d, Match::Any, Match::Exact(other), peer),
+        to_iface(d, Match::Any, Match::Exact(Mac::BROADCAST), iface),
+        edge(d, Match::Any, Match::Exact(Mac::BROADCAST), peer),
+    ] {
+        c.add_rule(rule).unwrap();
+    }
 }
 
 fn overlay(tag: u8, transport: Transport) {
@@ -278,20 +278,7 @@ fn a_tap_interface_owned_by_the_daemon() {
         (&a, tap_mac, vms.mac(2), &b, tap.clone()),
         (&b, vms.mac(2), tap_mac, &a, vms.host_if(2)),
     ] {
-        let mut c = d.client();
-        c.add_rule(to_iface(d, Match::Any, Match::Exact(me), &iface))
-            .unwrap();
-        c.add_rule(edge(d, Match::Any, Match::Exact(other), peer))
-            .unwrap();
-        c.add_rule(to_iface(
-            d,
-            Match::Any,
-            Match::Exact(Mac::BROADCAST),
-            &iface,
-        ))
-        .unwrap();
-        c.add_rule(edge(d, Match::Any, Match::Exact(Mac::BROADCAST), peer))
-            .unwrap();
+        two_host_rules(d, me, &iface, other, peer);
     }
     wait_links_up(&[&a, &b], Duration::from_secs(10));
     let (ok, out) = common::sh(&format!("ping -c 3 -i 0.2 -W 2 -I {tap} 10.{tag}.0.2"));

@@ -409,15 +409,13 @@ impl Daemon {
     /// One batch from an interface.
     fn iface_rx(&self, rx: &mut IfaceRx, sc: &mut Scratch) -> io::Result<()> {
         let n = rx.iface.recv(&mut rx.batch)?;
+        let ifindex = rx.iface.packet_ifindex();
         for fb in &mut rx.batch.bufs[..n] {
             if fb.len == 0 {
                 continue;
             }
             rx.iface.stats.rx(fb.len);
-            let came = rx
-                .iface
-                .packet_ifindex()
-                .map(|i| fastpath::Came::Iface(i, &rx.iface));
+            let came = ifindex.map(|i| fastpath::Came::Iface(i, &rx.iface));
             self.forward(&mut fb.view(), &mut rx.lookup, &rx.iface.stats, came, sc);
         }
         self.note_lookups(&mut rx.lookup);
