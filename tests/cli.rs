@@ -76,7 +76,21 @@ const STAR: &str = "BEGIN\nHOST u AT a 7000 eth0\nHOST u AT b 7000 eth1\nADD\n  
 #[test]
 fn check_exit_codes_follow_the_contract() {
     let s = Scratch::new("exit");
-    assert_eq!(code(&vnetc(&["check", &example("resilient-star.vnet")])), 0);
+    let star = example("resilient-star.vnet");
+    let out = vnetc(&["check", &star]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{star}: ok (5 daemons, 4 links, 22 rules)\n"),
+        "a clean file is said to be clean, on stderr"
+    );
+    assert_eq!(stdout(&out), "", "stdout holds diagnostics only");
+    let json = vnetc(&["check", "--format", "json", &star]);
+    assert_eq!(
+        String::from_utf8_lossy(&json.stderr),
+        "",
+        "json output is unchanged"
+    );
     let warn = s.file(
         "warn.vnet",
         b"BEGIN\nHOST u AT a 1 e\nADD\nADD\n FORWARD INTERFACE a ANY 00:00:00:00:00:01 e\nEND\n",
@@ -84,9 +98,16 @@ fn check_exit_codes_follow_the_contract() {
     let out = vnetc(&["check", &warn]);
     assert_eq!(code(&out), 0, "warnings alone do not fail");
     assert!(stdout(&out).contains("V204"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .ends_with(": ok, 1 warning (1 daemon, 0 links, 1 rule)\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bad = s.file("bad.vnet", b"BEGIN\nHOST u AT a 99999 e\nEND\n");
     let out = vnetc(&["check", &bad]);
     assert_eq!(code(&out), 1);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(": ok"));
     assert!(
         stdout(&out).contains("[V004] Error: port `99999` is out of range"),
         "{}",

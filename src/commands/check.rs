@@ -20,6 +20,7 @@ pub struct Args {
 
 pub fn run(args: Args, color: bool) -> Outcome {
     let mut sources: Vec<(Source, Vec<Diagnostic>)> = Vec::new();
+    let mut summaries: Vec<String> = Vec::new();
     let base_state = match &args.base {
         Some(path) => {
             let source = Source::read(path).map_err(Failure::Usage)?;
@@ -36,6 +37,9 @@ pub fn run(args: Args, color: bool) -> Outcome {
     for path in &args.files {
         let source = Source::read(path).map_err(Failure::Usage)?;
         let analysis = super::analyze(&source, &base_state);
+        if let Some(line) = clean_summary(&source.name, &analysis) {
+            summaries.push(line);
+        }
         sources.push((source, analysis.diagnostics));
     }
     let files: Vec<FileDiagnostics<'_>> = sources
@@ -51,7 +55,14 @@ pub fn run(args: Args, color: bool) -> Outcome {
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             println!("{json}");
         }
-        DataFormat::Human => render::write_human(&mut std::io::stdout().lock(), &files, color)?,
+        DataFormat::Human => {
+            render::write_human(&mut std::io::stdout().lock(), &files, color)?;
+            // As `terraform validate` does: a clean file is said to be clean, on stderr so that
+            // stdout stays the diagnostics alone.
+            for line in &summaries {
+                eprintln!("{line}");
+            }
+        }
     }
     let failed = sources
         .iter()
@@ -60,5 +71,32 @@ pub fn run(args: Args, color: bool) -> Outcome {
         Err(Failure::Subject)
     } else {
         Ok(())
+    }
+}
+
+/// `PATH: ok (5 daemons, 4 links, 17 rules)` for a file without errors (its warnings
+/// counted), `None` when it has errors: those speak for themselves.
+fn clean_summary(name: &str, analysis: &vnet_grammar::Analysis) -> Option<String> {
+    if analysis.has_errors() {
+        return None;
+    }
+    let state = &analysis.state;
+    let warnings = match analysis.diagnostics.len() {
+        0 => String::new(),
+        n => format!(", {}", counted(n, "warning")),
+    };
+    Some(format!(
+        "{name}: ok{warnings} ({}, {}, {})",
+        counted(state.hosts.len(), "daemon"),
+        counted(state.links.len(), "link"),
+        counted(state.rules.len(), "rule"),
+    ))
+}
+
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
