@@ -1,0 +1,469 @@
+//! The Proxy's view: the global traffic matrix as a short history, built from the daemons'
+//! reports, and the answers of SPEC 5.1 (rates, intensities, topology, settling).
+//!
+//! Every table is capped, so a flood of new MAC pairs or daemons costs a bounded amount of
+//! memory: pairs beyond [`Limits::max_pairs`] are dropped and counted, and the answer says it
+//! is capped. With the default caps the history takes at most 16,384 pairs × 1.7 KiB = 28 MiB.
+
+use crate::history::{bucket_of, History, COARSE, PER_COARSE};
+use crate::report::Report;
+use crate::tracker::{Topology, Tracker};
+use crate::{Millis, BUCKET_MS, MAX_WINDOW_MS};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::sync::Arc;
+use vnet_grammar::Mac;
+
+/// How long the view remembers anything: the coarse history's span.
+const MEMORY_MS: Millis = COARSE * PER_COARSE * BUCKET_MS;
+/// At most this many (window, threshold) trackers; an unasked one goes after a minute.
+const MAX_TRACKERS: usize = 16;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Pairs with a history.
+    pub max_pairs: usize,
+    /// Daemons reporting.
+    pub max_daemons: usize,
+    /// Last-known counters, over all daemons.
+    pub max_known: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_pairs: 16_384,
+            max_daemons: 1024,
+            max_known: 65_536,
+        }
+    }
+}
+
+/// Why a report was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Malformed(String),
+    TooManyDaemons,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Malformed(why) => write!(f, "malformed report: {why}"),
+            Refusal::TooManyDaemons => write!(f, "too many reporting daemons"),
+        }
+    }
+}
+
+/// What the Proxy knows of one reporting daemon.
+#[derive(Debug)]
+struct Reporting {
+    name: Arc<str>,
+    instance: u64,
+    /// Until a full report of this instance arrives, counters are baselines, not traffic.
+    synced: bool,
+    last_seen: Millis,
+    known: FxHashMap<(Mac, Mac), (u64, u64)>,
+}
+
+/// One pair's bytes and frames over a window.
+type Sum<'v> = (&'v (Mac, Mac), &'v Pair, f64, f64);
+
+#[derive(Debug)]
+struct Pair {
+    history: History,
+    src_daemon: Arc<str>,
+}
+
+/// One pair's rates over a window (SPEC 5.1).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PairRate {
+    pub src: Mac,
+    pub dst: Mac,
+    pub src_daemon: String,
+    pub dst_daemon: Option<String>,
+    pub bytes_per_s: f64,
+    pub frames_per_s: f64,
+    pub intensity: f64,
+}
+
+/// The answer to an inference query: SPEC 5.1's JSON less `proxy`, which the caller knows,
+/// plus what capping cost.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Answer {
+    pub window_ms: Millis,
+    pub threshold: f64,
+    pub settled: bool,
+    /// How long the topology has held unchanged; settled once it reaches `window_ms`.
+    pub settled_for_ms: Millis,
+    /// Topology changes reported since this (window, threshold) was first asked for.
+    pub changes: u64,
+    pub pairs: Vec<PairRate>,
+    pub topology: Vec<PairRate>,
+    /// Some pair was dropped by the pair cap within the window: the answer may miss pairs.
+    pub capped: bool,
+    /// Pair updates dropped by the caps since the Proxy started.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct View {
+    limits: Limits,
+    daemons: FxHashMap<Arc<str>, Reporting>,
+    known_total: usize,
+    pairs: FxHashMap<(Mac, Mac), Pair>,
+    /// The daemon each MAC was last seen entering the overlay from, and when.
+    seen_at: FxHashMap<Mac, (Arc<str>, Millis)>,
+    trackers: Vec<Tracker>,
+    dropped: u64,
+    last_drop: Option<Millis>,
+    refused: u64,
+    last_sweep: Millis,
+    /// The configuration-time bound: no topology change is reported sooner after the last.
+    min_change_ms: Millis,
+}
+
+impl View {
+    pub fn new(limits: Limits) -> View {
+        View {
+            limits,
+            ..View::default()
+        }
+    }
+
+    pub fn set_min_change(&mut self, ms: Millis) {
+        self.min_change_ms = ms;
+    }
+
+    /// Reports refused since the Proxy started.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Pairs with a history now.
+    pub fn pair_count(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Takes one report received at `now`.
+    pub fn ingest(&mut self, now: Millis, report: &Report) -> Result<(), Refusal> {
+        if let Err(why) = report.check() {
+            self.refused += 1;
+            return Err(Refusal::Malformed(why));
+        }
+        let name = match self.daemons.get_key_value(report.daemon.as_str()) {
+            Some((name, _)) => name.clone(),
+            None if self.daemons.len() >= self.limits.max_daemons => {
+                self.refused += 1;
+                return Err(Refusal::TooManyDaemons);
+            }
+            None => Arc::from(report.daemon.as_str()),
+        };
+        let mut daemon = self.daemons.remove(&name).unwrap_or_else(|| Reporting {
+            name: name.clone(),
+            instance: report.instance,
+            synced: false,
+            last_seen: now,
+            known: FxHashMap::default(),
+        });
+        if daemon.instance != report.instance {
+            // Restarted: its counters began again, and the next full report is a baseline.
+            self.known_total -= daemon.known.len();
+            daemon.known.clear();
+            daemon.instance = report.instance;
+            daemon.synced = false;
+        }
+        for count in &report.pairs {
+            let delta = self.update_known(&mut daemon, count);
+            if let Some((bytes, frames)) = delta {
+                self.attribute(now, &daemon.name, (count.src, count.dst), bytes, frames);
+            }
+        }
+        daemon.synced |= report.full;
+        daemon.last_seen = now;
+        self.daemons.insert(name, daemon);
+        Ok(())
+    }
+
+    /// Records a pair's cumulative counters; returns the traffic they add, if any is to be
+    /// counted (after the daemon's baseline and only for counters that grew).
+    fn update_known(
+        &mut self,
+        daemon: &mut Reporting,
+        count: &crate::PairCount,
+    ) -> Option<(u64, u64)> {
+        let key = (count.src, count.dst);
+        let now = (count.frames, count.bytes);
+        let before = match daemon.known.get_mut(&key) {
+            Some(slot) => std::mem::replace(slot, now),
+            None if self.known_total >= self.limits.max_known => {
+                self.note_drop(None);
+                return None;
+            }
+            None => {
+                daemon.known.insert(key, now);
+                self.known_total += 1;
+                (0, 0)
+            }
+        };
+        if !daemon.synced || now.0 < before.0 || now.1 < before.1 {
+            return None;
+        }
+        let (frames, bytes) = (now.0 - before.0, now.1 - before.1);
+        (bytes > 0 || frames > 0).then_some((bytes, frames))
+    }
+
+    fn attribute(
+        &mut self,
+        now: Millis,
+        daemon: &Arc<str>,
+        key: (Mac, Mac),
+        bytes: u64,
+        frames: u64,
+    ) {
+        match self.seen_at.get_mut(&key.0) {
+            Some((at, when)) => {
+                set_daemon(at, daemon);
+                *when = now;
+            }
+            None => {
+                self.seen_at.insert(key.0, (daemon.clone(), now));
+            }
+        }
+        let full = self.pairs.len() >= self.limits.max_pairs;
+        match self.pairs.get_mut(&key) {
+            Some(pair) => {
+                pair.history.add(now, bytes, frames);
+                set_daemon(&mut pair.src_daemon, daemon);
+            }
+            None if full => self.note_drop(Some(now)),
+            None => {
+                let mut history = History::default();
+                history.add(now, bytes, frames);
+                let src_daemon = daemon.clone();
+                self.pairs.insert(
+                    key,
+                    Pair {
+                        history,
+                        src_daemon,
+                    },
+                );
+            }
+        }
+    }
+
+    fn note_drop(&mut self, now: Option<Millis>) {
+        self.dropped += 1;
+        if now.is_some() {
+            self.last_drop = now;
+        }
+    }
+
+    /// Advances time: re-evaluates the trackers and forgets what is older than the history.
+    /// Call it at least once per bucket (50 ms).
+    pub fn tick(&mut self, now: Millis) {
+        let mut trackers = std::mem::take(&mut self.trackers);
+        trackers.retain(|t| now.saturating_sub(t.last_asked) < MEMORY_MS);
+        for t in &mut trackers {
+            // A window's answer moves by a twentieth of the window at most per twentieth:
+            // evaluating it more often only costs (and a 2 s window is then read at 10 Hz).
+            if now.saturating_sub(t.last_tick) >= (t.window_ms / 20).max(BUCKET_MS) {
+                let raw = self.topology_now(now, t.window_ms, t.threshold_ppm);
+                t.observe(now, raw, self.min_change_ms);
+            }
+        }
+        self.trackers = trackers;
+        if now.saturating_sub(self.last_sweep) >= 1000 {
+            self.sweep(now);
+        }
+    }
+
+    fn sweep(&mut self, now: Millis) {
+        self.last_sweep = now;
+        let oldest = bucket_of(now.saturating_sub(MEMORY_MS));
+        self.pairs.retain(|_, p| p.history.newest() >= oldest);
+        let mut freed = 0;
+        self.daemons.retain(|_, d| {
+            let keep = now.saturating_sub(d.last_seen) < MEMORY_MS;
+            if !keep {
+                freed += d.known.len();
+            }
+            keep
+        });
+        self.known_total -= freed;
+        self.seen_at
+            .retain(|_, (_, at)| now.saturating_sub(*at) < MEMORY_MS);
+    }
+
+    /// The answer for a window and threshold at `now` (SPEC 5.1). A first question for a
+    /// (window, threshold) starts tracking it: its answer settles one window later.
+    pub fn query(
+        &mut self,
+        now: Millis,
+        window_ms: Millis,
+        threshold: f64,
+    ) -> Result<Answer, String> {
+        if !(BUCKET_MS..=MAX_WINDOW_MS).contains(&window_ms) {
+            return Err(format!(
+                "window of {window_ms} ms: it must be between {BUCKET_MS} ms and {} s",
+                MAX_WINDOW_MS / 1000
+            ));
+        }
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(format!("threshold {threshold}: it must be between 0 and 1"));
+        }
+        let ppm = (threshold * 1e6).round() as u32;
+        let pairs = self.rates(now, window_ms);
+        let topology: Vec<PairRate> = pairs
+            .iter()
+            .filter(|p| meets(p.intensity, ppm))
+            .cloned()
+            .collect();
+        let tracker = self.tracker(now, window_ms, ppm, &topology);
+        tracker.last_asked = now;
+        let (settled, held, changes) =
+            (tracker.settled(), tracker.held_for(now), tracker.changes());
+        let reported = tracker.topology().clone();
+        // The topology answered is the tracker's (held back by the configuration-time bound),
+        // with the rates of now.
+        let topology = pairs
+            .iter()
+            .filter(|p| reported.binary_search(&(p.src, p.dst)).is_ok())
+            .cloned()
+            .collect();
+        let window_start = now.saturating_sub(window_ms);
+        Ok(Answer {
+            window_ms,
+            threshold,
+            settled,
+            settled_for_ms: held,
+            changes,
+            pairs,
+            topology,
+            capped: self.last_drop.is_some_and(|at| at >= window_start),
+            dropped: self.dropped,
+        })
+    }
+
+    fn tracker(
+        &mut self,
+        now: Millis,
+        window_ms: Millis,
+        ppm: u32,
+        topology: &[PairRate],
+    ) -> &mut Tracker {
+        let at = self
+            .trackers
+            .iter()
+            .position(|t| t.window_ms == window_ms && t.threshold_ppm == ppm);
+        let at = match at {
+            Some(at) => at,
+            None => {
+                if self.trackers.len() >= MAX_TRACKERS {
+                    // The least recently asked goes.
+                    let oldest = (0..self.trackers.len())
+                        .min_by_key(|&i| self.trackers[i].last_asked)
+                        .unwrap_or(0);
+                    self.trackers.swap_remove(oldest);
+                }
+                let first = sorted_pairs(topology);
+                self.trackers.push(Tracker::new(now, window_ms, ppm, first));
+                self.trackers.len() - 1
+            }
+        };
+        &mut self.trackers[at]
+    }
+
+    /// Bytes and frames of every pair with traffic in the window ending at the last complete
+    /// bucket, and the window's length in seconds.
+    fn sums(&self, now: Millis, window_ms: Millis) -> (Vec<Sum<'_>>, f64) {
+        let (first, last) = window_buckets(now, window_ms);
+        let sums = self
+            .pairs
+            .iter()
+            .filter_map(|(key, pair)| {
+                let (bytes, frames) = pair.history.sum(first, last);
+                (bytes > 0.0).then_some((key, pair, bytes, frames))
+            })
+            .collect();
+        (
+            sums,
+            window_ms.div_ceil(BUCKET_MS) as f64 * BUCKET_MS as f64 / 1000.0,
+        )
+    }
+
+    /// Every pair with traffic in the window, heaviest first, with its intensity.
+    fn rates(&self, now: Millis, window_ms: Millis) -> Vec<PairRate> {
+        let (sums, seconds) = self.sums(now, window_ms);
+        let mut out: Vec<PairRate> = sums
+            .into_iter()
+            .map(|(&(src, dst), pair, bytes, frames)| PairRate {
+                src,
+                dst,
+                src_daemon: pair.src_daemon.to_string(),
+                dst_daemon: self.seen_at.get(&dst).map(|(d, _)| d.to_string()),
+                bytes_per_s: bytes / seconds,
+                frames_per_s: frames / seconds,
+                intensity: 0.0,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.bytes_per_s
+                .total_cmp(&a.bytes_per_s)
+                .then((a.src, a.dst).cmp(&(b.src, b.dst)))
+        });
+        let heaviest = out.first().map_or(0.0, |p| p.bytes_per_s);
+        for p in &mut out {
+            p.intensity = p.bytes_per_s / heaviest;
+        }
+        out
+    }
+
+    /// The pairs at or above the threshold now: what the trackers watch, 20 times a second,
+    /// so it builds no rates.
+    fn topology_now(&self, now: Millis, window_ms: Millis, ppm: u32) -> Topology {
+        let (first, last) = window_buckets(now, window_ms);
+        let sums: Vec<(&(Mac, Mac), f64)> = self
+            .pairs
+            .iter()
+            .map(|(key, pair)| (key, pair.history.bytes(first, last)))
+            .filter(|s| s.1 > 0.0)
+            .collect();
+        let heaviest = sums.iter().map(|s| s.1).fold(0.0, f64::max);
+        let mut pairs: Topology = sums
+            .into_iter()
+            .filter(|s| meets(s.1 / heaviest, ppm))
+            .map(|s| *s.0)
+            .collect();
+        pairs.sort_unstable();
+        pairs
+    }
+}
+
+/// The buckets of a window that ends at the last complete bucket before `now`.
+fn window_buckets(now: Millis, window_ms: Millis) -> (u64, u64) {
+    let last = bucket_of(now).saturating_sub(1);
+    (
+        (last + 1).saturating_sub(window_ms.div_ceil(BUCKET_MS)),
+        last,
+    )
+}
+
+/// Points `slot` at `daemon` unless it already does (no reference-count traffic per update).
+fn set_daemon(slot: &mut Arc<str>, daemon: &Arc<str>) {
+    if !Arc::ptr_eq(slot, daemon) {
+        *slot = daemon.clone();
+    }
+}
+
+/// Whether an intensity is at or above a threshold given in millionths (so that a pair
+/// exactly at the threshold is in, whatever the float rounding of the threshold).
+fn meets(intensity: f64, ppm: u32) -> bool {
+    (intensity * 1e6).round() >= ppm as f64
+}
+
+fn sorted_pairs(rates: &[PairRate]) -> Topology {
+    let mut pairs: Topology = rates.iter().map(|p| (p.src, p.dst)).collect();
+    pairs.sort();
+    pairs
+}
