@@ -76,7 +76,30 @@ pub struct Daemon {
     /// The lease on the tables, and the id of the next control session (leases belong to one).
     leases: crate::lease::Leases,
     sessions: std::sync::atomic::AtomicU64,
+    /// Whether the kernel fast path runs, and if not, why (for `status`).
+    fast_path: FastPathState,
     weak: std::sync::Weak<Daemon>,
+}
+
+/// Starts the kernel fast path when asked for and possible; says whether it runs, or why not.
+fn start_fast_path(cfg: &Config, ifaces: &[Arc<Iface>], listen: SocketAddr) -> FastPathState {
+    let packet: Vec<_> = ifaces
+        .iter()
+        .filter_map(|i| i.packet_socket().map(|fd| (i.name.clone(), fd)))
+        .collect();
+    let result = if !cfg.fast_path {
+        Err("--no-fast-path".to_string())
+    } else {
+        crate::fastpath::start(&packet, listen, cfg.udp_datagram)
+    };
+    if let Err(why) = &result {
+        tracing::info!("kernel fast path off: {why}");
+    }
+    FastPathState {
+        built_in: true,
+        active: result.is_ok(),
+        off_because: result.err(),
+    }
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,17 +140,7 @@ impl Daemon {
             tracing::info!(iface = %iface.name, kind = ?iface.kind(), "interface attached");
             ifaces.push(Arc::new(iface));
         }
-        if cfg.fast_path {
-            let packet: Vec<_> = ifaces
-                .iter()
-                .filter_map(|i: &Arc<Iface>| i.packet_socket().map(|fd| (i.name.clone(), fd)))
-                .collect();
-            if !packet.is_empty() {
-                if let Err(why) = crate::fastpath::start(&packet, listen, cfg.udp_datagram) {
-                    tracing::info!("kernel fast path off: {why}");
-                }
-            }
-        }
+        let fast_path = start_fast_path(&cfg, &ifaces, listen);
         let (shutdown, _) = watch::channel(false);
         let mut cfg = cfg;
         cfg.listen = listen;
@@ -154,6 +167,7 @@ impl Daemon {
             lookups: Mutex::new((0, 0)),
             leases: Default::default(),
             sessions: Default::default(),
+            fast_path,
             cfg,
         });
         d.engine.update(|e| {
@@ -988,6 +1002,7 @@ impl Daemon {
             links_up: links.values().filter(|l| l.is_up()).count(),
             rules: ctl.rules.len(),
             lease: self.leases.current(),
+            fast_path: Some(self.fast_path.clone()),
         }
     }
 

@@ -201,10 +201,47 @@ pub struct Decision<'a> {
     pub hop: u8,
 }
 
-#[cfg(vnet_fastpath)]
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath.o"));
-#[cfg(not(vnet_fastpath))]
-static OBJECT: &[u8] = &[];
+/// The eBPF object of this build: rebuilt by clang, or the committed one (see build.rs).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("VNET_BPF_OBJECT"));
+
+/// Where [`OBJECT`] came from, for `vnetd --version`.
+pub const ORIGIN: &str = env!("VNET_BPF_ORIGIN");
+
+/// Why the fast path cannot run here, as this process, if it cannot: it needs the
+/// capabilities to load and attach eBPF programs and Linux 6.6+ (TCX links).
+pub fn preflight() -> Result<(), String> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let caps =
+        effective_capabilities().ok_or("no privileges: cannot read this process's capabilities")?;
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    if !has(CAP_NET_ADMIN) || !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
+        return Err("no privileges: needs root (CAP_NET_ADMIN and CAP_BPF)".into());
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .map_err(|e| format!("cannot read the kernel version: {e}"))?;
+    match kernel_version(&release) {
+        Some(v) if v >= (6, 6) => Ok(()),
+        _ => Err(format!(
+            "kernel too old: Linux {release}, the fast path needs 6.6+ (TCX)"
+        )),
+    }
+}
+
+/// The effective capability set (`CapEff` of /proc/self/status).
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// (major, minor) of a kernel release such as `6.18.44-fc-v1300`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
 
 /// Why there is no fast path, or `Ok` once it runs. `packet_ifaces`: (name, socket) of every
 /// packet interface; `local`: the daemon's UDP link address; `udp_datagram`: its largest
@@ -214,9 +251,7 @@ pub fn start(
     local: SocketAddr,
     udp_datagram: usize,
 ) -> Result<(), String> {
-    if OBJECT.is_empty() {
-        return Err("vnetd was built without clang (no kernel fast path)".into());
-    }
+    preflight()?;
     if packet_ifaces.is_empty() {
         return Err("no packet interface".into());
     }
@@ -512,5 +547,63 @@ impl Inner {
         }
         self.encap_credits.clear();
         self.decap_credits.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(kernel_version("6.18.44-fc-v1300"), Some((6, 18)));
+        assert_eq!(kernel_version("6.1.0-28-cloud-amd64"), Some((6, 1)));
+        assert_eq!(kernel_version("5.10"), Some((5, 10)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert!(kernel_version("6.1.0").is_some_and(|v| v < (6, 6)));
+    }
+
+    #[test]
+    fn the_object_is_embedded() {
+        // An ELF file for the BPF machine (EM_BPF = 247), whatever built it.
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+        assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247);
+    }
+
+    /// The clang that produced an object (its DWARF producer string).
+    fn producer(obj: &[u8]) -> Option<&str> {
+        let at = obj.windows(14).position(|w| w == b"clang version ")?;
+        let start = obj[..at].iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
+        let end = obj[at..].iter().position(|&b| b == 0)? + at;
+        std::str::from_utf8(&obj[start..end]).ok()
+    }
+
+    /// The check that the committed object is the compiled source: build.rs rebuilt it
+    /// deterministically; it must be byte for byte what is committed. Set
+    /// `VNET_BPF_UPDATE=1` to write the rebuilt object over the committed one.
+    #[cfg(vnet_bpf_rebuilt)]
+    #[test]
+    fn committed_object_matches_source() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/fastpath.bpf.o");
+        let committed = std::fs::read(path).expect("the committed eBPF object");
+        if committed == OBJECT {
+            return;
+        }
+        if std::env::var_os("VNET_BPF_UPDATE").is_some() {
+            std::fs::write(path, OBJECT).expect("update the committed object");
+            return;
+        }
+        let (theirs, ours) = (producer(&committed), producer(OBJECT));
+        if theirs != ours {
+            eprintln!(
+                "skipping: the committed object was built by {theirs:?}, this build's by \
+                 {ours:?}; their bytes differ anyway (CI builds with Debian's clang-14)"
+            );
+            return;
+        }
+        panic!(
+            "{path} no longer matches bpf/fastpath.bpf.c: rebuild it with \
+             `VNET_BPF_UPDATE=1 cargo test -p vnet-daemon --lib committed_object` and commit it"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `vnetd`: the VNET forwarding daemon (SPEC 4).
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use vnet_daemon::{Config, Key};
 /// One port carries both the control protocol and TCP overlay links; the same port number
 /// over UDP carries UDP links. Logs go to stderr; RUST_LOG sets the level (default info).
 #[derive(Parser, Debug)]
-#[command(name = "vnetd", version)]
+#[command(name = "vnetd")]
 struct Args {
     /// This daemon's name (the machine name of its HOST line).
     #[arg(long)]
@@ -68,6 +69,20 @@ struct Args {
     threads: Option<usize>,
 }
 
+/// `vnetd --version`: the version, whether the kernel fast path is built in, and whether it
+/// could run here (privileges, kernel).
+fn version() -> String {
+    let here = match vnet_daemon::fastpath::preflight() {
+        Ok(()) => "can run here (with a packet interface and without --no-fast-path)".into(),
+        Err(why) => format!("cannot run here: {why}"),
+    };
+    format!(
+        "{}\nkernel fast path: built in (eBPF object: {}); {here}",
+        env!("CARGO_PKG_VERSION"),
+        vnet_daemon::fastpath::ORIGIN
+    )
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -75,8 +90,15 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person watching: a log file (`vnetd.log`) stays plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = Args::parse();
+    let version: &'static str = Box::leak(version().into_boxed_str());
+    let matches = Args::command().version(version).get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
     let Some(key_file) = args.key_file.clone().or_else(Key::default_path) else {
         eprintln!("vnetd: no key file: pass --key-file or set VNET_KEY_FILE");
         return ExitCode::from(2);

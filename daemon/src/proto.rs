@@ -256,6 +256,20 @@ pub struct Status {
     /// The lease on the tables, when one is held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseInfo>,
+    /// Whether the kernel fast path is built in and running (absent from daemons before it
+    /// was reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<FastPathState>,
+}
+
+/// Whether the kernel fast path is built in and active, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastPathState {
+    pub built_in: bool,
+    pub active: bool,
+    /// Why it is not active (`--no-fast-path`, no privileges, kernel too old, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_because: Option<String>,
 }
 
 /// The result of a [`Request::Change`].

@@ -198,7 +198,7 @@ fn overlay(tag: u8, transport: Transport) {
         for d in [&a, &b] {
             let fast = d.client().stats().unwrap().fast_path.unwrap_or_else(|| {
                 panic!(
-                    "no kernel fast path (vnetd needs clang at build time):\n{}",
+                    "no kernel fast path (see the status reply's fast_path.off_because):\n{}",
                     d.log_text()
                 )
             });
@@ -206,6 +206,8 @@ fn overlay(tag: u8, transport: Transport) {
                 fast.encap_entries >= 1 && fast.decap_entries >= 1 && fast.frames >= 3,
                 "{fast:?}"
             );
+            let state = d.client().status().unwrap().fast_path;
+            assert!(state.as_ref().is_some_and(|s| s.active), "{state:?}");
         }
     }
     let gbps = vms
