@@ -1,0 +1,188 @@
+//! From what probes saw to the numbers VADAPT reads (SPEC 5.2): one-way latency from echo
+//! round trips, loss from echoes that never came back, and achievable bandwidth from the
+//! dispersion of a packet train (a bottleneck spaces back-to-back packets by its
+//! transmission time, so the train arrives at the bottleneck's rate).
+
+use crate::Nanos;
+use serde::{Deserialize, Serialize};
+
+/// One measured direction, the shape of an adaptation problem's `links` (SPEC 5.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    /// Achievable bandwidth, Mbit/s.
+    pub bw: f64,
+    /// One-way latency, ms.
+    pub lat: f64,
+    /// The fraction of probes lost, 0 to 1.
+    pub loss: f64,
+}
+
+/// `vnetc measure --format json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub links: Vec<Link>,
+}
+
+/// Echo probes: how many were sent and the round trips of those that came back.
+#[derive(Clone, Debug, Default)]
+pub struct Echoes {
+    pub sent: u32,
+    pub rtts: Vec<Nanos>,
+}
+
+impl Echoes {
+    /// One-way latency in ms: half the median round trip (the median, since one late
+    /// scheduling of either daemon must not move it). `None` when nothing came back.
+    pub fn latency_ms(&self) -> Option<f64> {
+        let mut rtts = self.rtts.clone();
+        if rtts.is_empty() {
+            return None;
+        }
+        rtts.sort_unstable();
+        let mid = rtts.len() / 2;
+        let median = if !rtts.len().is_multiple_of(2) {
+            rtts[mid] as f64
+        } else {
+            (rtts[mid - 1] as f64 + rtts[mid] as f64) / 2.0
+        };
+        Some(median / 2.0 / 1e6)
+    }
+
+    pub fn loss(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        1.0 - (self.rtts.len() as f64 / self.sent as f64).min(1.0)
+    }
+}
+
+/// A packet train: `sent` datagrams of `size` bytes sent back to back; the receiver's arrival
+/// times of those that arrived.
+#[derive(Clone, Debug, Default)]
+pub struct Train {
+    pub size: usize,
+    pub sent: u32,
+    pub arrivals: Vec<Nanos>,
+}
+
+impl Train {
+    /// Mbit/s: the bytes after the first arrival over the time they took. `None` with fewer
+    /// than two arrivals or no measurable spread.
+    pub fn bandwidth_mbps(&self) -> Option<f64> {
+        let first = *self.arrivals.iter().min()?;
+        let last = *self.arrivals.iter().max()?;
+        if self.arrivals.len() < 2 || last <= first {
+            return None;
+        }
+        let bits = (self.arrivals.len() - 1) as f64 * self.size as f64 * 8.0;
+        Some(bits / ((last - first) as f64 / 1e9) / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shaper::{Shape, Shaper};
+
+    const MS: Nanos = 1_000_000;
+
+    #[test]
+    fn latency_is_half_the_median_round_trip() {
+        let e = Echoes {
+            sent: 5,
+            rtts: vec![20 * MS, 21 * MS, 200 * MS, 19 * MS],
+        };
+        assert_eq!(e.latency_ms(), Some(10.25));
+        assert!((e.loss() - 0.2).abs() < 1e-12);
+        assert_eq!(
+            Echoes {
+                sent: 3,
+                rtts: vec![]
+            }
+            .latency_ms(),
+            None
+        );
+        assert_eq!(Echoes::default().loss(), 0.0);
+    }
+
+    #[test]
+    fn a_train_through_a_shaped_link_measures_its_rate_and_delay() {
+        for (rate, delay) in [(10.0, 5.0), (100.0, 30.0), (800.0, 0.5)] {
+            let mut there = Shaper::new(Shape {
+                delay_ms: delay,
+                rate_mbps: Some(rate),
+            });
+            let mut back = Shaper::new(Shape {
+                delay_ms: delay,
+                rate_mbps: Some(rate),
+            });
+            // Echoes of 64 bytes, 100 ms apart: round trip = 2 delays + 2 tiny transmissions.
+            let mut echoes = Echoes::default();
+            for i in 0..10u64 {
+                let t0 = i * 100 * MS;
+                echoes.sent += 1;
+                let there_at = there.admit(t0, 64).expect("an idle link");
+                let back_at = back.admit(there_at, 64).expect("an idle link");
+                echoes.rtts.push(back_at - t0);
+            }
+            let lat = echoes.latency_ms().expect("echoes");
+            assert!(
+                (lat - delay).abs() / delay < 0.05,
+                "rate {rate}: latency {lat} ms, want {delay}"
+            );
+            // A train of 30 datagrams of 1,200 bytes, sent at once (within the queue).
+            let start = 2000 * MS;
+            let train = Train {
+                size: 1200,
+                sent: 30,
+                arrivals: (0..30).filter_map(|_| there.admit(start, 1200)).collect(),
+            };
+            let bw = train.bandwidth_mbps().expect("a spread");
+            assert!(
+                (bw - rate).abs() / rate < 0.01,
+                "bandwidth {bw}, want {rate}"
+            );
+        }
+    }
+
+    #[test]
+    fn degenerate_trains_say_so() {
+        assert_eq!(
+            Train {
+                size: 100,
+                sent: 3,
+                arrivals: vec![5]
+            }
+            .bandwidth_mbps(),
+            None
+        );
+        assert_eq!(
+            Train {
+                size: 100,
+                sent: 3,
+                arrivals: vec![5, 5]
+            }
+            .bandwidth_mbps(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_json_is_the_problem_links_shape() {
+        let m = Measurement {
+            links: vec![Link {
+                from: "a".into(),
+                to: "b".into(),
+                bw: 100.0,
+                lat: 5.0,
+                loss: 0.0,
+            }],
+        };
+        let json = serde_json::to_value(&m).expect("serialisable");
+        assert_eq!(json["links"][0]["from"], "a");
+        assert_eq!(json["links"][0]["bw"], 100.0);
+        assert_eq!(json["links"][0]["lat"], 5.0);
+    }
+}
