@@ -6,8 +6,8 @@
 use crate::compute;
 use crate::payload;
 use crate::program::{Error, Length, Options, Program};
-use crate::report::{self, PeerStats, Report};
-use crate::schedule::{Item, RankRound, Schedule};
+use crate::report::{PeerStats, Report, Sampler};
+use crate::schedule::{Item, Operation, RankRound, Schedule};
 use crate::wire::{encode, Data, Frame};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -29,6 +29,9 @@ pub trait Links {
     fn next(&mut self, deadline: Instant) -> Event;
     /// How errors name a peer, e.g. `rank 3 (10.0.0.3:7000)`.
     fn name(&self, peer: usize) -> String;
+    /// Tells every partner, as far as it can without waiting, why this rank gives up, so
+    /// that their errors name the first cause rather than this rank.
+    fn abort(&mut self, why: &str);
 }
 
 /// A rank's state across supersteps.
@@ -59,7 +62,15 @@ pub fn run<L: Links>(
     let peers = schedule
         .partners(rank)
         .into_iter()
-        .map(|p| (p, PeerStats { rank: p, ..Default::default() }))
+        .map(|p| {
+            (
+                p,
+                PeerStats {
+                    rank: p,
+                    ..Default::default()
+                },
+            )
+        })
         .collect();
     let stop_at = match program.length {
         Length::Supersteps(s) => s,
@@ -78,51 +89,58 @@ pub fn run<L: Links>(
         verified: 0,
         reductions: 0,
     };
-    let start = Instant::now();
-    let (mut done, mut compute, mut communicate) = (Vec::new(), Duration::ZERO, Duration::ZERO);
-    let mut step = 0;
-    while step < r.stop_at {
-        if let Length::Duration(d) = program.length {
-            // Everyone hears of the decision within n supersteps: it travels at least one
-            // hop per superstep and no rank is more than n-1 hops from rank 0.
-            if rank == 0 && r.stop_at == u64::MAX && start.elapsed() >= d {
-                r.stop_at = step + program.ranks as u64;
-            }
-        }
-        let t0 = Instant::now();
-        compute::spin(program.compute_units());
-        let t1 = Instant::now();
-        r.communicate(step)?;
-        let t2 = Instant::now();
-        compute += t1 - t0;
-        communicate += t2 - t1;
-        done.push(t2 - start);
-        step += 1;
+    let result = r.supersteps(opts);
+    if let Err(e) = &result {
+        r.links.abort(&e.0);
     }
-    let seconds = start.elapsed();
-    Ok(Report {
-        rank,
-        ranks: program.ranks,
-        program: program.describe(),
-        supersteps: step,
-        seconds: seconds.as_secs_f64(),
-        supersteps_per_second: step as f64 / seconds.as_secs_f64().max(1e-9),
-        compute_seconds: compute.as_secs_f64(),
-        communicate_seconds: communicate.as_secs_f64(),
-        messages_verified: r.verified,
-        reductions_verified: r.reductions,
-        peers: r.peers.into_values().collect(),
-        samples: report::samples(&done, seconds, opts.sample_interval),
-    })
+    result
 }
 
 impl<L: Links> Rank<'_, L> {
+    fn supersteps(&mut self, opts: &Options) -> Result<Report, Error> {
+        let program = self.program;
+        let start = Instant::now();
+        let mut samples = Sampler::new(opts.sample_interval);
+        let (mut compute, mut communicate) = (Duration::ZERO, Duration::ZERO);
+        let mut step = 0;
+        while step < self.stop_at {
+            if let Length::Duration(d) = program.length {
+                // Everyone hears of the decision within n supersteps: it travels at least one
+                // hop per superstep and no rank is more than n-1 hops from rank 0.
+                if self.rank == 0 && self.stop_at == u64::MAX && start.elapsed() >= d {
+                    self.stop_at = step + program.ranks as u64;
+                }
+            }
+            let t0 = Instant::now();
+            compute::spin(program.compute_units());
+            let t1 = Instant::now();
+            self.communicate(step)?;
+            let t2 = Instant::now();
+            compute += t1 - t0;
+            communicate += t2 - t1;
+            samples.record(t2 - start);
+            step += 1;
+        }
+        let seconds = start.elapsed();
+        Ok(Report {
+            rank: self.rank,
+            ranks: program.ranks,
+            program: program.describe(),
+            supersteps: step,
+            seconds: seconds.as_secs_f64(),
+            supersteps_per_second: step as f64 / seconds.as_secs_f64().max(1e-9),
+            compute_seconds: compute.as_secs_f64(),
+            communicate_seconds: communicate.as_secs_f64(),
+            messages_verified: self.verified,
+            reductions_verified: self.reductions,
+            peers: self.peers.values().cloned().collect(),
+            samples: samples.finish(seconds),
+        })
+    }
+
     fn communicate(&mut self, step: u64) -> Result<(), Error> {
         let size = self.program.message_size;
-        let reduce = self.plan.iter().any(|r| {
-            let items = r.sends.iter().chain(&r.receives).flat_map(|s| &s.1);
-            items.clone().any(|i| matches!(i, Item::Partial | Item::Total))
-        });
+        let reduce = self.program.operation == Operation::Reduce;
         let mut partial = payload::contribution(self.rank, step, size);
         let mut total: Option<Vec<u8>> = None;
         let mut transit: HashMap<(u32, u32), Vec<u8>> = HashMap::new();
@@ -158,7 +176,15 @@ impl<L: Links> Rank<'_, L> {
                     )));
                 }
                 for (item, bytes) in data.items {
-                    self.take(step, *from, item, bytes, &mut partial, &mut total, &mut transit)?;
+                    self.take(
+                        step,
+                        *from,
+                        item,
+                        bytes,
+                        &mut partial,
+                        &mut total,
+                        &mut transit,
+                    )?;
                 }
             }
         }

@@ -129,17 +129,27 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<String, String> {
     match command {
-        Command::Run { rank, peers, program: args } => {
+        Command::Run {
+            rank,
+            peers,
+            program: args,
+        } => {
             let (program, opts) = args.program(peers.len())?;
             let report = run_tcp(&program, rank, &peers, None, &opts).map_err(|e| e.to_string())?;
             Ok(render(args.format, &program, std::slice::from_ref(&report)))
         }
-        Command::Launch { ranks, program: args } => {
+        Command::Launch {
+            ranks,
+            program: args,
+        } => {
             let (program, opts) = args.program(ranks)?;
             let reports = run_local(&program, &opts).map_err(|e| e.to_string())?;
             Ok(render(args.format, &program, &reports))
         }
-        Command::Plan { ranks, program: args } => {
+        Command::Plan {
+            ranks,
+            program: args,
+        } => {
             let (program, _) = args.program(ranks)?;
             plan(&program, args.format)
         }
@@ -169,7 +179,11 @@ fn render(format: Format, program: &Program, reports: &[Report]) -> String {
                     .iter()
                     .map(|s| format!("{:.0}", s.supersteps_per_second))
                     .collect();
-                out += &format!("supersteps/s per sample (rank {}): {}", r.rank, per.join(" "));
+                out += &format!(
+                    "supersteps/s per sample (rank {}): {}",
+                    r.rank,
+                    per.join(" ")
+                );
             }
             out
         }

@@ -50,7 +50,9 @@ pub fn is_total(bytes: &[u8], ranks: usize, step: u64, len: usize) -> bool {
     let per = n.wrapping_mul(step);
     bytes.len() == len
         && bytes.iter().enumerate().all(|(i, &b)| {
-            b == base.wrapping_add(per).wrapping_add(n.wrapping_mul(i as u64)) as u8
+            b == base
+                .wrapping_add(per)
+                .wrapping_add(n.wrapping_mul(i as u64)) as u8
         })
 }
 

@@ -42,29 +42,53 @@ pub struct Report {
     pub samples: Vec<Sample>,
 }
 
-/// Supersteps completed per interval, from completion times (offsets since the start).
-pub fn samples(done: &[Duration], total: Duration, interval: Duration) -> Vec<Sample> {
-    let width = interval.as_secs_f64().max(1e-3);
-    let end = total.as_secs_f64();
-    let buckets = ((end / width).ceil() as usize).max(1);
-    let mut counts = vec![0u64; buckets];
-    for d in done {
-        let i = ((d.as_secs_f64() / width) as usize).min(buckets - 1);
-        counts[i] += 1;
+/// Counts completed supersteps per interval; memory grows with the run's length over the
+/// interval, not with the number of supersteps.
+pub struct Sampler {
+    width: f64,
+    counts: Vec<u64>,
+}
+
+impl Sampler {
+    pub fn new(interval: Duration) -> Sampler {
+        Sampler {
+            width: interval.as_secs_f64().max(1e-3),
+            counts: Vec::new(),
+        }
     }
-    counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let t = (width * (i + 1) as f64).min(end);
-            let span = (t - width * i as f64).max(1e-9);
-            Sample {
-                t,
-                supersteps: c,
-                supersteps_per_second: c as f64 / span,
-            }
-        })
-        .collect()
+
+    /// A superstep completed `at` after the start.
+    pub fn record(&mut self, at: Duration) {
+        let i = (at.as_secs_f64() / self.width) as usize;
+        if self.counts.len() <= i {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += 1;
+    }
+
+    /// The samples of a run that lasted `total`.
+    pub fn finish(self, total: Duration) -> Vec<Sample> {
+        let end = total.as_secs_f64();
+        let width = self.width;
+        let buckets = ((end / width).ceil() as usize)
+            .max(self.counts.len())
+            .max(1);
+        let mut counts = self.counts;
+        counts.resize(buckets, 0);
+        counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let t = (width * (i + 1) as f64).min(end);
+                let span = (t - width * i as f64).max(1e-9);
+                Sample {
+                    t,
+                    supersteps: c,
+                    supersteps_per_second: c as f64 / span,
+                }
+            })
+            .collect()
+    }
 }
 
 impl Report {
@@ -90,8 +114,11 @@ mod tests {
     #[test]
     fn samples_count_completions_per_interval() {
         let ms = Duration::from_millis;
-        let done = [ms(100), ms(900), ms(1100), ms(2400)];
-        let s = samples(&done, ms(2500), Duration::from_secs(1));
+        let mut sampler = Sampler::new(Duration::from_secs(1));
+        for at in [ms(100), ms(900), ms(1100), ms(2400)] {
+            sampler.record(at);
+        }
+        let s = sampler.finish(ms(2500));
         let counts: Vec<u64> = s.iter().map(|s| s.supersteps).collect();
         assert_eq!(counts, vec![2, 1, 1]);
         assert_eq!(s[0].supersteps_per_second, 2.0);

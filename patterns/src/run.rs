@@ -80,7 +80,10 @@ pub fn run_local(program: &Program, opts: &Options) -> Result<Vec<Report>, Error
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::new("a rank's thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::new("a rank's thread panicked")))
+            })
             .collect()
     });
     let errors: Vec<String> = results

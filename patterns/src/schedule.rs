@@ -133,7 +133,12 @@ impl Schedule {
 
     /// Every (sender, receiver) pair that carries data in a superstep, sorted.
     pub fn pairs(&self) -> Vec<(usize, usize)> {
-        let mut p: Vec<_> = self.rounds.iter().flatten().map(|t| (t.from, t.to)).collect();
+        let mut p: Vec<_> = self
+            .rounds
+            .iter()
+            .flatten()
+            .map(|t| (t.from, t.to))
+            .collect();
         p.sort_unstable();
         p.dedup();
         p
@@ -160,7 +165,11 @@ fn exchange(graph: &Graph) -> Vec<Transfer> {
                 origin: i as u32,
                 dest: j as u32,
             }];
-            round.push(Transfer { from: i, to: j, items });
+            round.push(Transfer {
+                from: i,
+                to: j,
+                items,
+            });
         }
     }
     round
@@ -386,7 +395,12 @@ mod tests {
 
     #[test]
     fn all_to_all_delivers_every_pair_exactly_once_in_diameter_rounds() {
-        for (t, n, diameter) in [("ring", 8, 4), ("bus", 5, 4), ("hypercube", 8, 3), ("all-to-all", 6, 1)] {
+        for (t, n, diameter) in [
+            ("ring", 8, 4),
+            ("bus", 5, 4),
+            ("hypercube", 8, 3),
+            ("all-to-all", 6, 1),
+        ] {
             let g = graph(t, n);
             let s = Schedule::new(&g, Operation::AllToAll);
             assert_eq!(s.rounds.len(), diameter, "{t}");
@@ -419,7 +433,13 @@ mod tests {
         assert_eq!(last, vec![(1, 3), (1, 4), (2, 5), (2, 6)]);
         // On a hypercube the BFS tree is the binomial tree: rank 0 has log2 n children.
         let h = Schedule::new(&graph("hypercube", 8), Operation::Reduce);
-        assert_eq!(h.for_rank(0).iter().map(|r| r.receives.len()).sum::<usize>(), 3);
+        assert_eq!(
+            h.for_rank(0)
+                .iter()
+                .map(|r| r.receives.len())
+                .sum::<usize>(),
+            3
+        );
         assert_eq!(h.pairs().len(), 2 * 7, "a spanning tree of 8 has 7 edges");
     }
 

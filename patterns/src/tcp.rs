@@ -48,17 +48,28 @@ impl TcpLinks {
         for &p in setup.partners.iter().filter(|&&p| p < setup.rank) {
             streams.insert(p, dial(setup, p, deadline)?);
         }
-        let higher: Vec<usize> = setup.partners.iter().copied().filter(|&p| p > setup.rank).collect();
+        let higher: Vec<usize> = setup
+            .partners
+            .iter()
+            .copied()
+            .filter(|&p| p > setup.rank)
+            .collect();
         accept(setup, listener, &higher, deadline, &mut streams)?;
         let (tx, events) = channel();
         let mut readers = Vec::new();
         for (&p, s) in &streams {
-            s.set_write_timeout(Some(setup.io_timeout)).map_err(|e| io_error(setup, p, e))?;
+            s.set_write_timeout(Some(setup.io_timeout))
+                .map_err(|e| io_error(setup, p, e))?;
             let reader = s.try_clone().map_err(|e| io_error(setup, p, e))?;
             readers.push(spawn_reader(p, reader, setup.max_frame, tx.clone()));
         }
         let names = streams.keys().map(|&p| (p, name(setup, p))).collect();
-        Ok(TcpLinks { streams, names, events, readers })
+        Ok(TcpLinks {
+            streams,
+            names,
+            events,
+            readers,
+        })
     }
 }
 
@@ -85,7 +96,10 @@ fn dial(setup: &Setup, p: usize, deadline: Instant) -> Result<TcpStream, Error> 
     let mut wait = Duration::from_millis(20);
     let mut stream = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let attempt = TcpStream::connect_timeout(&addr, left.clamp(Duration::from_millis(1), Duration::from_secs(2)));
+        let attempt = TcpStream::connect_timeout(
+            &addr,
+            left.clamp(Duration::from_millis(1), Duration::from_secs(2)),
+        );
         match attempt {
             Ok(s) => break s,
             Err(e) if Instant::now() + wait >= deadline => {
@@ -106,7 +120,9 @@ fn dial(setup: &Setup, p: usize, deadline: Instant) -> Result<TcpStream, Error> 
     stream.write_all(&hello(setup)).map_err(fail)?;
     // The partner answers once it has dialed its own lower partners, so this may take
     // until the deadline.
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
     stream.set_read_timeout(Some(left)).map_err(fail)?;
     match read_frame(&mut stream, setup.max_frame) {
         Ok(Frame::Hello { rank, .. }) if rank as usize == p => Ok(stream),
@@ -114,13 +130,27 @@ fn dial(setup: &Setup, p: usize, deadline: Instant) -> Result<TcpStream, Error> 
             "{} answered as rank {rank}: the ranks' --peers lists differ",
             name(setup, p)
         ))),
-        Ok(Frame::Refuse(why)) => Err(Error(format!("{} refused rank {}: {why}", name(setup, p), setup.rank))),
-        Ok(Frame::Data(_)) => Err(Error(format!("{} sent data before its hello", name(setup, p)))),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Err(Error(format!(
-            "{} accepted the connection but did not answer within {:.1} s",
+        Ok(Frame::Refuse(why)) => Err(Error(format!(
+            "{} refused rank {}: {why}",
             name(setup, p),
-            setup.connect_timeout.as_secs_f64()
+            setup.rank
         ))),
+        Ok(Frame::Data(_)) => Err(Error(format!(
+            "{} sent data before its hello",
+            name(setup, p)
+        ))),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(Error(format!(
+                "{} accepted the connection but did not answer within {:.1} s",
+                name(setup, p),
+                setup.connect_timeout.as_secs_f64()
+            )))
+        }
         Err(e) => Err(fail(e)),
     }
 }
@@ -134,7 +164,10 @@ fn accept(
     deadline: Instant,
     streams: &mut BTreeMap<usize, TcpStream>,
 ) -> Result<(), Error> {
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     listener
         .set_nonblocking(true)
         .map_err(|e| Error(format!("listening on {local}: {e}")))?;
@@ -173,14 +206,22 @@ fn greet(
     let ok = s.set_nonblocking(false).is_ok()
         && s.set_nodelay(true).is_ok()
         && s.set_read_timeout(Some(Duration::from_secs(5))).is_ok();
-    let Ok(Frame::Hello { version, rank, ranks, program }) = read_frame(&mut s, setup.max_frame) else {
+    let Ok(Frame::Hello {
+        version,
+        rank,
+        ranks,
+        program,
+    }) = read_frame(&mut s, setup.max_frame)
+    else {
         return Ok(None);
     };
     let rank = rank as usize;
     let refusal = if !ok {
         Some("socket setup failed".to_string())
     } else if version != VERSION {
-        Some(format!("frame version {version}, this rank speaks {VERSION}"))
+        Some(format!(
+            "frame version {version}, this rank speaks {VERSION}"
+        ))
     } else if ranks as usize != setup.peers.len() || program != setup.program {
         Some(format!(
             "the programs differ: rank {rank} at {from} runs `{program}` ({ranks} addresses), rank {} runs `{}` ({} addresses)",
@@ -189,7 +230,10 @@ fn greet(
             setup.peers.len()
         ))
     } else if !higher.contains(&rank) || streams.contains_key(&rank) {
-        Some(format!("rank {} expects no connection from a rank {rank}", setup.rank))
+        Some(format!(
+            "rank {} expects no connection from a rank {rank}",
+            setup.rank
+        ))
     } else {
         None
     };
@@ -202,7 +246,8 @@ fn greet(
             Ok(None)
         }
         None => {
-            s.write_all(&hello(setup)).map_err(|e| io_error(setup, rank, e))?;
+            s.write_all(&hello(setup))
+                .map_err(|e| io_error(setup, rank, e))?;
             Ok(Some((rank, s)))
         }
     }
@@ -212,7 +257,10 @@ fn spawn_reader(peer: usize, mut s: TcpStream, max: usize, tx: Sender<Event>) ->
     std::thread::spawn(move || loop {
         let event = match read_frame(&mut s, max) {
             Ok(Frame::Data(d)) => Event::Frame(peer, d),
-            Ok(_) => Event::Closed(peer, "sent a hello or refusal in the middle of the run".into()),
+            Ok(Frame::Refuse(why)) => Event::Closed(peer, format!("gave up ({why})")),
+            Ok(Frame::Hello { .. }) => {
+                Event::Closed(peer, "sent a hello in the middle of the run".into())
+            }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 Event::Closed(peer, "closed the connection".into())
             }
@@ -245,6 +293,15 @@ impl Links for TcpLinks {
         match self.events.recv_timeout(left) {
             Ok(e) => e,
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Event::Timeout,
+        }
+    }
+
+    fn abort(&mut self, why: &str) {
+        let frame = encode(&Frame::Refuse(why.to_string()));
+        for s in self.streams.values_mut() {
+            // A partner that takes nothing must not hold up the failing rank.
+            let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+            let _ = s.write_all(&frame);
         }
     }
 

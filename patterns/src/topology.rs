@@ -88,7 +88,10 @@ impl fmt::Display for Topology {
         let dims = |d: &Option<Vec<usize>>| match d {
             Some(d) => format!(
                 ":{}",
-                d.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x")
+                d.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x")
             ),
             None => String::new(),
         };
@@ -165,7 +168,10 @@ impl Topology {
 
 /// Two dimensions a × b = n with a the largest divisor not above √n.
 fn square_dims(n: usize) -> Vec<usize> {
-    let a = (1..=n).take_while(|a| a * a <= n).filter(|a| n % a == 0).last();
+    let a = (1..=n)
+        .take_while(|a| a * a <= n)
+        .filter(|a| n % a == 0)
+        .last();
     let a = a.unwrap_or(1);
     vec![n / a, a]
 }
@@ -324,7 +330,11 @@ mod tests {
     fn bad_topologies_name_the_problem() {
         let e = Topology::Hypercube.graph(6).unwrap_err();
         assert!(e.0.contains("power of two") && e.0.contains('6'), "{e}");
-        let e = "mesh:4x2".parse::<Topology>().unwrap().graph(6).unwrap_err();
+        let e = "mesh:4x2"
+            .parse::<Topology>()
+            .unwrap()
+            .graph(6)
+            .unwrap_err();
         assert!(e.0.contains("mesh:4x2") && e.0.contains("8 ranks"), "{e}");
         assert!("mesh:4x0".parse::<Topology>().is_err());
         assert!("ring:4".parse::<Topology>().is_err());
@@ -337,7 +347,16 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["bus", "ring", "mesh", "mesh:4x2", "torus:2x2x2", "hypercube", "tree", "all-to-all"] {
+        for s in [
+            "bus",
+            "ring",
+            "mesh",
+            "mesh:4x2",
+            "torus:2x2x2",
+            "hypercube",
+            "tree",
+            "all-to-all",
+        ] {
             assert_eq!(s.parse::<Topology>().unwrap().to_string(), s);
         }
     }

@@ -115,13 +115,19 @@ impl<'a> Body<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().map_err(|_| "short")?))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().map_err(|_| "short")?,
+        ))
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "short")?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| "short")?,
+        ))
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| "short")?))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| "short")?,
+        ))
     }
     fn text(self) -> Result<String, String> {
         String::from_utf8(self.0.to_vec()).map_err(|_| "a frame with text that is not UTF-8".into())
@@ -215,9 +221,11 @@ mod tests {
             assert!(decode(&good[4..cut]).is_err(), "cut at {cut}");
         }
         assert!(decode(&[9]).is_err());
-        assert!(decode(&[DATA, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]).is_err());
-        let mut big = vec![0; 4];
-        big[..4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        assert!(decode(&[
+            DATA, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255
+        ])
+        .is_err());
+        let big = (1u32 << 30).to_le_bytes();
         let e = read_frame(&mut &big[..], 1000).unwrap_err();
         assert!(e.to_string().contains("at most 1000"), "{e}");
     }
