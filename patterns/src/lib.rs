@@ -21,6 +21,7 @@
 
 pub mod compute;
 pub mod engine;
+pub mod handshake;
 pub mod payload;
 pub mod program;
 pub mod report;

@@ -1,9 +1,10 @@
 //! Running ranks over TCP: one rank in this process, or all of them on loopback.
 
 use crate::engine;
+use crate::handshake::Setup;
 use crate::program::{Error, Options, Program};
 use crate::report::Report;
-use crate::tcp::{Setup, TcpLinks};
+use crate::tcp::TcpLinks;
 use std::net::{SocketAddr, TcpListener};
 
 /// Runs rank `rank` of `program`; `peers` holds every rank's address. The rank listens on

@@ -6,30 +6,15 @@
 //! own receiving, and two ranks sending to each other cannot deadlock.
 
 use crate::engine::{Event, Links};
+use crate::handshake::{Greeting, Setup};
 use crate::program::Error;
-use crate::wire::{encode, read_frame, Frame, VERSION};
+use crate::wire::{encode, read_frame, Frame};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// Who a rank is and whom it connects to.
-pub struct Setup<'a> {
-    pub rank: usize,
-    /// Every rank's address, indexed by rank.
-    pub peers: &'a [SocketAddr],
-    /// The ranks this one exchanges data with.
-    pub partners: &'a [usize],
-    /// The program text both ends of a connection must agree on.
-    pub program: String,
-    /// The largest frame body to accept.
-    pub max_frame: usize,
-    pub connect_timeout: Duration,
-    /// The write timeout of every connection.
-    pub io_timeout: Duration,
-}
 
 /// A rank's TCP connections to its partners.
 pub struct TcpLinks {
@@ -45,15 +30,10 @@ impl TcpLinks {
     pub fn connect(setup: &Setup, listener: &TcpListener) -> Result<TcpLinks, Error> {
         let deadline = Instant::now() + setup.connect_timeout;
         let mut streams = BTreeMap::new();
-        for &p in setup.partners.iter().filter(|&&p| p < setup.rank) {
+        for p in setup.lower() {
             streams.insert(p, dial(setup, p, deadline)?);
         }
-        let higher: Vec<usize> = setup
-            .partners
-            .iter()
-            .copied()
-            .filter(|&p| p > setup.rank)
-            .collect();
+        let higher = setup.higher();
         accept(setup, listener, &higher, deadline, &mut streams)?;
         let (tx, events) = channel();
         let mut readers = Vec::new();
@@ -63,7 +43,7 @@ impl TcpLinks {
             let reader = s.try_clone().map_err(|e| io_error(setup, p, e))?;
             readers.push(spawn_reader(p, reader, setup.max_frame, tx.clone()));
         }
-        let names = streams.keys().map(|&p| (p, name(setup, p))).collect();
+        let names = streams.keys().map(|&p| (p, setup.name(p))).collect();
         Ok(TcpLinks {
             streams,
             names,
@@ -73,21 +53,8 @@ impl TcpLinks {
     }
 }
 
-fn name(setup: &Setup, p: usize) -> String {
-    format!("rank {p} ({})", setup.peers[p])
-}
-
 fn io_error(setup: &Setup, p: usize, e: io::Error) -> Error {
-    Error(format!("connection to {}: {e}", name(setup, p)))
-}
-
-fn hello(setup: &Setup) -> Vec<u8> {
-    encode(&Frame::Hello {
-        version: VERSION,
-        rank: setup.rank as u32,
-        ranks: setup.peers.len() as u32,
-        program: setup.program.clone(),
-    })
+    Error(format!("connection to {}: {e}", setup.name(p)))
 }
 
 /// Connects to partner `p`, retrying while it is not listening yet, and trades hellos.
@@ -105,7 +72,7 @@ fn dial(setup: &Setup, p: usize, deadline: Instant) -> Result<TcpStream, Error> 
             Err(e) if Instant::now() + wait >= deadline => {
                 return Err(Error(format!(
                     "cannot reach {} within {:.1} s: {e}",
-                    name(setup, p),
+                    setup.name(p),
                     setup.connect_timeout.as_secs_f64()
                 )))
             }
@@ -117,7 +84,7 @@ fn dial(setup: &Setup, p: usize, deadline: Instant) -> Result<TcpStream, Error> 
     };
     let fail = |e: io::Error| io_error(setup, p, e);
     stream.set_nodelay(true).map_err(fail)?;
-    stream.write_all(&hello(setup)).map_err(fail)?;
+    stream.write_all(&setup.hello()).map_err(fail)?;
     // The partner answers once it has dialed its own lower partners, so this may take
     // until the deadline.
     let left = deadline
@@ -125,20 +92,7 @@ fn dial(setup: &Setup, p: usize, deadline: Instant) -> Result<TcpStream, Error> 
         .max(Duration::from_millis(1));
     stream.set_read_timeout(Some(left)).map_err(fail)?;
     match read_frame(&mut stream, setup.max_frame) {
-        Ok(Frame::Hello { rank, .. }) if rank as usize == p => Ok(stream),
-        Ok(Frame::Hello { rank, .. }) => Err(Error(format!(
-            "{} answered as rank {rank}: the ranks' --peers lists differ",
-            name(setup, p)
-        ))),
-        Ok(Frame::Refuse(why)) => Err(Error(format!(
-            "{} refused rank {}: {why}",
-            name(setup, p),
-            setup.rank
-        ))),
-        Ok(Frame::Data(_)) => Err(Error(format!(
-            "{} sent data before its hello",
-            name(setup, p)
-        ))),
+        Ok(frame) => setup.answered(p, frame).map(|()| stream),
         Err(e)
             if matches!(
                 e.kind(),
@@ -147,7 +101,7 @@ fn dial(setup: &Setup, p: usize, deadline: Instant) -> Result<TcpStream, Error> 
         {
             Err(Error(format!(
                 "{} accepted the connection but did not answer within {:.1} s",
-                name(setup, p),
+                setup.name(p),
                 setup.connect_timeout.as_secs_f64()
             )))
         }
@@ -175,14 +129,14 @@ fn accept(
         if Instant::now() >= deadline {
             return Err(Error(format!(
                 "{} did not connect to rank {} at {local} within {:.1} s",
-                name(setup, missing),
+                setup.name(missing),
                 setup.rank,
                 setup.connect_timeout.as_secs_f64()
             )));
         }
         match listener.accept() {
             Ok((s, from)) => {
-                if let Some((p, s)) = greet(setup, s, from, higher, streams)? {
+                if let Some((p, s)) = greet(setup, s, from, streams)? {
                     streams.insert(p, s);
                 }
             }
@@ -200,55 +154,28 @@ fn greet(
     setup: &Setup,
     mut s: TcpStream,
     from: SocketAddr,
-    higher: &[usize],
     streams: &BTreeMap<usize, TcpStream>,
 ) -> Result<Option<(usize, TcpStream)>, Error> {
     let ok = s.set_nonblocking(false).is_ok()
         && s.set_nodelay(true).is_ok()
         && s.set_read_timeout(Some(Duration::from_secs(5))).is_ok();
-    let Ok(Frame::Hello {
-        version,
-        rank,
-        ranks,
-        program,
-    }) = read_frame(&mut s, setup.max_frame)
-    else {
+    let Ok(hello) = read_frame(&mut s, setup.max_frame) else {
         return Ok(None);
     };
-    let rank = rank as usize;
-    let refusal = if !ok {
-        Some("socket setup failed".to_string())
-    } else if version != VERSION {
-        Some(format!(
-            "frame version {version}, this rank speaks {VERSION}"
-        ))
-    } else if ranks as usize != setup.peers.len() || program != setup.program {
-        Some(format!(
-            "the programs differ: rank {rank} at {from} runs `{program}` ({ranks} addresses), rank {} runs `{}` ({} addresses)",
-            setup.rank,
-            setup.program,
-            setup.peers.len()
-        ))
-    } else if !higher.contains(&rank) || streams.contains_key(&rank) {
-        Some(format!(
-            "rank {} expects no connection from a rank {rank}",
-            setup.rank
-        ))
-    } else {
-        None
-    };
-    match refusal {
-        Some(why) => {
-            let _ = s.write_all(&encode(&Frame::Refuse(why.clone())));
-            if why.starts_with("the programs differ") {
-                return Err(Error(why));
-            }
-            Ok(None)
-        }
-        None => {
-            s.write_all(&hello(setup))
+    match setup.greet(hello, &from.to_string(), |r| streams.contains_key(&r)) {
+        Greeting::Accept(rank) if ok => {
+            s.write_all(&setup.hello())
                 .map_err(|e| io_error(setup, rank, e))?;
             Ok(Some((rank, s)))
+        }
+        Greeting::Accept(_) => Ok(None),
+        Greeting::Ignore(why) => {
+            let _ = s.write_all(&encode(&Frame::Refuse(why)));
+            Ok(None)
+        }
+        Greeting::Fail(why) => {
+            let _ = s.write_all(&encode(&Frame::Refuse(why.clone())));
+            Err(Error(why))
         }
     }
 }
