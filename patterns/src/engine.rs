@@ -32,6 +32,12 @@ pub trait Links {
     /// Tells every partner, as far as it can without waiting, why this rank gives up, so
     /// that their errors name the first cause rather than this rank.
     fn abort(&mut self, why: &str);
+    /// Called once the last superstep is done: returns when what this rank sent has
+    /// reached its partners (a kernel's TCP does that after the process has gone; a
+    /// user-space stack must stay to do it).
+    fn finish(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// A rank's state across supersteps.
@@ -89,7 +95,9 @@ pub fn run<L: Links>(
         verified: 0,
         reductions: 0,
     };
-    let result = r.supersteps(opts);
+    let result = r
+        .supersteps(opts)
+        .and_then(|report| r.links.finish().map(|()| report));
     if let Err(e) = &result {
         r.links.abort(&e.0);
     }

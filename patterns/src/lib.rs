@@ -29,10 +29,11 @@ mod run;
 pub mod schedule;
 pub mod tcp;
 pub mod topology;
+pub mod vm;
 pub mod wire;
 
 pub use program::{Error, Length, Options, Program};
 pub use report::{PeerStats, Report, Sample};
-pub use run::{run_local, run_tcp};
+pub use run::{run_local, run_tcp, run_vm};
 pub use schedule::{Operation, Schedule};
 pub use topology::{Graph, Topology};

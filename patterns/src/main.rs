@@ -1,10 +1,12 @@
 //! `vnet-patterns`: the command line over the Patterns library.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
-use vnet_patterns::{run_local, run_tcp, Length, Operation, Options, Program, Report, Topology};
+use vnet_patterns::{
+    run_local, run_tcp, run_vm, vm, Length, Operation, Options, Program, Report, Topology,
+};
 
 /// Patterns: a BSP workload (supersteps of compute and communication) over TCP.
 #[derive(Parser)]
@@ -32,6 +34,29 @@ enum Command {
         /// The number of ranks.
         #[arg(long, short = 'n')]
         ranks: usize,
+        #[command(flatten)]
+        program: ProgramArgs,
+    },
+    /// Run one rank as a user-space VM: its own MAC, IP address (its entry in --peers) and
+    /// TCP/IP stack, speaking Ethernet frames in UDP datagrams to a `dgram` interface.
+    Vm {
+        #[arg(long)]
+        rank: usize,
+        /// Every rank's IPv4 address and port, in rank order.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peers: Vec<SocketAddr>,
+        /// The UDP address the VM's card receives on.
+        #[arg(long)]
+        udp_local: SocketAddr,
+        /// The UDP address of the `dgram` interface the card sends to.
+        #[arg(long)]
+        udp_remote: SocketAddr,
+        /// The card's MAC (default 02:00 followed by the four bytes of the IPv4 address).
+        #[arg(long, value_parser = parse_mac)]
+        mac: Option<[u8; 6]>,
+        /// The prefix length of the VM's network.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(1..=32))]
+        prefix: u8,
         #[command(flatten)]
         program: ProgramArgs,
     },
@@ -81,6 +106,12 @@ struct ProgramArgs {
 enum Format {
     Text,
     Json,
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    s.parse::<smoltcp::wire::EthernetAddress>()
+        .map(|m| m.0)
+        .map_err(|()| format!("`{s}` is not a MAC address like 02:00:0a:00:00:01"))
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration, String> {
@@ -145,6 +176,30 @@ fn run(command: Command) -> Result<String, String> {
             let (program, opts) = args.program(ranks)?;
             let reports = run_local(&program, &opts).map_err(|e| e.to_string())?;
             Ok(render(args.format, &program, &reports))
+        }
+        Command::Vm {
+            rank,
+            peers,
+            udp_local,
+            udp_remote,
+            mac,
+            prefix,
+            program: args,
+        } => {
+            let (program, opts) = args.program(peers.len())?;
+            let mac = match (mac, peers.get(rank).map(|p| p.ip())) {
+                (Some(m), _) => m,
+                (None, Some(IpAddr::V4(ip))) => vm::mac_for(ip),
+                (None, _) => return Err(format!("rank {rank} has no IPv4 address in --peers")),
+            };
+            let nic = vm::Nic {
+                mac,
+                prefix,
+                local: udp_local,
+                remote: vm::device::Attachment::new(udp_remote),
+            };
+            let report = run_vm(&program, rank, &peers, &nic, &opts).map_err(|e| e.to_string())?;
+            Ok(render(args.format, &program, std::slice::from_ref(&report)))
         }
         Command::Plan {
             ranks,

@@ -4,7 +4,9 @@ use crate::engine;
 use crate::handshake::Setup;
 use crate::program::{Error, Options, Program};
 use crate::report::Report;
+use crate::schedule::Schedule;
 use crate::tcp::TcpLinks;
+use crate::vm::{Nic, VmLinks};
 use std::net::{SocketAddr, TcpListener};
 
 /// Runs rank `rank` of `program`; `peers` holds every rank's address. The rank listens on
@@ -16,6 +18,61 @@ pub fn run_tcp(
     listener: Option<TcpListener>,
     opts: &Options,
 ) -> Result<Report, Error> {
+    check_rank(program, rank, peers)?;
+    let (_, schedule) = program.plan()?;
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(peers[rank]).map_err(|e| {
+            Error(format!(
+                "rank {rank} cannot listen on {}, its address in the peer list: {e}",
+                peers[rank]
+            ))
+        })?,
+    };
+    let partners = schedule.partners(rank);
+    let setup = setup(program, &schedule, rank, peers, &partners, opts);
+    let mut links = TcpLinks::connect(&setup, &listener)?;
+    drop(listener);
+    engine::run(program, &schedule, rank, &mut links, opts)
+}
+
+/// Runs rank `rank` of `program` as a user-space VM: its address is its entry in `peers`,
+/// its wire the UDP datagrams of `nic`.
+pub fn run_vm(
+    program: &Program,
+    rank: usize,
+    peers: &[SocketAddr],
+    nic: &Nic,
+    opts: &Options,
+) -> Result<Report, Error> {
+    check_rank(program, rank, peers)?;
+    let (_, schedule) = program.plan()?;
+    let partners = schedule.partners(rank);
+    let setup = setup(program, &schedule, rank, peers, &partners, opts);
+    let mut links = VmLinks::connect(&setup, nic)?;
+    engine::run(program, &schedule, rank, &mut links, opts)
+}
+
+fn setup<'a>(
+    program: &Program,
+    schedule: &Schedule,
+    rank: usize,
+    peers: &'a [SocketAddr],
+    partners: &'a [usize],
+    opts: &Options,
+) -> Setup<'a> {
+    Setup {
+        rank,
+        peers,
+        partners,
+        program: program.describe(),
+        max_frame: program.max_frame(schedule),
+        connect_timeout: opts.connect_timeout,
+        io_timeout: opts.timeout,
+    }
+}
+
+fn check_rank(program: &Program, rank: usize, peers: &[SocketAddr]) -> Result<(), Error> {
     if peers.len() != program.ranks {
         return Err(Error(format!(
             "{} peer addresses for a program of {} ranks",
@@ -30,29 +87,7 @@ pub fn run_tcp(
             peers.len() - 1
         )));
     }
-    let (_, schedule) = program.plan()?;
-    let listener = match listener {
-        Some(l) => l,
-        None => TcpListener::bind(peers[rank]).map_err(|e| {
-            Error(format!(
-                "rank {rank} cannot listen on {}, its address in the peer list: {e}",
-                peers[rank]
-            ))
-        })?,
-    };
-    let partners = schedule.partners(rank);
-    let setup = Setup {
-        rank,
-        peers,
-        partners: &partners,
-        program: program.describe(),
-        max_frame: program.max_frame(&schedule),
-        connect_timeout: opts.connect_timeout,
-        io_timeout: opts.timeout,
-    };
-    let mut links = TcpLinks::connect(&setup, &listener)?;
-    drop(listener);
-    engine::run(program, &schedule, rank, &mut links, opts)
+    Ok(())
 }
 
 /// Runs every rank of `program` as a thread of this process, on 127.0.0.1 with ports the

@@ -95,6 +95,24 @@ pub fn read_frame(r: &mut impl Read, max: usize) -> io::Result<Frame> {
     decode(&body).map_err(invalid)
 }
 
+/// The first whole frame at the start of `buf` and its length with prefix, `None` while
+/// `buf` holds only part of one: for transports that receive bytes in arbitrary pieces.
+pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, String> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len == 0 || len > max {
+        return Err(format!(
+            "a frame of {len} bytes (at most {max} fit this program)"
+        ));
+    }
+    match buf.get(4..4 + len) {
+        Some(body) => Ok(Some((decode(body)?, 4 + len))),
+        None => Ok(None),
+    }
+}
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -207,6 +225,20 @@ mod tests {
                 (Item::Total, vec![9; 40]),
             ],
         }));
+    }
+
+    #[test]
+    fn frames_split_from_pieces() {
+        let f = Frame::Refuse("why".into());
+        let mut bytes = encode(&f);
+        let whole = bytes.len();
+        bytes.extend(encode(&f));
+        for cut in 0..whole {
+            assert_eq!(split_frame(&bytes[..cut], 100), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(split_frame(&bytes, 100), Ok(Some((f, whole))));
+        assert!(split_frame(&[0, 0, 0, 0], 100).is_err());
+        assert!(split_frame(&[101, 0, 0, 0], 100).is_err());
     }
 
     #[test]
