@@ -54,6 +54,8 @@ struct Rank<'a, L: Links> {
     peers: BTreeMap<usize, PeerStats>,
     verified: u64,
     reductions: u64,
+    /// Whether the partners have been told this rank gives up.
+    aborted: bool,
 }
 
 /// Runs `program` as rank `rank` over `links` to the end, and reports.
@@ -94,12 +96,14 @@ pub fn run<L: Links>(
         peers,
         verified: 0,
         reductions: 0,
+        aborted: false,
     };
     let result = r
         .supersteps(opts)
         .and_then(|report| r.links.finish().map(|()| report));
-    if let Err(e) = &result {
-        r.links.abort(&e.0);
+    match &result {
+        Err(e) if !r.aborted => r.links.abort(&e.0),
+        _ => {}
     }
     result
 }
@@ -295,14 +299,35 @@ impl<L: Links> Rank<'_, L> {
                 Event::Closed(peer, why) => {
                     self.closed.insert(peer, why);
                 }
-                Event::Timeout => {
-                    return Err(Error(format!(
-                        "no data from {} for {:.1} s: rank {} waited for superstep {step} round {round}",
-                        self.links.name(from),
-                        self.timeout.as_secs_f64(),
-                        self.rank
-                    )))
-                }
+                Event::Timeout => return Err(self.silent(step, round, from)),
+            }
+        }
+    }
+
+    /// The error for a partner that sent nothing for the whole timeout. A silent partner
+    /// is often itself waiting for a third rank, with a timeout that ends a moment before
+    /// ours; its partners are told at once, and a short grace lets the silent partner's
+    /// reason arrive, so that every error names the first cause.
+    fn silent(&mut self, step: u64, round: usize, from: usize) -> Error {
+        let timeout = Error(format!(
+            "no data from {} for {:.1} s: rank {} waited for superstep {step} round {round}",
+            self.links.name(from),
+            self.timeout.as_secs_f64(),
+            self.rank
+        ));
+        self.links.abort(&timeout.0);
+        self.aborted = true;
+        let grace = Instant::now() + (self.timeout / 4).min(Duration::from_secs(1));
+        loop {
+            match self.links.next(grace) {
+                Event::Closed(peer, why) if peer == from => return Error(format!(
+                    "{} {why} while rank {} waited for its data of superstep {step} round {round}",
+                    self.links.name(from),
+                    self.rank
+                )),
+                Event::Timeout => return timeout,
+                // Frames and other partners' ends change nothing: this rank fails anyway.
+                _ => {}
             }
         }
     }

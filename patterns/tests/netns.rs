@@ -178,10 +178,15 @@ fn a_rank_cut_off_mid_run_is_named_by_the_others_within_the_timeout() {
     std::thread::sleep(Duration::from_millis(700));
     // No FIN, no reset: rank 2's cable is pulled, only the timeout can tell.
     ip(&["-n", &lan.ns(2), "link", "set", "eth0", "down"]).expect("cut");
-    for (i, p) in procs.into_iter().enumerate().take(2) {
-        let out = p.wait(Duration::from_secs(15));
-        assert_eq!(out.status.code(), Some(1), "rank {i}");
-        let e = stderr(&out);
-        assert!(e.contains("rank 2 (10.77.0.3:7000)"), "rank {i}: {e}");
+    let errs: Vec<String> = procs
+        .into_iter()
+        .map(|p| {
+            let out = p.wait(Duration::from_secs(15));
+            assert_eq!(out.status.code(), Some(1));
+            stderr(&out)
+        })
+        .collect();
+    for e in &errs[..2] {
+        assert!(e.contains("rank 2 (10.77.0.3:7000)"), "{errs:#?}");
     }
 }
