@@ -320,11 +320,13 @@ impl<L: Links> Rank<'_, L> {
         let grace = Instant::now() + (self.timeout / 4).min(Duration::from_secs(1));
         loop {
             match self.links.next(grace) {
-                Event::Closed(peer, why) if peer == from => return Error(format!(
+                Event::Closed(peer, why) if peer == from => {
+                    return Error(format!(
                     "{} {why} while rank {} waited for its data of superstep {step} round {round}",
                     self.links.name(from),
                     self.rank
-                )),
+                ))
+                }
                 Event::Timeout => return timeout,
                 // Frames and other partners' ends change nothing: this rank fails anyway.
                 _ => {}

@@ -17,6 +17,10 @@ pub struct Setup<'a> {
     pub program: String,
     /// The largest frame body to accept.
     pub max_frame: usize,
+    /// The most frames partners can rightly have sent that this rank has not yet taken:
+    /// they run at most one superstep ahead, so two supersteps' worth. What is buffered
+    /// for the rank is bounded by it, which makes a flooding partner wait, not grow memory.
+    pub in_flight: usize,
     pub connect_timeout: Duration,
     /// How long a send may wait for the partner to take data.
     pub io_timeout: Duration,
@@ -132,6 +136,7 @@ mod tests {
             partners: &[0, 2],
             program: "ring".into(),
             max_frame: 1000,
+            in_flight: 8,
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
         }

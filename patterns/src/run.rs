@@ -67,6 +67,8 @@ fn setup<'a>(
         partners,
         program: program.describe(),
         max_frame: program.max_frame(schedule),
+        // Two supersteps of receipts, and room for every partner's end.
+        in_flight: 2 * schedule.frames_received(rank) + partners.len() + 1,
         connect_timeout: opts.connect_timeout,
         io_timeout: opts.timeout,
     }

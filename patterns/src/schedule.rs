@@ -144,10 +144,13 @@ impl Schedule {
         p
     }
 
-    /// Items received by `rank` in one superstep.
-    pub fn items_received(&self, rank: usize) -> usize {
-        let t = self.rounds.iter().flatten().filter(|t| t.to == rank);
-        t.map(|t| t.items.len()).sum()
+    /// Frames (transfers) received by `rank` in one superstep.
+    pub fn frames_received(&self, rank: usize) -> usize {
+        self.rounds
+            .iter()
+            .flatten()
+            .filter(|t| t.to == rank)
+            .count()
     }
 
     /// The largest number of items in one transfer: what bounds a frame's size.

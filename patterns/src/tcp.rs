@@ -12,7 +12,7 @@ use crate::wire::{encode, read_frame, Frame};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ impl TcpLinks {
         }
         let higher = setup.higher();
         accept(setup, listener, &higher, deadline, &mut streams)?;
-        let (tx, events) = channel();
+        let (tx, events) = sync_channel(setup.in_flight);
         let mut readers = Vec::new();
         for (&p, s) in &streams {
             s.set_write_timeout(Some(setup.io_timeout))
@@ -180,7 +180,12 @@ fn greet(
     }
 }
 
-fn spawn_reader(peer: usize, mut s: TcpStream, max: usize, tx: Sender<Event>) -> JoinHandle<()> {
+fn spawn_reader(
+    peer: usize,
+    mut s: TcpStream,
+    max: usize,
+    tx: SyncSender<Event>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || loop {
         let event = match read_frame(&mut s, max) {
             Ok(Frame::Data(d)) => Event::Frame(peer, d),

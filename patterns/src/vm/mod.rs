@@ -61,11 +61,13 @@ impl Conn {
         }
     }
 
-    /// Moves bytes between the socket and the boxes; true if any moved.
-    fn io(&mut self, sockets: &mut SocketSet) -> bool {
+    /// Moves bytes between the socket and the boxes, taking in no more than `room` bytes
+    /// (what is left unread holds the partner back through TCP's window); true if any
+    /// moved.
+    fn io(&mut self, sockets: &mut SocketSet, room: usize) -> bool {
         let s = sockets.get_mut::<tcp::Socket>(self.handle);
         let mut moved = false;
-        while s.can_recv() {
+        while s.can_recv() && self.inbox.len() < room {
             let inbox = &mut self.inbox;
             match s.recv(|data| (data.len(), inbox.extend_from_slice(data))) {
                 Ok(()) => moved = true,
@@ -103,6 +105,7 @@ pub struct VmLinks {
     events: VecDeque<Event>,
     names: BTreeMap<usize, String>,
     max_frame: usize,
+    in_flight: usize,
     io_timeout: Duration,
     epoch: Instant,
     next_port: u16,
@@ -135,6 +138,7 @@ impl VmLinks {
             events: VecDeque::new(),
             names: setup.partners.iter().map(|&p| (p, setup.name(p))).collect(),
             max_frame: setup.max_frame,
+            in_flight: setup.in_flight,
             io_timeout: setup.io_timeout,
             epoch,
             next_port: 49152,
@@ -299,8 +303,14 @@ impl VmLinks {
         let now = self.now();
         self.iface.poll(now, &mut self.dev, &mut self.sockets);
         let mut moved = false;
+        // Undecoded bytes stay below a frame and a buffer; decoded frames below in_flight.
+        let room = if self.events.len() < self.in_flight {
+            self.max_frame + 4 + BUFFER
+        } else {
+            0
+        };
         for c in conns {
-            moved |= c.io(&mut self.sockets);
+            moved |= c.io(&mut self.sockets, room);
         }
         if moved {
             let now = self.now();
@@ -327,7 +337,7 @@ impl VmLinks {
         let mut conns = std::mem::take(&mut self.conns);
         self.pump(&mut conns.values_mut());
         for (&p, c) in conns.iter_mut().filter(|(_, c)| !c.ended) {
-            loop {
+            while self.events.len() < self.in_flight {
                 match c.frame(self.max_frame) {
                     Ok(Some(Frame::Data(d))) => self.events.push_back(Event::Frame(p, d)),
                     Ok(Some(Frame::Refuse(why))) => {
@@ -352,7 +362,9 @@ impl VmLinks {
                 }
             }
             let s = self.sockets.get::<tcp::Socket>(c.handle);
-            if !c.ended && !s.may_recv() {
+            // The end is reported after every whole frame before it.
+            let drained = self.events.len() < self.in_flight && s.recv_queue() == 0;
+            if !c.ended && drained && !s.may_recv() {
                 c.ended = true;
                 let why = match s.state() {
                     State::Closed => "broke the connection (reset)",
