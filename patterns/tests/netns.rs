@@ -84,6 +84,24 @@ impl Lan {
         format!("{}r{i}", self.prefix)
     }
 
+    /// Every rank of the program `args` started in its namespace.
+    fn run(&self, args: &[&str]) -> Vec<Proc> {
+        (0..self.ranks)
+            .map(|i| {
+                let mut c = Command::new("ip");
+                c.args([
+                    "netns",
+                    "exec",
+                    &self.ns(i),
+                    env!("CARGO_BIN_EXE_vnet-patterns"),
+                ]);
+                c.args(["run", "--rank", &i.to_string(), "--peers", &self.peers()]);
+                c.args(args);
+                Proc::spawn(c)
+            })
+            .collect()
+    }
+
     fn peers(&self) -> String {
         let a: Vec<String> = (0..self.ranks)
             .map(|i| format!("10.77.0.{}:7000", i + 1))
@@ -108,28 +126,20 @@ fn a_torus_of_ranks_in_namespaces_exchanges_with_exactly_its_neighbours() {
         return;
     }
     let lan = Lan::new(4).expect("namespaces");
-    let procs: Vec<Proc> = (0..4)
-        .map(|i| {
-            let mut c = Command::new("ip");
-            c.args([
-                "netns",
-                "exec",
-                &lan.ns(i),
-                env!("CARGO_BIN_EXE_vnet-patterns"),
-            ]);
-            c.args(["run", "--rank", &i.to_string(), "--peers", &lan.peers()]);
-            c.args(["-t", "torus:2x2", "-o", "all-to-all", "--supersteps", "30"]);
-            c.args([
-                "--format",
-                "json",
-                "--timeout",
-                "10",
-                "--connect-timeout",
-                "10",
-            ]);
-            Proc::spawn(c)
-        })
-        .collect();
+    let procs = lan.run(&[
+        "-t",
+        "torus:2x2",
+        "-o",
+        "all-to-all",
+        "--supersteps",
+        "30",
+        "--format",
+        "json",
+        "--timeout",
+        "10",
+        "--connect-timeout",
+        "10",
+    ]);
     for (i, p) in procs.into_iter().enumerate() {
         let out = p.wait(Duration::from_secs(30));
         assert!(out.status.success(), "rank {i}: {}", stderr(&out));
@@ -161,20 +171,7 @@ fn a_rank_cut_off_mid_run_is_named_by_the_others_within_the_timeout() {
         return;
     }
     let lan = Lan::new(3).expect("namespaces");
-    let procs: Vec<Proc> = (0..3)
-        .map(|i| {
-            let mut c = Command::new("ip");
-            c.args([
-                "netns",
-                "exec",
-                &lan.ns(i),
-                env!("CARGO_BIN_EXE_vnet-patterns"),
-            ]);
-            c.args(["run", "--rank", &i.to_string(), "--peers", &lan.peers()]);
-            c.args(["-t", "ring", "--supersteps", "100000000", "--timeout", "2"]);
-            Proc::spawn(c)
-        })
-        .collect();
+    let procs = lan.run(&["-t", "ring", "--supersteps", "100000000", "--timeout", "2"]);
     std::thread::sleep(Duration::from_millis(700));
     // No FIN, no reset: rank 2's cable is pulled, only the timeout can tell.
     ip(&["-n", &lan.ns(2), "link", "set", "eth0", "down"]).expect("cut");
