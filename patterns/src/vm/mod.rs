@@ -49,6 +49,7 @@ struct Conn {
     outbox: VecDeque<u8>,
     /// Whether the peer's end (or failure) has been reported.
     ended: bool,
+    since: Instant,
 }
 
 impl Conn {
@@ -58,6 +59,7 @@ impl Conn {
             inbox: Vec::new(),
             outbox: VecDeque::new(),
             ended: false,
+            since: Instant::now(),
         }
     }
 
@@ -212,10 +214,14 @@ impl VmLinks {
                     continue;
                 };
                 let state = self.sockets.get::<tcp::Socket>(c.handle).state();
-                if state == State::Closed {
-                    // Refused (the partner is not listening yet): try again shortly.
+                // Refused (the partner is not listening yet) or unanswered (its VM is not
+                // up yet, and TCP's SYN retries back off for seconds): dial afresh.
+                let stale =
+                    state == State::SynSent && c.since.elapsed() > Duration::from_millis(500);
+                if state == State::Closed || stale {
                     let old = c.handle;
                     std::thread::sleep(Duration::from_millis(20));
+                    self.sockets.get_mut::<tcp::Socket>(old).abort();
                     self.sockets.remove(old);
                     dialing.insert(p, self.dial(setup, p)?);
                 } else if let Some(f) = c.frame(self.max_frame).map_err(|e| self.broke(p, e))? {
