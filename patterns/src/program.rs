@@ -118,3 +118,48 @@ impl Program {
         (32 + schedule.max_items() * item).max(hello)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(size: usize, ratio: f64) -> Program {
+        Program {
+            topology: Topology::Ring,
+            operation: Operation::Exchange,
+            ranks: 4,
+            message_size: size,
+            compute_ratio: ratio,
+            length: Length::Supersteps(1),
+        }
+    }
+
+    #[test]
+    fn bad_programs_say_what_is_wrong() {
+        assert!(ring(MAX_MESSAGE + 1, 0.0)
+            .plan()
+            .unwrap_err()
+            .0
+            .contains("message size"));
+        for r in [-1.0, f64::NAN, f64::INFINITY] {
+            assert!(
+                ring(8, r).plan().unwrap_err().0.contains("compute ratio"),
+                "{r}"
+            );
+        }
+        let mut p = ring(8, 0.0);
+        p.topology = Topology::Hypercube;
+        p.ranks = 6;
+        assert!(p.plan().unwrap_err().0.contains("power of two"));
+    }
+
+    #[test]
+    fn frames_are_bounded_by_the_program() {
+        let p = ring(1000, 2.5);
+        let (_, s) = p.plan().unwrap();
+        // One item of 1000 bytes plus its header and the frame's header.
+        assert!(p.max_frame(&s) >= 1000 + 13 + 25 && p.max_frame(&s) < 2000);
+        assert_eq!(p.compute_units(), 2500);
+        assert_ne!(ring(8, 0.0).describe(), ring(9, 0.0).describe());
+    }
+}

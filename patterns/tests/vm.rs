@@ -196,3 +196,16 @@ fn a_vm_moved_to_another_wire_mid_run_keeps_its_connections() {
         assert_eq!(r.messages_verified, r.supersteps);
     }
 }
+
+#[test]
+fn vms_running_different_programs_refuse_each_other() {
+    let a = vm_proc(9, 0, &["-t", "ring", "--connect-timeout", "5"]);
+    let b = vm_proc(9, 1, &["-t", "bus", "--connect-timeout", "5"]);
+    for out in [
+        a.wait(Duration::from_secs(15)),
+        b.wait(Duration::from_secs(15)),
+    ] {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("programs differ"), "{}", stderr(&out));
+    }
+}

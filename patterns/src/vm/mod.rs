@@ -209,57 +209,86 @@ impl VmLinks {
             let all = dialing.values_mut().chain(listening.iter_mut());
             self.pump(&mut all.chain(done.values_mut()));
             self.conns = done;
-            for p in dialing.keys().copied().collect::<Vec<_>>() {
-                let Some(c) = dialing.get_mut(&p) else {
-                    continue;
-                };
-                let state = self.sockets.get::<tcp::Socket>(c.handle).state();
-                // Refused (the partner is not listening yet) or unanswered (its VM is not
-                // up yet, and TCP's SYN retries back off for seconds): dial afresh.
-                let stale =
-                    state == State::SynSent && c.since.elapsed() > Duration::from_millis(500);
-                if state == State::Closed || stale {
-                    let old = c.handle;
-                    std::thread::sleep(Duration::from_millis(20));
-                    self.sockets.get_mut::<tcp::Socket>(old).abort();
-                    self.sockets.remove(old);
-                    dialing.insert(p, self.dial(setup, p)?);
-                } else if let Some(f) = c.frame(self.max_frame).map_err(|e| self.broke(p, e))? {
-                    setup.answered(p, f)?;
-                    if let Some(c) = dialing.remove(&p) {
-                        self.conns.insert(p, c);
-                    }
-                }
-            }
-            let mut i = 0;
-            while i < listening.len() {
-                let greeted = match listening[i].frame(self.max_frame) {
-                    Ok(Some(f)) => Some(self.greet(setup, f, &listening[i])),
-                    Ok(None) => None,
-                    Err(_) => Some(Greeting::Ignore("an unreadable hello".into())),
-                };
-                match greeted {
-                    None => i += 1,
-                    Some(Greeting::Accept(r)) => {
-                        let mut c = listening.swap_remove(i);
-                        c.outbox.extend(setup.hello());
-                        self.conns.insert(r, c);
-                    }
-                    Some(Greeting::Ignore(why)) => {
-                        let c = listening.swap_remove(i);
-                        self.refuse(c, &why);
-                        listening.push(self.listen(port)?);
-                    }
-                    Some(Greeting::Fail(why)) => {
-                        let c = listening.swap_remove(i);
-                        self.refuse(c, &why);
-                        return Err(Error(why));
-                    }
-                }
-            }
+            self.advance_dials(setup, &mut dialing)?;
+            self.advance_listens(setup, &mut listening, port)?;
             self.wait(deadline);
         }
         Ok(())
+    }
+
+    /// Moves each dial on: re-dials a refused or unanswered one, takes an answered one.
+    fn advance_dials(
+        &mut self,
+        setup: &Setup,
+        dialing: &mut BTreeMap<usize, Conn>,
+    ) -> Result<(), Error> {
+        for p in dialing.keys().copied().collect::<Vec<_>>() {
+            let Some(c) = dialing.get_mut(&p) else {
+                continue;
+            };
+            let state = self.sockets.get::<tcp::Socket>(c.handle).state();
+            // Refused (the partner is not listening yet) or unanswered (its VM is not up
+            // yet, and TCP's SYN retries back off for seconds): dial afresh.
+            let stale = state == State::SynSent && c.since.elapsed() > Duration::from_millis(500);
+            if state == State::Closed || stale {
+                let old = c.handle;
+                std::thread::sleep(Duration::from_millis(20));
+                self.drop_socket(old);
+                dialing.insert(p, self.dial(setup, p)?);
+            } else if let Some(f) = c.frame(self.max_frame).map_err(|e| self.broke(p, e))? {
+                setup.answered(p, f)?;
+                if let Some(c) = dialing.remove(&p) {
+                    self.conns.insert(p, c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Judges each hello that arrived on a listening socket; a socket a stranger used or
+    /// a connection that died is replaced by a fresh listener.
+    fn advance_listens(
+        &mut self,
+        setup: &Setup,
+        listening: &mut Vec<Conn>,
+        port: u16,
+    ) -> Result<(), Error> {
+        let mut i = 0;
+        while i < listening.len() {
+            let state = self.sockets.get::<tcp::Socket>(listening[i].handle).state();
+            let greeted = match listening[i].frame(self.max_frame) {
+                Ok(Some(f)) => Some(self.greet(setup, f, &listening[i])),
+                Ok(None) if state == State::Closed => Some(Greeting::Ignore(String::new())),
+                Ok(None) => None,
+                Err(_) => Some(Greeting::Ignore("an unreadable hello".into())),
+            };
+            match greeted {
+                None => i += 1,
+                Some(Greeting::Accept(r)) => {
+                    let mut c = listening.swap_remove(i);
+                    c.outbox.extend(setup.hello());
+                    self.conns.insert(r, c);
+                }
+                Some(Greeting::Ignore(why)) => {
+                    let c = listening.swap_remove(i);
+                    self.refuse(c, &why);
+                    listening.push(self.listen(port)?);
+                }
+                Some(Greeting::Fail(why)) => {
+                    let c = listening.swap_remove(i);
+                    self.refuse(c, &why);
+                    return Err(Error(why));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_socket(&mut self, handle: SocketHandle) {
+        self.sockets.get_mut::<tcp::Socket>(handle).abort();
+        let now = self.now();
+        self.iface.poll(now, &mut self.dev, &mut self.sockets);
+        self.sockets.remove(handle);
     }
 
     fn greet(&self, setup: &Setup, hello: Frame, c: &Conn) -> Greeting {
@@ -273,11 +302,11 @@ impl VmLinks {
 
     /// Sends a refusal as far as the stack gets it out at once, then drops the socket.
     fn refuse(&mut self, mut c: Conn, why: &str) {
-        c.outbox.extend(encode(&Frame::Refuse(why.to_string())));
-        self.pump(&mut std::iter::once(&mut c));
-        self.sockets.get_mut::<tcp::Socket>(c.handle).close();
-        let now = self.now();
-        self.iface.poll(now, &mut self.dev, &mut self.sockets);
+        if !why.is_empty() {
+            c.outbox.extend(encode(&Frame::Refuse(why.to_string())));
+            self.pump(&mut std::iter::once(&mut c));
+        }
+        self.drop_socket(c.handle);
     }
 
     fn not_connected(&self, setup: &Setup, dialing: &BTreeMap<usize, Conn>) -> Error {
