@@ -211,8 +211,12 @@ impl VmLinks {
             self.conns = done;
             self.advance_dials(setup, &mut dialing)?;
             self.advance_listens(setup, &mut listening, port)?;
-            self.wait(deadline);
+            if !dialing.is_empty() || !listening.is_empty() {
+                self.wait(deadline);
+            }
         }
+        // Our answers to the last hellos go out now, not after the first compute phase.
+        self.pump_partners();
         Ok(())
     }
 
