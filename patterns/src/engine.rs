@@ -111,6 +111,9 @@ pub fn run<L: Links>(
 impl<L: Links> Rank<'_, L> {
     fn supersteps(&mut self, opts: &Options) -> Result<Report, Error> {
         let program = self.program;
+        let started_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         let start = Instant::now();
         let mut samples = Sampler::new(opts.sample_interval);
         let (mut compute, mut communicate) = (Duration::ZERO, Duration::ZERO);
@@ -138,6 +141,7 @@ impl<L: Links> Rank<'_, L> {
             rank: self.rank,
             ranks: program.ranks,
             program: program.describe(),
+            started_unix,
             supersteps: step,
             seconds: seconds.as_secs_f64(),
             supersteps_per_second: step as f64 / seconds.as_secs_f64().max(1e-9),

@@ -29,6 +29,9 @@ pub struct Report {
     pub rank: usize,
     pub ranks: usize,
     pub program: String,
+    /// When the first superstep started, in seconds since the Unix epoch: what aligns the
+    /// samples (offsets from it) with events outside the run, such as an adaptation.
+    pub started_unix: f64,
     pub supersteps: u64,
     pub seconds: f64,
     pub supersteps_per_second: f64,

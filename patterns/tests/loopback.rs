@@ -144,7 +144,16 @@ fn all_to_all_on_every_topology_delivers_every_message() {
 fn a_duration_run_stops_every_rank_at_the_same_superstep() {
     let mut p = program("ring", Operation::Exchange, 4, 0);
     p.length = vnet_patterns::Length::Duration(std::time::Duration::from_millis(300));
+    let unix = || {
+        let now = std::time::SystemTime::now();
+        now.duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64()
+    };
+    let before = unix();
     let reports = run_local(&p, &quick()).expect("run");
+    let started = reports[0].started_unix;
+    assert!(started >= before && started <= unix(), "{before} {started}");
     let steps: BTreeSet<u64> = reports.iter().map(|r| r.supersteps).collect();
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert!(
