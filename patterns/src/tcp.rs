@@ -136,7 +136,7 @@ fn accept(
         }
         match listener.accept() {
             Ok((s, from)) => {
-                if let Some((p, s)) = greet(setup, s, from, streams)? {
+                if let Some((p, s)) = greet(setup, s, from, deadline, streams)? {
                     streams.insert(p, s);
                 }
             }
@@ -154,11 +154,16 @@ fn greet(
     setup: &Setup,
     mut s: TcpStream,
     from: SocketAddr,
+    deadline: Instant,
     streams: &BTreeMap<usize, TcpStream>,
 ) -> Result<Option<(usize, TcpStream)>, Error> {
+    // A stranger that connects and says nothing holds the rank up no longer than this.
+    let patience = deadline
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(1), Duration::from_secs(5));
     let ok = s.set_nonblocking(false).is_ok()
         && s.set_nodelay(true).is_ok()
-        && s.set_read_timeout(Some(Duration::from_secs(5))).is_ok();
+        && s.set_read_timeout(Some(patience)).is_ok();
     let Ok(hello) = read_frame(&mut s, setup.max_frame) else {
         return Ok(None);
     };

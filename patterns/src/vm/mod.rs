@@ -230,6 +230,15 @@ impl VmLinks {
             let Some(c) = dialing.get_mut(&p) else {
                 continue;
             };
+            // An answer (or a refusal) that arrived counts even if the connection then
+            // closed.
+            if let Some(f) = c.frame(self.max_frame).map_err(|e| self.broke(p, e))? {
+                setup.answered(p, f)?;
+                if let Some(c) = dialing.remove(&p) {
+                    self.conns.insert(p, c);
+                }
+                continue;
+            }
             let state = self.sockets.get::<tcp::Socket>(c.handle).state();
             // Refused (the partner is not listening yet) or unanswered (its VM is not up
             // yet, and TCP's SYN retries back off for seconds): dial afresh.
@@ -239,11 +248,6 @@ impl VmLinks {
                 std::thread::sleep(Duration::from_millis(20));
                 self.drop_socket(old);
                 dialing.insert(p, self.dial(setup, p)?);
-            } else if let Some(f) = c.frame(self.max_frame).map_err(|e| self.broke(p, e))? {
-                setup.answered(p, f)?;
-                if let Some(c) = dialing.remove(&p) {
-                    self.conns.insert(p, c);
-                }
             }
         }
         Ok(())
@@ -304,12 +308,23 @@ impl VmLinks {
         setup.greet(hello, &from, |r| self.conns.contains_key(&r))
     }
 
-    /// Sends a refusal as far as the stack gets it out at once, then drops the socket.
+    /// Sends a refusal and closes, giving the refusal a moment to be acknowledged (so the
+    /// dialer reads why), then drops the socket.
     fn refuse(&mut self, mut c: Conn, why: &str) {
         if !why.is_empty() {
             c.outbox.extend(encode(&Frame::Refuse(why.to_string())));
-            self.pump(&mut std::iter::once(&mut c));
         }
+        let end = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < end {
+            self.pump(&mut std::iter::once(&mut c));
+            let s = self.sockets.get_mut::<tcp::Socket>(c.handle);
+            if c.outbox.is_empty() && s.send_queue() == 0 {
+                break;
+            }
+            self.wait(end);
+        }
+        self.sockets.get_mut::<tcp::Socket>(c.handle).close();
+        self.pump(&mut std::iter::empty());
         self.drop_socket(c.handle);
     }
 
