@@ -54,6 +54,10 @@ enum Command {
         /// The card's MAC (default 02:00 followed by the four bytes of the IPv4 address).
         #[arg(long, value_parser = parse_mac)]
         mac: Option<[u8; 6]>,
+        /// A Unix socket that takes `attach HOST:PORT` lines to move the VM to another
+        /// `dgram` interface while it runs (a migration) and `where`.
+        #[arg(long)]
+        control: Option<std::path::PathBuf>,
         /// The prefix length of the VM's network.
         #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(1..=32))]
         prefix: u8,
@@ -183,6 +187,7 @@ fn run(command: Command) -> Result<String, String> {
             udp_local,
             udp_remote,
             mac,
+            control,
             prefix,
             program: args,
         } => {
@@ -197,6 +202,13 @@ fn run(command: Command) -> Result<String, String> {
                 prefix,
                 local: udp_local,
                 remote: vm::device::Attachment::new(udp_remote),
+            };
+            let _control = match &control {
+                Some(path) => Some(
+                    vm::control::Control::serve(path, nic.remote.clone())
+                        .map_err(|e| format!("control socket {}: {e}", path.display()))?,
+                ),
+                None => None,
             };
             let report = run_vm(&program, rank, &peers, &nic, &opts).map_err(|e| e.to_string())?;
             Ok(render(args.format, &program, std::slice::from_ref(&report)))

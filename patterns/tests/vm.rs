@@ -219,3 +219,59 @@ fn vms_running_different_programs_refuse_each_other() {
         assert!(stderr(&out).contains("programs differ"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_vm_process_is_moved_through_its_control_socket_mid_run() {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = std::env::temp_dir().join(format!("patterns-vm-control-{}", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let args = ["-t", "ring", "--duration", "1.5", "--format", "json"];
+    let a = vm_proc(10, 0, &args);
+    let control = sock.to_string_lossy().to_string();
+    let b = vm_proc(10, 1, &[&args[..], &["--control", &control]].concat());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::os::unix::net::UnixStream::connect(&sock) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("no control socket: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answers = BufReader::new(s.try_clone().expect("clone"));
+    let mut ask = |line: &str| {
+        writeln!(s, "{line}").expect("write");
+        let mut answer = String::new();
+        answers.read_line(&mut answer).expect("answer");
+        answer.trim().to_string()
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    // Away to a wire end nobody listens on (frames are lost meanwhile), then back.
+    assert_eq!(
+        ask("attach 127.77.10.9:6000"),
+        "ok attached 127.77.10.9:6000"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let home = wire(10, 0).to_string();
+    assert_eq!(
+        ask(&format!("attach {home}")),
+        format!("ok attached {home}")
+    );
+    assert_eq!(ask("where"), format!("ok attached {home}"));
+    assert!(ask("fly away").starts_with("error"));
+    drop(s);
+    let mut steps = Vec::new();
+    for p in [a, b] {
+        let out = p.wait(Duration::from_secs(30));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(
+            r["messages_verified"], r["supersteps"],
+            "every message arrived intact"
+        );
+        steps.push(r["supersteps"].as_u64().expect("steps"));
+    }
+    assert_eq!(steps[0], steps[1]);
+    assert!(!sock.exists(), "the control socket is removed at the end");
+}

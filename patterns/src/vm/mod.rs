@@ -5,6 +5,7 @@
 //! Connections follow the same rules as over kernel TCP ([`crate::handshake`]); one thread
 //! drives the stack: every wait polls the interface and the UDP socket.
 
+pub mod control;
 pub mod device;
 
 use crate::engine::{Event, Links};
