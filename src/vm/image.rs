@@ -293,9 +293,7 @@ pub fn newc(entries: &[Entry]) -> Vec<u8> {
 }
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
-        v.push(0);
-    }
+    v.resize(v.len().next_multiple_of(4), 0);
 }
 
 #[cfg(test)]
