@@ -222,6 +222,7 @@ fn a_vm_migrates_live_and_its_ping_continues_through_the_overlay() {
         .migrate(at(&c), &MigrateOptions::default())
         .unwrap_or_else(|e| panic!("{e}\n--- vm1\n{}", vm1.console()));
     let a_at_move = iface(&w, 1);
+    assert!(m.announced, "announce-self refused");
     apply(&w, &files[2]);
     apply(&w, &files[3]);
     eprintln!(

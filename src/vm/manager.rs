@@ -138,9 +138,11 @@ pub struct Migration {
     pub downtime_ms: u64,
     /// QEMU's `total-time`: from `migrate` to completion.
     pub total_ms: u64,
-    /// Ours: from starting the new QEMU to its announcing the VM.
+    /// Ours: from starting the new QEMU until it runs the guest and the source is gone.
     pub wall_ms: u64,
     pub ram_transferred: u64,
+    /// Whether our `announce-self` was accepted (QEMU also announces on its own).
+    pub announced: bool,
 }
 
 /// One QEMU process, killed on drop.
@@ -374,13 +376,19 @@ impl Vm {
                 _ => std::thread::sleep(o.poll),
             }
         };
-        wait_running(&mut dest, o.timeout.saturating_sub(started.elapsed())).map_err(&fail)?;
-        dest.qmp.announce_self(Announce::default())?;
+        if let Err(why) = wait_running(&mut dest, o.timeout.saturating_sub(started.elapsed())) {
+            // The guest's state is complete at the source: run it there again.
+            let resumed = src.execute_raw("cont", None).is_ok();
+            return Err(fail(format!("{why}; resumed at the source: {resumed}")));
+        }
         let from = self.qemu.at;
         let mut old = std::mem::replace(&mut self.qemu, dest);
         // The source is paused for good ("postmigrate"); it may exit before answering.
         let _ = old.qmp.quit();
         drop(old);
+        // QEMU announces by itself after a migration; this repeats it at once. The VM runs at
+        // its new place either way, so a refusal is reported, not an error.
+        let announced = self.qemu.qmp.announce_self(Announce::default()).is_ok();
         self.incarnation = n;
         self.consoles.push(self.qemu.console.clone());
         let _ = std::fs::remove_file(&socket);
@@ -392,6 +400,7 @@ impl Vm {
             total_ms: info.total_time.unwrap_or(0),
             wall_ms: started.elapsed().as_millis() as u64,
             ram_transferred: info.ram.map(|r| r.transferred).unwrap_or(0),
+            announced,
         })
     }
 
