@@ -4,7 +4,7 @@
 //! directory.
 
 use super::image::{GuestImage, QEMU};
-use super::qmp::{Announce, MigrateParameters, Qmp, StatusInfo};
+use super::qmp::{Announce, MigrateParameters, MigrationInfo, Qmp, StatusInfo};
 use super::Error;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -354,27 +354,9 @@ impl Vm {
             downtime_limit: Some(o.downtime_limit.as_millis() as u64),
         })?;
         src.migrate(&format!("unix:{}", socket.display()))?;
-        let info = loop {
-            let info = src.query_migrate()?;
-            match info.status.as_deref() {
-                Some("completed") => break info,
-                Some("failed") | Some("cancelled") => {
-                    let why = info.error_desc.unwrap_or_else(|| "no reason given".into());
-                    return Err(fail(format!(
-                        "QEMU says {}: {why}{}",
-                        info.status.unwrap_or_default(),
-                        tail(&dest.stderr)
-                    )));
-                }
-                _ if started.elapsed() > o.timeout => {
-                    let _ = src.migrate_cancel();
-                    return Err(fail(format!(
-                        "not complete after {:?}; cancelled",
-                        o.timeout
-                    )));
-                }
-                _ => std::thread::sleep(o.poll),
-            }
+        let info = match converge(src, o, started) {
+            Ok(info) => info,
+            Err(why) => return Err(fail(format!("{why}{}", tail(&dest.stderr)))),
         };
         if let Err(why) = wait_running(&mut dest, o.timeout.saturating_sub(started.elapsed())) {
             // The guest's state is complete at the source: run it there again.
@@ -407,6 +389,29 @@ impl Vm {
     /// Asks QEMU to exit (the handle's drop kills it anyway).
     pub fn shutdown(mut self) -> Result<(), Error> {
         Ok(self.qemu.qmp.quit()?)
+    }
+}
+
+/// Polls the source until the migration completes; a failure or the timeout (then cancelled)
+/// is an error.
+fn converge(src: &mut Qmp, o: &MigrateOptions, started: Instant) -> Result<MigrationInfo, String> {
+    loop {
+        let info = src.query_migrate().map_err(|e| e.to_string())?;
+        match info.status.as_deref() {
+            Some("completed") => return Ok(info),
+            Some("failed") | Some("cancelled") => {
+                let why = info.error_desc.as_deref().unwrap_or("no reason given");
+                return Err(format!(
+                    "QEMU says {}: {why}",
+                    info.status.unwrap_or_default()
+                ));
+            }
+            _ if started.elapsed() > o.timeout => {
+                let _ = src.migrate_cancel();
+                return Err(format!("not complete after {:?}; cancelled", o.timeout));
+            }
+            _ => std::thread::sleep(o.poll),
+        }
     }
 }
 
