@@ -1,0 +1,506 @@
+//! Starting QEMU guests on a vnetd `dgram` interface and migrating them live to another
+//! daemon's. Every QEMU process is owned by a handle that kills it when dropped, also on every
+//! error path; its files (QMP socket, console, stderr, migration socket) live in the caller's
+//! directory.
+
+use super::image::{GuestImage, QEMU};
+use super::qmp::{Announce, MigrateParameters, MigrationInfo, Qmp, StatusInfo};
+use super::Error;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vnet_grammar::Mac;
+
+/// One VM's definition; a migration starts the new QEMU process from the same one.
+#[derive(Clone, Debug)]
+pub struct VmSpec {
+    /// Letters, digits, `-`, `_` and `.`; names the VM's files.
+    pub name: String,
+    pub mac: Mac,
+    pub memory_mb: u32,
+    pub image: GuestImage,
+    /// Kernel arguments `vnet.KEY=VALUE`, seen by the guest's script as `$vnet_KEY`.
+    pub args: Vec<(String, String)>,
+    /// How long QEMU may take to answer on QMP, and each QMP command.
+    pub timeout: Duration,
+}
+
+impl VmSpec {
+    pub fn new(name: &str, mac: Mac, image: GuestImage) -> VmSpec {
+        VmSpec {
+            name: name.to_string(),
+            mac,
+            memory_mb: 128,
+            image,
+            args: Vec::new(),
+            timeout: Duration::from_secs(20),
+        }
+    }
+
+    pub fn arg(mut self, key: &str, value: &str) -> VmSpec {
+        self.args.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let plain = |s: &str, extra: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        };
+        if !plain(&self.name, "-_.") {
+            return Err(Error::Invalid(format!(
+                "VM name `{}`: use letters, digits, `-`, `_` and `.`",
+                self.name
+            )));
+        }
+        for (k, v) in &self.args {
+            if !plain(k, "_") || !plain(v, "-_.:/") {
+                return Err(Error::Invalid(format!(
+                    "kernel argument vnet.{k}={v} of VM {}: keys are letters, digits and `_`; values also `-._:/`",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&self) -> String {
+        let mut s = String::from("console=ttyS0 quiet panic=-1");
+        for (k, v) in &self.args {
+            s.push_str(&format!(" vnet.{k}={v}"));
+        }
+        s
+    }
+}
+
+/// Where a VM plugs into the overlay: the daemon's `dgram` interface, and the VM's own end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub iface: SocketAddr,
+    pub local: SocketAddr,
+}
+
+impl Attachment {
+    /// The VM's end on a free UDP port of the interface's own address.
+    pub fn beside(iface: SocketAddr) -> Result<Attachment, Error> {
+        let probe = UdpSocket::bind((iface.ip(), 0))
+            .map_err(|e| Error::Io(format!("finding a free UDP port on {}: {e}", iface.ip())))?;
+        let local = probe
+            .local_addr()
+            .map_err(|e| Error::Io(format!("finding a free UDP port on {}: {e}", iface.ip())))?;
+        Ok(Attachment { iface, local })
+    }
+
+    fn netdev(&self) -> String {
+        format!(
+            "dgram,id=n0,local.type=inet,local.host={},local.port={},remote.type=inet,remote.host={},remote.port={}",
+            self.local.ip(),
+            self.local.port(),
+            self.iface.ip(),
+            self.iface.port()
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MigrateOptions {
+    /// Give up (and cancel) after this long; the VM then runs on at its source.
+    pub timeout: Duration,
+    /// Bytes per second for the migration stream (QEMU's default is far below a local
+    /// socket's).
+    pub max_bandwidth: u64,
+    /// The pause QEMU aims for.
+    pub downtime_limit: Duration,
+    /// How often to ask QEMU how far it is.
+    pub poll: Duration,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> MigrateOptions {
+        MigrateOptions {
+            timeout: Duration::from_secs(120),
+            max_bandwidth: 1 << 30,
+            downtime_limit: Duration::from_millis(300),
+            poll: Duration::from_millis(10),
+        }
+    }
+}
+
+/// What a completed migration took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Migration {
+    pub vm: String,
+    pub from: Attachment,
+    pub to: Attachment,
+    /// The guest's pause, as QEMU's `query-migrate` reports it.
+    pub downtime_ms: u64,
+    /// QEMU's `total-time`: from `migrate` to completion.
+    pub total_ms: u64,
+    /// Ours: from starting the new QEMU until it runs the guest and the source is gone.
+    pub wall_ms: u64,
+    pub ram_transferred: u64,
+    /// Whether our `announce-self` was accepted (QEMU also announces on its own).
+    pub announced: bool,
+}
+
+/// One QEMU process, killed on drop.
+struct Qemu {
+    child: Child,
+    qmp: Qmp,
+    at: Attachment,
+    console: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Qemu {
+    /// Starts QEMU incarnation `n` of the VM and connects to its QMP socket.
+    fn spawn(
+        dir: &Path,
+        spec: &VmSpec,
+        at: Attachment,
+        n: u32,
+        incoming: Option<&Path>,
+    ) -> Result<Qemu, Error> {
+        let file = |ext: &str| dir.join(format!("{}.{n}.{ext}", spec.name));
+        let (qmp_path, console, stderr) = (file("qmp"), file("console"), file("stderr"));
+        for p in [Some(qmp_path.as_path()), incoming].into_iter().flatten() {
+            socket_path_ok(p)?;
+            let _ = std::fs::remove_file(p);
+        }
+        let err_file = std::fs::File::create(&stderr)
+            .map_err(|e| Error::Io(format!("{}: {e}", stderr.display())))?;
+        let mut cmd = Command::new(QEMU);
+        cmd.args(["-name", &spec.name, "-accel", "tcg", "-smp", "1"])
+            .args(["-m", &spec.memory_mb.to_string()])
+            .args([
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .arg("-kernel")
+            .arg(&spec.image.kernel)
+            .arg("-initrd")
+            .arg(&spec.image.initrd)
+            .args(["-append", &spec.append()])
+            .args(["-netdev", &at.netdev()])
+            .args([
+                "-device",
+                &format!("virtio-net-pci,netdev=n0,mac={}", spec.mac),
+            ])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_path.display()));
+        if let Some(p) = incoming {
+            cmd.arg("-incoming").arg(format!("unix:{}", p.display()));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .spawn()
+            .map_err(|e| Error::Qemu {
+                vm: spec.name.clone(),
+                detail: format!("cannot run {QEMU}: {e}"),
+            })?;
+        match connect(&mut child, &qmp_path, spec.timeout) {
+            Ok(qmp) => Ok(Qemu {
+                child,
+                qmp,
+                at,
+                console,
+                stderr,
+            }),
+            Err(detail) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(Error::Qemu {
+                    vm: spec.name.clone(),
+                    detail: format!("{detail}{}", tail(&stderr)),
+                })
+            }
+        }
+    }
+
+    /// Exited already? Then why, for an error message.
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("exited ({status}){}", tail(&self.stderr))),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for QEMU's QMP socket, noticing an early exit.
+fn connect(child: &mut Child, path: &Path, timeout: Duration) -> Result<Qmp, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited at start ({status})"));
+        }
+        let last = match Qmp::connect(path, timeout) {
+            Ok(q) => return Ok(q),
+            Err(e) => e,
+        };
+        if Instant::now() > deadline {
+            return Err(format!("no QMP within {timeout:?}: {last}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn socket_path_ok(p: &Path) -> Result<(), Error> {
+    let s = p.to_string_lossy();
+    // sun_path holds 108 bytes with the NUL; QEMU's option syntax splits at commas.
+    if s.len() > 100 || s.contains(',') {
+        return Err(Error::Invalid(format!(
+            "{s}: the VM directory must give socket paths under 100 bytes without commas"
+        )));
+    }
+    Ok(())
+}
+
+/// The last lines of QEMU's stderr, for error messages.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<&str> = lines.into_iter().rev().collect();
+    format!("; QEMU said: {}", lines.join(" | "))
+}
+
+/// A running VM: its current QEMU process and the consoles of all its incarnations.
+pub struct Vm {
+    spec: VmSpec,
+    dir: PathBuf,
+    incarnation: u32,
+    qemu: Qemu,
+    consoles: Vec<PathBuf>,
+}
+
+impl Vm {
+    /// Boots the VM on `at`; its files go to `dir` (which must exist).
+    pub fn start(dir: &Path, spec: VmSpec, at: Attachment) -> Result<Vm, Error> {
+        spec.check()?;
+        let qemu = Qemu::spawn(dir, &spec, at, 0, None)?;
+        Ok(Vm {
+            consoles: vec![qemu.console.clone()],
+            spec,
+            dir: dir.to_path_buf(),
+            incarnation: 0,
+            qemu,
+        })
+    }
+
+    pub fn spec(&self) -> &VmSpec {
+        &self.spec
+    }
+
+    pub fn attachment(&self) -> Attachment {
+        self.qemu.at
+    }
+
+    /// The guest's serial console so far, over every QEMU process it ran in.
+    pub fn console(&self) -> String {
+        self.consoles
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect()
+    }
+
+    /// QEMU's status (`running`, `paused`, ...), or why QEMU is gone.
+    pub fn status(&mut self) -> Result<StatusInfo, Error> {
+        if let Some(why) = self.qemu.exited() {
+            return Err(self.qemu_error(why));
+        }
+        Ok(self.qemu.qmp.query_status()?)
+    }
+
+    fn qemu_error(&self, detail: String) -> Error {
+        Error::Qemu {
+            vm: self.spec.name.clone(),
+            detail,
+        }
+    }
+
+    /// Moves the running VM live to a new QEMU process attached at `to`, keeping its MAC.
+    /// On success the old process is gone; on failure the new one is, and the VM runs on
+    /// where it was.
+    pub fn migrate(&mut self, to: Attachment, o: &MigrateOptions) -> Result<Migration, Error> {
+        let started = Instant::now();
+        let n = self.incarnation + 1;
+        let socket = self.dir.join(format!("{}.{n}.migrate", self.spec.name));
+        let mut dest = Qemu::spawn(&self.dir, &self.spec, to, n, Some(&socket))?;
+        let fail = |detail: String| Error::Migration {
+            vm: self.spec.name.clone(),
+            detail,
+        };
+        let src = &mut self.qemu.qmp;
+        src.migrate_set_parameters(&MigrateParameters {
+            max_bandwidth: Some(o.max_bandwidth),
+            downtime_limit: Some(o.downtime_limit.as_millis() as u64),
+        })?;
+        src.migrate(&format!("unix:{}", socket.display()))?;
+        let info = match converge(src, o, started) {
+            Ok(info) => info,
+            Err(why) => return Err(fail(format!("{why}{}", tail(&dest.stderr)))),
+        };
+        if let Err(why) = wait_running(&mut dest, o.timeout.saturating_sub(started.elapsed())) {
+            // The guest's state is complete at the source: run it there again.
+            let resumed = src.execute_raw("cont", None).is_ok();
+            return Err(fail(format!("{why}; resumed at the source: {resumed}")));
+        }
+        let from = self.qemu.at;
+        let mut old = std::mem::replace(&mut self.qemu, dest);
+        // The source is paused for good ("postmigrate"); it may exit before answering.
+        let _ = old.qmp.quit();
+        drop(old);
+        // QEMU announces by itself after a migration; this repeats it at once. The VM runs at
+        // its new place either way, so a refusal is reported, not an error.
+        let announced = self.qemu.qmp.announce_self(Announce::default()).is_ok();
+        self.incarnation = n;
+        self.consoles.push(self.qemu.console.clone());
+        let _ = std::fs::remove_file(&socket);
+        Ok(Migration {
+            vm: self.spec.name.clone(),
+            from,
+            to,
+            downtime_ms: info.downtime.unwrap_or(0),
+            total_ms: info.total_time.unwrap_or(0),
+            wall_ms: started.elapsed().as_millis() as u64,
+            ram_transferred: info.ram.map(|r| r.transferred).unwrap_or(0),
+            announced,
+        })
+    }
+
+    /// Asks QEMU to exit (the handle's drop kills it anyway).
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        Ok(self.qemu.qmp.quit()?)
+    }
+}
+
+/// Polls the source until the migration completes; a failure or the timeout (then cancelled)
+/// is an error.
+fn converge(src: &mut Qmp, o: &MigrateOptions, started: Instant) -> Result<MigrationInfo, String> {
+    loop {
+        let info = src.query_migrate().map_err(|e| e.to_string())?;
+        match info.status.as_deref() {
+            Some("completed") => return Ok(info),
+            Some("failed") | Some("cancelled") => {
+                let why = info.error_desc.as_deref().unwrap_or("no reason given");
+                return Err(format!(
+                    "QEMU says {}: {why}",
+                    info.status.unwrap_or_default()
+                ));
+            }
+            _ if started.elapsed() > o.timeout => {
+                let _ = src.migrate_cancel();
+                return Err(format!("not complete after {:?}; cancelled", o.timeout));
+            }
+            _ => std::thread::sleep(o.poll),
+        }
+    }
+}
+
+/// Waits until the destination runs the guest (it starts by itself once the state is in).
+fn wait_running(dest: &mut Qemu, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(why) = dest.exited() {
+            return Err(format!("the destination QEMU {why}"));
+        }
+        let st = dest.qmp.query_status().map_err(|e| e.to_string())?;
+        if st.running {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "destination still `{}` after {timeout:?}",
+                st.status
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VmSpec {
+        let image = GuestImage {
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+        };
+        VmSpec::new("vm-1", Mac([0x52, 0x54, 0, 0, 0, 1]), image)
+    }
+
+    #[test]
+    fn names_and_kernel_arguments_are_checked() {
+        assert!(spec().arg("ip", "10.0.0.1/24").check().is_ok());
+        assert_eq!(
+            spec().arg("ip", "10.0.0.1/24").append(),
+            "console=ttyS0 quiet panic=-1 vnet.ip=10.0.0.1/24"
+        );
+        let e = spec().arg("run", "rm -rf /").check().unwrap_err();
+        assert!(e.to_string().contains("vnet.run=rm -rf /"), "{e}");
+        let e = spec().arg("a'b", "x").check().unwrap_err();
+        assert!(e.to_string().contains("keys are"), "{e}");
+        let mut s = spec();
+        s.name = "a b".into();
+        assert!(s.check().unwrap_err().to_string().contains("VM name `a b`"));
+    }
+
+    #[test]
+    fn netdev_names_both_ends() {
+        let at = Attachment {
+            iface: "127.9.0.1:6000".parse().unwrap(),
+            local: "127.9.0.1:6001".parse().unwrap(),
+        };
+        assert_eq!(
+            at.netdev(),
+            "dgram,id=n0,local.type=inet,local.host=127.9.0.1,local.port=6001,remote.type=inet,remote.host=127.9.0.1,remote.port=6000"
+        );
+        let b = Attachment::beside(at.iface).unwrap();
+        assert_eq!(b.local.ip(), at.iface.ip());
+        assert_ne!(b.local.port(), 0);
+    }
+
+    #[test]
+    fn long_or_comma_socket_paths_are_refused() {
+        assert!(socket_path_ok(Path::new("/tmp/a.qmp")).is_ok());
+        assert!(socket_path_ok(Path::new("/tmp/a,b.qmp")).is_err());
+        let long = format!("/tmp/{}.qmp", "x".repeat(120));
+        assert!(socket_path_ok(Path::new(&long)).is_err());
+    }
+
+    #[test]
+    fn a_missing_qemu_or_kernel_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("vnetc-vm-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = Attachment {
+            iface: "127.0.0.1:9".parse().unwrap(),
+            local: "127.0.0.1:0".parse().unwrap(),
+        };
+        let mut s = spec();
+        s.timeout = Duration::from_secs(10);
+        // With QEMU installed it exits at once on the missing kernel; without, it cannot run.
+        let e = Vm::start(&dir, s, at).err().expect("no VM from /k");
+        assert!(matches!(e, Error::Qemu { .. }), "{e}");
+        assert!(e.to_string().contains("QEMU of VM vm-1"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
