@@ -69,9 +69,12 @@ struct Reporting {
 /// One pair's bytes and frames over a window.
 type Sum<'v> = (&'v (Mac, Mac), &'v Pair, f64, f64);
 
+/// The pair in each history slot, so that per-slot sums can be read back as pairs.
+type Slots = Vec<Option<(Mac, Mac)>>;
+
 #[derive(Debug)]
 struct Pair {
-    history: History,
+    slot: usize,
     src_daemon: Arc<str>,
 }
 
@@ -106,12 +109,14 @@ pub struct Answer {
     pub dropped: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct View {
     limits: Limits,
     daemons: FxHashMap<Arc<str>, Reporting>,
     known_total: usize,
     pairs: FxHashMap<(Mac, Mac), Pair>,
+    history: History,
+    slots: Slots,
     /// The daemon each MAC was last seen entering the overlay from, and when.
     seen_at: FxHashMap<Mac, (Arc<str>, Millis)>,
     trackers: Vec<Tracker>,
@@ -127,7 +132,18 @@ impl View {
     pub fn new(limits: Limits) -> View {
         View {
             limits,
-            ..View::default()
+            daemons: FxHashMap::default(),
+            known_total: 0,
+            pairs: FxHashMap::default(),
+            history: History::new(limits.max_pairs),
+            slots: vec![None; limits.max_pairs],
+            seen_at: FxHashMap::default(),
+            trackers: Vec::new(),
+            dropped: 0,
+            last_drop: None,
+            refused: 0,
+            last_sweep: 0,
+            min_change_ms: 0,
         }
     }
 
@@ -230,25 +246,20 @@ impl View {
                 self.seen_at.insert(key.0, (daemon.clone(), now));
             }
         }
-        let full = self.pairs.len() >= self.limits.max_pairs;
         match self.pairs.get_mut(&key) {
             Some(pair) => {
-                pair.history.add(now, bytes, frames);
+                self.history.add(pair.slot, now, bytes, frames);
                 set_daemon(&mut pair.src_daemon, daemon);
             }
-            None if full => self.note_drop(Some(now)),
-            None => {
-                let mut history = History::default();
-                history.add(now, bytes, frames);
-                let src_daemon = daemon.clone();
-                self.pairs.insert(
-                    key,
-                    Pair {
-                        history,
-                        src_daemon,
-                    },
-                );
-            }
+            None => match self.history.open() {
+                Some(slot) => {
+                    self.history.add(slot, now, bytes, frames);
+                    self.slots[slot] = Some(key);
+                    let src_daemon = daemon.clone();
+                    self.pairs.insert(key, Pair { slot, src_daemon });
+                }
+                None => self.note_drop(Some(now)),
+            },
         }
     }
 
@@ -281,7 +292,15 @@ impl View {
     fn sweep(&mut self, now: Millis) {
         self.last_sweep = now;
         let oldest = bucket_of(now.saturating_sub(MEMORY_MS));
-        self.pairs.retain(|_, p| p.history.newest() >= oldest);
+        let (history, slots) = (&mut self.history, &mut self.slots);
+        self.pairs.retain(|_, p| {
+            let keep = history.last_active(p.slot) >= oldest;
+            if !keep {
+                history.close(p.slot);
+                slots[p.slot] = None;
+            }
+            keep
+        });
         let mut freed = 0;
         self.daemons.retain(|_, d| {
             let keep = now.saturating_sub(d.last_seen) < MEMORY_MS;
@@ -376,14 +395,19 @@ impl View {
 
     /// Bytes and frames of every pair with traffic in the window ending at the last complete
     /// bucket, and the window's length in seconds.
-    fn sums(&self, now: Millis, window_ms: Millis) -> (Vec<Sum<'_>>, f64) {
+    fn sums(&mut self, now: Millis, window_ms: Millis) -> (Vec<Sum<'_>>, f64) {
+        self.history.advance(now);
         let (first, last) = window_buckets(now, window_ms);
-        let sums = self
-            .pairs
+        let per_slot = self.history.sums(first, last, true);
+        let sums = per_slot
+            .bytes
             .iter()
-            .filter_map(|(key, pair)| {
-                let (bytes, frames) = pair.history.sum(first, last);
-                (bytes > 0.0).then_some((key, pair, bytes, frames))
+            .zip(&per_slot.frames)
+            .zip(&self.slots)
+            .filter(|((bytes, _), _)| **bytes > 0.0)
+            .filter_map(|((&bytes, &frames), key)| {
+                let (key, pair) = self.pairs.get_key_value(key.as_ref()?)?;
+                Some((key, pair, bytes, frames))
             })
             .collect();
         (
@@ -393,7 +417,8 @@ impl View {
     }
 
     /// Every pair with traffic in the window, heaviest first, with its intensity.
-    fn rates(&self, now: Millis, window_ms: Millis) -> Vec<PairRate> {
+    fn rates(&mut self, now: Millis, window_ms: Millis) -> Vec<PairRate> {
+        let seen_at = std::mem::take(&mut self.seen_at);
         let (sums, seconds) = self.sums(now, window_ms);
         let mut out: Vec<PairRate> = sums
             .into_iter()
@@ -401,7 +426,7 @@ impl View {
                 src,
                 dst,
                 src_daemon: pair.src_daemon.to_string(),
-                dst_daemon: self.seen_at.get(&dst).map(|(d, _)| d.to_string()),
+                dst_daemon: seen_at.get(&dst).map(|(d, _)| d.to_string()),
                 bytes_per_s: bytes / seconds,
                 frames_per_s: frames / seconds,
                 intensity: 0.0,
@@ -412,6 +437,7 @@ impl View {
                 .total_cmp(&a.bytes_per_s)
                 .then((a.src, a.dst).cmp(&(b.src, b.dst)))
         });
+        self.seen_at = seen_at;
         let heaviest = out.first().map_or(0.0, |p| p.bytes_per_s);
         for p in &mut out {
             p.intensity = p.bytes_per_s / heaviest;
@@ -421,19 +447,16 @@ impl View {
 
     /// The pairs at or above the threshold now: what the trackers watch, 20 times a second,
     /// so it builds no rates.
-    fn topology_now(&self, now: Millis, window_ms: Millis, ppm: u32) -> Topology {
+    fn topology_now(&mut self, now: Millis, window_ms: Millis, ppm: u32) -> Topology {
+        self.history.advance(now);
         let (first, last) = window_buckets(now, window_ms);
-        let sums: Vec<(&(Mac, Mac), f64)> = self
-            .pairs
+        let bytes = self.history.sums(first, last, false).bytes;
+        let heaviest = bytes.iter().copied().fold(0.0, f64::max);
+        let mut pairs: Topology = bytes
             .iter()
-            .map(|(key, pair)| (key, pair.history.bytes(first, last)))
-            .filter(|s| s.1 > 0.0)
-            .collect();
-        let heaviest = sums.iter().map(|s| s.1).fold(0.0, f64::max);
-        let mut pairs: Topology = sums
-            .into_iter()
-            .filter(|s| meets(s.1 / heaviest, ppm))
-            .map(|s| *s.0)
+            .zip(&self.slots)
+            .filter(|(b, _)| **b > 0.0 && meets(**b / heaviest, ppm))
+            .filter_map(|(_, key)| *key)
             .collect();
         pairs.sort_unstable();
         pairs
