@@ -80,9 +80,9 @@ impl<'a> Mapper<'a> {
         self.best.as_ref().map_or(f64::INFINITY, |b| b.score)
     }
 
-    /// A lower bound of the score of every completion of `partial`; `None` when some demand
+    /// A lower bound of the score of every completion of `partial`; `Err(d)` when demand `d`
     /// already has no possible path.
-    fn bound(&self, partial: &[Option<usize>]) -> Option<f64> {
+    fn bound(&self, partial: &[Option<usize>]) -> Result<f64, usize> {
         let hosts = 0..self.p.hosts.len();
         let mut total = 0.0;
         for d in 0..self.p.demands.len() {
@@ -103,9 +103,9 @@ impl<'a> Mapper<'a> {
                     .filter_map(|(a, b)| self.pairs.bound(self.p, self.obj, d, a, b))
                     .reduce(f64::min),
             };
-            total += best?;
+            total += best.ok_or(d)?;
         }
-        Some(total)
+        Ok(total)
     }
 
     fn prunes(&self, bound: f64) -> bool {
@@ -119,8 +119,12 @@ impl<'a> Mapper<'a> {
         loads: &mut Loads,
         moved: usize,
     ) {
-        let Some(bound) = self.bound(partial) else {
-            return;
+        let bound = match self.bound(partial) {
+            Ok(bound) => bound,
+            Err(d) => {
+                self.unroutable.get_or_insert(d);
+                return;
+            }
         };
         if self.prunes(bound) {
             return;
@@ -156,7 +160,7 @@ impl<'a> Mapper<'a> {
             route_exactly(self.p, self.obj, &mapping, self.incumbent(), self.deadline);
         if !complete {
             self.complete = false;
-            if let Some(b) = self.bound(partial) {
+            if let Ok(b) = self.bound(partial) {
                 self.open_bound = self.open_bound.min(b);
             }
         }
@@ -170,7 +174,9 @@ impl<'a> Mapper<'a> {
                 })
             }
             None if complete && self.best.is_none() => {
-                self.unroutable = Some(self.first_unroutable(&mapping).unwrap_or(0));
+                if let Some(d) = self.first_unroutable(&mapping) {
+                    self.unroutable = Some(d);
+                }
             }
             None => {}
         }

@@ -113,11 +113,9 @@ struct Keeper<'a> {
 }
 
 impl Keeper<'_> {
+    /// Routes `mapping` and keeps it if it beats the best so far.
     fn offer(&mut self, mapping: &[usize]) {
         let p = self.p;
-        if Instant::now() > self.deadline && self.best.is_some() {
-            return;
-        }
         let mut paths = match route::route(p, self.obj, mapping, &route::by_traffic(p)) {
             Ok(paths) => paths,
             Err(d) => {
@@ -161,7 +159,11 @@ struct Tabu<'a> {
     rng: fastrand::Rng,
     /// The estimate is the objective itself: `cost` with no link that demands could fill.
     exact_estimate: bool,
+    terms: Option<Vec<f64>>,
 }
+
+/// The largest table of estimates kept (8 bytes each).
+const TERMS_MAX: usize = 1 << 23;
 
 #[derive(Clone, Copy)]
 enum Step {
@@ -195,15 +197,38 @@ impl<'a> Tabu<'a> {
             rng: fastrand::Rng::with_seed(o.seed),
             exact_estimate: o.objective == Objective::Cost
                 && p.links.iter().all(|l| l.bw >= total_bw),
+            terms: None,
         };
+        tabu.tabulate();
         tabu.score = tabu.full_score();
         tabu
     }
 
     fn term(&self, d: usize, a: usize, b: usize) -> f64 {
-        self.pairs
-            .estimate(self.p, self.obj, d, a, b)
-            .unwrap_or(self.penalty)
+        let hosts = self.p.hosts.len();
+        match &self.terms {
+            Some(terms) => terms[(d * hosts + a) * hosts + b],
+            None => self
+                .pairs
+                .estimate(self.p, self.obj, d, a, b)
+                .unwrap_or(self.penalty),
+        }
+    }
+
+    /// Every demand's estimate between every pair of hosts, when that table is small: the
+    /// neighbourhood scan reads it millions of times.
+    fn tabulate(&mut self) {
+        let hosts = self.p.hosts.len();
+        if self.p.demands.len() * hosts * hosts > TERMS_MAX {
+            return;
+        }
+        let mut terms = Vec::with_capacity(self.p.demands.len() * hosts * hosts);
+        for d in 0..self.p.demands.len() {
+            for a in 0..hosts {
+                terms.extend((0..hosts).map(|b| self.term(d, a, b)));
+            }
+        }
+        self.terms = Some(terms);
     }
 
     fn full_score(&self) -> f64 {
@@ -339,11 +364,11 @@ impl<'a> Tabu<'a> {
         if n == 0 || self.p.hosts.len() < 2 {
             return;
         }
-        let stall = 100.max(10 * n);
+        let stall = 200.max(20 * n);
         let mut best_mapping = self.mapping.clone();
         let mut best_score = self.score;
         let (mut iter, mut since_best, mut dull_restarts) = (0u64, 0u64, 0u32);
-        while Instant::now() < keeper.deadline && dull_restarts < 100 {
+        while Instant::now() < keeper.deadline && dull_restarts < 200 {
             iter += 1;
             let Some((step, delta)) = self.best_step(iter, best_score) else {
                 break;
@@ -356,7 +381,8 @@ impl<'a> Tabu<'a> {
                 best_mapping.clone_from(&self.mapping);
                 since_best = 0;
                 dull_restarts = 0;
-                if !self.exact_estimate {
+                // Routing every improvement costs more than it tells when the estimate is exact.
+                if !self.exact_estimate && Instant::now() < keeper.deadline {
                     keeper.offer(&self.mapping);
                 }
             }
