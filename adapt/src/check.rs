@@ -201,9 +201,11 @@ pub fn demand_term(p: &Problem, obj: Objective, d: usize, path: &[usize], residu
 /// The objective's value of a routing (its constraints unchecked).
 pub fn value(p: &Problem, obj: Objective, paths: &[Vec<usize>]) -> f64 {
     let residual = residuals(p, paths);
-    (0..paths.len())
+    let total: f64 = (0..paths.len())
         .map(|d| demand_term(p, obj, d, &paths[d], &residual))
-        .sum()
+        .sum();
+    // An empty float sum is -0.0; nobody wants to read "-0".
+    total + 0.0
 }
 
 pub fn residuals(p: &Problem, paths: &[Vec<usize>]) -> Vec<f64> {

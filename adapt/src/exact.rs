@@ -46,6 +46,7 @@ struct Mapper<'a> {
     budget: Option<usize>,
     deadline: Instant,
     pairs: Pairs,
+    least: Least,
     order: Vec<usize>,
     best: Option<Found>,
     complete: bool,
@@ -62,12 +63,14 @@ impl<'a> Mapper<'a> {
         }
         let mut order: Vec<usize> = (0..p.vms.len()).filter(|&v| !p.vms[v].pinned).collect();
         order.sort_by(|&a, &b| weight[b].total_cmp(&weight[a]).then(a.cmp(&b)));
+        let pairs = Pairs::new(p);
         Mapper {
             p,
             obj: o.objective,
             budget: o.max_migrations,
             deadline,
-            pairs: Pairs::new(p),
+            least: Least::new(p, o.objective, &pairs),
+            pairs,
             order,
             best,
             complete: true,
@@ -83,27 +86,22 @@ impl<'a> Mapper<'a> {
     /// A lower bound of the score of every completion of `partial`; `Err(d)` when demand `d`
     /// already has no possible path.
     fn bound(&self, partial: &[Option<usize>]) -> Result<f64, usize> {
-        let hosts = 0..self.p.hosts.len();
+        let h = self.p.hosts.len();
         let mut total = 0.0;
-        for d in 0..self.p.demands.len() {
-            let demand = &self.p.demands[d];
+        for (d, demand) in self.p.demands.iter().enumerate() {
             let best = match (partial[demand.src], partial[demand.dst]) {
-                (Some(a), Some(b)) => self.pairs.bound(self.p, self.obj, d, a, b),
-                (Some(a), None) => hosts
-                    .clone()
-                    .filter_map(|b| self.pairs.bound(self.p, self.obj, d, a, b))
-                    .reduce(f64::min),
-                (None, Some(b)) => hosts
-                    .clone()
-                    .filter_map(|a| self.pairs.bound(self.p, self.obj, d, a, b))
-                    .reduce(f64::min),
-                (None, None) => hosts
-                    .clone()
-                    .flat_map(|a| hosts.clone().map(move |b| (a, b)))
-                    .filter_map(|(a, b)| self.pairs.bound(self.p, self.obj, d, a, b))
-                    .reduce(f64::min),
+                (Some(a), Some(b)) => self
+                    .pairs
+                    .bound(self.p, self.obj, d, a, b)
+                    .unwrap_or(f64::INFINITY),
+                (Some(a), None) => self.least.from[d * h + a],
+                (None, Some(b)) => self.least.to[d * h + b],
+                (None, None) => self.least.any[d],
             };
-            total += best.ok_or(d)?;
+            if best == f64::INFINITY {
+                return Err(d);
+            }
+            total += best;
         }
         Ok(total)
     }
@@ -199,6 +197,49 @@ impl<'a> Mapper<'a> {
     }
 }
 
+/// Per demand, the least of `Pairs::bound` over the host pairs still open to it, with its
+/// source placed (`from`, per host), its destination placed (`to`), or neither (`any`);
+/// infinite when none is possible. Both VMs on one host counts only if some host could hold
+/// the two of them, which is what makes the bound bite when every host holds one VM.
+struct Least {
+    from: Vec<f64>,
+    to: Vec<f64>,
+    any: Vec<f64>,
+}
+
+impl Least {
+    fn new(p: &Problem, obj: Objective, pairs: &Pairs) -> Least {
+        let h = p.hosts.len();
+        let n = p.demands.len();
+        let mut least = Least {
+            from: vec![f64::INFINITY; n * h],
+            to: vec![f64::INFINITY; n * h],
+            any: vec![f64::INFINITY; n],
+        };
+        for (d, demand) in p.demands.iter().enumerate() {
+            let (s, t) = (&p.vms[demand.src], &p.vms[demand.dst]);
+            let share = p.hosts.iter().any(|host| {
+                s.compute + t.compute <= host.compute + EPS * (1.0 + host.compute)
+                    && s.size + t.size <= host.size + EPS * (1.0 + host.size)
+            });
+            for a in 0..h {
+                for b in (0..h).filter(|&b| share || b != a) {
+                    let Some(x) = pairs.bound(p, obj, d, a, b) else {
+                        continue;
+                    };
+                    least.from[d * h + a] = least.from[d * h + a].min(x);
+                    least.to[d * h + b] = least.to[d * h + b].min(x);
+                    least.any[d] = least.any[d].min(x);
+                }
+            }
+        }
+        least
+    }
+}
+
+/// A routing's score and every demand's links.
+pub type Routing = (f64, Vec<Vec<usize>>);
+
 /// The best routing of `mapping` that beats `incumbent`: its score and paths, and whether the
 /// search was complete (false when the time limit or the path cap cut it short).
 pub fn route_exactly(
@@ -207,7 +248,7 @@ pub fn route_exactly(
     mapping: &[usize],
     incumbent: f64,
     deadline: Instant,
-) -> (Option<(f64, Vec<Vec<usize>>)>, bool) {
+) -> (Option<Routing>, bool) {
     let mut order = route::by_traffic(p);
     let mut complete = true;
     let mut candidates = vec![Vec::new(); p.demands.len()];
@@ -263,7 +304,7 @@ struct Router<'a> {
     order: Vec<usize>,
     residual: Vec<f64>,
     paths: Vec<Vec<usize>>,
-    best: Option<(f64, Vec<Vec<usize>>)>,
+    best: Option<Routing>,
     incumbent: f64,
     complete: bool,
 }

@@ -5,6 +5,7 @@
 pub mod answer;
 pub mod check;
 pub mod exact;
+pub mod flow;
 pub mod greedy;
 pub mod model;
 pub mod pairs;

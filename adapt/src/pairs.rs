@@ -44,6 +44,14 @@ impl Pairs {
         pairs
     }
 
+    pub fn min_lat(&self, a: usize, b: usize) -> f64 {
+        self.min_lat[a * self.n + b]
+    }
+
+    pub fn widest(&self, a: usize, b: usize) -> f64 {
+        self.widest[a * self.n + b]
+    }
+
     /// Whether demand `d` could be routed from `a` to `b` alone (reachable within the hops,
     /// the latency bound and some path's bandwidth).
     pub fn possible(&self, p: &Problem, d: usize, a: usize, b: usize) -> bool {

@@ -6,6 +6,7 @@
 //! greedy's answer (and the current placement), so it is never worse than greedy.
 
 use crate::check::{self, Objective, Solution, EPS};
+use crate::flow::Flow;
 use crate::pairs::{Loads, Pairs};
 use crate::{greedy, route, unroutable, Error, Found, Options, Problem};
 use std::time::Instant;
@@ -160,6 +161,7 @@ struct Tabu<'a> {
     /// The estimate is the objective itself: `cost` with no link that demands could fill.
     exact_estimate: bool,
     terms: Option<Vec<f64>>,
+    flow: Option<Flow>,
 }
 
 /// The largest table of estimates kept (8 bytes each).
@@ -198,8 +200,11 @@ impl<'a> Tabu<'a> {
             exact_estimate: o.objective == Objective::Cost
                 && p.links.iter().all(|l| l.bw >= total_bw),
             terms: None,
+            flow: Flow::new(p, o.objective, pairs),
         };
-        tabu.tabulate();
+        if tabu.flow.is_none() {
+            tabu.tabulate();
+        }
         tabu.score = tabu.full_score();
         tabu
     }
@@ -240,6 +245,9 @@ impl<'a> Tabu<'a> {
 
     /// The change in score if `v` went to `hv` and (for a swap) `w` to `hw`.
     fn delta(&self, v: usize, hv: usize, other: Option<(usize, usize)>) -> f64 {
+        if let Some(flow) = &self.flow {
+            return flow.delta(&self.mapping, v, hv, other);
+        }
         let at = |x: usize| match other {
             _ if x == v => hv,
             Some((w, hw)) if x == w => hw,
