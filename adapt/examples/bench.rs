@@ -231,6 +231,12 @@ fn random(count: u64) {
             gaps_g.push(rel(g.value));
             gaps_s.push(rel(s.value));
             better += (sign * s.value < sign * g.value - 1e-9) as usize;
+            if sign * s.value < sign * e.value - 1e-6 {
+                eprintln!(
+                    "seed {seed}: search {} beats exact's proven {}",
+                    s.value, e.value
+                );
+            }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);

@@ -179,6 +179,25 @@ pub fn best_path(
     tree(p, residual, demand.bw, bound, from, Mode::Latency).path(p, to)
 }
 
+/// `best_path` between the hosts `mapping` gives demand `d`'s VMs.
+fn placed_path(
+    p: &Problem,
+    obj: Objective,
+    residual: &[f64],
+    mapping: &[usize],
+    d: usize,
+) -> Option<Vec<usize>> {
+    let demand = &p.demands[d];
+    best_path(
+        p,
+        obj,
+        residual,
+        d,
+        mapping[demand.src],
+        mapping[demand.dst],
+    )
+}
+
 /// Routes every demand in `order`, each on its best path given those before it. A demand
 /// that finds no path is tried first, a few times, before giving up with its index.
 pub fn route(
@@ -216,15 +235,7 @@ fn route_in_order(
     let mut paths = vec![Vec::new(); p.demands.len()];
     for &d in order {
         let demand = &p.demands[d];
-        let path = best_path(
-            p,
-            obj,
-            &residual,
-            d,
-            mapping[demand.src],
-            mapping[demand.dst],
-        )
-        .ok_or(d)?;
+        let path = placed_path(p, obj, &residual, mapping, d).ok_or(d)?;
         for &e in &path {
             residual[e] -= demand.bw;
         }
@@ -258,15 +269,7 @@ pub fn reroute(
             }
             let old = std::mem::take(&mut paths[d]);
             let residual = check::residuals(p, paths);
-            let demand = &p.demands[d];
-            let candidate = best_path(
-                p,
-                obj,
-                &residual,
-                d,
-                mapping[demand.src],
-                mapping[demand.dst],
-            );
+            let candidate = placed_path(p, obj, &residual, mapping, d);
             match candidate {
                 Some(path) if path != old => {
                     paths[d] = path;

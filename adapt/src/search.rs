@@ -9,6 +9,7 @@ use crate::check::{self, Objective, Solution, EPS};
 use crate::flow::Flow;
 use crate::pairs::{Loads, Pairs};
 use crate::{greedy, route, unroutable, Error, Found, Options, Problem};
+use std::collections::HashSet;
 use std::time::Instant;
 
 pub fn solve(
@@ -36,6 +37,7 @@ pub fn solve(
     let pairs = Pairs::new(p);
     let mut tabu = Tabu::new(p, o, &pairs, start);
     let mut keeper = Keeper {
+        seen: HashSet::new(),
         p,
         obj: o.objective,
         deadline,
@@ -111,9 +113,24 @@ struct Keeper<'a> {
     deadline: Instant,
     best: Option<Found>,
     failure: Option<Error>,
+    seen: HashSet<Vec<usize>>,
 }
 
+/// The most mappings remembered as routed already.
+const SEEN_MAX: usize = 1 << 16;
+
 impl Keeper<'_> {
+    /// `offer`, once per distinct mapping (up to a memory cap).
+    fn offer_new(&mut self, mapping: &[usize]) {
+        if self.seen.contains(mapping) {
+            return;
+        }
+        if self.seen.len() < SEEN_MAX {
+            self.seen.insert(mapping.to_vec());
+        }
+        self.offer(mapping);
+    }
+
     /// Routes `mapping` and keeps it if it beats the best so far.
     fn offer(&mut self, mapping: &[usize]) {
         let p = self.p;
@@ -162,7 +179,13 @@ struct Tabu<'a> {
     exact_estimate: bool,
     terms: Option<Vec<f64>>,
     flow: Option<Flow>,
+    /// Small problems route every mapping visited: the estimate ignores how demands share
+    /// links, and there routing is cheap.
+    route_each: bool,
 }
+
+/// The most demand x link pairs for which every visited mapping is routed.
+const ROUTE_EACH_MAX: usize = 4096;
 
 /// The largest table of estimates kept (8 bytes each).
 const TERMS_MAX: usize = 1 << 23;
@@ -201,7 +224,9 @@ impl<'a> Tabu<'a> {
                 && p.links.iter().all(|l| l.bw >= total_bw),
             terms: None,
             flow: Flow::new(p, o.objective, pairs),
+            route_each: false,
         };
+        tabu.route_each = !tabu.exact_estimate && p.demands.len() * p.links.len() <= ROUTE_EACH_MAX;
         if tabu.flow.is_none() {
             tabu.tabulate();
         }
@@ -390,9 +415,12 @@ impl<'a> Tabu<'a> {
                 since_best = 0;
                 dull_restarts = 0;
                 // Routing every improvement costs more than it tells when the estimate is exact.
-                if !self.exact_estimate && Instant::now() < keeper.deadline {
+                if !self.exact_estimate && !self.route_each && Instant::now() < keeper.deadline {
                     keeper.offer(&self.mapping);
                 }
+            }
+            if self.route_each && Instant::now() < keeper.deadline {
+                keeper.offer_new(&self.mapping);
             }
             if since_best > stall {
                 since_best = 0;

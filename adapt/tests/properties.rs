@@ -137,7 +137,7 @@ fn enumerate(p: &Problem, obj: Objective, budget: Option<usize>) -> Option<f64> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
 
     #[test]
     fn answers_are_valid_and_ordered(doc in problems(), budget in proptest::option::of(0usize..=2)) {
