@@ -55,6 +55,11 @@ impl Flow {
         self.lat[a * self.hosts + b]
     }
 
+    /// The change in estimate if `i` and `j` traded hosts.
+    pub fn swap(&self, mapping: &[usize], i: usize, j: usize) -> f64 {
+        self.delta(mapping, i, mapping[j], Some((j, mapping[i])))
+    }
+
     /// The change in estimate if `v` went to `hv` and (for a swap) `w` to `hw`.
     pub fn delta(
         &self,
@@ -84,6 +89,54 @@ impl Flow {
                 + self.f(w, v) * (self.l(hw, hv) - self.l(b, a));
         }
         delta
+    }
+}
+
+/// Every swap's delta, kept current after each swap in O(n^2) (Taillard's update for the
+/// robust tabu search): only the terms between the swapped pair and the others change.
+pub struct Swaps {
+    n: usize,
+    delta: Vec<f64>,
+}
+
+impl Swaps {
+    pub fn new(flow: &Flow, mapping: &[usize]) -> Swaps {
+        let n = mapping.len();
+        let mut swaps = Swaps {
+            n,
+            delta: vec![0.0; n * n],
+        };
+        for i in 0..n {
+            for j in i + 1..n {
+                swaps.delta[i * n + j] = flow.swap(mapping, i, j);
+            }
+        }
+        swaps
+    }
+
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        let (i, j) = if i < j { (i, j) } else { (j, i) };
+        self.delta[i * self.n + j]
+    }
+
+    /// After `r` and `s` swapped hosts (`mapping` is the new one).
+    pub fn after_swap(&mut self, flow: &Flow, mapping: &[usize], r: usize, s: usize) {
+        let n = self.n;
+        let (pr, ps) = (mapping[r], mapping[s]);
+        for i in 0..n {
+            for j in i + 1..n {
+                if i == r || i == s || j == r || j == s {
+                    self.delta[i * n + j] = flow.swap(mapping, i, j);
+                    continue;
+                }
+                let (pi, pj) = (mapping[i], mapping[j]);
+                let out = (flow.f(r, i) - flow.f(r, j) + flow.f(s, j) - flow.f(s, i))
+                    * (flow.l(ps, pi) - flow.l(ps, pj) + flow.l(pr, pj) - flow.l(pr, pi));
+                let into = (flow.f(i, r) - flow.f(j, r) + flow.f(j, s) - flow.f(i, s))
+                    * (flow.l(pi, ps) - flow.l(pj, ps) + flow.l(pj, pr) - flow.l(pi, pr));
+                self.delta[i * n + j] += out + into;
+            }
+        }
     }
 }
 
@@ -124,14 +177,22 @@ mod tests {
             let paths = crate::route::route(&p, Objective::Cost, m, &order).expect("routable");
             check::value(&p, Objective::Cost, &paths)
         };
+        let mut mapping: Vec<usize> = (0..vms).map(|_| rng.usize(..hosts)).collect();
+        let mut swaps = Swaps::new(&flow, &mapping);
         for _ in 0..200 {
-            let mapping: Vec<usize> = (0..vms).map(|_| rng.usize(..hosts)).collect();
+            // Walk by swaps, keeping the swap table current as the search does.
+            let (r, s) = (rng.usize(..vms), rng.usize(..vms));
+            if r != s {
+                mapping.swap(r, s);
+                swaps.after_swap(&flow, &mapping, r, s);
+            }
             let (v, w, h) = (rng.usize(..vms), rng.usize(..vms), rng.usize(..hosts));
             let mut moved = mapping.clone();
             moved[v] = h;
             let want = cost(&moved) - cost(&mapping);
             assert!((flow.delta(&mapping, v, h, None) - want).abs() < 1e-9);
             if v != w {
+                assert!((swaps.get(v, w) - flow.swap(&mapping, v, w)).abs() < 1e-9);
                 let mut swapped = mapping.clone();
                 swapped.swap(v, w);
                 let want = cost(&swapped) - cost(&mapping);

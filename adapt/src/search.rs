@@ -6,7 +6,7 @@
 //! greedy's answer (and the current placement), so it is never worse than greedy.
 
 use crate::check::{self, Objective, Solution, EPS};
-use crate::flow::Flow;
+use crate::flow::{Flow, Swaps};
 use crate::pairs::{Loads, Pairs};
 use crate::{greedy, route, unroutable, Error, Found, Options, Problem};
 use std::collections::HashSet;
@@ -179,6 +179,8 @@ struct Tabu<'a> {
     exact_estimate: bool,
     terms: Option<Vec<f64>>,
     flow: Option<Flow>,
+    /// Every swap's delta, when the estimate has the flow form.
+    swaps: Option<Swaps>,
     /// Small problems route every mapping visited: the estimate ignores how demands share
     /// links, and there routing is cheap.
     route_each: bool,
@@ -225,7 +227,9 @@ impl<'a> Tabu<'a> {
             terms: None,
             flow: Flow::new(p, o.objective, pairs),
             route_each: false,
+            swaps: None,
         };
+        tabu.swaps = tabu.flow.as_ref().map(|f| Swaps::new(f, &tabu.mapping));
         tabu.route_each = !tabu.exact_estimate && p.demands.len() * p.links.len() <= ROUTE_EACH_MAX;
         if tabu.flow.is_none() {
             tabu.tabulate();
@@ -361,7 +365,10 @@ impl<'a> Tabu<'a> {
                 let tabu = self.is_tabu(v, b, iter) && self.is_tabu(w, a, iter);
                 consider(
                     Step::Swap(v, w),
-                    self.delta(v, b, Some((w, a))),
+                    match &self.swaps {
+                        Some(swaps) => swaps.get(v, w),
+                        None => self.delta(v, b, Some((w, a))),
+                    },
                     tabu,
                     &mut rng,
                 );
@@ -390,6 +397,12 @@ impl<'a> Tabu<'a> {
             }
         }
         self.score += delta;
+        if let (Some(swaps), Some(flow)) = (&mut self.swaps, &self.flow) {
+            match step {
+                Step::Swap(v, w) => swaps.after_swap(flow, &self.mapping, v, w),
+                Step::Move(..) => *swaps = Swaps::new(flow, &self.mapping),
+            }
+        }
     }
 
     fn run(&mut self, keeper: &mut Keeper) {
@@ -433,6 +446,8 @@ impl<'a> Tabu<'a> {
 
     /// Restarts from the best mapping with a few random steps that keep capacities.
     fn perturb(&mut self, best: &[usize]) {
+        // The swap table is rebuilt once at the end, not after every kick.
+        let swaps = self.swaps.take();
         self.mapping = best.to_vec();
         self.loads = Loads::of(self.p, &self.mapping);
         self.migrations = check::migrations(self.p, &self.mapping);
@@ -457,5 +472,8 @@ impl<'a> Tabu<'a> {
             }
         }
         self.score = self.full_score();
+        if let (Some(_), Some(flow)) = (swaps, &self.flow) {
+            self.swaps = Some(Swaps::new(flow, &self.mapping));
+        }
     }
 }
