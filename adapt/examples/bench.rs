@@ -39,7 +39,9 @@ fn run(
         ..Options::default()
     };
     let start = Instant::now();
-    let answer = solve(p, &o).map_err(|e| eprintln!("{}: {e}", solver.name())).ok();
+    let answer = solve(p, &o)
+        .map_err(|e| eprintln!("{}: {e}", solver.name()))
+        .ok();
     (answer, start.elapsed().as_secs_f64())
 }
 

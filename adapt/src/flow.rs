@@ -17,7 +17,7 @@ pub struct Flow {
 }
 
 /// No flow matrix above this many VMs (n x n floats).
-const VMS_MAX: usize = 4096;
+const VMS_MAX: usize = 2048;
 
 impl Flow {
     pub fn new(p: &Problem, obj: Objective, pairs: &Pairs) -> Option<Flow> {

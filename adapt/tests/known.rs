@@ -313,3 +313,34 @@ fn malformed_names_the_field() {
         }
     }
 }
+
+#[test]
+fn degenerate_problems_have_answers() {
+    // No VMs; VMs and no demands; one host holding everything.
+    let docs = [
+        json!({"hosts": [{"name": "h1"}], "vms": []}),
+        json!({"hosts": [{"name": "h1"}, {"name": "h2"}], "vms": [vm("a", "h2", false)]}),
+        json!({"hosts": [{"name": "h1", "compute": 2}], "vms": [vm("a", "h1", false), vm("b", "h1", false)],
+               "demands": [{"src": "a", "dst": "b", "bw": 5}], "local_bw": 7}),
+    ];
+    for doc in docs {
+        let p = problem(doc);
+        for objective in [Objective::Residual, Objective::Tight, Objective::Cost] {
+            for solver in SOLVERS {
+                let a = run(&p, objective, solver);
+                assert_eq!(
+                    a.value,
+                    a.before.expect("everything has a host"),
+                    "{solver:?}: nothing to gain"
+                );
+                assert!(vnet_adapt::answer::migrations(&p, &a).is_empty());
+            }
+        }
+    }
+    // The local demand's bottleneck is local_bw.
+    let p = problem(
+        json!({"hosts": [{"name": "h1", "compute": 2}], "vms": [vm("a", "h1", false), vm("b", "h1", false)],
+        "demands": [{"src": "a", "dst": "b", "bw": 5}], "local_bw": 7}),
+    );
+    assert_eq!(run(&p, Objective::Residual, Solver::Search).value, 7.0);
+}
