@@ -251,8 +251,10 @@ pub fn by_traffic(p: &Problem) -> Vec<usize> {
     order
 }
 
-/// Reroutes one demand at a time onto its best path given all the others, keeping each
-/// change that improves the objective, until a round changes nothing or time runs out.
+/// Reroutes one demand at a time onto the path that, given all the others, gives the best
+/// total: the objective's own best path and, on small problems, up to `ALTERNATIVES` other
+/// simple paths; each change that improves the total is kept, until a round changes nothing
+/// or time runs out.
 pub fn reroute(
     p: &Problem,
     obj: Objective,
@@ -261,6 +263,11 @@ pub fn reroute(
     deadline: Instant,
 ) {
     let mut score = obj.score(check::value(p, obj, paths));
+    let alternatives = if p.demands.len() * p.links.len() <= SMALL {
+        ALTERNATIVES
+    } else {
+        0
+    };
     for _round in 0..4 {
         let mut improved = false;
         for d in 0..paths.len() {
@@ -269,19 +276,30 @@ pub fn reroute(
             }
             let old = std::mem::take(&mut paths[d]);
             let residual = check::residuals(p, paths);
-            let candidate = placed_path(p, obj, &residual, mapping, d);
-            match candidate {
-                Some(path) if path != old => {
-                    paths[d] = path;
-                    let new = obj.score(check::value(p, obj, paths));
-                    if new < score - EPS * (1.0 + score.abs()) {
-                        score = new;
-                        improved = true;
-                    } else {
-                        paths[d] = old;
-                    }
+            let demand = &p.demands[d];
+            let (from, to) = (mapping[demand.src], mapping[demand.dst]);
+            let mut candidates: Vec<Vec<usize>> = placed_path(p, obj, &residual, mapping, d)
+                .into_iter()
+                .collect();
+            if alternatives > 0 {
+                let bound = demand.lat.unwrap_or(f64::INFINITY);
+                let (others, _) = all_paths(p, from, to, alternatives);
+                candidates.extend(others.into_iter().filter(|path| {
+                    path.iter()
+                        .all(|&e| residual[e] >= demand.bw - EPS * (1.0 + demand.bw))
+                        && check::path_lat(p, path) <= bound + EPS * (1.0 + bound)
+                }));
+            }
+            paths[d] = old;
+            for path in candidates {
+                let kept = std::mem::replace(&mut paths[d], path);
+                let new = obj.score(check::value(p, obj, paths));
+                if check::improves(new, score) {
+                    score = new;
+                    improved = true;
+                } else {
+                    paths[d] = kept;
                 }
-                _ => paths[d] = old,
             }
         }
         if !improved {
@@ -289,6 +307,12 @@ pub fn reroute(
         }
     }
 }
+
+/// Problems with at most this many demand x link pairs try alternative paths when rerouting.
+const SMALL: usize = 1 << 14;
+
+/// How many simple paths rerouting tries besides the objective's best.
+const ALTERNATIVES: usize = 16;
 
 /// Every simple path from `from` to `to` within `max_hops`, at most `cap` of them; false
 /// when the cap cut the list short.
