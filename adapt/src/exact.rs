@@ -149,6 +149,11 @@ impl<'a> Mapper<'a> {
             self.branch(depth + 1, partial, loads, moved + step);
             loads.remove(p, v, h);
             partial[v] = None;
+            if !self.complete && Instant::now() > self.deadline {
+                // The children not tried are covered by this node's bound.
+                self.open_bound = self.open_bound.min(bound);
+                break;
+            }
         }
     }
 
@@ -311,11 +316,11 @@ struct Router<'a> {
 
 impl Router<'_> {
     fn branch(&mut self, depth: usize) {
-        if !check::improves(self.bound(depth), self.incumbent) {
-            return;
-        }
         if Instant::now() > self.deadline {
             self.complete = false;
+            return;
+        }
+        if !check::improves(self.bound(depth), self.incumbent) {
             return;
         }
         let Some(&d) = self.order.get(depth) else {
@@ -340,6 +345,9 @@ impl Router<'_> {
                 self.paths[d].clear();
             }
             self.candidates[d][i] = path;
+            if !self.complete {
+                break;
+            }
         }
     }
 
