@@ -96,6 +96,7 @@ pub struct Answer {
 }
 
 /// What a solver found, in scores (the objective as minimised).
+#[derive(Clone, Debug)]
 pub struct Found {
     pub solution: Solution,
     pub score: f64,

@@ -27,7 +27,7 @@ pub fn solve(
     }
     if let Some(b) = before {
         if best.as_ref().is_none_or(|g| b.score < g.score) {
-            best = Some(copy(b));
+            best = Some(b.clone());
         }
     }
     let start = match &best {
@@ -64,17 +64,9 @@ pub fn solve(
     Ok(found)
 }
 
-fn copy(f: &Found) -> Found {
-    Found {
-        solution: f.solution.clone(),
-        score: f.score,
-        optimal: false,
-        bound: None,
-    }
-}
-
-/// Pinned VMs first, then the others by decreasing compute, each on the host with the most
-/// compute left.
+/// A start when neither greedy nor the current placement gave one: pinned VMs first, then
+/// the others by decreasing compute, each on its current host if it fits, else the first
+/// host with room.
 fn first_fit(p: &Problem, o: &Options) -> Result<Vec<usize>, Error> {
     let mut loads = Loads::new(p);
     let mut mapping = vec![0; p.vms.len()];
