@@ -434,6 +434,63 @@ impl<'a> Tabu<'a> {
             }
         }
         keeper.offer(&best_mapping);
+        if self.route_each {
+            self.polish(keeper);
+        }
+    }
+
+    /// On small problems, a descent on the routed objective itself: from the best solution,
+    /// route every neighbour (each move and swap), move to the best, until none improves.
+    fn polish(&mut self, keeper: &mut Keeper) {
+        while Instant::now() < keeper.deadline {
+            let Some(best) = &keeper.best else { return };
+            let (start, score) = (best.solution.mapping.clone(), best.score);
+            self.mapping.clone_from(&start);
+            self.loads = Loads::of(self.p, &self.mapping);
+            self.migrations = check::migrations(self.p, &self.mapping);
+            for step in self.steps() {
+                let mut next = start.clone();
+                match step {
+                    Step::Move(v, h) => next[v] = h,
+                    Step::Swap(v, w) => next.swap(v, w),
+                }
+                keeper.offer_new(&next);
+                if Instant::now() >= keeper.deadline {
+                    return;
+                }
+            }
+            if !keeper
+                .best
+                .as_ref()
+                .is_some_and(|b| check::improves(b.score, score))
+            {
+                return;
+            }
+        }
+    }
+
+    /// Every move and swap that keeps capacities and the migration budget.
+    fn steps(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for (i, &v) in self.movable.iter().enumerate() {
+            let a = self.mapping[v];
+            for h in (0..self.p.hosts.len()).filter(|&h| h != a) {
+                if self.loads.fits(self.p, v, h, None) && self.within_budget(self.moved(v, h)) {
+                    steps.push(Step::Move(v, h));
+                }
+            }
+            for &w in &self.movable[i + 1..] {
+                let b = self.mapping[w];
+                if a != b
+                    && self.loads.fits(self.p, v, b, Some(w))
+                    && self.loads.fits(self.p, w, a, Some(v))
+                    && self.within_budget(self.moved(v, b) + self.moved(w, a))
+                {
+                    steps.push(Step::Swap(v, w));
+                }
+            }
+        }
+        steps
     }
 
     /// Restarts from the best mapping with a few random steps that keep capacities.
