@@ -5,7 +5,7 @@
 //! Requests wait for the analysis of the text they are about (the current version) and then
 //! hold an `Arc` to it, so a long request never sees a half-applied edit.
 
-use crate::convert;
+use crate::{convert, worker};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -19,22 +19,11 @@ pub struct Document {
     pub version: i32,
     pub text: String,
     pub index: LineIndex,
-    pub analysis: Analysis,
+    /// Shared with the file's incremental analysis, which starts the next one from it.
+    pub analysis: Arc<Analysis>,
 }
 
 impl Document {
-    pub fn new(uri: Uri, version: i32, text: String) -> Document {
-        let index = LineIndex::new(&text);
-        let analysis = vnet_grammar::analyze(&text);
-        Document {
-            uri,
-            version,
-            text,
-            index,
-            analysis,
-        }
-    }
-
     /// The source text of a span, or "" when the span is not on character boundaries.
     pub fn slice(&self, span: vnet_grammar::Span) -> &str {
         self.text.get(span.start()..span.end()).unwrap_or("")
@@ -167,9 +156,14 @@ impl Store {
         removed.is_some()
     }
 
-    /// The text to analyse next, and its version; `None` once the file is closed.
-    pub fn snapshot(&self, uri: &Uri) -> Option<(String, i32)> {
-        self.lock().get(uri).map(|e| (e.text.clone(), e.version))
+    /// The version to analyse next; `None` once the file is closed.
+    pub fn snapshot(&self, uri: &Uri) -> Option<worker::Version> {
+        self.lock().get(uri).map(|e| worker::Version {
+            uri: uri.clone(),
+            version: e.version,
+            text: e.text.clone(),
+            index: e.index.clone(),
+        })
     }
 
     /// Records an analysis (`None`: it panicked) of `version`.
