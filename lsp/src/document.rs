@@ -64,8 +64,7 @@ pub fn apply_changes(
     Ok(())
 }
 
-/// An open file: its latest text and its latest analysis (which may be of an older version
-/// while a new one runs).
+/// An open file: its latest text and, once it is there, that text's analysis.
 #[derive(Debug)]
 struct Entry {
     version: i32,
@@ -141,6 +140,9 @@ impl Store {
             .ok_or_else(|| format!("change to a document that is not open: {}", uri.as_str()))?;
         apply_changes(&mut entry.text, &mut entry.index, changes)?;
         entry.version = version;
+        // No request is answered from an older version; letting it go now leaves the file's
+        // incremental analysis the only holder, so it moves that analysis instead of copying.
+        entry.analyzed = None;
         entry.failed = None;
         let start = !entry.running;
         entry.running = true;
@@ -173,16 +175,13 @@ impl Store {
             return Finished::Gone;
         };
         let result = match analysed {
-            Some(doc) => {
+            Some(doc) if entry.version == version => {
                 let doc = Arc::new(doc);
                 entry.analyzed = Some(Arc::clone(&doc));
-                if entry.version == version {
-                    entry.running = false;
-                    Finished::Current(doc)
-                } else {
-                    Finished::Stale
-                }
+                entry.running = false;
+                Finished::Current(doc)
             }
+            Some(_) => Finished::Stale,
             None if entry.version == version => {
                 entry.failed = Some(version);
                 entry.running = false;

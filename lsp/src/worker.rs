@@ -62,6 +62,7 @@ pub struct Version {
 pub async fn analyse(job: Version, cancelled: Box<dyn Fn() -> bool + Send>) -> Analysed {
     let (reply, answer) = oneshot::channel();
     let run: Job = Box::new(move |engines: &mut Engines| {
+        let uri = job.uri.clone();
         let engine = engines.entry(job.uri.clone()).or_default();
         let result =
             panic::catch_unwind(AssertUnwindSafe(|| engine.update(&job.text, &*cancelled)));
@@ -80,6 +81,10 @@ pub async fn analyse(job: Version, cancelled: Box<dyn Fn() -> bool + Send>) -> A
             }
         };
         let _ = reply.send(analysed);
+        // Freeing the analysis this one replaced waits until the editor has its answer.
+        if let Some(engine) = engines.get_mut(&uri) {
+            engine.tidy();
+        }
     });
     let Some(queue) = queue() else {
         return Analysed::Failed;

@@ -33,6 +33,9 @@ pub struct Incremental {
     chunks: Vec<Chunk>,
     /// The analysis of `text`, unless the last one was abandoned.
     last: Option<Last>,
+    /// Analyses replaced by newer ones, freed by [`Incremental::tidy`] rather than while an
+    /// editor waits.
+    retired: Vec<Arc<Analysis>>,
 }
 
 struct Last {
@@ -68,12 +71,14 @@ impl Incremental {
         let Some(moved) = self.read(text) else {
             return self.whole(text);
         };
-        let last = self.last.take();
-        if let (Some(map), Some(last)) = (moved.same(), &last) {
-            if let Some((analysis, flow)) = self.moved(last, map) {
+        let mut last = self.last.take();
+        if let Some(map) = moved.same() {
+            if let Some((analysis, flow)) = last.take().and_then(|last| self.moved(last, map)) {
                 return self.done(analysis, flow);
             }
         }
+        self.retired
+            .extend(last.as_ref().map(|last| Arc::clone(&last.analysis)));
         if cancelled() {
             return Outcome::Cancelled;
         }
@@ -87,7 +92,7 @@ impl Incremental {
         if cancelled() {
             return Outcome::Cancelled;
         }
-        let reused = match (last, moved.map()) {
+        let reused = match (&mut last, moved.map()) {
             (Some(last), Some(map)) => reused_flow(last, &folded, map),
             _ => None,
         };
@@ -166,20 +171,32 @@ impl Incremental {
     }
 
     /// The previous analysis (and its flow diagnostics) for a text whose statements all read
-    /// the same: spans moved, comments read again. `None` when a position has no known place.
-    fn moved(&self, last: &Last, map: &PosMap) -> Option<(Analysis, Option<Vec<Diagnostic>>)> {
-        let mut analysis = (*last.analysis).clone();
-        map.apply(&mut analysis)?;
-        analysis.file.comments = self.comments();
-        let flow = match &last.flow {
-            Some(flow) => {
-                let mut flow = flow.clone();
-                map.apply(&mut flow)?;
-                Some(flow)
+    /// the same: spans moved, comments read again. Moved in place when no one else holds it.
+    /// `None` when a position has no known place (what was half moved is dropped).
+    fn moved(&mut self, last: Last, map: &PosMap) -> Option<(Analysis, Option<Vec<Diagnostic>>)> {
+        let mut flow = last.flow;
+        if let Some(flow) = &mut flow {
+            if map.apply(flow).is_none() {
+                self.retired.push(last.analysis);
+                return None;
             }
-            None => None,
-        };
+        }
+        let mut analysis = Arc::try_unwrap(last.analysis).unwrap_or_else(|shared| {
+            let copy = (*shared).clone();
+            self.retired.push(shared);
+            copy
+        });
+        if map.apply(&mut analysis).is_none() {
+            self.retired.push(Arc::new(analysis));
+            return None;
+        }
+        analysis.file.comments = self.comments();
         Some((analysis, flow))
+    }
+
+    /// Frees what the last update replaced; call it when no one waits (after publishing).
+    pub fn tidy(&mut self) {
+        self.retired.clear();
     }
 
     fn comments(&self) -> Vec<crate::lexer::Comment> {
@@ -223,14 +240,12 @@ impl Incremental {
 
 /// The flow diagnostics of the last analysis, moved, when the new fold is the same state
 /// written in the same places: the flow analysis reads nothing else.
-fn reused_flow(last: Last, folded: &Checked, map: &PosMap) -> Option<Vec<Diagnostic>> {
-    let flow = last.flow?;
-    if last.analysis.state != folded.state
-        || !same_origins(&last.analysis.origins, &folded.origins, map)
-    {
+fn reused_flow(last: &mut Last, folded: &Checked, map: &PosMap) -> Option<Vec<Diagnostic>> {
+    let previous = &last.analysis;
+    if previous.state != folded.state || !same_origins(&previous.origins, &folded.origins, map) {
         return None;
     }
-    let mut flow = flow;
+    let mut flow = last.flow.take()?;
     map.apply(&mut flow)?;
     Some(flow)
 }
