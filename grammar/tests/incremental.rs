@@ -151,16 +151,8 @@ fn check_sequence(
     Ok(())
 }
 
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 256;
-    }
-    config
-}
-
+// 256 cases by default; `PROPTEST_CASES=100000` searches deeper.
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn edits_to_programs_analyse_as_the_whole_text(

@@ -116,16 +116,11 @@ fn check(text: String, edits: Vec<(f64, usize, String, bool)>) -> Result<(), Tes
     Ok(())
 }
 
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 48;
-    }
-    config
-}
-
+// Each case starts a server: 48 by default, `PROPTEST_CASES` for more.
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48)
+    ))]
 
     #[test]
     fn published_diagnostics_equal_a_fresh_analysis_after_every_edit(
