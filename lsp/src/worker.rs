@@ -63,7 +63,7 @@ pub async fn analyse(job: Version, cancelled: Box<dyn Fn() -> bool + Send>) -> A
     let (reply, answer) = oneshot::channel();
     let run: Job = Box::new(move |engines: &mut Engines| {
         let uri = job.uri.clone();
-        let engine = engines.entry(job.uri.clone()).or_default();
+        let engine = engines.entry(uri.clone()).or_default();
         let result =
             panic::catch_unwind(AssertUnwindSafe(|| engine.update(&job.text, &*cancelled)));
         let analysed = match result {

@@ -4,9 +4,9 @@
 //! An edit re-lexes and re-parses only the statements it touches (see [`chunks`]). When those
 //! read the same as before (an edit in a comment or in the spaces between statements) the
 //! previous analysis is reused with its spans moved. Otherwise the statements are put
-//! together and checked again, and the flow analysis, the costliest part of the check, is
-//! reused when the folded state and where each of its parts was written did not change. Work
-//! for a text that a newer one replaced is abandoned between phases.
+//! together and folded again, and the flow analysis is reused when the folded state and where
+//! each of its parts was written did not change. Work for a text that a newer one replaced is
+//! abandoned between phases.
 //!
 //! Where the edit is is found by comparing the texts, so the caller may skip versions.
 
