@@ -7,6 +7,7 @@ pub mod diag;
 pub mod fmt;
 #[doc(hidden)]
 pub mod gen;
+pub mod incremental;
 pub mod lexer;
 pub mod mac;
 pub mod model;
@@ -16,6 +17,7 @@ pub mod span;
 
 pub use diag::{Code, Diagnostic, Related, Severity};
 pub use fmt::format;
+pub use incremental::Incremental;
 pub use mac::Mac;
 pub use parse::{parse, Parsed};
 pub use span::{LineCol, LineIndex, Span};

@@ -6,7 +6,7 @@ use crate::ast::{Block, BlockKind, SourceFile, Stmt};
 use crate::diag::{Code, Diagnostic};
 use crate::lexer::{self, Tok};
 use crate::span::{Span, MAX_TEXT_LEN};
-use lalrpop_util::{lalrpop_mod, ParseError};
+use lalrpop_util::{lalrpop_mod, ErrorRecovery, ParseError};
 
 lalrpop_mod!(
     #[allow(clippy::all, clippy::pedantic, unused_parens)]
@@ -79,10 +79,43 @@ pub struct Structure {
     file: SourceFile,
     seen_any: bool,
     diagnostics: Vec<Diagnostic>,
+    /// Set for [`parse_statements`]: statements are kept as the grammar reduced them.
+    recorded: Option<Vec<Stmt>>,
+}
+
+/// What the grammar makes of a run of tokens on its own (the incremental analysis parses one
+/// statement at a time): the statements and the syntax errors it recovered from, in order.
+pub(crate) struct Statements<'t> {
+    pub stmts: Vec<Stmt>,
+    pub errors: Vec<ParseError<usize, Tok<'t>, ()>>,
+}
+
+/// Parses `tokens` as [`parse`] would parse them within a whole text, without the structure
+/// pass. A statement's syntax error at its end is reported as `UnrecognizedEof`; within a text
+/// it is `UnrecognizedToken` at the next statement keyword, with the same expectations.
+pub(crate) fn parse_statements<'t>(
+    tokens: impl IntoIterator<Item = (usize, Tok<'t>, usize)>,
+) -> Statements<'t> {
+    let mut recovered: Vec<ErrorRecovery<usize, Tok<'t>, ()>> = Vec::new();
+    let mut structure = Structure {
+        recorded: Some(Vec::new()),
+        ..Structure::default()
+    };
+    let result = grammar::StatementsParser::new().parse(&mut recovered, &mut structure, tokens);
+    let mut errors: Vec<_> = recovered.into_iter().map(|r| r.error).collect();
+    errors.extend(result.err());
+    Statements {
+        stmts: structure.recorded.unwrap_or_default(),
+        errors,
+    }
 }
 
 impl Structure {
     pub fn push(&mut self, stmt: Stmt) {
+        if let Some(recorded) = &mut self.recorded {
+            recorded.push(stmt);
+            return;
+        }
         let first = !self.seen_any;
         self.seen_any = true;
         let (file, diagnostics) = (&mut self.file, &mut self.diagnostics);
@@ -171,7 +204,7 @@ impl Structure {
         }
     }
 
-    fn finish(
+    pub(crate) fn finish(
         self,
         len: usize,
         eof_reported: bool,
@@ -262,7 +295,7 @@ fn unexpected(span: Span, stmt: &Stmt, expected: &str) -> Diagnostic {
     )
 }
 
-fn syntax_error(error: ParseError<usize, Tok<'_>, ()>, len: usize) -> Diagnostic {
+pub(crate) fn syntax_error(error: ParseError<usize, Tok<'_>, ()>, len: usize) -> Diagnostic {
     match error {
         ParseError::UnrecognizedToken {
             token: (l, tok, r),

@@ -1,10 +1,11 @@
 //! How fast a one-character change reaches the editor as diagnostics, and how much memory the
-//! server holds, on a 10,000-line file. Run with `cargo bench -p vnet-lsp --bench latency`.
+//! server holds, on files of 1,000 to 30,000 lines. Run with
+//! `cargo bench -p vnet-lsp --bench latency` (`-- 10000` for one size).
 //!
-//! It spawns the real `vnet-lsp` binary, opens the file, then types: each round sends one
-//! `didChange` with a one-character edit and waits for the `publishDiagnostics` of that
-//! version; then it types in bursts of eight changes sent back to back. It prints the
-//! latency percentiles and the server's resident memory.
+//! For each size it spawns the real `vnet-lsp` binary, opens the file, then types: each round
+//! sends one `didChange` with a one-character edit and waits for the `publishDiagnostics` of
+//! that version; then it types in bursts of eight changes sent back to back. It prints the
+//! latency percentiles, the server's CPU time and its resident memory.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -13,14 +14,15 @@ use common::{range, Lsp};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const LINES: usize = 10_000;
-const ROUNDS: usize = 60;
+const SIZES: [usize; 4] = [1_000, 3_000, 10_000, 30_000];
+/// Rounds of each kind of keystroke (typed, then deleted).
+const ROUNDS: usize = 30;
 const BURSTS: usize = 10;
 const URI: &str = "file:///bench/big.vnet";
 
-/// A 10,000-line program: 100 daemons in a star around the Proxy, each with its VMs' MACs
-/// delivered locally and sent to the Proxy otherwise, and the Proxy forwarding to each.
-fn program() -> String {
+/// A program of `lines` lines: 100 daemons in a star around the Proxy, each with its VMs'
+/// MACs delivered locally and sent to the Proxy otherwise, and the Proxy forwarding to each.
+fn program(lines_wanted: usize) -> String {
     let daemons = 100;
     let mut lines = vec![
         "# A large overlay for the latency benchmark.".to_string(),
@@ -35,7 +37,7 @@ fn program() -> String {
         lines.push(format!("    LINK TCP node{d} node{d} node0"));
     }
     let mut n = 0u32;
-    while lines.len() < LINES - 1 {
+    while lines.len() < lines_wanted - 1 {
         let d = (n as usize % (daemons - 1)) + 1;
         let mac = format!(
             "02:00:{:02x}:{:02x}:{:02x}:01",
@@ -49,7 +51,7 @@ fn program() -> String {
         lines.push(format!("    FORWARD EDGE node0 ANY {mac} node0 node{d}"));
         n += 1;
     }
-    lines.truncate(LINES - 1);
+    lines.truncate(lines_wanted - 1);
     lines.push("END".to_string());
     let mut text = lines.join("\n");
     text.push('\n');
@@ -77,9 +79,60 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn main() {
-    let text = program();
-    assert_eq!(text.lines().count(), LINES);
+fn load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A keystroke kind: where it types (line, column), what, and what the diagnostics then say.
+struct Keystroke {
+    what: &'static str,
+    line: u32,
+    column: u32,
+    typed: &'static str,
+    /// A code the typed version must report (the benchmark checks the server's answer).
+    reports: Option<&'static str>,
+}
+
+fn keystrokes(text: &str) -> [Keystroke; 3] {
+    let rule_line = 3 + 100 + 1 + 99 + 10; // a FORWARD INTERFACE line with a comment
+    let link_line = 3 + 100 + 1 + 50;
+    let line = text.lines().nth(rule_line).unwrap_or_default();
+    let comment = line.find('#').map_or(0, |c| c + 2) as u32;
+    [
+        // Inside the comment: the program does not change.
+        Keystroke {
+            what: "in a comment",
+            line: rule_line as u32,
+            column: comment,
+            typed: "x",
+            reports: None,
+        },
+        // `INTERFACE` becomes `xINTERFACE`: a syntax error, and the rule is gone.
+        Keystroke {
+            what: "in a keyword",
+            line: rule_line as u32,
+            column: 12,
+            typed: "x",
+            reports: Some("V001"),
+        },
+        // A machine name of a LINK: an undeclared machine, the link is gone, its rules dangle.
+        Keystroke {
+            what: "in a machine name",
+            line: link_line as u32,
+            column: 17,
+            typed: "9",
+            reports: Some("V101"),
+        },
+    ]
+}
+
+fn run(lines: usize) {
+    let text = program(lines);
+    assert_eq!(text.lines().count(), lines);
     let (mut lsp, _) = Lsp::start();
     let pid = lsp.pid();
     let idle = rss_kib(pid, "VmRSS:").unwrap_or(0);
@@ -89,92 +142,78 @@ fn main() {
     let first = lsp.diagnostics(URI, 1);
     let open_time = opened.elapsed();
 
-    // Two kinds of keystroke, alternating: one inside a comment (the program stays the same)
-    // and one in a machine name of a LINK (a V101 appears, then goes with the next keystroke).
-    let comment_line = 3 + 100 + 1 + 99 + 10; // a FORWARD INTERFACE line with a comment
-    let link_line = 3 + 100 + 1 + 50;
-    let cpu_before = cpu_time(pid);
-    let mut comment = Vec::new();
-    let mut name = Vec::new();
     let mut version = 1;
-    for round in 0..ROUNDS {
-        let (line, column, typed) = match round % 4 {
-            0 => (comment_line, 12, Some("x")),
-            1 => (comment_line, 12, None),
-            2 => (link_line, 17, Some("9")),
-            _ => (link_line, 17, None),
-        };
-        let change = match typed {
-            Some(ch) => json!({"range": range(line, column, line, column), "text": ch}),
-            None => json!({"range": range(line, column, line, column + 1), "text": ""}),
-        };
+    let mut change = |lsp: &mut Lsp, edit: serde_json::Value| {
         version += 1;
-        let sent = Instant::now();
         lsp.notify(
             "textDocument/didChange",
-            json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [change]}),
+            json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [edit]}),
         );
-        let diagnostics = lsp.diagnostics(URI, version);
-        let took = sent.elapsed();
-        if round % 4 == 2 {
-            assert!(
-                diagnostics.iter().any(|d| d["code"] == "V101"),
-                "the typo is reported"
-            );
+        version
+    };
+    let cpu_before = cpu_time(pid);
+    let mut samples: Vec<(&str, Vec<Duration>)> = Vec::new();
+    for key in keystrokes(&text) {
+        let mut taken = Vec::new();
+        for round in 0..2 * ROUNDS {
+            let (l, c) = (key.line, key.column);
+            let typing = round % 2 == 0;
+            let edit = if typing {
+                json!({"range": range(l, c, l, c), "text": key.typed})
+            } else {
+                json!({"range": range(l, c, l, c + 1), "text": ""})
+            };
+            let sent = Instant::now();
+            let version = change(&mut lsp, edit);
+            let diagnostics = lsp.diagnostics(URI, version);
+            taken.push(sent.elapsed());
+            let wanted = if typing { key.reports } else { None };
+            match wanted {
+                Some(code) => assert!(diagnostics.iter().any(|d| d["code"] == code), "{code}"),
+                None => assert!(diagnostics.is_empty(), "{diagnostics:?}"),
+            }
         }
-        if round % 4 < 2 {
-            comment.push(took)
-        } else {
-            name.push(took)
-        }
+        samples.push((key.what, taken));
     }
     let cpu_per_change = match (cpu_before, cpu_time(pid)) {
-        (Some(before), Some(after)) => Some((after.saturating_sub(before)) / ROUNDS as u32),
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) / (6 * ROUNDS) as u32),
         _ => None,
     };
-    // Bursts: eight keystrokes sent back to back (a fast typist, or a paste in pieces), timed
-    // from the last keystroke to the diagnostics of the final version.
+    // Bursts: eight keystrokes in a comment sent back to back (a fast typist, or a paste in
+    // pieces), timed from the last keystroke to the diagnostics of the final version.
+    let key = &keystrokes(&text)[0];
     let mut bursts = Vec::new();
     for burst in 0..BURSTS {
-        let typing = burst % 2 == 0;
         let mut last_sent = Instant::now();
+        let mut last = 0;
         for k in 0..8u32 {
-            let change = if typing {
-                json!({"range": range(comment_line, 12 + k, comment_line, 12 + k), "text": "x"})
+            let (l, c) = (key.line, key.column);
+            let edit = if burst % 2 == 0 {
+                json!({"range": range(l, c + k, l, c + k), "text": "x"})
             } else {
-                json!({"range": range(comment_line, 12, comment_line, 13), "text": ""})
+                json!({"range": range(l, c, l, c + 1), "text": ""})
             };
-            version += 1;
             last_sent = Instant::now();
-            lsp.notify(
-                "textDocument/didChange",
-                json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [change]}),
-            );
+            last = change(&mut lsp, edit);
         }
-        lsp.diagnostics(URI, version);
+        lsp.diagnostics(URI, last);
         bursts.push(last_sent.elapsed());
     }
+    samples.push(("burst of 8, from the last", bursts));
     let rss = rss_kib(pid, "VmRSS:").unwrap_or(0);
     let peak = rss_kib(pid, "VmHWM:").unwrap_or(0);
     assert!(lsp.shutdown().success());
 
     println!(
-        "vnet-lsp latency benchmark: {LINES}-line file ({} bytes), {ROUNDS} one-character changes",
-        text.len()
-    );
-    println!(
-        "  open → first diagnostics: {:.1} ms ({} diagnostics)",
+        "{lines}-line file ({} bytes): open → first diagnostics {:.1} ms ({} diagnostics)",
+        text.len(),
         ms(open_time),
         first.len()
     );
-    for (what, mut samples) in [
-        ("edit in a comment", comment),
-        ("edit in a machine name", name),
-        ("burst of 8, from the last", bursts),
-    ] {
+    for (what, mut samples) in samples {
         samples.sort();
         println!(
-            "  change → diagnostics, {what:<24} median {:>6.2} ms   p95 {:>6.2} ms   max {:>6.2} ms   (n={})",
+            "  change → diagnostics, {what:<26} median {:>6.2} ms   p95 {:>6.2} ms   max {:>6.2} ms   (n={})",
             ms(percentile(&samples, 0.5)),
             ms(percentile(&samples, 0.95)),
             ms(*samples.last().unwrap_or(&Duration::ZERO)),
@@ -182,19 +221,36 @@ fn main() {
         );
     }
     if let Some(cpu) = cpu_per_change {
-        println!(
-            "  server CPU time per single change (analysis and all): {:.1} ms",
-            ms(cpu)
-        );
+        println!("  server CPU time per single change: {:.1} ms", ms(cpu));
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     println!(
-        "  machine: {} cores, load average {} (other work on the machine inflates the latencies)",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.join(" ")
+        "  memory: {:.1} MiB resident holding the file (peak {:.1} MiB; {:.1} MiB before opening it)",
+        mib(rss),
+        mib(peak),
+        mib(idle)
     );
-    println!("  memory: {:.1} MiB resident holding the file (peak {:.1} MiB; {:.1} MiB before opening it)", mib(rss), mib(peak), mib(idle));
+    println!("  load average after: {}", load());
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a number picks one size.
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        SIZES.to_vec()
+    } else {
+        sizes
+    };
+    println!(
+        "vnet-lsp latency benchmark: one-character changes, {ROUNDS} typed and {ROUNDS} deleted of each kind; {} cores, load average {} (other work on the machine inflates the latencies)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load()
+    );
+    for lines in sizes {
+        run(lines);
+    }
 }
 
 fn ms(d: Duration) -> f64 {

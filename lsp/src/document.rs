@@ -5,7 +5,7 @@
 //! Requests wait for the analysis of the text they are about (the current version) and then
 //! hold an `Arc` to it, so a long request never sees a half-applied edit.
 
-use crate::convert;
+use crate::{convert, worker};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -19,22 +19,11 @@ pub struct Document {
     pub version: i32,
     pub text: String,
     pub index: LineIndex,
-    pub analysis: Analysis,
+    /// Shared with the file's incremental analysis, which starts the next one from it.
+    pub analysis: Arc<Analysis>,
 }
 
 impl Document {
-    pub fn new(uri: Uri, version: i32, text: String) -> Document {
-        let index = LineIndex::new(&text);
-        let analysis = vnet_grammar::analyze(&text);
-        Document {
-            uri,
-            version,
-            text,
-            index,
-            analysis,
-        }
-    }
-
     /// The source text of a span, or "" when the span is not on character boundaries.
     pub fn slice(&self, span: vnet_grammar::Span) -> &str {
         self.text.get(span.start()..span.end()).unwrap_or("")
@@ -75,8 +64,7 @@ pub fn apply_changes(
     Ok(())
 }
 
-/// An open file: its latest text and its latest analysis (which may be of an older version
-/// while a new one runs).
+/// An open file: its latest text and, once it is there, that text's analysis.
 #[derive(Debug)]
 struct Entry {
     version: i32,
@@ -152,6 +140,9 @@ impl Store {
             .ok_or_else(|| format!("change to a document that is not open: {}", uri.as_str()))?;
         apply_changes(&mut entry.text, &mut entry.index, changes)?;
         entry.version = version;
+        // No request is answered from an older version; letting it go now leaves the file's
+        // incremental analysis the only holder, so it moves that analysis instead of copying.
+        entry.analyzed = None;
         entry.failed = None;
         let start = !entry.running;
         entry.running = true;
@@ -167,9 +158,14 @@ impl Store {
         removed.is_some()
     }
 
-    /// The text to analyse next, and its version; `None` once the file is closed.
-    pub fn snapshot(&self, uri: &Uri) -> Option<(String, i32)> {
-        self.lock().get(uri).map(|e| (e.text.clone(), e.version))
+    /// The version to analyse next; `None` once the file is closed.
+    pub fn snapshot(&self, uri: &Uri) -> Option<worker::Version> {
+        self.lock().get(uri).map(|e| worker::Version {
+            uri: uri.clone(),
+            version: e.version,
+            text: e.text.clone(),
+            index: e.index.clone(),
+        })
     }
 
     /// Records an analysis (`None`: it panicked) of `version`.
@@ -179,16 +175,13 @@ impl Store {
             return Finished::Gone;
         };
         let result = match analysed {
-            Some(doc) => {
+            Some(doc) if entry.version == version => {
                 let doc = Arc::new(doc);
                 entry.analyzed = Some(Arc::clone(&doc));
-                if entry.version == version {
-                    entry.running = false;
-                    Finished::Current(doc)
-                } else {
-                    Finished::Stale
-                }
+                entry.running = false;
+                Finished::Current(doc)
             }
+            Some(_) => Finished::Stale,
             None if entry.version == version => {
                 entry.failed = Some(version);
                 entry.running = false;

@@ -2,6 +2,7 @@
 //! over the document store.
 
 use crate::document::{Document, Finished, Store};
+use crate::worker::Analysed;
 use crate::{
     actions, complete, convert, format, hover, navigate, rename, semantic, symbols, worker,
 };
@@ -56,20 +57,30 @@ impl Backend {
     /// Starts the task that analyses `uri` until its analysis is current, and publishes it.
     fn analyse(&self, uri: Uri) {
         let shared = Arc::clone(&self.shared);
-        tokio::spawn(async move { shared.analyse(uri).await });
+        tokio::spawn(shared.analyse(uri));
     }
 }
 
 impl Shared {
-    async fn analyse(&self, uri: Uri) {
+    async fn analyse(self: Arc<Self>, uri: Uri) {
         loop {
-            let Some((text, version)) = self.store.snapshot(&uri) else {
+            let Some(job) = self.store.snapshot(&uri) else {
                 return;
             };
-            let for_task = uri.clone();
+            let version = job.version;
+            // Asked by the analysis between phases: a newer text makes this one's work moot.
+            let cancelled = {
+                let shared = Arc::clone(&self);
+                let uri = uri.clone();
+                Box::new(move || !shared.store.is_current(&uri, version))
+            };
             // Off the event loop: requests and notifications go on meanwhile. A panic in the
-            // analysis is caught here and reported; the server goes on.
-            let analysed = worker::analyse(for_task, version, text).await;
+            // analysis is caught there and reported here; the server goes on.
+            let analysed = match worker::analyse(job, cancelled).await {
+                Analysed::Done(doc) => Some(doc),
+                Analysed::Cancelled => continue,
+                Analysed::Failed => None,
+            };
             let failed = analysed.is_none();
             match self.store.finish(&uri, version, analysed) {
                 Finished::Stale => continue,
@@ -194,6 +205,7 @@ impl LanguageServer for Backend {
             .await;
             return;
         }
+        worker::forget(uri.clone());
         let _order = self.shared.publishing.lock().await;
         self.shared
             .client

@@ -28,11 +28,25 @@ pub fn check(file: &SourceFile) -> Checked {
 
 /// Checks a patch: its blocks fold onto `base` (`vnetc check --base`, `apply --patch`).
 pub fn check_onto(file: &SourceFile, base: &State) -> Checked {
-    let (state, origins, mut diagnostics) = fold::fold(file, base);
-    diagnostics.extend(flow::check_flow(&state, &origins));
+    let mut checked = fold_onto(file, base);
+    checked
+        .diagnostics
+        .extend(check_flow(&checked.state, &checked.origins));
+    checked
+}
+
+/// The first half of [`check_onto`]: the fold, with its diagnostics but no flow analysis.
+/// The incremental analysis calls the halves apart so that it can skip the second.
+pub fn fold_onto(file: &SourceFile, base: &State) -> Checked {
+    let (state, origins, diagnostics) = fold::fold(file, base);
     Checked {
         state,
         origins,
         diagnostics,
     }
+}
+
+/// The second half of [`check_onto`]: the flow analysis (V111, V205, V206) of a folded state.
+pub fn check_flow(state: &State, origins: &Origins) -> Vec<Diagnostic> {
+    flow::check_flow(state, origins)
 }

@@ -1,0 +1,193 @@
+//! The incremental analysis against the whole one: random programs, random edit sequences, and
+//! after every edit `Incremental::update` must give exactly what `analyze` gives.
+
+use proptest::prelude::*;
+use vnet_grammar::incremental::{Incremental, Outcome};
+use vnet_grammar::{analyze, Analysis};
+
+/// Every field of two analyses, with the text, so a failure says where they part.
+fn assert_same(got: &Analysis, want: &Analysis, text: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        &got.diagnostics,
+        &want.diagnostics,
+        "diagnostics of {:?}",
+        text
+    );
+    prop_assert_eq!(&got.file, &want.file, "tree of {:?}", text);
+    prop_assert_eq!(&got.state, &want.state, "state of {:?}", text);
+    prop_assert_eq!(
+        &got.origins.hosts,
+        &want.origins.hosts,
+        "host origins of {:?}",
+        text
+    );
+    prop_assert_eq!(
+        &got.origins.links,
+        &want.origins.links,
+        "link origins of {:?}",
+        text
+    );
+    prop_assert_eq!(
+        &got.origins.rules,
+        &want.origins.rules,
+        "rule origins of {:?}",
+        text
+    );
+    Ok(())
+}
+
+const MACHINES: &[&str] = &["h1", "h2", "h3", "h4"];
+const MACS: &[&str] = &[
+    "02:00:00:00:00:01",
+    "02:00:00:00:00:02",
+    "02:00:00:00:00:03",
+    "FF:FF:FF:FF:FF:FF",
+];
+
+fn machine() -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(MACHINES)
+}
+
+fn field() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => proptest::sample::select(MACS).prop_map(str::to_string),
+        1 => proptest::sample::select(MACS).prop_map(|m| format!("NOT {m}")),
+        2 => Just("ANY".to_string()),
+        1 => Just("NONE".to_string()),
+    ]
+}
+
+/// One statement line of a program over four machines: links and rules that make loops,
+/// black holes, dead and duplicate rules, dangling hops.
+fn statement() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => (machine(), machine(), machine(), any::<bool>()).prop_map(|(d, a, b, udp)| {
+            format!("LINK {} {d} {a} {b}", if udp { "UDP" } else { "TCP" })
+        }),
+        5 => (machine(), field(), field(), machine()).prop_map(|(d, s, t, peer)| {
+            format!("FORWARD EDGE {d} {s} {t} {d} {peer}")
+        }),
+        2 => (machine(), field(), field()).prop_map(|(d, s, t)| {
+            format!("FORWARD INTERFACE {d} {s} {t} tap-{d}")
+        }),
+        1 => Just("DELETE".to_string()),
+        1 => Just("ADD".to_string()),
+        1 => Just("# a comment FORWARD".to_string()),
+    ]
+}
+
+fn program() -> impl Strategy<Value = String> {
+    proptest::collection::vec(statement(), 0..25).prop_map(|lines| {
+        let mut text = String::from("# header\nBEGIN\n");
+        for m in MACHINES {
+            text.push_str(&format!("HOST u AT {m} 7000 tap-{m}\n"));
+        }
+        text.push_str("ADD\n");
+        for line in lines {
+            text.push_str("    ");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text.push_str("END\n");
+        text
+    })
+}
+
+/// What an edit inserts: a character, a token, a statement, spaces or a line break, junk.
+fn insertion() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[a-zA-Z0-9:#]",
+        2 => proptest::sample::select(vnet_grammar::lexer::KEYWORDS).prop_map(|k| format!("{k} ")),
+        2 => statement().prop_map(|s| format!("{s}\n")),
+        2 => proptest::sample::select(&[" ", "\n", "\t", "", "\r\n", " # note\n"][..]).prop_map(str::to_string),
+        1 => proptest::sample::select(MACS).prop_map(str::to_string),
+        1 => "[ -~é\u{FEFF}]{1,8}",
+    ]
+}
+
+/// An edit: where (a fraction of the text), how much to delete, what to insert, and whether
+/// the analysis of the result is abandoned (a newer text arrived).
+fn edit() -> impl Strategy<Value = (f64, usize, String, bool)> {
+    (
+        0.0..=1.0f64,
+        prop_oneof![3 => Just(0usize), 2 => 1..3usize, 1 => 1..40usize],
+        insertion(),
+        proptest::bool::weighted(0.15),
+    )
+}
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn apply(text: &mut String, (place, delete, insert, _): &(f64, usize, String, bool)) {
+    let start = floor_char_boundary(text, (*place * text.len() as f64) as usize);
+    let end = floor_char_boundary(text, (start + delete).min(text.len())).max(start);
+    text.replace_range(start..end, insert);
+}
+
+fn check_sequence(
+    mut text: String,
+    edits: Vec<(f64, usize, String, bool)>,
+) -> Result<(), TestCaseError> {
+    let mut engine = Incremental::new();
+    let never = || false;
+    let always = || true;
+    match engine.update(&text, &never) {
+        Outcome::Done(got) => assert_same(&got, &analyze(&text), &text)?,
+        Outcome::Cancelled => prop_assert!(false, "cancelled without being asked"),
+    }
+    for edit in &edits {
+        apply(&mut text, edit);
+        let cancel = edit.3;
+        match engine.update(&text, if cancel { &always } else { &never }) {
+            Outcome::Done(got) => assert_same(&got, &analyze(&text), &text)?,
+            Outcome::Cancelled => prop_assert!(cancel, "cancelled without being asked"),
+        }
+    }
+    Ok(())
+}
+
+// 256 cases by default; `PROPTEST_CASES=100000` searches deeper.
+proptest! {
+
+    #[test]
+    fn edits_to_programs_analyse_as_the_whole_text(
+        text in program(),
+        edits in proptest::collection::vec(edit(), 1..12),
+    ) {
+        check_sequence(text, edits)?;
+    }
+
+    #[test]
+    fn edits_to_junk_analyse_as_the_whole_text(
+        text in "[ -~\n]{0,120}",
+        edits in proptest::collection::vec(edit(), 1..12),
+    ) {
+        check_sequence(text, edits)?;
+    }
+}
+
+/// A text with more lexical errors than the lexer reports: the whole text's lexer gives up,
+/// and so must the incremental analysis, at the same place.
+#[test]
+fn junk_past_the_diagnostic_cap_is_analysed_as_the_whole_text() {
+    let mut text = "BEGIN\n".to_string();
+    for i in 0..1100 {
+        text.push_str(&format!("HOST u@{i} AT h 7000 eth0\n"));
+    }
+    let mut engine = Incremental::new();
+    for edit in ["", "x", "xx"] {
+        text.push_str(edit);
+        let Outcome::Done(got) = engine.update(&text, &|| false) else {
+            panic!("not cancelled")
+        };
+        let want = analyze(&text);
+        assert_eq!(got.diagnostics, want.diagnostics);
+        assert_eq!(got.file, want.file);
+        assert!(got.diagnostics.len() > 1000);
+    }
+}
