@@ -4,58 +4,100 @@
 use super::matching::{Match, Priority};
 use crate::mac::Mac;
 use std::collections::HashMap;
+use std::hash::Hash;
 
-/// Rules indexed by destination so a lookup only scans the rules that can match.
+/// Rules indexed so that a lookup only reads rules that can match, in four disjoint lists by
+/// which fields are exact MACs. Each is a chain per key: the latest rule by its key, the others
+/// chained through `next`. Chains rather than a list per key: the checker builds a table per
+/// daemon, and a large file names a MAC per rule or two.
 #[derive(Clone, Debug)]
 pub struct Table<T> {
     entries: Vec<Entry<T>>,
-    /// Rules whose destination is an exact MAC: the latest by that MAC, the others chained
-    /// through `next`. A chain rather than a list per MAC: the checker builds a table per
-    /// daemon, and a large file names a MAC per rule or two.
+    /// Exact source and destination, by (source, destination): a daemon with a broadcast rule
+    /// per VM decides a VM's broadcast without reading the others'.
+    by_pair: HashMap<(Mac, Mac), u32>,
+    /// Exact destination, source `NOT` or `ANY`, by destination.
     by_dst: HashMap<Mac, u32>,
-    /// Rules whose destination is `NOT`, `ANY` or `NONE` and whose source is an exact MAC: the
-    /// latest by that source, the others chained through `next` like `by_dst`. A frame can
-    /// only match those of its own source, so a daemon with a default per VM (thesis Figure 2)
-    /// decides without reading every VM's default.
+    /// Destination `NOT`, `ANY` or `NONE`, exact source, by source: a daemon with a default per
+    /// VM (thesis Figure 2) decides without reading every VM's default.
     by_src: HashMap<Mac, u32>,
-    /// For each entry, the next live rule of its chain (same exact destination, or generic with
-    /// the same exact source), or [`END`]. Beside the entries rather than in them, so that
-    /// scanning the generic rules reads no more.
-    next: Vec<u32>,
-    /// The other rules: destination `NOT`, `ANY` or `NONE`, source `NOT` or `ANY`.
+    /// The rest: neither field exact.
     generic: Vec<u32>,
+    /// For each entry, the next live rule of its chain, or [`END`]. Beside the entries rather
+    /// than in them, so that scanning the generic rules reads no more.
+    next: Vec<u32>,
+    /// The rules of `by_pair` again, by destination alone (chained through `pair_next`), so
+    /// that every rule of an exact destination can be listed.
+    pairs_by_dst: HashMap<Mac, u32>,
+    pair_next: Vec<u32>,
 }
 
 /// Which list holds a rule, from its fields.
+#[derive(Clone, Copy)]
 enum Home {
+    Pair(Mac, Mac),
     Dst(Mac),
     Src(Mac),
     Generic,
 }
 
-fn home(src: Match, dst: Match) -> Home {
-    match (dst, src) {
-        (Match::Exact(mac), _) => Home::Dst(mac),
-        (_, Match::Exact(mac)) => Home::Src(mac),
-        _ => Home::Generic,
+impl Home {
+    fn of(src: Match, dst: Match) -> Home {
+        match (src, dst) {
+            (Match::Exact(s), Match::Exact(d)) => Home::Pair(s, d),
+            (_, Match::Exact(d)) => Home::Dst(d),
+            (Match::Exact(s), _) => Home::Src(s),
+            _ => Home::Generic,
+        }
+    }
+
+    /// The best priority a rule of this list can have: the lists are read best first.
+    fn best(self) -> Priority {
+        let (exact, not) = (Match::Exact(Mac::BROADCAST), Match::Not(Mac::BROADCAST));
+        match self {
+            Home::Pair(..) => Priority::of(exact, exact),
+            Home::Dst(_) => Priority::of(not, exact),
+            Home::Src(_) => Priority::of(exact, not),
+            Home::Generic => Priority::of(not, not),
+        }
     }
 }
 
 /// Ends a chain of `Table::next`.
 const END: u32 = u32::MAX;
 
-/// The chain of rules starting at `heads[mac]`, latest first.
-fn chain<'t>(
-    heads: &'t HashMap<Mac, u32>,
+/// The chain of rules starting at `heads[key]`, latest first.
+fn chain<'t, K: Hash + Eq>(
+    heads: &'t HashMap<K, u32>,
     next: &'t [u32],
-    mac: Mac,
+    key: &K,
 ) -> impl Iterator<Item = u32> + Clone + 't {
-    let mut at = heads.get(&mac).copied().unwrap_or(END);
+    let mut at = heads.get(key).copied().unwrap_or(END);
     std::iter::from_fn(move || {
         let index = (at != END).then_some(at)?;
         at = next[index as usize];
         Some(index)
     })
+}
+
+/// Takes rule `index` out of the chain of `key`.
+fn unlink<K: Hash + Eq>(heads: &mut HashMap<K, u32>, next: &mut [u32], key: K, index: u32) {
+    let after = std::mem::replace(&mut next[index as usize], END);
+    let before = chain(heads, next, &key).find(|&i| next[i as usize] == index);
+    match before {
+        Some(before) => next[before as usize] = after,
+        None if after == END => {
+            heads.remove(&key);
+        }
+        None => {
+            heads.insert(key, after);
+        }
+    }
+}
+
+/// Puts rule `index` at the head of the chain of `key`; returns the rule it now leads to.
+fn link<K: Hash + Eq>(heads: &mut HashMap<K, u32>, key: K, index: u32) -> u32 {
+    heads.insert(key, index).unwrap_or(END)
 }
 
 #[derive(Clone, Debug)]
@@ -78,10 +120,13 @@ impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
             entries: Vec::new(),
+            by_pair: HashMap::new(),
             by_dst: HashMap::new(),
             by_src: HashMap::new(),
-            next: Vec::new(),
             generic: Vec::new(),
+            next: Vec::new(),
+            pairs_by_dst: HashMap::new(),
+            pair_next: Vec::new(),
         }
     }
 }
@@ -96,6 +141,7 @@ impl<T: PartialEq> Table<T> {
         Table {
             entries: Vec::with_capacity(rules),
             next: Vec::with_capacity(rules),
+            pair_next: Vec::with_capacity(rules),
             ..Table::default()
         }
     }
@@ -114,12 +160,16 @@ impl<T: PartialEq> Table<T> {
             return existing;
         }
         let index = self.entries.len() as u32;
-        let next = match home(src, dst) {
-            Home::Dst(mac) => self.by_dst.insert(mac, index).unwrap_or(END),
-            Home::Src(mac) => self.by_src.insert(mac, index).unwrap_or(END),
+        let (next, pair_next) = match Home::of(src, dst) {
+            Home::Pair(s, d) => (
+                link(&mut self.by_pair, (s, d), index),
+                link(&mut self.pairs_by_dst, d, index),
+            ),
+            Home::Dst(d) => (link(&mut self.by_dst, d, index), END),
+            Home::Src(s) => (link(&mut self.by_src, s, index), END),
             Home::Generic => {
                 self.generic.push(index);
-                END
+                (END, END)
             }
         };
         self.entries.push(Entry {
@@ -129,6 +179,7 @@ impl<T: PartialEq> Table<T> {
             live: true,
         });
         self.next.push(next);
+        self.pair_next.push(pair_next);
         index
     }
 
@@ -137,47 +188,37 @@ impl<T: PartialEq> Table<T> {
         let Some(index) = self.find(src, dst, target) else {
             return false;
         };
-        let next = std::mem::replace(&mut self.next[index as usize], END);
         self.entries[index as usize].live = false;
-        match home(src, dst) {
-            Home::Dst(mac) => self.unlink(Home::Dst(mac), index, next),
-            Home::Src(mac) => self.unlink(Home::Src(mac), index, next),
+        match Home::of(src, dst) {
+            Home::Pair(s, d) => {
+                unlink(&mut self.by_pair, &mut self.next, (s, d), index);
+                unlink(&mut self.pairs_by_dst, &mut self.pair_next, d, index);
+            }
+            Home::Dst(d) => unlink(&mut self.by_dst, &mut self.next, d, index),
+            Home::Src(s) => unlink(&mut self.by_src, &mut self.next, s, index),
             Home::Generic => self.generic.retain(|i| *i != index),
         }
         true
     }
 
-    /// Takes `index` (followed by `next`) out of its chain.
-    fn unlink(&mut self, home: Home, index: u32, next: u32) {
-        let (heads, mac) = match home {
-            Home::Dst(mac) => (&self.by_dst, mac),
-            Home::Src(mac) => (&self.by_src, mac),
-            Home::Generic => return,
-        };
-        let before = chain(heads, &self.next, mac).find(|&i| self.next[i as usize] == index);
-        let heads = match home {
-            Home::Src(_) => &mut self.by_src,
-            _ => &mut self.by_dst,
-        };
-        match before {
-            Some(before) => self.next[before as usize] = next,
-            None if next == END => {
-                heads.remove(&mac);
-            }
-            None => {
-                heads.insert(mac, next);
-            }
-        }
-    }
-
     /// The live rules whose destination is exactly `mac` (indices, as [`Table::rule`] takes
-    /// them), latest first.
+    /// them): those with an exact source, then the others, each latest first.
     pub fn exact_rules(&self, mac: Mac) -> impl Iterator<Item = u32> + Clone + '_ {
-        self.chain(mac)
+        chain(&self.pairs_by_dst, &self.pair_next, &mac).chain(chain(
+            &self.by_dst,
+            &self.next,
+            &mac,
+        ))
     }
 
-    fn chain(&self, mac: Mac) -> impl Iterator<Item = u32> + Clone + '_ {
-        chain(&self.by_dst, &self.next, mac)
+    /// The rules a frame from `src` to `dst` can match, each with its list, best list first.
+    fn candidates(&self, src: Mac, dst: Mac) -> impl Iterator<Item = (Home, u32)> + '_ {
+        let tag = |home: Home| move |i| (home, i);
+        let pair = chain(&self.by_pair, &self.next, &(src, dst)).map(tag(Home::Pair(src, dst)));
+        let by_dst = chain(&self.by_dst, &self.next, &dst).map(tag(Home::Dst(dst)));
+        let by_src = chain(&self.by_src, &self.next, &src).map(tag(Home::Src(src)));
+        let generic = self.generic.iter().map(|i| (Home::Generic, *i));
+        pair.chain(by_dst).chain(by_src).chain(generic)
     }
 
     fn find(&self, src: Match, dst: Match, target: &T) -> Option<u32> {
@@ -185,9 +226,10 @@ impl<T: PartialEq> Table<T> {
             let e = &self.entries[*i as usize];
             e.src == src && e.dst == dst && e.target == *target
         };
-        match home(src, dst) {
-            Home::Dst(mac) => self.chain(mac).find(same),
-            Home::Src(mac) => chain(&self.by_src, &self.next, mac).find(same),
+        match Home::of(src, dst) {
+            Home::Pair(s, d) => chain(&self.by_pair, &self.next, &(s, d)).find(same),
+            Home::Dst(d) => chain(&self.by_dst, &self.next, &d).find(same),
+            Home::Src(s) => chain(&self.by_src, &self.next, &s).find(same),
             Home::Generic => self.generic.iter().copied().find(same),
         }
     }
@@ -229,18 +271,10 @@ impl<T: PartialEq> Table<T> {
     pub fn decide_into(&self, src: Mac, dst: Mac, out: &mut Decision) {
         out.priority = None;
         out.rules.clear();
-        // The rules a frame can match: exact destination `dst`, then exact source `src` with a
-        // generic destination, then the rest.
-        let exact = Match::Exact(dst).score();
-        let generic = chain(&self.by_src, &self.next, src).chain(self.generic.iter().copied());
-        for (exact_dst, index) in self
-            .chain(dst)
-            .map(|i| (true, i))
-            .chain(generic.map(|i| (false, i)))
-        {
-            // A rule with an exact destination outranks every rule without one (destination
-            // score first), so once one matched the generic rules cannot fire.
-            if !exact_dst && out.priority.is_some_and(|p| p.dst == exact) {
+        for (home, index) in self.candidates(src, dst) {
+            // The lists come best first: once a match beats everything a list can hold, no
+            // later rule can fire.
+            if out.priority.is_some_and(|p| p > home.best()) {
                 break;
             }
             let e = &self.entries[index as usize];
@@ -258,7 +292,7 @@ impl<T: PartialEq> Table<T> {
                 }
             }
         }
-        // The scan is not in insertion order (exact destinations first, latest first); keep
+        // The scan is not in insertion order (by list, each latest first); keep
         // the reported order stable.
         out.rules.sort_unstable();
     }
