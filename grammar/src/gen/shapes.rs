@@ -26,8 +26,8 @@ pub enum Shape {
     ManySmall,
     /// Four daemons, fully linked, thousands of VMs each, with a source-qualified default per VM.
     FewLarge,
-    /// A two-level broadcast tree: the root fans broadcasts out to 50 daemons, each to its
-    /// leaves, with Figure 2 rules on the leaves.
+    /// A two-level broadcast tree: the root fans broadcasts out to (up to) 50 daemons, each to
+    /// its leaves, with Figure 2 rules on the leaves.
     Fanout,
     /// Adversarial: a line of daemons each sending everything to the next (one path as deep as
     /// the file is long).
@@ -90,7 +90,10 @@ impl Shape {
             Shape::Mesh => mesh(isqrt(rules / 2).max(3)),
             Shape::ManySmall => many_small(rules / 2 + 1),
             Shape::FewLarge => few_large(4, rules / 19 + 1),
-            Shape::Fanout => fanout(50, rules / 300 + 1),
+            Shape::Fanout => {
+                let mids = isqrt(rules / 6).clamp(2, 50);
+                fanout(mids, rules / (6 * mids) + 1)
+            }
             Shape::Chain => chain(rules / 2 + 1, false),
             Shape::Singles => chain(rules, true),
         }
