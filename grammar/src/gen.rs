@@ -5,6 +5,7 @@
 //! or more VMs per host with the Figure 2 rules, the Proxy forwarding to every VM and
 //! broadcasting to every host, then fast-path links between hosts (each host linked to its
 //! next neighbours) with EDGE rules by exact destination until the rule count is reached.
+//! [`Shape`] builds other topologies (rings, meshes, trees, adversarial ones) of a given size.
 
 use std::fmt::Write;
 
