@@ -543,3 +543,16 @@ impl Fx {
 }
 
 pub(super) type FxBuild = BuildHasherDefault<Fx>;
+
+#[cfg(test)]
+mod tests {
+    use super::nth_gap;
+
+    #[test]
+    fn gaps_are_counted_past_the_taken_positions() {
+        let taken = [0, 1, 2, 5, 6, 9];
+        let gaps: Vec<usize> = (0..5).map(|k| nth_gap(&taken, k)).collect();
+        assert_eq!(gaps, [3, 4, 7, 8, 10]);
+        assert_eq!(nth_gap(&[], 3), 3);
+    }
+}
