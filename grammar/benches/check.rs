@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use vnet_grammar::gen::{generate, Params};
+use vnet_grammar::gen::{generate, Params, Shape};
 
 const SIZES: [(usize, usize); 3] = [(100, 5_000), (500, 25_000), (2_000, 100_000)];
 
@@ -39,6 +39,19 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    // Every topology shape at 10,000 rules (scripts/bench-language adds 30k and 100k).
+    let mut shapes = c.benchmark_group("shapes");
+    shapes.sample_size(10);
+    for shape in Shape::ALL {
+        let text = shape.generate(10_000).to_vnet();
+        shapes.throughput(Throughput::Bytes(text.len() as u64));
+        shapes.bench_with_input(
+            BenchmarkId::new("analyze", shape.name()),
+            &text,
+            |b, text| b.iter(|| vnet_grammar::analyze(black_box(text))),
+        );
+    }
+    shapes.finish();
 }
 
 criterion_group!(benches, bench);

@@ -1,10 +1,10 @@
 //! Writes a realistic, clean `.vnet` program to stdout (and optionally the same statements as
 //! JSON), for benchmarks and scale tests:
 //!
-//! `cargo run --release -p vnet-grammar --example gen -- --daemons 2000 --rules 100000 [--vms 1] [--json OUT.json] > big.vnet`
+//! `cargo run --release -p vnet-grammar --example gen -- --daemons 2000 --rules 100000 [--vms 1] [--shape NAME] [--json OUT.json] > big.vnet`
 use std::io::Write;
 use std::process::ExitCode;
-use vnet_grammar::gen::{generate, Params};
+use vnet_grammar::gen::{generate, Params, Shape};
 
 fn main() -> ExitCode {
     match run() {
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("gen: {message}");
             eprintln!(
-                "usage: gen [--daemons N] [--rules N] [--vms N] [--json OUT.json] > OUT.vnet"
+                "usage: gen [--daemons N] [--rules N] [--vms N] [--shape NAME] [--json OUT.json] > OUT.vnet"
             );
             ExitCode::from(2)
         }
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let mut params = Params::default();
     let mut json = None;
+    let mut shape = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -30,13 +31,23 @@ fn run() -> Result<(), String> {
             "--rules" => params.rules = number(&value()?)?,
             "--vms" => params.vms_per_host = number(&value()?)?,
             "--json" => json = Some(value()?),
+            "--shape" => {
+                let name = value()?;
+                let names: Vec<&str> = Shape::ALL.iter().map(|s| s.name()).collect();
+                shape = Some(Shape::from_name(&name).ok_or_else(|| {
+                    format!("unknown shape `{name}` (one of {})", names.join(", "))
+                })?);
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     if params.daemons < 2 || params.vms_per_host == 0 {
         return Err("at least 2 daemons and 1 VM per host".into());
     }
-    let program = generate(params);
+    let program = match shape {
+        Some(shape) => shape.generate(params.rules),
+        None => generate(params),
+    };
     std::io::stdout()
         .lock()
         .write_all(program.to_vnet().as_bytes())
@@ -46,7 +57,7 @@ fn run() -> Result<(), String> {
     }
     eprintln!(
         "gen: {} daemons, {} rules",
-        params.daemons,
+        program.hosts.len(),
         program.rule_count()
     );
     Ok(())

@@ -2,7 +2,7 @@
 //! simulation of `vnetc route`, on small programs whose answers are known by hand.
 
 use vnet_grammar::diag::Diagnostic;
-use vnet_grammar::gen::{generate, Params};
+use vnet_grammar::gen::{generate, Params, Shape};
 use vnet_grammar::route::{route, Step};
 use vnet_grammar::{analyze, Code, LineIndex, Mac};
 
@@ -595,4 +595,33 @@ fn source_specific_defaults_below_an_any_rule_do_not_hide_black_holes() {
         found[0].2
     );
     assert_eq!(only(&text, Code::V205), []);
+}
+
+/// Adversarial sizes end with their diagnostics (the time is measured by
+/// `scripts/bench-language`, not here): a ring of 100,000 daemons with one rule each is one
+/// loop through all of them, and a line of 50,000 daemons each forwarding everything onwards
+/// (paths as deep as the file) is clean.
+#[test]
+fn a_ring_of_a_hundred_thousand_single_rule_daemons_is_one_loop() {
+    let text = Shape::Singles.generate(100_000).to_vnet();
+    let analysis = analyze(&text);
+    let codes: Vec<Code> = analysis.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, [Code::V111]);
+    let loop_ = &analysis.diagnostics[0];
+    assert!(
+        loop_.message.contains("d00000 → d00001 → d00002"),
+        "{}",
+        &loop_.message[..200]
+    );
+    assert_eq!(analysis.state.rules.len(), 100_000);
+    let deep = Shape::Chain.generate(100_000).to_vnet();
+    assert_eq!(diagnostics(&deep), []);
+}
+
+#[test]
+fn every_shape_is_clean_at_ten_thousand_rules() {
+    for shape in Shape::ALL.into_iter().filter(|s| s.clean()) {
+        let text = shape.generate(10_000).to_vnet();
+        assert_eq!(diagnostics(&text), [], "{}", shape.name());
+    }
 }

@@ -4,24 +4,101 @@
 use super::matching::{Match, Priority};
 use crate::mac::Mac;
 use std::collections::HashMap;
+use std::hash::Hash;
 
-/// Rules indexed by destination so a lookup only scans the rules that can match.
+/// Rules indexed so that a lookup only reads rules that can match, in four disjoint lists by
+/// which fields are exact MACs. Each is a chain per key: the latest rule by its key, the others
+/// chained through `next`. Chains rather than a list per key: the checker builds a table per
+/// daemon, and a large file names a MAC per rule or two.
 #[derive(Clone, Debug)]
 pub struct Table<T> {
     entries: Vec<Entry<T>>,
-    /// Rules whose destination is an exact MAC: the latest by that MAC, the others chained
-    /// through `next`. A chain rather than a list per MAC: the checker builds a table per
-    /// daemon, and a large file names a MAC per rule or two.
+    /// Exact source and destination, by (source, destination): a daemon with a broadcast rule
+    /// per VM decides a VM's broadcast without reading the others'.
+    by_pair: HashMap<(Mac, Mac), u32>,
+    /// Exact destination, source `NOT` or `ANY`, by destination.
     by_dst: HashMap<Mac, u32>,
-    /// For each entry, the next live rule with the same exact destination, or [`END`]. Beside
-    /// the entries rather than in them, so that scanning the generic rules reads no more.
-    next: Vec<u32>,
-    /// Rules whose destination is `NOT`, `ANY` or `NONE`.
+    /// Destination `NOT`, `ANY` or `NONE`, exact source, by source: a daemon with a default per
+    /// VM (thesis Figure 2) decides without reading every VM's default.
+    by_src: HashMap<Mac, u32>,
+    /// The rest: neither field exact.
     generic: Vec<u32>,
+    /// For each entry, the next live rule of its chain, or [`END`]. Beside the entries rather
+    /// than in them, so that scanning the generic rules reads no more.
+    next: Vec<u32>,
+    /// The rules of `by_pair` again, by destination alone (chained through `pair_next`), so
+    /// that every rule of an exact destination can be listed.
+    pairs_by_dst: HashMap<Mac, u32>,
+    pair_next: Vec<u32>,
+}
+
+/// Which list holds a rule, from its fields.
+#[derive(Clone, Copy)]
+enum Home {
+    Pair(Mac, Mac),
+    Dst(Mac),
+    Src(Mac),
+    Generic,
+}
+
+impl Home {
+    fn of(src: Match, dst: Match) -> Home {
+        match (src, dst) {
+            (Match::Exact(s), Match::Exact(d)) => Home::Pair(s, d),
+            (_, Match::Exact(d)) => Home::Dst(d),
+            (Match::Exact(s), _) => Home::Src(s),
+            _ => Home::Generic,
+        }
+    }
+
+    /// The best priority a rule of this list can have: the lists are read best first.
+    fn best(self) -> Priority {
+        let (exact, not) = (Match::Exact(Mac::BROADCAST), Match::Not(Mac::BROADCAST));
+        match self {
+            Home::Pair(..) => Priority::of(exact, exact),
+            Home::Dst(_) => Priority::of(not, exact),
+            Home::Src(_) => Priority::of(exact, not),
+            Home::Generic => Priority::of(not, not),
+        }
+    }
 }
 
 /// Ends a chain of `Table::next`.
 const END: u32 = u32::MAX;
+
+/// The chain of rules starting at `heads[key]`, latest first.
+fn chain<'t, K: Hash + Eq>(
+    heads: &'t HashMap<K, u32>,
+    next: &'t [u32],
+    key: &K,
+) -> impl Iterator<Item = u32> + Clone + 't {
+    let mut at = heads.get(key).copied().unwrap_or(END);
+    std::iter::from_fn(move || {
+        let index = (at != END).then_some(at)?;
+        at = next[index as usize];
+        Some(index)
+    })
+}
+
+/// Takes rule `index` out of the chain of `key`.
+fn unlink<K: Hash + Eq>(heads: &mut HashMap<K, u32>, next: &mut [u32], key: K, index: u32) {
+    let after = std::mem::replace(&mut next[index as usize], END);
+    let before = chain(heads, next, &key).find(|&i| next[i as usize] == index);
+    match before {
+        Some(before) => next[before as usize] = after,
+        None if after == END => {
+            heads.remove(&key);
+        }
+        None => {
+            heads.insert(key, after);
+        }
+    }
+}
+
+/// Puts rule `index` at the head of the chain of `key`; returns the rule it now leads to.
+fn link<K: Hash + Eq>(heads: &mut HashMap<K, u32>, key: K, index: u32) -> u32 {
+    heads.insert(key, index).unwrap_or(END)
+}
 
 #[derive(Clone, Debug)]
 struct Entry<T> {
@@ -43,9 +120,13 @@ impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
             entries: Vec::new(),
+            by_pair: HashMap::new(),
             by_dst: HashMap::new(),
-            next: Vec::new(),
+            by_src: HashMap::new(),
             generic: Vec::new(),
+            next: Vec::new(),
+            pairs_by_dst: HashMap::new(),
+            pair_next: Vec::new(),
         }
     }
 }
@@ -60,6 +141,7 @@ impl<T: PartialEq> Table<T> {
         Table {
             entries: Vec::with_capacity(rules),
             next: Vec::with_capacity(rules),
+            pair_next: Vec::with_capacity(rules),
             ..Table::default()
         }
     }
@@ -78,11 +160,16 @@ impl<T: PartialEq> Table<T> {
             return existing;
         }
         let index = self.entries.len() as u32;
-        let next = match dst {
-            Match::Exact(mac) => self.by_dst.insert(mac, index).unwrap_or(END),
-            _ => {
+        let (next, pair_next) = match Home::of(src, dst) {
+            Home::Pair(s, d) => (
+                link(&mut self.by_pair, (s, d), index),
+                link(&mut self.pairs_by_dst, d, index),
+            ),
+            Home::Dst(d) => (link(&mut self.by_dst, d, index), END),
+            Home::Src(s) => (link(&mut self.by_src, s, index), END),
+            Home::Generic => {
                 self.generic.push(index);
-                END
+                (END, END)
             }
         };
         self.entries.push(Entry {
@@ -92,6 +179,7 @@ impl<T: PartialEq> Table<T> {
             live: true,
         });
         self.next.push(next);
+        self.pair_next.push(pair_next);
         index
     }
 
@@ -100,39 +188,37 @@ impl<T: PartialEq> Table<T> {
         let Some(index) = self.find(src, dst, target) else {
             return false;
         };
-        let next = std::mem::replace(&mut self.next[index as usize], END);
         self.entries[index as usize].live = false;
-        match dst {
-            Match::Exact(mac) => {
-                let before = self.chain(mac).find(|&i| self.next[i as usize] == index);
-                match before {
-                    Some(before) => self.next[before as usize] = next,
-                    None if next == END => {
-                        self.by_dst.remove(&mac);
-                    }
-                    None => {
-                        self.by_dst.insert(mac, next);
-                    }
-                }
+        match Home::of(src, dst) {
+            Home::Pair(s, d) => {
+                unlink(&mut self.by_pair, &mut self.next, (s, d), index);
+                unlink(&mut self.pairs_by_dst, &mut self.pair_next, d, index);
             }
-            _ => self.generic.retain(|i| *i != index),
+            Home::Dst(d) => unlink(&mut self.by_dst, &mut self.next, d, index),
+            Home::Src(s) => unlink(&mut self.by_src, &mut self.next, s, index),
+            Home::Generic => self.generic.retain(|i| *i != index),
         }
         true
     }
 
     /// The live rules whose destination is exactly `mac` (indices, as [`Table::rule`] takes
-    /// them), latest first.
+    /// them): those with an exact source, then the others, each latest first.
     pub fn exact_rules(&self, mac: Mac) -> impl Iterator<Item = u32> + Clone + '_ {
-        self.chain(mac)
+        chain(&self.pairs_by_dst, &self.pair_next, &mac).chain(chain(
+            &self.by_dst,
+            &self.next,
+            &mac,
+        ))
     }
 
-    fn chain(&self, mac: Mac) -> impl Iterator<Item = u32> + Clone + '_ {
-        let mut next = self.by_dst.get(&mac).copied().unwrap_or(END);
-        std::iter::from_fn(move || {
-            let index = (next != END).then_some(next)?;
-            next = self.next[index as usize];
-            Some(index)
-        })
+    /// The rules a frame from `src` to `dst` can match, each with its list, best list first.
+    fn candidates(&self, src: Mac, dst: Mac) -> impl Iterator<Item = (Home, u32)> + '_ {
+        let tag = |home: Home| move |i| (home, i);
+        let pair = chain(&self.by_pair, &self.next, &(src, dst)).map(tag(Home::Pair(src, dst)));
+        let by_dst = chain(&self.by_dst, &self.next, &dst).map(tag(Home::Dst(dst)));
+        let by_src = chain(&self.by_src, &self.next, &src).map(tag(Home::Src(src)));
+        let generic = self.generic.iter().map(|i| (Home::Generic, *i));
+        pair.chain(by_dst).chain(by_src).chain(generic)
     }
 
     fn find(&self, src: Match, dst: Match, target: &T) -> Option<u32> {
@@ -140,9 +226,11 @@ impl<T: PartialEq> Table<T> {
             let e = &self.entries[*i as usize];
             e.src == src && e.dst == dst && e.target == *target
         };
-        match dst {
-            Match::Exact(mac) => self.chain(mac).find(same),
-            _ => self.generic.iter().copied().find(same),
+        match Home::of(src, dst) {
+            Home::Pair(s, d) => chain(&self.by_pair, &self.next, &(s, d)).find(same),
+            Home::Dst(d) => chain(&self.by_dst, &self.next, &d).find(same),
+            Home::Src(s) => chain(&self.by_src, &self.next, &s).find(same),
+            Home::Generic => self.generic.iter().copied().find(same),
         }
     }
 
@@ -183,7 +271,12 @@ impl<T: PartialEq> Table<T> {
     pub fn decide_into(&self, src: Mac, dst: Mac, out: &mut Decision) {
         out.priority = None;
         out.rules.clear();
-        for index in self.chain(dst).chain(self.generic.iter().copied()) {
+        for (home, index) in self.candidates(src, dst) {
+            // The lists come best first: once a match beats everything a list can hold, no
+            // later rule can fire.
+            if out.priority.is_some_and(|p| p > home.best()) {
+                break;
+            }
             let e = &self.entries[index as usize];
             if !(e.src.matches(src) && e.dst.matches(dst)) {
                 continue;
@@ -199,7 +292,7 @@ impl<T: PartialEq> Table<T> {
                 }
             }
         }
-        // The scan is not in insertion order (exact destinations first, latest first); keep
+        // The scan is not in insertion order (by list, each latest first); keep
         // the reported order stable.
         out.rules.sort_unstable();
     }

@@ -164,7 +164,7 @@ fn dropped_example(net: &Net, edge: &Sent, drops: &[Drops]) -> Option<(Local, Ma
             (Some(_), _) => continue,
             (None, Some(d)) if !node_a.names_dst(d) => d,
             (None, Some(_)) => continue,
-            (None, None) => match unnamed_by_both(net, edge.a, edge.b) {
+            (None, None) => match net.unnamed_by_both(edge.a, edge.b) {
                 Some(d) => d,
                 None => continue,
             },
@@ -187,16 +187,6 @@ fn dropped_example(net: &Net, edge: &Sent, drops: &[Drops]) -> Option<(Local, Ma
         }
     }
     None
-}
-
-/// A named destination that neither A's nor B's rules name, if any.
-fn unnamed_by_both(net: &Net, a: NodeId, b: NodeId) -> Option<Mac> {
-    let (node_a, node_b) = (net.node(a), net.node(b));
-    // Each skipped MAC is named by A or B, so this takes at most |D_A| + |D_B| + 1 steps.
-    net.dsts
-        .iter()
-        .copied()
-        .find(|d| !node_a.names_dst(*d) && !node_b.names_dst(*d))
 }
 
 fn report_hole(net: &Net, edge: &Sent, src: Local, dst: Mac, report: &mut Reporter) {

@@ -188,61 +188,131 @@ mod brute {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for case in 0..4000 {
             let text = random_program(&mut rng);
-            let analysis = crate::analyze(&text);
-            let net = Net::new(&analysis.state);
-            let (srcs, dsts) = classes(&net);
-            let mut fired: HashSet<(NodeId, u32)> = HashSet::new();
-            let mut holes: HashSet<(NodeId, u32, NodeId)> = HashSet::new();
-            let mut any_loop = false;
-            for &s in &srcs {
-                for &d in &dsts {
-                    let looped = loops_for(&net, s, d);
-                    any_loop |= looped;
-                    let routed = analysis.state.hosts.iter().any(|h| {
-                        crate::route::route(&analysis.state, &h.machine, s, d)
-                            .summary
-                            .loops
-                            > 0
-                    });
-                    assert_eq!(
-                        routed, looped,
-                        "case {case}: route loops for {s} → {d}\n{text}"
-                    );
-                    for a in 0..net.len() as NodeId {
-                        let decision = net.node(a).table.decide(s, d);
-                        fired.extend(decision.rules.iter().map(|i| (a, *i)));
-                        if d == net.other {
-                            continue;
-                        }
-                        for (b, index) in links(&net, a, &decision) {
-                            if net.node(b).table.decide(s, d).rules.is_empty() {
-                                holes.insert((a, index, b));
+            cross_check(&format!("case {case}"), &text);
+        }
+    }
+
+    /// The generator's topology shapes, small, each damaged at random (rules dropped, fields
+    /// widened to `ANY`/`NONE`, targets turned round) so that they have loops, dead rules and
+    /// black holes of those shapes to find.
+    #[test]
+    fn shapes_agree_with_brute_force() {
+        use crate::gen::{Field, Shape, Stmt};
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut totals = [0usize; 3];
+        for shape in Shape::ALL {
+            for case in 0..12 {
+                // Small enough for the brute force, and loops shorter than the route
+                // simulation's hop limit (a ring of singles is one loop through every daemon).
+                let rules = match shape {
+                    Shape::Singles => 6 + rng.next(9),
+                    _ => 20 + rng.next(20),
+                };
+                let mut program = shape.generate(rules);
+                if case > 0 {
+                    program.rules.retain(|_| rng.next(8) > 0);
+                    let mut extra = Vec::new();
+                    for rule in &mut program.rules {
+                        let roll = rng.next(12);
+                        // The same rule for any destination: the default one never fires.
+                        if let (
+                            3,
+                            Stmt::Edge {
+                                dst: Field::None, ..
+                            },
+                        ) = (roll, &rule)
+                        {
+                            let mut wider = rule.clone();
+                            if let Stmt::Edge { dst, .. } = &mut wider {
+                                *dst = Field::Any;
                             }
+                            extra.push(wider);
+                        }
+                        match rule {
+                            Stmt::Edge {
+                                src,
+                                dst,
+                                daemon,
+                                peer,
+                            } => match roll {
+                                0 => *src = Field::Any,
+                                1 => *dst = Field::None,
+                                2 => std::mem::swap(daemon, peer),
+                                _ => {}
+                            },
+                            Stmt::Interface { src, .. } if roll == 0 => *src = Field::Any,
+                            _ => {}
+                        }
+                    }
+                    program.rules.extend(extra);
+                }
+                let found =
+                    cross_check(&format!("{} case {case}", shape.name()), &program.to_vnet());
+                totals = [0, 1, 2].map(|i| totals[i] + found[i]);
+            }
+        }
+        // The damage must have made something to find, or the agreement proves little.
+        assert!(
+            totals.iter().all(|t| *t > 0),
+            "loops, dead rules, holes: {totals:?}"
+        );
+    }
+
+    /// Every class of frames decided at every daemon, against the analysis' diagnostics; returns
+    /// how many V111, V205 and V206 there were.
+    fn cross_check(case: &str, text: &str) -> [usize; 3] {
+        let analysis = crate::analyze(text);
+        let net = Net::new(&analysis.state);
+        let (srcs, dsts) = classes(&net);
+        let mut fired: HashSet<(NodeId, u32)> = HashSet::new();
+        let mut holes: HashSet<(NodeId, u32, NodeId)> = HashSet::new();
+        let mut any_loop = false;
+        for &s in &srcs {
+            for &d in &dsts {
+                let looped = loops_for(&net, s, d);
+                any_loop |= looped;
+                let routed = analysis.state.hosts.iter().any(|h| {
+                    crate::route::route(&analysis.state, &h.machine, s, d)
+                        .summary
+                        .loops
+                        > 0
+                });
+                assert_eq!(routed, looped, "{case}: route loops for {s} → {d}\n{text}");
+                for a in 0..net.len() as NodeId {
+                    let decision = net.node(a).table.decide(s, d);
+                    fired.extend(decision.rules.iter().map(|i| (a, *i)));
+                    if d == net.other {
+                        continue;
+                    }
+                    for (b, index) in links(&net, a, &decision) {
+                        if net.node(b).table.decide(s, d).rules.is_empty() {
+                            holes.insert((a, index, b));
                         }
                     }
                 }
             }
-            let count = |code: Code| {
-                analysis
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.code == code)
-                    .count()
-            };
-            let never: usize = (0..net.len() as NodeId)
-                .map(|n| {
-                    let node = net.node(n);
-                    node.table
-                        .iter()
-                        .filter(|(i, _, _, t)| {
-                            !matches!(t, Tgt::Missing(_)) && !fired.contains(&(n, *i))
-                        })
-                        .count()
-                })
-                .sum();
-            assert_eq!(count(Code::V205), never, "case {case}: V205\n{text}");
-            assert_eq!(count(Code::V206), holes.len(), "case {case}: V206\n{text}");
-            assert_eq!(count(Code::V111) > 0, any_loop, "case {case}: V111\n{text}");
         }
+        let count = |code: Code| {
+            analysis
+                .diagnostics
+                .iter()
+                .filter(|d| d.code == code)
+                .count()
+        };
+        let never: usize = (0..net.len() as NodeId)
+            .map(|n| {
+                let node = net.node(n);
+                node.table
+                    .iter()
+                    .filter(|(i, _, _, t)| {
+                        !matches!(t, Tgt::Missing(_)) && !fired.contains(&(n, *i))
+                    })
+                    .count()
+            })
+            .sum();
+        assert_eq!(count(Code::V205), never, "{case}: V205\n{text}");
+        assert_eq!(count(Code::V206), holes.len(), "{case}: V206\n{text}");
+        assert_eq!(count(Code::V111) > 0, any_loop, "{case}: V111\n{text}");
+        [count(Code::V111), never, holes.len()]
     }
 }

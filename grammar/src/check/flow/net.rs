@@ -41,6 +41,8 @@ pub(super) struct Node<'s> {
     pub srcs: Vec<Mac>,
     /// MACs named in destination fields (exact or `NOT`), sorted.
     pub dsts: Vec<Mac>,
+    /// Where each of `dsts` is in [`Net::dsts`].
+    dst_at: Vec<u32>,
     /// Rules whose destination is `NOT`, `ANY` or `NONE`.
     generic: Vec<u32>,
     /// Sources named by the generic rules, sorted.
@@ -69,11 +71,6 @@ impl Node<'_> {
         dst.filter(|m| self.names_dst(*m))
     }
 
-    /// The table indices of the rules whose destination field can match `dst`.
-    fn rules_for_dst(&self, dst: Local) -> impl Iterator<Item = u32> + '_ {
-        self.exact_for(dst).chain(self.generic.iter().copied())
-    }
-
     /// The sources that can change this daemon's decision for destination class `dst`
     /// (standing for the address `rep`); any other source decides as the class `None` does.
     /// A source matters only through a rule that names it and matches `dst`, and only if that
@@ -81,12 +78,7 @@ impl Node<'_> {
     /// source: rules below the floor never fire for `dst`, whatever the source.
     pub fn relevant_srcs(&self, dst: Local, rep: Mac) -> Cow<'_, [Mac]> {
         let exact = self.exact_for(dst);
-        let any_src = exact
-            .clone()
-            .chain(self.generic_any.iter().copied())
-            .map(|i| self.table.rule(i))
-            .filter(|(s, d, _)| *s == Match::Any && d.matches(rep));
-        let floor = any_src.map(|(s, d, _)| Priority::of(s, d)).max();
+        let floor = self.any_src_floor(dst, rep);
         let above = |p: Priority| floor.is_none_or(|f| p >= f);
         let mut out: Vec<Mac> = exact
             .map(|i| self.table.rule(i))
@@ -100,6 +92,25 @@ impl Node<'_> {
         out.extend(generic.map(|(_, mac)| *mac));
         sort_macs(&mut out);
         Cow::Owned(out)
+    }
+
+    /// The priority of the best rule with source `ANY` matching destination `rep` (of class
+    /// `dst`): every source matches it, so no rule below it ever fires for `dst`. An exact
+    /// destination outranks every generic one, so the generic rules are read only when no
+    /// exact rule has source `ANY`: a daemon with thousands of generic rules is not read
+    /// through for each destination it knows.
+    fn any_src_floor(&self, dst: Local, rep: Mac) -> Option<Priority> {
+        let any_src = |i: &u32| self.table.rule(*i).0 == Match::Any;
+        if let Some(i) = self.exact_for(dst).find(any_src) {
+            let (src, dst, _) = self.table.rule(i);
+            return Some(Priority::of(src, dst));
+        }
+        self.generic_any
+            .iter()
+            .map(|i| self.table.rule(*i))
+            .filter(|(_, d, _)| d.matches(rep))
+            .map(|(s, d, _)| Priority::of(s, d))
+            .max()
     }
 
     /// The table indices of the rules whose destination is exactly the class's MAC (none for
@@ -140,6 +151,8 @@ pub(super) struct Net<'s> {
     /// For each named destination, the daemons whose rules name it.
     pub dst_namers: HashMap<Mac, Vec<NodeId>, FxBuild>,
     cache: RefCell<DecCache>,
+    /// [`Net::unnamed_by_both`] by pair of daemons.
+    unnamed: RefCell<HashMap<(NodeId, NodeId), Option<Mac>, FxBuild>>,
     scratch: RefCell<Decision>,
 }
 
@@ -238,17 +251,16 @@ impl<'s> Net<'s> {
     pub fn bound(&self, n: NodeId, dst: Local) -> Vec<NodeId> {
         let node = self.node(n);
         let rep = self.rep(dst);
-        let matching = || {
-            node.rules_for_dst(dst)
-                .filter(move |i| node.table.rule(*i).1.matches(rep))
+        let floor = node.any_src_floor(dst, rep);
+        // Generic rules are all below an exact destination's floor: skip reading them.
+        let generic: &[u32] = match floor {
+            Some(f) if f.dst == Match::Exact(rep).score() => &[],
+            _ => &node.generic,
         };
-        let floor = matching()
-            .filter_map(|i| {
-                let (src, dst, _) = node.table.rule(i);
-                (src == Match::Any).then(|| Priority::of(src, dst))
-            })
-            .max();
-        let mut out: Vec<NodeId> = matching()
+        let mut out: Vec<NodeId> = node
+            .exact_for(dst)
+            .chain(generic.iter().copied())
+            .filter(|i| node.table.rule(*i).1.matches(rep))
             .filter_map(|i| {
                 let (src, dst, target) = node.table.rule(i);
                 match target {
@@ -262,6 +274,25 @@ impl<'s> Net<'s> {
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// A named destination that neither `a`'s nor `b`'s rules name, if any. The destinations
+    /// the busier daemon does not name are enumerated in order, by rank, until one the other
+    /// does not name either: at most as many steps as the quieter daemon names MACs, so a
+    /// Proxy that names every VM costs nothing per host linked to it.
+    pub fn unnamed_by_both(&self, a: NodeId, b: NodeId) -> Option<Mac> {
+        if let Some(found) = self.unnamed.borrow().get(&(a, b)) {
+            return *found;
+        }
+        let (busy, quiet) = match self.node(a).dsts.len() >= self.node(b).dsts.len() {
+            true => (self.node(a), self.node(b)),
+            false => (self.node(b), self.node(a)),
+        };
+        let found = (0..=quiet.dsts.len())
+            .map_while(|k| self.dsts.get(nth_gap(&busy.dst_at, k)).copied())
+            .find(|d| !quiet.names_dst(*d));
+        self.unnamed.borrow_mut().insert((a, b), found);
+        found
     }
 
     /// The rule behind a table index of daemon `n`, as its position in the state.
@@ -331,6 +362,9 @@ impl<'s> Builder<'s> {
         }
         sort_macs(&mut all_dsts);
         sort_macs(&mut all_srcs);
+        for node in &mut nodes {
+            node.dst_at = node.dsts.iter().map(|m| position(&all_dsts, *m)).collect();
+        }
         let other = unnamed_mac(&all_srcs, &all_dsts);
         Net {
             nodes,
@@ -339,6 +373,7 @@ impl<'s> Builder<'s> {
             dsts: all_dsts,
             dst_namers,
             cache: RefCell::default(),
+            unnamed: RefCell::default(),
             scratch: RefCell::default(),
         }
     }
@@ -351,6 +386,7 @@ fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> No
         rules: Vec::with_capacity(rules.len()),
         srcs: Vec::new(),
         dsts: Vec::new(),
+        dst_at: Vec::new(),
         generic: Vec::new(),
         generic_srcs: Vec::new(),
         generic_named: Vec::new(),
@@ -396,6 +432,29 @@ fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> No
     node.generic_named.shrink_to_fit();
     node.generic_any.shrink_to_fit();
     node
+}
+
+/// The `k`-th position (from 0) not in `taken`, a strictly increasing list of positions: `k`
+/// plus the taken positions before it, which are the `taken[j]` with `taken[j] − j ≤ k` (that
+/// difference never decreases along the list).
+fn nth_gap(taken: &[u32], k: usize) -> usize {
+    let (mut lo, mut hi) = (0, taken.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if taken[mid] as usize - mid <= k {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    k + lo
+}
+
+/// Where `mac` is in a list sorted by [`sort_macs`] that holds it.
+fn position(sorted: &[Mac], mac: Mac) -> u32 {
+    let key = mac.to_u64();
+    let at = sorted.binary_search_by_key(&key, |m| m.to_u64());
+    at.unwrap_or_else(|at| at) as u32
 }
 
 /// A locally administered unicast MAC that no rule names: it stands for every unnamed address.
@@ -484,3 +543,16 @@ impl Fx {
 }
 
 pub(super) type FxBuild = BuildHasherDefault<Fx>;
+
+#[cfg(test)]
+mod tests {
+    use super::nth_gap;
+
+    #[test]
+    fn gaps_are_counted_past_the_taken_positions() {
+        let taken = [0, 1, 2, 5, 6, 9];
+        let gaps: Vec<usize> = (0..5).map(|k| nth_gap(&taken, k)).collect();
+        assert_eq!(gaps, [3, 4, 7, 8, 10]);
+        assert_eq!(nth_gap(&[], 3), 3);
+    }
+}
