@@ -10,8 +10,7 @@
 
 use crate::record::{Header, Reject, HEADER_LEN, OVERHEAD, TAG_LEN};
 use crate::replay::{ReplayWindow, COUNTER_LIMIT};
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use std::fmt;
 
 /// When a session should make new keys, and how long old keys stay valid after.
@@ -69,8 +68,8 @@ impl std::error::Error for SealError {}
 /// The keys of one handshake.
 struct Epoch {
     id: u32,
-    send: ChaCha20Poly1305,
-    recv: ChaCha20Poly1305,
+    send: LessSafeKey,
+    recv: LessSafeKey,
     next_counter: u64,
     window: ReplayWindow,
     started_ns: u64,
@@ -81,8 +80,8 @@ impl Epoch {
     fn new(id: u32, send: &[u8; 32], recv: &[u8; 32], now_ns: u64) -> Epoch {
         Epoch {
             id,
-            send: ChaCha20Poly1305::new(Key::from_slice(send)),
-            recv: ChaCha20Poly1305::new(Key::from_slice(recv)),
+            send: cipher(send),
+            recv: cipher(recv),
             next_counter: 0,
             window: ReplayWindow::new(),
             started_ns: now_ns,
@@ -113,10 +112,17 @@ impl fmt::Debug for Session {
     }
 }
 
+fn cipher(key: &[u8; 32]) -> LessSafeKey {
+    // A 32-byte key is always the right length for ChaCha20-Poly1305.
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte key"))
+}
+
+/// WireGuard's nonce: four zero bytes and the record counter. Each counter is sealed once per
+/// epoch (the counter only grows), which is what `assume_unique_for_key` asks.
 fn nonce(counter: u64) -> Nonce {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_le_bytes());
-    n.into()
+    Nonce::assume_unique_for_key(n)
 }
 
 impl Session {
@@ -197,9 +203,9 @@ impl Session {
         let (body, tail) = rest.split_at_mut(len);
         let tag = e
             .send
-            .encrypt_in_place_detached(&nonce(header.counter), head, body)
+            .seal_in_place_separate_tag(nonce(header.counter), Aad::from(&*head), body)
             .map_err(|_| SealError::BufferTooSmall { needed })?;
-        tail[..TAG_LEN].copy_from_slice(&tag);
+        tail[..TAG_LEN].copy_from_slice(tag.as_ref());
         e.next_counter += 1;
         e.sealed_bytes += len as u64;
         Ok(needed)
@@ -213,11 +219,9 @@ impl Session {
         let epoch = self.epoch_mut(slot).ok_or(Reject::UnknownEpoch)?;
         epoch.window.check(header.counter)?;
         let (head, rest) = record.split_at_mut(HEADER_LEN);
-        let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-        let tag = Tag::clone_from_slice(tag);
-        epoch
+        let body = epoch
             .recv
-            .decrypt_in_place_detached(&nonce(header.counter), head, body, &tag)
+            .open_in_place(nonce(header.counter), Aad::from(&*head), rest)
             .map_err(|_| Reject::BadTag)?;
         epoch.window.mark(header.counter);
         if slot == Slot::Pending {

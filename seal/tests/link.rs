@@ -5,14 +5,21 @@ mod common;
 
 use common::{handshake, link, seal, T0};
 use vnet_seal::{
-    Initiator, KeyPair, Known, Mode, Offer, Refused, Reject, Rejects, RekeyPolicy, Responder, SealError,
-    HEADER_LEN, OVERHEAD,
+    Initiator, KeyPair, Known, Mode, Offer, Refused, Reject, Rejects, RekeyPolicy, Responder,
+    SealError, HEADER_LEN, OVERHEAD,
 };
 
-const SEALED: Offer = Offer { mode: Mode::Sealed, epoch: 0 };
+const SEALED: Offer = Offer {
+    mode: Mode::Sealed,
+    epoch: 0,
+};
 
 fn allow(key: vnet_seal::PublicKey) -> impl Fn(&vnet_seal::PublicKey) -> Option<Known> {
-    move |k| (*k == key).then_some(Known { last_hello_ns: None })
+    move |k| {
+        (*k == key).then_some(Known {
+            last_hello_ns: None,
+        })
+    }
 }
 
 #[test]
@@ -31,7 +38,11 @@ fn records_round_trip_both_ways_for_every_size() {
         let plain: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
         let mut rec = seal(&mut a.session, &plain);
         if size >= 16 {
-            assert_ne!(&rec[HEADER_LEN..HEADER_LEN + size], &plain[..], "size {size} left in clear");
+            assert_ne!(
+                &rec[HEADER_LEN..HEADER_LEN + size],
+                &plain[..],
+                "size {size} left in clear"
+            );
         }
         assert_eq!(b.session.open(T0, &mut rec).unwrap(), &plain[..]);
         let back = seal(&mut b.session, &plain);
@@ -49,7 +60,10 @@ fn seal_in_place_matches_seal_and_short_buffers_are_refused() {
     let n = a.session.seal_in_place(&mut buf, 100).unwrap();
     assert_eq!(b.session.open(T0, &mut buf[..n]).unwrap(), &[0xab; 100][..]);
     let mut short = vec![0u8; 100 + OVERHEAD - 1];
-    assert_eq!(a.session.seal(&[1; 100], &mut short), Err(SealError::BufferTooSmall { needed: 132 }));
+    assert_eq!(
+        a.session.seal(&[1; 100], &mut short),
+        Err(SealError::BufferTooSmall { needed: 132 })
+    );
 }
 
 #[test]
@@ -61,7 +75,10 @@ fn every_record_rejection_is_typed_and_counted() {
         counts.count(want);
     };
     let good = seal(&mut a.session, b"frame");
-    check(b.session.open(T0, &mut good[..OVERHEAD - 1].to_vec()), Reject::Truncated);
+    check(
+        b.session.open(T0, &mut good[..OVERHEAD - 1].to_vec()),
+        Reject::Truncated,
+    );
     let mut wrong_type = good.clone();
     wrong_type[0] = 1;
     check(b.session.open(T0, &mut wrong_type), Reject::Malformed);
@@ -80,7 +97,10 @@ fn every_record_rejection_is_typed_and_counted() {
     // Keys of another link (its counter 1, not yet seen here).
     let (mut c, _) = link();
     seal(&mut c.session, b"frame");
-    check(b.session.open(T0, &mut seal(&mut c.session, b"frame")), Reject::BadTag);
+    check(
+        b.session.open(T0, &mut seal(&mut c.session, b"frame")),
+        Reject::BadTag,
+    );
     for _ in 0..3000 {
         let mut r = seal(&mut a.session, b"x");
         b.session.open(T0, &mut r).unwrap();
@@ -104,35 +124,57 @@ fn out_of_order_records_within_the_window_are_delivered_once() {
 
 #[test]
 fn wrong_keys_are_refused() {
-    let (a, b, stranger) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+    let (a, b, stranger) = (
+        KeyPair::generate().unwrap(),
+        KeyPair::generate().unwrap(),
+        KeyPair::generate().unwrap(),
+    );
     // The responder was told about `a` only: `stranger` is authenticated but unknown.
     let (_, first) = Initiator::new(&stranger, &b.public, SEALED, T0).unwrap();
-    let err = Responder::new(&b, true).on_message(&first, T0, allow(a.public)).unwrap_err();
+    let err = Responder::new(&b, true)
+        .on_message(&first, T0, allow(a.public))
+        .unwrap_err();
     assert_eq!(err, Refused::UnknownKey(stranger.public));
     // The initiator pinned `stranger`'s key for this listener: `b` cannot read the message.
     let (_, first) = Initiator::new(&a, &stranger.public, SEALED, T0).unwrap();
-    let err = Responder::new(&b, true).on_message(&first, T0, allow(a.public)).unwrap_err();
+    let err = Responder::new(&b, true)
+        .on_message(&first, T0, allow(a.public))
+        .unwrap_err();
     assert_eq!(err, Refused::Decrypt);
     // An impostor answering for `b`: a well-formed reply, from another key.
     let (init, _) = Initiator::new(&a, &b.public, SEALED, T0).unwrap();
     let (_, to_stranger) = Initiator::new(&a, &stranger.public, SEALED, T0).unwrap();
-    let impostor = Responder::new(&stranger, true).on_message(&to_stranger, T0, allow(a.public)).unwrap();
-    assert_eq!(init.on_reply(&impostor.reply).unwrap_err(), Refused::Decrypt);
+    let impostor = Responder::new(&stranger, true)
+        .on_message(&to_stranger, T0, allow(a.public))
+        .unwrap();
+    assert_eq!(
+        init.on_reply(&impostor.reply).unwrap_err(),
+        Refused::Decrypt
+    );
 }
 
 #[test]
 fn downgrades_are_refused_on_both_sides() {
     let (a, b) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
-    let clear = Offer { mode: Mode::Clear, epoch: 0 };
+    let clear = Offer {
+        mode: Mode::Clear,
+        epoch: 0,
+    };
     let (_, first) = Initiator::new(&a, &b.public, clear, T0).unwrap();
-    let err = Responder::new(&b, true).on_message(&first, T0, allow(a.public)).unwrap_err();
+    let err = Responder::new(&b, true)
+        .on_message(&first, T0, allow(a.public))
+        .unwrap_err();
     assert_eq!(err, Refused::Downgrade);
     // Both sides insecure: a clear link after an authenticated handshake.
-    let ok = Responder::new(&b, false).on_message(&first, T0, allow(a.public)).unwrap();
+    let ok = Responder::new(&b, false)
+        .on_message(&first, T0, allow(a.public))
+        .unwrap();
     assert_eq!(ok.established.mode, Mode::Clear);
     // An insecure responder still seals when the initiator offers it.
     let (init, first) = Initiator::new(&a, &b.public, SEALED, T0 + 1).unwrap();
-    let ok = Responder::new(&b, false).on_message(&first, T0, allow(a.public)).unwrap();
+    let ok = Responder::new(&b, false)
+        .on_message(&first, T0, allow(a.public))
+        .unwrap();
     assert_eq!(init.on_reply(&ok.reply).unwrap().mode, Mode::Sealed);
 }
 
@@ -143,25 +185,50 @@ fn replayed_and_malformed_first_messages_are_refused() {
     let (_, first) = Initiator::new(&a, &b.public, SEALED, T0).unwrap();
     let accepted = responder.on_message(&first, T0, allow(a.public)).unwrap();
     assert_eq!(accepted.hello_ns, T0);
-    let seen = |_: &vnet_seal::PublicKey| Some(Known { last_hello_ns: Some(T0) });
-    assert_eq!(responder.on_message(&first, T0, seen).unwrap_err(), Refused::Replayed);
+    let seen = |_: &vnet_seal::PublicKey| {
+        Some(Known {
+            last_hello_ns: Some(T0),
+        })
+    };
+    assert_eq!(
+        responder.on_message(&first, T0, seen).unwrap_err(),
+        Refused::Replayed
+    );
     let mut tampered = first.clone();
     let last = tampered.len() - 1;
     tampered[last] ^= 0x80;
-    assert_eq!(responder.on_message(&tampered, T0, allow(a.public)).unwrap_err(), Refused::Decrypt);
-    assert!(matches!(responder.on_message(&first[..20], T0, allow(a.public)), Err(Refused::Malformed(_))));
-    assert!(matches!(responder.on_message(&[], T0, allow(a.public)), Err(Refused::Malformed(_))));
+    assert_eq!(
+        responder
+            .on_message(&tampered, T0, allow(a.public))
+            .unwrap_err(),
+        Refused::Decrypt
+    );
+    assert!(matches!(
+        responder.on_message(&first[..20], T0, allow(a.public)),
+        Err(Refused::Malformed(_))
+    ));
+    assert!(matches!(
+        responder.on_message(&[], T0, allow(a.public)),
+        Err(Refused::Malformed(_))
+    ));
     let mut as_reply = first.clone();
     as_reply[0] = 2;
     assert_eq!(
-        responder.on_message(&as_reply, T0, allow(a.public)).unwrap_err(),
+        responder
+            .on_message(&as_reply, T0, allow(a.public))
+            .unwrap_err(),
         Refused::Malformed("wrong message type")
     );
 }
 
 #[test]
 fn rekey_by_time_and_volume() {
-    let policy = RekeyPolicy { after_ns: 100, after_bytes: 1000, after_records: 10, overlap_ns: 50 };
+    let policy = RekeyPolicy {
+        after_ns: 100,
+        after_bytes: 1000,
+        after_records: 10,
+        overlap_ns: 50,
+    };
     let (mut a, _) = link();
     assert!(!a.session.needs_rekey(T0, &policy));
     assert!(a.session.needs_rekey(T0 + 100, &policy));
@@ -178,7 +245,10 @@ fn rekey_by_time_and_volume() {
 
 #[test]
 fn rekey_hands_over_with_an_overlap() {
-    let policy = RekeyPolicy { overlap_ns: 1000, ..RekeyPolicy::default() };
+    let policy = RekeyPolicy {
+        overlap_ns: 1000,
+        ..RekeyPolicy::default()
+    };
     let (ka, kb) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
     let (mut a, mut b) = handshake(&ka, &kb, 0, T0);
     let old_from_a = seal(&mut a.session, b"old");
@@ -194,9 +264,18 @@ fn rekey_hands_over_with_an_overlap() {
     assert_eq!(b.session.open(T0 + 12, &mut from_a).unwrap(), b"a1");
     assert_eq!(b.session.epoch(), 1);
     // Records of epoch 0 still in flight open during the overlap, not after.
-    assert_eq!(b.session.open(T0 + 13, &mut old_from_a.clone()).unwrap(), b"old");
-    assert_eq!(a.session.open(T0 + 1009, &mut old_from_b.clone()).unwrap(), b"old");
-    assert_eq!(a.session.open(T0 + 1010, &mut old_from_b.clone()), Err(Reject::UnknownEpoch));
+    assert_eq!(
+        b.session.open(T0 + 13, &mut old_from_a.clone()).unwrap(),
+        b"old"
+    );
+    assert_eq!(
+        a.session.open(T0 + 1009, &mut old_from_b.clone()).unwrap(),
+        b"old"
+    );
+    assert_eq!(
+        a.session.open(T0 + 1010, &mut old_from_b.clone()),
+        Err(Reject::UnknownEpoch)
+    );
     let mut new = seal(&mut b.session, b"b1");
     assert_eq!(a.session.open(T0 + 2000, &mut new).unwrap(), b"b1");
 }
