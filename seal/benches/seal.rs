@@ -5,31 +5,32 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use vnet_seal::{Initiator, KeyPair, Known, Mode, Offer, Responder, HEADER_LEN, OVERHEAD};
+use vnet_seal::{Initiator, KeyPair, Known, Mode, Offer, Responder, Session, HEADER_LEN, OVERHEAD};
 
 const SIZES: [usize; 4] = [64, 1500, 9000, 65536];
 
+const SEALED: Offer = Offer {
+    mode: Mode::Sealed,
+    epoch: 0,
+};
+
+fn known(_: &vnet_seal::PublicKey) -> Option<Known> {
+    Some(Known {
+        last_hello_ns: None,
+    })
+}
+
+/// A complete handshake: both ends' sessions.
+fn handshake(ka: &KeyPair, kb: &KeyPair, responder: &Responder) -> (Session, Session) {
+    let (init, first) = Initiator::new(ka, &kb.public, SEALED, 1).unwrap();
+    let accepted = responder.on_message(&first, 1, known).unwrap();
+    let a = init.on_reply(&accepted.reply).unwrap();
+    (a.session, accepted.established.session)
+}
+
 fn records(c: &mut Criterion) {
     let (ka, kb) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
-    let (init, first) = Initiator::new(
-        &ka,
-        &kb.public,
-        Offer {
-            mode: Mode::Sealed,
-            epoch: 0,
-        },
-        1,
-    )
-    .unwrap();
-    let accepted = Responder::new(&kb, true)
-        .on_message(&first, 1, |_| {
-            Some(Known {
-                last_hello_ns: None,
-            })
-        })
-        .unwrap();
-    let mut a = init.on_reply(&accepted.reply).unwrap().session;
-    let mut b = accepted.established.session;
+    let (mut a, mut b) = handshake(&ka, &kb, &Responder::new(&kb, true));
     let mut group = c.benchmark_group("record");
     group
         .measurement_time(Duration::from_secs(3))
@@ -66,49 +67,11 @@ fn handshakes(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(1));
     group.bench_function("both_sides", |bench| {
-        bench.iter(|| {
-            let (init, first) = Initiator::new(
-                &ka,
-                &kb.public,
-                Offer {
-                    mode: Mode::Sealed,
-                    epoch: 0,
-                },
-                1,
-            )
-            .unwrap();
-            let accepted = responder
-                .on_message(&first, 1, |_| {
-                    Some(Known {
-                        last_hello_ns: None,
-                    })
-                })
-                .unwrap();
-            black_box(init.on_reply(&accepted.reply).unwrap())
-        })
+        bench.iter(|| black_box(handshake(&ka, &kb, &responder)))
     });
-    let (_, first) = Initiator::new(
-        &ka,
-        &kb.public,
-        Offer {
-            mode: Mode::Sealed,
-            epoch: 0,
-        },
-        1,
-    )
-    .unwrap();
+    let (_, first) = Initiator::new(&ka, &kb.public, SEALED, 1).unwrap();
     group.bench_function("responder", |bench| {
-        bench.iter(|| {
-            black_box(
-                responder
-                    .on_message(&first, 1, |_| {
-                        Some(Known {
-                            last_hello_ns: None,
-                        })
-                    })
-                    .unwrap(),
-            )
-        })
+        bench.iter(|| black_box(responder.on_message(&first, 1, known).unwrap()))
     });
     group.finish();
 }

@@ -268,48 +268,22 @@ mod tests {
     #[test]
     fn parse_errors_name_the_problem() {
         let good = KeyPair::generate().unwrap().public.to_string();
-        assert_eq!(PublicKey::parse(""), Err(KeyError::Empty));
-        assert_eq!(PublicKey::parse("abc"), Err(KeyError::Length { found: 3 }));
-        let mut bad = good.clone().into_bytes();
-        bad[7] = b'*';
-        let bad = String::from_utf8(bad).unwrap();
-        assert_eq!(
-            PublicKey::parse(&bad),
-            Err(KeyError::BadCharacter {
-                offset: 7,
-                found: '*'
-            })
-        );
-        let spaced = format!(" {}", &good[1..]);
-        assert_eq!(
-            PublicKey::parse(&spaced),
-            Err(KeyError::BadCharacter {
-                offset: 0,
-                found: ' '
-            })
-        );
-        let hex_bad = format!("{}g", &"0".repeat(63));
-        assert_eq!(
-            PublicKey::parse(&hex_bad),
-            Err(KeyError::BadCharacter {
-                offset: 63,
-                found: 'g'
-            })
-        );
-        // 'B' before '=' leaves a set trailing bit: decodes, but is not the canonical text.
-        let noncanonical = format!("{}B=", &"A".repeat(42));
-        assert_eq!(PublicKey::parse(&noncanonical), Err(KeyError::NotCanonical));
-        assert_eq!(
-            PublicKey::parse(&"0".repeat(64)),
-            Err(KeyError::WeakPublicKey)
-        );
-        assert_eq!(
-            PublicKey::parse(&format!("{good}\n\n")),
-            Err(KeyError::BadCharacter {
-                offset: 44,
-                found: '\n'
-            })
-        );
+        let bad = |offset: usize, found: char| Err(KeyError::BadCharacter { offset, found });
+        let cases = [
+            (String::new(), Err(KeyError::Empty)),
+            ("abc".into(), Err(KeyError::Length { found: 3 })),
+            (format!("{}*{}", &good[..7], &good[8..]), bad(7, '*')),
+            (format!(" {}", &good[1..]), bad(0, ' ')),
+            (format!("{}g", "0".repeat(63)), bad(63, 'g')),
+            (format!("{}=={}", &good[..42], ""), bad(42, '=')),
+            // 'B' before '=' leaves a set trailing bit: decodes, but is not the canonical text.
+            (format!("{}B=", "A".repeat(42)), Err(KeyError::NotCanonical)),
+            ("0".repeat(64), Err(KeyError::WeakPublicKey)),
+            (format!("{good}\n\n"), bad(44, '\n')),
+        ];
+        for (text, want) in cases {
+            assert_eq!(PublicKey::parse(&text), want, "{text:?}");
+        }
     }
 
     #[test]
