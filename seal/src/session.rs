@@ -100,6 +100,8 @@ pub struct Session {
     previous: Option<(Epoch, u64)>,
     /// Whether this side initiated the handshake that made `current`.
     initiator: bool,
+    /// Whether the peer is known to hold `current`'s keys (see `is_confirmed`).
+    confirmed: bool,
 }
 
 impl fmt::Debug for Session {
@@ -138,12 +140,21 @@ impl Session {
             pending: None,
             previous: None,
             initiator,
+            confirmed: initiator,
         }
     }
 
     /// The epoch records are sealed with.
     pub fn epoch(&self) -> u32 {
         self.current.id
+    }
+
+    /// Whether the peer is known to hold the sealing keys: always for an initiator (the reply
+    /// proved it); for a responder's first session, once a record from the peer opened. A
+    /// responder's records sealed before that are lost if its reply was: the daemon should
+    /// keep them back (or send only keepalives) until then, as WireGuard does.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
     }
 
     /// Whether the sending keys are due for a new handshake under `policy`.
@@ -164,6 +175,7 @@ impl Session {
             self.previous = Some((old, deadline));
             self.pending = None;
             self.initiator = true;
+            self.confirmed = true;
         } else {
             self.pending = Some((new.current, policy.overlap_ns));
         }
@@ -224,8 +236,10 @@ impl Session {
             .open_in_place(nonce(header.counter), Aad::from(&*head), rest)
             .map_err(|_| Reject::BadTag)?;
         epoch.window.mark(header.counter);
-        if slot == Slot::Pending {
-            self.confirm(now_ns);
+        match slot {
+            Slot::Pending => self.confirm(now_ns),
+            Slot::Current => self.confirmed = true,
+            Slot::Previous => {}
         }
         Ok(body)
     }
@@ -279,6 +293,7 @@ impl Session {
             let old = std::mem::replace(&mut self.current, new);
             self.previous = Some((old, now_ns.saturating_add(overlap_ns)));
             self.initiator = false;
+            self.confirmed = true;
         }
     }
 }

@@ -279,3 +279,20 @@ fn rekey_hands_over_with_an_overlap() {
     let mut new = seal(&mut b.session, b"b1");
     assert_eq!(a.session.open(T0 + 2000, &mut new).unwrap(), b"b1");
 }
+
+#[test]
+fn a_responder_session_is_confirmed_by_the_first_record_it_opens() {
+    let (mut a, mut b) = link();
+    assert!(a.session.is_confirmed());
+    assert!(!b.session.is_confirmed());
+    let mut forged = seal(&mut a.session, b"x");
+    forged[HEADER_LEN] ^= 1;
+    assert_eq!(b.session.open(T0, &mut forged), Err(Reject::BadTag));
+    assert!(
+        !b.session.is_confirmed(),
+        "a forged record confirmed the keys"
+    );
+    let mut rec = seal(&mut a.session, b"y");
+    b.session.open(T0, &mut rec).unwrap();
+    assert!(b.session.is_confirmed());
+}
