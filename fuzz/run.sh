@@ -2,7 +2,9 @@
 # Fuzzes the VNET front end for a bounded time: fuzz/run.sh SECONDS [TARGET...]
 #
 # Targets (fuzz_targets/): `parse` (decode, parse, format, formatter idempotence; the
-# default) and `analyze` (parse and the whole checker). Works from a fresh clone: installs
+# default), `analyze` (parse and the whole checker), `seal_record` (the sealed-link record
+# decoder: any bytes, and real records with one byte altered) and `seal_handshake` (any bytes
+# as a Noise first message or reply). Works from a fresh clone: installs
 # cargo-fuzz when missing (about 30 s), builds the targets (about 2 min the first time), seeds
 # the corpus with the formatter's test inputs, then runs each target for SECONDS. Exits
 # non-zero when a target crashes, hangs (over 10 s on one input) or fails to build; the
@@ -35,9 +37,15 @@ export RUSTC_BOOTSTRAP=1
 for target in "${targets[@]}"; do
     corpus=corpus/$target
     mkdir -p "$corpus"
-    cp ../grammar/tests/fmt/*.in.vnet "$corpus"/
+    # The language targets start from the formatter's inputs and the language's words; the
+    # seal targets from nothing (libFuzzer finds the type bytes by itself).
+    dict=()
+    if [[ $target != seal_* ]]; then
+        cp ../grammar/tests/fmt/*.in.vnet "$corpus"/
+        dict=(-dict=vnet.dict)
+    fi
     echo "fuzz/run.sh: fuzzing $target for ${seconds}s" >&2
     cargo fuzz run "$target" -s none "$corpus" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -dict=vnet.dict -print_final_stats=1
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 "${dict[@]}" -print_final_stats=1
 done
 echo "fuzz/run.sh: no crash in ${targets[*]} (${seconds}s each)" >&2
