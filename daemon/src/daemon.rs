@@ -5,8 +5,11 @@ mod dataplane;
 
 use crate::auth::{self, hex, unhex, Key};
 use crate::engine::{EngineCell, Matrix};
+use crate::framing;
 use crate::iface::{Iface, IfaceArg};
-use crate::link::{Link, LinkChallenge, LinkHello, LinkNote, LinkProof, UdpPort};
+use crate::link::handshake::{Configured, Dialer, Listener, Refused};
+use crate::link::msg::{LinkChallenge, LinkHello, LinkMsg, LinkNote, LinkProof};
+use crate::link::{Link, UdpPort};
 use crate::proto::*;
 use crate::stats::{Drop, PortStats};
 use crate::store::{self, Persisted, Store};
@@ -260,7 +263,7 @@ impl Daemon {
         tasks.shutdown().await;
         let links: Vec<_> = self.links_read().values().cloned().collect();
         for l in links {
-            l.close().await;
+            l.close();
         }
         Ok(())
     }
@@ -275,215 +278,156 @@ impl Daemon {
 
     // ---------------------------------------------------------------- UDP links
 
-    async fn udp_send_control(&self, kind: u8, body: &impl serde::Serialize, to: SocketAddr) {
-        self.udp.send_control(&wire::link_control(kind, body), to);
+    fn udp_send(&self, msg: &LinkMsg, to: SocketAddr) {
+        self.udp.send_control(&msg.encode(), to);
     }
 
     /// A frame or keepalive from an address without a session: if it is the address of a
     /// configured UDP link's peer, tell it to say hello again (a restarted listener).
-    async fn maybe_reset(&self, from: SocketAddr) {
+    fn maybe_reset(&self, from: SocketAddr) {
         let known = self
             .links_read()
             .values()
             .any(|l| l.transport == Transport::Udp && l.peer_addr == Some(from));
         if known {
-            self.udp_send_control(
-                wire::KIND_RESET,
-                &LinkNote {
-                    from: self.cfg.name.clone(),
-                    reason: "no session".into(),
-                },
-                from,
-            )
-            .await;
+            let note = LinkNote::new(&self.cfg.name, "no session");
+            self.udp_send(&LinkMsg::Reset(note), from);
         }
     }
 
-    async fn udp_control(&self, kind: u8, body: &[u8], from: SocketAddr) {
-        let me = self.cfg.name.clone();
-        let key = &self.cfg.key;
-        match kind {
-            wire::KIND_HELLO => {
-                let Ok(h) = serde_json::from_slice::<LinkHello>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                let link = self.link(&h.from);
-                let ok = link.as_ref().is_some_and(|l| {
-                    h.to == me
-                        && l.transport == Transport::Udp
-                        && h.transport == Transport::Udp
-                        && !l.dials
-                });
-                let (Some(link), true, Some(nd)) =
-                    (link, ok, unhex(&h.nonce).filter(|n| n.len() == 32))
-                else {
-                    self.global.drop(Drop::Unauthenticated);
-                    return;
-                };
-                let nl = auth::random_bytes::<32>();
-                let proof = key.sign(
-                    auth::LINK_LISTENER,
-                    &[h.from.as_bytes(), me.as_bytes(), &nd, &nl],
-                );
-                let mut ndarr = [0u8; 32];
-                ndarr.copy_from_slice(&nd);
-                link.hs.lock().unwrap_or_else(|e| e.into_inner()).listener =
-                    Some((from, ndarr, nl));
-                let c = LinkChallenge {
-                    from: me,
-                    nonce: hex(&nl),
-                    proof: hex(&proof),
-                };
-                self.udp_send_control(wire::KIND_CHALLENGE, &c, from).await;
+    fn listener(&self) -> Listener<'_> {
+        Listener {
+            me: &self.cfg.name,
+            key: &self.cfg.key,
+        }
+    }
+
+    /// A UDP link control message (handshakes, keepalives, resets) from `from`.
+    fn udp_control(&self, msg: &[u8], from: SocketAddr) {
+        let msg = match LinkMsg::decode(msg) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(%from, "{e}");
+                return self.global.drop(Drop::Malformed);
             }
-            wire::KIND_CHALLENGE => {
-                let Ok(c) = serde_json::from_slice::<LinkChallenge>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                let Some(link) = self
-                    .link(&c.from)
-                    .filter(|l| l.dials && l.transport == Transport::Udp)
-                else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                let nd = link
-                    .hs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .dialer_nonce;
-                let (Some(nd), Some(nl)) = (nd, unhex(&c.nonce)) else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                if !key.verify(
-                    auth::LINK_LISTENER,
-                    &[me.as_bytes(), c.from.as_bytes(), &nd, &nl],
-                    &c.proof,
-                ) {
-                    return self.global.drop(Drop::Unauthenticated);
-                }
-                let proof = key.sign(
-                    auth::LINK_DIALER,
-                    &[me.as_bytes(), c.from.as_bytes(), &nd, &nl],
-                );
-                link.hs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .dialer_awaiting = Some(from);
-                self.udp_send_control(
-                    wire::KIND_PROOF,
-                    &LinkProof {
-                        from: me,
-                        proof: hex(&proof),
-                    },
-                    from,
-                )
-                .await;
+        };
+        let done = match msg {
+            LinkMsg::Hello(h) => self.udp_hello(&h, from),
+            LinkMsg::Challenge(c) => self.udp_challenge(&c, from),
+            LinkMsg::Proof(p) => self.udp_proof(&p, from),
+            LinkMsg::Ready(n) => self.udp_ready(&n, from),
+            LinkMsg::Keepalive(_) => {
+                self.udp_keepalive(from);
+                Ok(())
             }
-            wire::KIND_PROOF => {
-                let Ok(p) = serde_json::from_slice::<LinkProof>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                let Some(link) = self
-                    .link(&p.from)
-                    .filter(|l| !l.dials && l.transport == Transport::Udp)
-                else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                let pending = link.hs.lock().unwrap_or_else(|e| e.into_inner()).listener;
-                let Some((addr, nd, nl)) = pending.filter(|(a, _, _)| *a == from) else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                if !key.verify(
-                    auth::LINK_DIALER,
-                    &[p.from.as_bytes(), me.as_bytes(), &nd, &nl],
-                    &p.proof,
-                ) {
-                    return self.global.drop(Drop::Unauthenticated);
-                }
-                link.hs.lock().unwrap_or_else(|e| e.into_inner()).listener = None;
-                self.udp_session(&link, addr);
-                self.udp_send_control(
-                    wire::KIND_READY,
-                    &LinkNote {
-                        from: me,
-                        reason: String::new(),
-                    },
-                    from,
-                )
-                .await;
-            }
-            wire::KIND_READY => {
-                let Ok(n) = serde_json::from_slice::<LinkNote>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                let Some(link) = self
-                    .link(&n.from)
-                    .filter(|l| l.dials && l.transport == Transport::Udp)
-                else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                let awaiting = {
-                    let mut hs = link.hs.lock().unwrap_or_else(|e| e.into_inner());
-                    let a = hs.dialer_awaiting.take();
-                    if a == Some(from) {
-                        hs.dialer_nonce = None;
-                    }
-                    a
-                };
-                if awaiting == Some(from) {
-                    self.udp_session(&link, from);
-                }
-            }
-            wire::KIND_KEEPALIVE => {
-                let link = self
-                    .udp_peers
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&from)
-                    .cloned();
-                match link {
-                    Some(l) => {
-                        l.last_rx.store(self.now_ms(), Ordering::Relaxed);
-                        self.udp_send_control(
-                            wire::KIND_KEEPALIVE_ACK,
-                            &LinkNote {
-                                from: me,
-                                reason: String::new(),
-                            },
-                            from,
-                        )
-                        .await;
-                    }
-                    None => self.maybe_reset(from).await,
-                }
-            }
-            wire::KIND_KEEPALIVE_ACK => {
-                if let Some(l) = self
-                    .udp_peers
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&from)
-                {
+            LinkMsg::KeepaliveAck(_) => {
+                if let Some(l) = self.udp_peer(from) {
                     l.last_rx.store(self.now_ms(), Ordering::Relaxed);
                 }
+                Ok(())
             }
-            wire::KIND_RESET => {
-                let Ok(n) = serde_json::from_slice::<LinkNote>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                if let Some(l) = self
-                    .link(&n.from)
-                    .filter(|l| l.dials && l.udp_remote() == Some(from))
-                {
-                    self.udp_peers
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&from);
-                    l.down(l.session(), "peer has no session (restarted?)")
-                        .await;
-                }
+            LinkMsg::Reset(n) => {
+                self.udp_reset(&n, from);
+                Ok(())
             }
-            _ => self.global.drop(Drop::Malformed),
+            LinkMsg::Refused(_) => return self.global.drop(Drop::Malformed),
+        };
+        if let Err(why) = done {
+            tracing::debug!(%from, "UDP link handshake refused: {why}");
+            self.global.drop(Drop::Unauthenticated);
+        }
+    }
+
+    /// The UDP link with `peer` that this daemon dials (`dials`) or listens for.
+    fn udp_link(&self, peer: &str, dials: bool) -> Result<Arc<Link>, Refused> {
+        self.link(peer)
+            .filter(|l| l.dials == dials && l.transport == Transport::Udp)
+            .ok_or_else(|| Refused::UnknownPeer(format!("no UDP link with {peer} here")))
+    }
+
+    fn udp_peer(&self, from: SocketAddr) -> Option<Arc<Link>> {
+        let peers = self.udp_peers.read().unwrap_or_else(|e| e.into_inner());
+        peers.get(&from).cloned()
+    }
+
+    fn udp_hello(&self, h: &LinkHello, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.link(&h.from);
+        let configured = link.as_ref().map(|l| Configured {
+            transport: l.transport,
+            dials: l.dials,
+        });
+        let nonce = auth::random_bytes::<32>();
+        let (c, state) = self
+            .listener()
+            .on_hello(h, Transport::Udp, from, configured, nonce)?;
+        if let Some(link) = link {
+            link.hs().listener = Some(state);
+        }
+        self.udp_send(&LinkMsg::Challenge(c), from);
+        Ok(())
+    }
+
+    fn udp_challenge(&self, c: &LinkChallenge, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.udp_link(&c.from, true)?;
+        let proof = {
+            let mut hs = link.hs();
+            let d = hs.dialer.as_mut().ok_or(Refused::Stale)?;
+            d.on_challenge(&self.cfg.key, c, from)?
+        };
+        self.udp_send(&LinkMsg::Proof(proof), from);
+        Ok(())
+    }
+
+    fn udp_proof(&self, p: &LinkProof, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.udp_link(&p.from, false)?;
+        let ready = {
+            let mut hs = link.hs();
+            let state = hs.listener.as_ref().ok_or(Refused::Stale)?;
+            let ready = state.on_proof(&self.listener(), p, from)?;
+            hs.listener = None;
+            ready
+        };
+        self.udp_session(&link, from);
+        self.udp_send(&LinkMsg::Ready(ready), from);
+        Ok(())
+    }
+
+    fn udp_ready(&self, n: &LinkNote, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.udp_link(&n.from, true)?;
+        {
+            let mut hs = link.hs();
+            hs.dialer
+                .as_ref()
+                .ok_or(Refused::Stale)?
+                .on_ready(n, from)?;
+            hs.dialer = None;
+        }
+        self.udp_session(&link, from);
+        Ok(())
+    }
+
+    fn udp_keepalive(&self, from: SocketAddr) {
+        match self.udp_peer(from) {
+            Some(l) => {
+                l.last_rx.store(self.now_ms(), Ordering::Relaxed);
+                let note = LinkNote::new(&self.cfg.name, "");
+                self.udp_send(&LinkMsg::KeepaliveAck(note), from);
+            }
+            None => self.maybe_reset(from),
+        }
+    }
+
+    /// The listener has no session with us (it restarted): down, and the dialer says hello.
+    fn udp_reset(&self, n: &LinkNote, from: SocketAddr) {
+        if let Some(l) = self
+            .link(&n.from)
+            .filter(|l| l.dials && l.udp_remote() == Some(from))
+        {
+            self.udp_peers
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&from);
+            l.down(l.session(), "peer has no session (restarted?)");
         }
     }
 
@@ -512,15 +456,12 @@ impl Daemon {
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&r);
                     }
-                    link.down(link.session(), "no keepalive answer").await;
+                    link.down(link.session(), "no keepalive answer");
                     continue;
                 }
                 if let Some(r) = link.udp_remote() {
-                    let note = LinkNote {
-                        from: self.cfg.name.clone(),
-                        reason: String::new(),
-                    };
-                    self.udp_send_control(wire::KIND_KEEPALIVE, &note, r).await;
+                    let note = LinkNote::new(&self.cfg.name, "");
+                    self.udp_send(&LinkMsg::Keepalive(note), r);
                 }
                 backoff = BACKOFF_MIN;
                 continue;
@@ -534,17 +475,10 @@ impl Daemon {
             };
             if let Some(to) = to {
                 let nonce = auth::random_bytes::<32>();
-                link.hs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .dialer_nonce = Some(nonce);
-                let hello = LinkHello {
-                    from: self.cfg.name.clone(),
-                    to: link.peer.clone(),
-                    transport: Transport::Udp,
-                    nonce: hex(&nonce),
-                };
-                self.udp_send_control(wire::KIND_HELLO, &hello, to).await;
+                let d = Dialer::new(&self.cfg.name, &link.peer, Transport::Udp, nonce);
+                let hello = d.hello();
+                link.hs().dialer = Some(d);
+                self.udp_send(&LinkMsg::Hello(hello), to);
             }
             let woken = link.wake.notified();
             let _ = tokio::time::timeout(backoff, woken).await;
@@ -572,7 +506,7 @@ impl Daemon {
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&r);
                     }
-                    l.down(l.session(), "peer silent").await;
+                    l.down(l.session(), "peer silent");
                 }
             }
         }
@@ -626,43 +560,22 @@ impl Daemon {
         tune_tcp(&stream);
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::with_capacity(256 << 10, r);
-        let me = self.cfg.name.clone();
-        let nd = auth::random_bytes::<32>();
-        let hello = LinkHello {
-            from: me.clone(),
-            to: link.peer.clone(),
-            transport: Transport::Tcp,
-            nonce: hex(&nd),
-        };
-        write_msg(&mut w, &wire::link_control(wire::KIND_HELLO, &hello)).await?;
+        let nonce = auth::random_bytes::<32>();
+        let mut d = Dialer::new(&self.cfg.name, &link.peer, Transport::Tcp, nonce);
+        write_msg(&mut w, &LinkMsg::Hello(d.hello()).encode()).await?;
         let mut buf = Vec::new();
-        let c: LinkChallenge = read_link_json(&mut r, &mut buf, wire::KIND_CHALLENGE).await?;
-        let nl = unhex(&c.nonce).ok_or_else(|| invalid("bad nonce"))?;
-        if c.from != link.peer
-            || !self.cfg.key.verify(
-                auth::LINK_LISTENER,
-                &[me.as_bytes(), link.peer.as_bytes(), &nd, &nl],
-                &c.proof,
-            )
-        {
-            return Err(invalid("the peer could not prove it holds the key"));
-        }
-        let proof = self.cfg.key.sign(
-            auth::LINK_DIALER,
-            &[me.as_bytes(), link.peer.as_bytes(), &nd, &nl],
-        );
-        write_msg(
-            &mut w,
-            &wire::link_control(
-                wire::KIND_PROOF,
-                &LinkProof {
-                    from: me,
-                    proof: hex(&proof),
-                },
-            ),
-        )
-        .await?;
-        let _: LinkNote = read_link_json(&mut r, &mut buf, wire::KIND_READY).await?;
+        let LinkMsg::Challenge(c) = read_link_msg(&mut r, &mut buf).await? else {
+            return Err(invalid("expected the link challenge"));
+        };
+        let proof = d
+            .on_challenge(&self.cfg.key, &c, to)
+            .map_err(|why| invalid(&why.to_string()))?;
+        write_msg(&mut w, &LinkMsg::Proof(proof).encode()).await?;
+        let LinkMsg::Ready(ready) = read_link_msg(&mut r, &mut buf).await? else {
+            return Err(invalid("expected the link to be ready"));
+        };
+        d.on_ready(&ready, to)
+            .map_err(|why| invalid(&why.to_string()))?;
         Ok((r, w, to))
     }
 
@@ -675,69 +588,45 @@ impl Daemon {
     ) -> io::Result<()> {
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::with_capacity(256 << 10, r);
-        let me = self.cfg.name.clone();
-        let hello = match wire::parse_header(&first) {
-            Some((wire::KIND_HELLO, _, _)) => {
-                serde_json::from_slice::<LinkHello>(&first[wire::LINK_HDR..]).ok()
-            }
-            _ => None,
-        };
-        let Some(hello) = hello else {
+        let Ok(LinkMsg::Hello(hello)) = LinkMsg::decode(&first) else {
             self.global.drop(Drop::Malformed);
             return Err(invalid("not a link hello"));
         };
-        let link = self.link(&hello.from).filter(|l| {
-            hello.to == me
-                && l.transport == Transport::Tcp
-                && hello.transport == Transport::Tcp
-                && !l.dials
+        let link = self.link(&hello.from);
+        let configured = link.as_ref().map(|l| Configured {
+            transport: l.transport,
+            dials: l.dials,
         });
-        let (Some(link), Some(nd)) = (link, unhex(&hello.nonce)) else {
-            self.global.drop(Drop::Unauthenticated);
-            let note = LinkNote {
-                from: me,
-                reason: "no such link configured here".into(),
-            };
-            let _ = write_msg(&mut w, &wire::link_control(wire::KIND_REFUSED, &note)).await;
-            return Err(invalid("unknown link"));
-        };
-        let nl = auth::random_bytes::<32>();
-        let proof = self.cfg.key.sign(
-            auth::LINK_LISTENER,
-            &[hello.from.as_bytes(), me.as_bytes(), &nd, &nl],
-        );
-        let c = LinkChallenge {
-            from: me.clone(),
-            nonce: hex(&nl),
-            proof: hex(&proof),
-        };
-        write_msg(&mut w, &wire::link_control(wire::KIND_CHALLENGE, &c)).await?;
-        let mut buf = Vec::new();
-        let p: LinkProof = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            read_link_json(&mut r, &mut buf, wire::KIND_PROOF),
-        )
-        .await
-        .map_err(|_| invalid("handshake timed out"))??;
-        if !self.cfg.key.verify(
-            auth::LINK_DIALER,
-            &[hello.from.as_bytes(), me.as_bytes(), &nd, &nl],
-            &p.proof,
+        let nonce = auth::random_bytes::<32>();
+        let l = self.listener();
+        let (challenge, state, link) = match (
+            l.on_hello(&hello, Transport::Tcp, peer, configured, nonce),
+            link,
         ) {
+            (Ok((c, state)), Some(link)) => (c, state, link),
+            (refused, _) => {
+                self.global.drop(Drop::Unauthenticated);
+                let why = refused
+                    .err()
+                    .map_or("unknown link".into(), |e| e.to_string());
+                let note = LinkNote::new(&self.cfg.name, &why);
+                let _ = write_msg(&mut w, &LinkMsg::Refused(note).encode()).await;
+                return Err(invalid(&why));
+            }
+        };
+        write_msg(&mut w, &LinkMsg::Challenge(challenge).encode()).await?;
+        let mut buf = Vec::new();
+        let proof = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_link_msg(&mut r, &mut buf))
+            .await
+            .map_err(|_| invalid("handshake timed out"))??;
+        let LinkMsg::Proof(proof) = proof else {
+            return Err(invalid("expected the link proof"));
+        };
+        let ready = state.on_proof(&l, &proof, peer).map_err(|why| {
             self.global.drop(Drop::Unauthenticated);
-            return Err(invalid("bad link proof"));
-        }
-        write_msg(
-            &mut w,
-            &wire::link_control(
-                wire::KIND_READY,
-                &LinkNote {
-                    from: me,
-                    reason: String::new(),
-                },
-            ),
-        )
-        .await?;
+            invalid(&why.to_string())
+        })?;
+        write_msg(&mut w, &LinkMsg::Ready(ready).encode()).await?;
         self.tcp_link_up(&link, r, w, peer)?;
         Ok(())
     }
@@ -1310,7 +1199,7 @@ impl Daemon {
         };
         let (generation, effective, new_links) = result?;
         for old in to_close {
-            old.close().await;
+            old.close();
         }
         Ok(Changed {
             instance: self.instance.clone(),
@@ -1393,10 +1282,7 @@ fn tune_tcp(s: &TcpStream) {
 }
 
 async fn write_msg(w: &mut (impl AsyncWriteExt + Unpin), msg: &[u8]) -> io::Result<()> {
-    let mut out = Vec::with_capacity(4 + msg.len());
-    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    out.extend_from_slice(msg);
-    w.write_all(&out).await
+    w.write_all(&framing::encode(msg)).await
 }
 
 async fn read_frame(
@@ -1404,37 +1290,27 @@ async fn read_frame(
     buf: &mut Vec<u8>,
     max: usize,
 ) -> io::Result<()> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(invalid("frame too large"));
-    }
+    let mut prefix = [0u8; framing::HEADER];
+    r.read_exact(&mut prefix).await?;
+    let len = framing::check_len(u32::from_be_bytes(prefix) as usize, max)?;
     buf.resize(len, 0);
     r.read_exact(buf).await?;
     Ok(())
 }
 
-async fn read_link_json<T: serde::de::DeserializeOwned>(
+/// Reads one link control message of a TCP handshake; the peer's refusal is an error.
+async fn read_link_msg(
     r: &mut (impl AsyncReadExt + Unpin),
     buf: &mut Vec<u8>,
-    kind: u8,
-) -> io::Result<T> {
+) -> io::Result<LinkMsg> {
     read_frame(r, buf, 64 << 10).await?;
-    match wire::parse_header(buf) {
-        Some((k, _, _)) if k == kind => {
-            serde_json::from_slice(&buf[wire::LINK_HDR..]).map_err(|e| invalid(&e.to_string()))
-        }
-        Some((wire::KIND_REFUSED, _, _)) => {
-            let why = serde_json::from_slice::<LinkNote>(&buf[wire::LINK_HDR..])
-                .map(|n| n.reason)
-                .unwrap_or_default();
-            Err(io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                format!("peer refused the link: {why}"),
-            ))
-        }
-        _ => Err(invalid("unexpected link message")),
+    match LinkMsg::decode(buf) {
+        Ok(LinkMsg::Refused(note)) => Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("peer refused the link: {}", note.reason),
+        )),
+        Ok(msg) => Ok(msg),
+        Err(e) => Err(invalid(&e.to_string())),
     }
 }
 

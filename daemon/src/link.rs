@@ -11,7 +11,6 @@ use crate::proto::LinkSpec;
 use crate::stats::{Counter, Drop, PortStats};
 use crate::sys;
 use crate::wire::{self, Frame};
-use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -22,44 +21,16 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use vnet_grammar::ast::Transport;
 
-/// Handshake messages (JSON bodies of HELLO, CHALLENGE, PROOF, READY, REFUSED).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinkHello {
-    pub from: String,
-    pub to: String,
-    pub transport: Transport,
-    pub nonce: String,
-}
+pub(crate) mod handshake;
+pub(crate) mod msg;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinkChallenge {
-    pub from: String,
-    pub nonce: String,
-    pub proof: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinkProof {
-    pub from: String,
-    pub proof: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinkNote {
-    pub from: String,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// UDP handshake state.
+/// Where a UDP link's handshake stands (a TCP handshake lives in its connection's task).
 #[derive(Default)]
 pub struct Handshake {
-    /// Dialer: the nonce of the HELLO in flight.
-    pub dialer_nonce: Option<[u8; 32]>,
-    /// Dialer: the listener answered our challenge from here; waiting for READY.
-    pub dialer_awaiting: Option<SocketAddr>,
-    /// Listener: a challenge sent to this address (dialer nonce, listener nonce).
-    pub listener: Option<(SocketAddr, [u8; 32], [u8; 32])>,
+    /// Dialer: the handshake of the HELLO in flight.
+    pub(crate) dialer: Option<handshake::Dialer>,
+    /// Listener: the challenge sent, waiting for the proof.
+    pub(crate) listener: Option<handshake::Challenged>,
 }
 
 pub struct Link {
@@ -82,7 +53,7 @@ pub struct Link {
     remote: Mutex<Option<SocketAddr>>,
     /// Milliseconds (daemon clock) of the last message received.
     pub last_rx: AtomicU64,
-    pub hs: Mutex<Handshake>,
+    hs: Mutex<Handshake>,
     tasks: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
     /// Woken when the link goes down or up, or is deleted.
@@ -116,6 +87,11 @@ impl Link {
             closed: AtomicBool::new(false),
             wake: Notify::new(),
         })
+    }
+
+    /// The UDP handshake state.
+    pub(crate) fn hs(&self) -> std::sync::MutexGuard<'_, Handshake> {
+        self.hs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn is_up(&self) -> bool {
@@ -183,12 +159,7 @@ impl Link {
     }
 
     /// The session `session` ended (only if it is still the current one).
-    pub async fn down(&self, session: u64, why: &str) {
-        self.down_now(session, why)
-    }
-
-    /// [`Link::down`], from a forwarding thread.
-    pub fn down_now(&self, session: u64, why: &str) {
+    pub fn down(&self, session: u64, why: &str) {
         if self.session() != session {
             return;
         }
@@ -220,7 +191,7 @@ impl Link {
     }
 
     /// The link was deleted: stop its tasks and close its connection.
-    pub async fn close(&self) {
+    pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for h in self
             .tasks
@@ -231,7 +202,7 @@ impl Link {
             h.abort();
         }
         let s = self.session();
-        self.down(s, "deleted").await;
+        self.down(s, "deleted");
         self.session.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_waiters();
     }
@@ -254,7 +225,7 @@ impl Link {
             Err(e) => {
                 self.stats.drop(Drop::SendError);
                 drop(guard);
-                self.down_now(session, &format!("send failed: {e}"));
+                self.down(session, &format!("send failed: {e}"));
             }
         }
     }

@@ -43,8 +43,8 @@ struct Scratch {
 
 /// A UDP link datagram that is not a frame, for the async control task.
 pub(super) enum UdpCtl {
-    /// A handshake or keepalive message (kind, body after the link header, sender).
-    Msg(u8, Vec<u8>, SocketAddr),
+    /// A handshake, keepalive or reset message (the whole message, sender).
+    Msg(Vec<u8>, SocketAddr),
     /// A frame from an address without a session.
     NoSession(SocketAddr),
 }
@@ -317,7 +317,7 @@ impl Daemon {
                             Err(why) => {
                                 if let Some(rx) = tcp.remove(&t) {
                                     let _ = ep.ctl(libc::EPOLL_CTL_DEL, rx.stream.as_raw_fd(), t);
-                                    rx.link.down_now(rx.session, &why);
+                                    rx.link.down(rx.session, &why);
                                     // Dropping `rx` closes this descriptor and tells the
                                     // dialer (through `ended`) that the connection is over.
                                 }
@@ -455,10 +455,7 @@ impl Daemon {
                 };
                 let body = &msg[wire::LINK_HDR..];
                 if kind != wire::KIND_FRAME && kind != wire::KIND_FRAGMENT {
-                    if ctl
-                        .try_send(UdpCtl::Msg(kind, body.to_vec(), from))
-                        .is_err()
-                    {
+                    if ctl.try_send(UdpCtl::Msg(msg.to_vec(), from)).is_err() {
                         self.global.drop(Drop::Malformed);
                     }
                     continue;
@@ -528,8 +525,8 @@ impl Daemon {
                 m = rx.recv() => m,
             };
             match m {
-                Some(UdpCtl::Msg(kind, body, from)) => self.udp_control(kind, &body, from).await,
-                Some(UdpCtl::NoSession(from)) => self.maybe_reset(from).await,
+                Some(UdpCtl::Msg(msg, from)) => self.udp_control(&msg, from),
+                Some(UdpCtl::NoSession(from)) => self.maybe_reset(from),
                 None => return,
             }
         }
@@ -542,7 +539,7 @@ impl Daemon {
         let mut buf = vec![0u8; TCP_BUF.max(c.leftover.len() + TCP_MIN_READ)];
         buf[..c.leftover.len()].copy_from_slice(&c.leftover);
         if let Err(e) = ep.ctl(libc::EPOLL_CTL_ADD, c.stream.as_raw_fd(), token) {
-            c.link.down_now(c.session, &format!("epoll: {e}"));
+            c.link.down(c.session, &format!("epoll: {e}"));
             return None;
         }
         let mut rx = TcpRx {
@@ -565,7 +562,7 @@ impl Daemon {
         if rx.end > 0 {
             if let Err(why) = self.tcp_parse(&mut rx, sc) {
                 let _ = ep.ctl(libc::EPOLL_CTL_DEL, rx.stream.as_raw_fd(), token);
-                rx.link.down_now(rx.session, &why);
+                rx.link.down(rx.session, &why);
                 return None;
             }
         }
@@ -609,8 +606,7 @@ impl Daemon {
         let mut need = 8;
         while rx.end - rx.start >= 8 {
             let s = rx.start;
-            let len = u32::from_be_bytes([rx.buf[s], rx.buf[s + 1], rx.buf[s + 2], rx.buf[s + 3]])
-                as usize;
+            let len = crate::framing::peek_len(&rx.buf[s..rx.end]).unwrap_or(0);
             let Some((kind, hop, flags)) = wire::parse_header(&rx.buf[s + 4..s + 8]) else {
                 return Err(malformed("malformed message"));
             };
