@@ -1,17 +1,17 @@
-//! The daemon: control server, link handshakes and dialers; the forwarding thread is in
-//! `daemon/dataplane.rs`.
-
-mod dataplane;
+//! The daemon: control server, link handshakes and dialers; the forwarding thread and what
+//! it owns are the [`DataPlane`] (`dataplane.rs`).
 
 use crate::auth::{self, hex, unhex, Key};
-use crate::engine::{EngineCell, Matrix};
+use crate::dataplane::{DataPlane, UdpCtl};
+use crate::fastpath::FastPath;
 use crate::framing;
 use crate::iface::{Iface, IfaceArg};
 use crate::link::handshake::{Configured, Dialer, Listener, Refused};
 use crate::link::msg::{LinkChallenge, LinkHello, LinkMsg, LinkNote, LinkProof};
 use crate::link::{Link, UdpPort};
+use crate::port::Port;
 use crate::proto::*;
-use crate::stats::{Drop, PortStats};
+use crate::stats::Drop;
 use crate::store::{self, Persisted, Store};
 use crate::wire;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -45,13 +45,6 @@ pub struct Config {
     pub fast_path: bool,
 }
 
-/// A forwarding destination.
-#[derive(Clone)]
-pub enum Port {
-    Iface(Arc<Iface>),
-    Link(Arc<Link>),
-}
-
 struct Ctl {
     generation: u64,
     bound: Option<u64>,
@@ -62,20 +55,12 @@ struct Ctl {
 pub struct Daemon {
     pub cfg: Config,
     pub instance: String,
-    started: Instant,
-    engine: EngineCell<Port>,
-    matrix: Arc<Matrix>,
-    /// Drops not attributed to a port.
-    global: PortStats,
+    /// The forwarding thread's state (engine, interfaces, UDP sessions, fast path).
+    plane: Arc<DataPlane>,
     ctl: Mutex<Ctl>,
     links: RwLock<HashMap<String, Arc<Link>>>,
-    udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
-    ifaces: Vec<Arc<Iface>>,
-    udp: UdpPort,
-    plane: dataplane::PlaneHandle,
     store: Store,
     shutdown: watch::Sender<bool>,
-    lookups: Mutex<(u64, u64)>,
     /// The lease on the tables, and the id of the next control session (leases belong to one).
     leases: crate::lease::Leases,
     sessions: std::sync::atomic::AtomicU64,
@@ -85,7 +70,11 @@ pub struct Daemon {
 }
 
 /// Starts the kernel fast path when asked for and possible; says whether it runs, or why not.
-fn start_fast_path(cfg: &Config, ifaces: &[Arc<Iface>], listen: SocketAddr) -> FastPathState {
+fn start_fast_path(
+    cfg: &Config,
+    ifaces: &[Arc<Iface>],
+    listen: SocketAddr,
+) -> (Option<FastPath>, FastPathState) {
     let packet: Vec<_> = ifaces
         .iter()
         .filter_map(|i| i.packet_socket().map(|fd| (i.name.clone(), fd)))
@@ -98,11 +87,12 @@ fn start_fast_path(cfg: &Config, ifaces: &[Arc<Iface>], listen: SocketAddr) -> F
     if let Err(why) = &result {
         tracing::info!("kernel fast path off: {why}");
     }
-    FastPathState {
+    let state = FastPathState {
         built_in: true,
         active: result.is_ok(),
-        off_because: result.err(),
-    }
+        off_because: result.as_ref().err().cloned(),
+    };
+    (result.ok(), state)
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -135,7 +125,6 @@ impl Daemon {
         let listen = listener.local_addr()?;
         tracing::info!(name = %cfg.name, %listen, "vnetd listening (TCP: control and TCP links; UDP: UDP links)");
         let udp = UdpPort::bind(listen, cfg.udp_datagram)?;
-        let plane = dataplane::PlaneHandle::new()?;
         let protected = crate::iface::protected_interfaces(&listen);
         let mut ifaces = Vec::new();
         for arg in &cfg.ifaces {
@@ -143,17 +132,15 @@ impl Daemon {
             tracing::info!(iface = %iface.name, kind = ?iface.kind(), "interface attached");
             ifaces.push(Arc::new(iface));
         }
-        let fast_path = start_fast_path(&cfg, &ifaces, listen);
+        let (fast, fast_path) = start_fast_path(&cfg, &ifaces, listen);
+        let plane = Arc::new(DataPlane::new(ifaces, udp, fast)?);
         let (shutdown, _) = watch::channel(false);
         let mut cfg = cfg;
         cfg.listen = listen;
         let d = Arc::new_cyclic(|weak| Daemon {
             weak: weak.clone(),
             instance: hex(&auth::random_bytes::<16>()),
-            started: Instant::now(),
-            engine: EngineCell::default(),
-            matrix: Arc::new(Matrix::default()),
-            global: PortStats::default(),
+            plane,
             ctl: Mutex::new(Ctl {
                 generation: saved.as_ref().map_or(0, |s| s.generation),
                 bound: saved.as_ref().and_then(|s| s.config_bound_ms),
@@ -161,20 +148,15 @@ impl Daemon {
                 rules: BTreeSet::new(),
             }),
             links: RwLock::new(HashMap::new()),
-            udp_peers: RwLock::new(HashMap::new()),
-            ifaces,
-            udp,
-            plane,
             store,
             shutdown,
-            lookups: Mutex::new((0, 0)),
             leases: Default::default(),
             sessions: Default::default(),
             fast_path,
             cfg,
         });
-        d.engine.update(|e| {
-            for i in &d.ifaces {
+        d.plane.update_engine(|e| {
+            for i in &d.plane.ifaces {
                 e.set_port(
                     Target::Interface {
                         name: i.name.clone(),
@@ -212,7 +194,7 @@ impl Daemon {
     }
 
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.plane.now_ms()
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -222,6 +204,7 @@ impl Daemon {
     /// Asks the daemon to stop.
     pub fn stop(&self) {
         self.shutdown.send_replace(true);
+        self.plane.stop();
     }
 
     pub fn stopping(&self) -> watch::Receiver<bool> {
@@ -231,7 +214,11 @@ impl Daemon {
     /// Runs until [`Daemon::stop`] (or a Shutdown request).
     pub async fn serve(self: Arc<Daemon>, listener: TcpListener) -> io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
-        self.start_dataplane()?;
+        let udp_ctl = self.plane.start()?;
+        {
+            let d = self.clone();
+            tasks.spawn(async move { d.udp_ctl(udp_ctl).await });
+        }
         {
             let d = self.clone();
             tasks.spawn(async move { d.housekeeping().await });
@@ -251,7 +238,7 @@ impl Daemon {
                         }
                     };
                     let Ok(permit) = pending.clone().try_acquire_owned() else {
-                        self.global.drop(Drop::Unauthenticated);
+                        self.plane.global.drop(Drop::Unauthenticated);
                         continue;
                     };
                     let d = self.clone();
@@ -279,7 +266,7 @@ impl Daemon {
     // ---------------------------------------------------------------- UDP links
 
     fn udp_send(&self, msg: &LinkMsg, to: SocketAddr) {
-        self.udp.send_control(&msg.encode(), to);
+        self.plane.udp.send_control(&msg.encode(), to);
     }
 
     /// A frame or keepalive from an address without a session: if it is the address of a
@@ -308,7 +295,7 @@ impl Daemon {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(%from, "{e}");
-                return self.global.drop(Drop::Malformed);
+                return self.plane.global.drop(Drop::Malformed);
             }
         };
         let done = match msg {
@@ -330,11 +317,11 @@ impl Daemon {
                 self.udp_reset(&n, from);
                 Ok(())
             }
-            LinkMsg::Refused(_) => return self.global.drop(Drop::Malformed),
+            LinkMsg::Refused(_) => return self.plane.global.drop(Drop::Malformed),
         };
         if let Err(why) = done {
             tracing::debug!(%from, "UDP link handshake refused: {why}");
-            self.global.drop(Drop::Unauthenticated);
+            self.plane.global.drop(Drop::Unauthenticated);
         }
     }
 
@@ -346,7 +333,11 @@ impl Daemon {
     }
 
     fn udp_peer(&self, from: SocketAddr) -> Option<Arc<Link>> {
-        let peers = self.udp_peers.read().unwrap_or_else(|e| e.into_inner());
+        let peers = self
+            .plane
+            .udp_peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         peers.get(&from).cloned()
     }
 
@@ -423,7 +414,8 @@ impl Daemon {
             .link(&n.from)
             .filter(|l| l.dials && l.udp_remote() == Some(from))
         {
-            self.udp_peers
+            self.plane
+                .udp_peers
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&from);
@@ -431,8 +423,28 @@ impl Daemon {
         }
     }
 
+    /// Handles UDP link control messages in order (handshakes, keepalives, resets).
+    async fn udp_ctl(self: Arc<Daemon>, mut rx: tokio::sync::mpsc::Receiver<UdpCtl>) {
+        let mut stop = self.stopping();
+        loop {
+            let m = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                m = rx.recv() => m,
+            };
+            match m {
+                Some(UdpCtl::Msg(msg, from)) => self.udp_control(&msg, from),
+                Some(UdpCtl::NoSession(from)) => self.maybe_reset(from),
+                None => return,
+            }
+        }
+    }
+
     fn udp_session(&self, link: &Arc<Link>, addr: SocketAddr) {
-        let mut peers = self.udp_peers.write().unwrap_or_else(|e| e.into_inner());
+        let mut peers = self
+            .plane
+            .udp_peers
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         peers.retain(|_, l| !Arc::ptr_eq(l, link));
         peers.insert(addr, link.clone());
         drop(peers);
@@ -451,7 +463,8 @@ impl Daemon {
                 let now = self.now_ms();
                 if now.saturating_sub(link.last_rx.load(Ordering::Relaxed)) > UDP_DEAD_MS {
                     if let Some(r) = link.udp_remote() {
-                        self.udp_peers
+                        self.plane
+                            .udp_peers
                             .write()
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&r);
@@ -501,7 +514,8 @@ impl Daemon {
                     && now.saturating_sub(l.last_rx.load(Ordering::Relaxed)) > UDP_LISTENER_DEAD_MS
                 {
                     if let Some(r) = l.udp_remote() {
-                        self.udp_peers
+                        self.plane
+                            .udp_peers
                             .write()
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&r);
@@ -589,7 +603,7 @@ impl Daemon {
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::with_capacity(256 << 10, r);
         let Ok(LinkMsg::Hello(hello)) = LinkMsg::decode(&first) else {
-            self.global.drop(Drop::Malformed);
+            self.plane.global.drop(Drop::Malformed);
             return Err(invalid("not a link hello"));
         };
         let link = self.link(&hello.from);
@@ -605,7 +619,7 @@ impl Daemon {
         ) {
             (Ok((c, state)), Some(link)) => (c, state, link),
             (refused, _) => {
-                self.global.drop(Drop::Unauthenticated);
+                self.plane.global.drop(Drop::Unauthenticated);
                 let why = refused
                     .err()
                     .map_or("unknown link".into(), |e| e.to_string());
@@ -623,7 +637,7 @@ impl Daemon {
             return Err(invalid("expected the link proof"));
         };
         let ready = state.on_proof(&l, &proof, peer).map_err(|why| {
-            self.global.drop(Drop::Unauthenticated);
+            self.plane.global.drop(Drop::Unauthenticated);
             invalid(&why.to_string())
         })?;
         write_msg(&mut w, &LinkMsg::Ready(ready).encode()).await?;
@@ -649,7 +663,8 @@ impl Daemon {
             .into_std()?;
         stream.set_nonblocking(false)?;
         let session = link.tcp_up(&stream, remote)?;
-        self.start_tcp_reader(link.clone(), session, stream, leftover)
+        self.plane
+            .start_tcp_reader(link.clone(), session, stream, leftover)
     }
 
     // ---------------------------------------------------------------- connections
@@ -670,7 +685,7 @@ impl Daemon {
         match first {
             Ok(Ok(())) => {}
             _ => {
-                self.global.drop(Drop::Malformed);
+                self.plane.global.drop(Drop::Malformed);
                 return;
             }
         }
@@ -688,7 +703,7 @@ impl Daemon {
                     tracing::debug!(%peer, "link connection: {e}");
                 }
             }
-            _ => self.global.drop(Drop::Malformed),
+            _ => self.plane.global.drop(Drop::Malformed),
         }
     }
 
@@ -707,7 +722,7 @@ impl Daemon {
         let hello: ClientHello = match serde_json::from_slice(&first) {
             Ok(h) => h,
             Err(e) => {
-                self.global.drop(Drop::Malformed);
+                self.plane.global.drop(Drop::Malformed);
                 send_json(
                     &mut stream,
                     &refuse(ErrorCode::Malformed, &format!("bad hello: {e}")),
@@ -752,7 +767,7 @@ impl Daemon {
             )
         });
         if !ok {
-            self.global.drop(Drop::Unauthenticated);
+            self.plane.global.drop(Drop::Unauthenticated);
             send_json(
                 &mut stream,
                 &refuse(ErrorCode::Auth, "authentication failed"),
@@ -784,7 +799,7 @@ impl Daemon {
                     (env.id, self.handle(env.request, session).await, shutdown)
                 }
                 Err(e) => {
-                    self.global.drop(Drop::Malformed);
+                    self.plane.global.drop(Drop::Malformed);
                     let id = serde_json::from_slice::<serde_json::Value>(&buf)
                         .ok()
                         .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
@@ -816,7 +831,7 @@ impl Daemon {
             message,
         };
         // Counters the kernel fast path kept are credited before anything is read.
-        crate::fastpath::fold();
+        self.plane.fold_fast_path();
         let r = match request {
             Request::Status => Ok(Response::Status(self.status())),
             Request::Change { changes, expect } => {
@@ -852,7 +867,7 @@ impl Daemon {
             }),
             Request::Stats => Ok(Response::Stats(self.stats())),
             Request::TrafficMatrix { reset } => {
-                let (window_ms, cells) = self.matrix.snapshot(reset);
+                let (window_ms, cells) = self.plane.matrix.snapshot(reset);
                 Ok(Response::TrafficMatrix(TrafficMatrix {
                     daemon: self.cfg.name.clone(),
                     window_ms,
@@ -886,7 +901,7 @@ impl Daemon {
             listen: self.cfg.listen.to_string(),
             uptime_ms: self.now_ms(),
             config_bound_ms: ctl.bound,
-            interfaces: self.ifaces.len(),
+            interfaces: self.plane.ifaces.len(),
             links: links.len(),
             links_up: links.values().filter(|l| l.is_up()).count(),
             rules: ctl.rules.len(),
@@ -896,7 +911,8 @@ impl Daemon {
     }
 
     fn interfaces(&self) -> Vec<InterfaceInfo> {
-        self.ifaces
+        self.plane
+            .ifaces
             .iter()
             .map(|i| InterfaceInfo {
                 name: i.name.clone(),
@@ -928,7 +944,7 @@ impl Daemon {
 
     fn rule_infos(&self) -> Vec<RuleInfo> {
         let ctl = self.lock_ctl();
-        let engine = self.engine.read();
+        let engine = self.plane.engine.read();
         ctl.rules
             .iter()
             .map(|r| {
@@ -944,11 +960,11 @@ impl Daemon {
 
     fn stats(&self) -> Stats {
         let generation = self.lock_ctl().generation;
-        let (hits, misses) = *self.lookups.lock().unwrap_or_else(|e| e.into_inner());
-        let mut drops: BTreeMap<String, u64> = self.global.snapshot().drops;
+        let (hits, misses) = *self.plane.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut drops: BTreeMap<String, u64> = self.plane.global.snapshot().drops;
         // Frames dropped because no rule matched are also summed here over all ports.
         let mut no_rule = 0;
-        for i in &self.ifaces {
+        for i in &self.plane.ifaces {
             no_rule += i.stats.drops(Drop::NoRule);
         }
         let links: Vec<_> = {
@@ -968,6 +984,7 @@ impl Daemon {
             generation,
             drops,
             interfaces: self
+                .plane
                 .ifaces
                 .iter()
                 .map(|i| (i.name.clone(), i.stats.snapshot()))
@@ -976,7 +993,7 @@ impl Daemon {
             rules: self.rule_infos(),
             cache_hits: hits,
             cache_misses: misses,
-            fast_path: crate::fastpath::get().map(|f| f.stats()),
+            fast_path: self.plane.fast_path_stats(),
         }
     }
 
@@ -1154,7 +1171,9 @@ impl Daemon {
                             to_close.push(old);
                         }
                         if let Some(spec) = spec {
-                            if let Some(l) = Link::new(spec.clone(), &self.cfg.name) {
+                            if let Some(l) =
+                                Link::new(spec.clone(), &self.cfg.name, self.plane.on_link_change())
+                            {
                                 let l = Arc::new(l);
                                 links.insert(peer, l.clone());
                                 new_links.push(l);
@@ -1163,10 +1182,14 @@ impl Daemon {
                     }
                 }
                 if !to_close.is_empty() {
-                    let mut peers = self.udp_peers.write().unwrap_or_else(|e| e.into_inner());
+                    let mut peers = self
+                        .plane
+                        .udp_peers
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner());
                     peers.retain(|_, l| !to_close.iter().any(|c| Arc::ptr_eq(c, l)));
                 }
-                self.engine.update(|e| {
+                self.plane.update_engine(|e| {
                     for old in &to_close {
                         e.remove_port(&Target::Link {
                             peer: old.peer.clone(),

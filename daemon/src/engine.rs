@@ -159,14 +159,13 @@ impl<P: Clone> EngineCell<P> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Changes the engine; every lookup cache is invalidated afterwards.
+    /// Changes the engine; every lookup cache is invalidated afterwards (and the data plane,
+    /// which calls this, voids the kernel fast path's copies).
     pub fn update<R>(&self, f: impl FnOnce(&mut Engine<P>) -> R) -> R {
         let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let r = f(&mut guard);
         self.version.fetch_add(1, Ordering::Release);
         drop(guard);
-        // The kernel's copies of decisions go with the caches, before the change is answered.
-        crate::fastpath::invalidate();
         r
     }
 

@@ -6,11 +6,13 @@
 //!   lookup cache; [`wire`]: the overlay link format; [`daemon`]: the daemon itself.
 
 pub mod daemon;
+pub(crate) mod dataplane;
 pub mod engine;
 pub mod fastpath;
 pub mod iface;
 pub mod lease;
 pub mod link;
+pub(crate) mod port;
 pub mod stats;
 pub mod store;
 pub mod sys;

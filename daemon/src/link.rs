@@ -33,6 +33,10 @@ pub struct Handshake {
     pub(crate) listener: Option<handshake::Challenged>,
 }
 
+/// Called after a link goes up or down: the data plane voids the kernel's copies of
+/// decisions (without this module knowing the fast path).
+pub(crate) type OnChange = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 pub struct Link {
     pub spec: LinkSpec,
     pub peer: String,
@@ -58,10 +62,11 @@ pub struct Link {
     closed: AtomicBool,
     /// Woken when the link goes down or up, or is deleted.
     pub wake: Notify,
+    on_change: OnChange,
 }
 
 impl Link {
-    pub fn new(spec: LinkSpec, me: &str) -> Option<Link> {
+    pub(crate) fn new(spec: LinkSpec, me: &str, on_change: OnChange) -> Option<Link> {
         let peer = spec.peer_of(me)?.to_string();
         let peer_addr = std::net::ToSocketAddrs::to_socket_addrs(&spec.peer_addr)
             .ok()
@@ -86,6 +91,7 @@ impl Link {
             tasks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             wake: Notify::new(),
+            on_change,
         })
     }
 
@@ -153,7 +159,7 @@ impl Link {
             self.connects.inc();
             tracing::info!(link = %self.peer, %remote, "UDP link up");
         }
-        crate::fastpath::invalidate();
+        (self.on_change)();
         self.wake.notify_waiters();
         session
     }
@@ -186,7 +192,7 @@ impl Link {
         }
         *lock(&self.udp_remote) = None;
         *lock(&self.remote) = None;
-        crate::fastpath::invalidate();
+        (self.on_change)();
         self.wake.notify_waiters();
     }
 

@@ -16,11 +16,12 @@
 //! ([`sys::forwarding_thread`]) so that a frame arriving while the CPU runs something else
 //! preempts it.
 
-use super::{Daemon, Port};
-use crate::engine::{self, account, Action, Lookup};
-use crate::fastpath;
+use crate::engine::{self, account, Action, Engine, EngineCell, Lookup, Matrix};
+use crate::fastpath::{self, FastPath};
 use crate::iface::{Iface, RxBatch};
-use crate::link::{Link, UdpBatch};
+use crate::link::{Link, OnChange, UdpBatch, UdpPort};
+use crate::port::Port;
+use crate::proto::FastPathStats;
 use crate::stats::{Drop, PortStats};
 use crate::sys;
 use crate::wire::{self, Frame, FrameBuf, Reasm, Reassembled, Segmenter};
@@ -28,8 +29,8 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use vnet_grammar::model::Target;
@@ -42,7 +43,7 @@ struct Scratch {
 }
 
 /// A UDP link datagram that is not a frame, for the async control task.
-pub(super) enum UdpCtl {
+pub(crate) enum UdpCtl {
     /// A handshake, keepalive or reset message (the whole message, sender).
     Msg(Vec<u8>, SocketAddr),
     /// A frame from an address without a session.
@@ -73,7 +74,7 @@ struct NewTcp {
 }
 
 /// How the control plane reaches the forwarding thread.
-pub(super) struct PlaneHandle {
+struct PlaneHandle {
     tx: std_mpsc::Sender<NewTcp>,
     rx: Mutex<Option<std_mpsc::Receiver<NewTcp>>>,
     /// An eventfd in the thread's epoll set: written after sending it something.
@@ -81,7 +82,7 @@ pub(super) struct PlaneHandle {
 }
 
 impl PlaneHandle {
-    pub(super) fn new() -> io::Result<PlaneHandle> {
+    fn new() -> io::Result<PlaneHandle> {
         // SAFETY: eventfd returns a new descriptor or -1.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -178,51 +179,137 @@ struct TcpRx {
     _ended: oneshot::Sender<()>,
 }
 
-impl Daemon {
-    fn stopping_now(&self) -> bool {
-        *self.shutdown.borrow()
+/// Everything the forwarding thread uses, and nothing else (no tables of the control plane,
+/// no store, no leases): the engine, the interfaces, the UDP link socket and its sessions,
+/// the traffic matrix and the kernel fast path. The data plane is the one owner of the fast
+/// path: whoever changes the engine or a link goes through it, and it voids the fast path.
+pub(crate) struct DataPlane {
+    pub(crate) engine: EngineCell<Port>,
+    pub(crate) matrix: Arc<Matrix>,
+    /// Drops not attributed to a port.
+    pub(crate) global: PortStats,
+    pub(crate) ifaces: Vec<Arc<Iface>>,
+    pub(crate) udp: UdpPort,
+    /// The UDP link of each peer address with a session.
+    pub(crate) udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
+    /// Lookup-cache hits and misses, gathered from the receivers now and then.
+    pub(crate) lookups: Mutex<(u64, u64)>,
+    fast: Option<Arc<FastPath>>,
+    started: Instant,
+    stopping: AtomicBool,
+    handle: PlaneHandle,
+}
+
+impl DataPlane {
+    pub(crate) fn new(
+        ifaces: Vec<Arc<Iface>>,
+        udp: UdpPort,
+        fast: Option<FastPath>,
+    ) -> io::Result<DataPlane> {
+        Ok(DataPlane {
+            engine: EngineCell::default(),
+            matrix: Arc::new(Matrix::default()),
+            global: PortStats::default(),
+            ifaces,
+            udp,
+            udp_peers: RwLock::new(HashMap::new()),
+            lookups: Mutex::new((0, 0)),
+            fast: fast.map(Arc::new),
+            started: Instant::now(),
+            stopping: AtomicBool::new(false),
+            handle: PlaneHandle::new()?,
+        })
     }
 
-    /// Starts the forwarding thread and the task that handles UDP link control messages.
-    pub(super) fn start_dataplane(self: &Arc<Daemon>) -> io::Result<()> {
+    /// Milliseconds since the daemon started (the clock of link liveness).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Ends the forwarding thread (within its idle wake-up).
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.handle.wake();
+    }
+
+    fn stopping_now(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Changes the forwarding tables; the kernel's copies of decisions are void before this
+    /// returns (so before the change is answered).
+    pub(crate) fn update_engine<R>(&self, f: impl FnOnce(&mut Engine<Port>) -> R) -> R {
+        let r = self.engine.update(f);
+        self.void_fast_path();
+        r
+    }
+
+    fn void_fast_path(&self) {
+        if let Some(f) = &self.fast {
+            f.invalidate();
+        }
+    }
+
+    /// What a link calls when it goes up or down.
+    pub(crate) fn on_link_change(&self) -> OnChange {
+        let fast = self.fast.clone();
+        Arc::new(move || {
+            if let Some(f) = &fast {
+                f.invalidate();
+            }
+        })
+    }
+
+    /// Credits what the kernel forwarded to the counters (before any of them is read).
+    pub(crate) fn fold_fast_path(&self) {
+        if let Some(f) = &self.fast {
+            f.fold();
+        }
+    }
+
+    pub(crate) fn fast_path_stats(&self) -> Option<FastPathStats> {
+        self.fast.as_ref().map(|f| f.stats())
+    }
+
+    /// Starts the forwarding thread; returns the UDP link control messages it passes on
+    /// (for the control plane's task).
+    pub(crate) fn start(self: &Arc<DataPlane>) -> io::Result<mpsc::Receiver<UdpCtl>> {
         let new_tcp = self
-            .plane
+            .handle
             .rx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| io::Error::other("the data plane is already running"))?;
         let ep = Epoll::new()?;
-        ep.ctl(libc::EPOLL_CTL_ADD, self.plane.wake.as_raw_fd(), WAKE)?;
+        ep.ctl(libc::EPOLL_CTL_ADD, self.handle.wake.as_raw_fd(), WAKE)?;
         ep.ctl(libc::EPOLL_CTL_ADD, self.udp.sock.as_raw_fd(), UDP)?;
         for (i, iface) in self.ifaces.iter().enumerate() {
             ep.ctl(libc::EPOLL_CTL_ADD, iface.raw_fd(), IFACE + i as u64)?;
         }
         let (tx, rx) = mpsc::channel(UDP_CTL_QUEUE);
-        let d = self.clone();
+        let plane = self.clone();
         std::thread::Builder::new()
             .name("vnetd-forward".into())
             .spawn(move || {
                 sys::forwarding_thread();
-                d.forwarding(ep, new_tcp, tx)
+                plane.forwarding(ep, new_tcp, tx)
             })?;
-        let d = self.clone();
-        tokio::spawn(async move { d.udp_ctl(rx).await });
-        Ok(())
+        Ok(rx)
     }
 
     /// Hands a TCP link connection whose handshake is done to the forwarding thread
     /// (`leftover`: bytes already read past the handshake). The receiver resolves when the
     /// connection has ended (and its session is down).
-    pub(super) fn start_tcp_reader(
-        self: &Arc<Daemon>,
+    pub(crate) fn start_tcp_reader(
+        &self,
         link: Arc<Link>,
         session: u64,
         stream: TcpStream,
         leftover: Vec<u8>,
     ) -> io::Result<oneshot::Receiver<()>> {
         let (ended, rx) = oneshot::channel();
-        self.plane
+        self.handle
             .tx
             .send(NewTcp {
                 link,
@@ -232,7 +319,7 @@ impl Daemon {
                 ended,
             })
             .map_err(|_| io::Error::other("the data plane has stopped"))?;
-        self.plane.wake();
+        self.handle.wake();
         Ok(rx)
     }
 
@@ -290,7 +377,7 @@ impl Daemon {
                         let mut v = 0u64;
                         // SAFETY: an eventfd and an 8-byte buffer.
                         unsafe {
-                            libc::read(self.plane.wake.as_raw_fd(), (&mut v as *mut u64).cast(), 8)
+                            libc::read(self.handle.wake.as_raw_fd(), (&mut v as *mut u64).cast(), 8)
                         };
                         while let Ok(c) = new_tcp.try_recv() {
                             let token = next_tcp;
@@ -343,7 +430,7 @@ impl Daemon {
             return;
         };
         let (route, fresh) = lookup.resolve(&self.engine, src, dst);
-        if let (Some(version), Some(came), Some(fast)) = (fresh, came, fastpath::get()) {
+        if let (Some(version), Some(came), Some(fast)) = (fresh, came, &self.fast) {
             let decision = fastpath::Decision {
                 src,
                 dst,
@@ -512,22 +599,6 @@ impl Daemon {
                 let came = Some(fastpath::Came::Link(from, link));
                 self.forward(&mut frame.view(), lookup, &link.stats, came, sc);
                 self.note_lookups(lookup);
-            }
-        }
-    }
-
-    /// Handles UDP link control messages in order (handshakes, keepalives, resets).
-    async fn udp_ctl(self: Arc<Daemon>, mut rx: mpsc::Receiver<UdpCtl>) {
-        let mut stop = self.stopping();
-        loop {
-            let m = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                m = rx.recv() => m,
-            };
-            match m {
-                Some(UdpCtl::Msg(msg, from)) => self.udp_control(&msg, from),
-                Some(UdpCtl::NoSession(from)) => self.maybe_reset(from),
-                None => return,
             }
         }
     }
