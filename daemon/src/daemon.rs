@@ -2,6 +2,7 @@
 //! it owns are the [`DataPlane`] (`dataplane.rs`).
 
 use crate::auth::{self, hex, unhex, Key};
+use crate::control::{Applied, Control};
 use crate::dataplane::{DataPlane, UdpCtl};
 use crate::fastpath::FastPath;
 use crate::framing;
@@ -12,9 +13,9 @@ use crate::link::{Link, UdpPort};
 use crate::port::Port;
 use crate::proto::*;
 use crate::stats::Drop;
-use crate::store::{self, Persisted, Store};
+use crate::store::{Persisted, Store};
 use crate::wire;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use vnet_grammar::ast::Transport;
-use vnet_grammar::model::{LinkKey, RuleDef, Target};
+use vnet_grammar::model::Target;
 
 /// Everything `vnetd` is started with.
 #[derive(Clone, Debug)]
@@ -45,19 +46,13 @@ pub struct Config {
     pub fast_path: bool,
 }
 
-struct Ctl {
-    generation: u64,
-    bound: Option<u64>,
-    links: BTreeMap<LinkKey, LinkSpec>,
-    rules: BTreeSet<RuleDef>,
-}
-
 pub struct Daemon {
     pub cfg: Config,
     pub instance: String,
     /// The forwarding thread's state (engine, interfaces, UDP sessions, fast path).
     plane: Arc<DataPlane>,
-    ctl: Mutex<Ctl>,
+    /// The control tables (ground state); the links, engine and store follow them.
+    ctl: Mutex<Control>,
     links: RwLock<HashMap<String, Arc<Link>>>,
     store: Store,
     shutdown: watch::Sender<bool>,
@@ -137,16 +132,18 @@ impl Daemon {
         let (shutdown, _) = watch::channel(false);
         let mut cfg = cfg;
         cfg.listen = listen;
+        let instance = hex(&auth::random_bytes::<16>());
+        let ctl = Control::new(
+            &cfg.name,
+            &instance,
+            saved.as_ref().map_or(0, |s| s.generation),
+            saved.as_ref().and_then(|s| s.config_bound_ms),
+        );
         let d = Arc::new_cyclic(|weak| Daemon {
             weak: weak.clone(),
-            instance: hex(&auth::random_bytes::<16>()),
+            instance,
             plane,
-            ctl: Mutex::new(Ctl {
-                generation: saved.as_ref().map_or(0, |s| s.generation),
-                bound: saved.as_ref().and_then(|s| s.config_bound_ms),
-                links: BTreeMap::new(),
-                rules: BTreeSet::new(),
-            }),
+            ctl: Mutex::new(ctl),
             links: RwLock::new(HashMap::new()),
             store,
             shutdown,
@@ -180,7 +177,7 @@ impl Daemon {
                     format!("saved tables: {}", e.message),
                 )
             })?;
-            d.lock_ctl().generation = generation;
+            d.lock_ctl().set_generation(generation);
             tracing::info!(generation, "tables reloaded");
         }
         // A fresh snapshot (and an empty journal) to append this run's changes to.
@@ -189,7 +186,7 @@ impl Daemon {
         Ok((d, listener))
     }
 
-    fn lock_ctl(&self) -> std::sync::MutexGuard<'_, Ctl> {
+    fn lock_ctl(&self) -> std::sync::MutexGuard<'_, Control> {
         self.ctl.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -896,15 +893,15 @@ impl Daemon {
         Status {
             daemon: self.cfg.name.clone(),
             instance: self.instance.clone(),
-            generation: ctl.generation,
+            generation: ctl.generation(),
             protocol_version: PROTOCOL_VERSION,
             listen: self.cfg.listen.to_string(),
             uptime_ms: self.now_ms(),
-            config_bound_ms: ctl.bound,
+            config_bound_ms: ctl.bound(),
             interfaces: self.plane.ifaces.len(),
             links: links.len(),
             links_up: links.values().filter(|l| l.is_up()).count(),
-            rules: ctl.rules.len(),
+            rules: ctl.rules().len(),
             lease: self.leases.current(),
             fast_path: Some(self.fast_path.clone()),
         }
@@ -925,8 +922,7 @@ impl Daemon {
     fn link_infos(&self) -> Vec<LinkInfo> {
         let ctl = self.lock_ctl();
         let links = self.links_read();
-        ctl.links
-            .values()
+        ctl.links()
             .filter_map(|spec| {
                 let peer = spec.peer_of(&self.cfg.name)?.to_string();
                 let l = links.get(&peer)?;
@@ -945,7 +941,7 @@ impl Daemon {
     fn rule_infos(&self) -> Vec<RuleInfo> {
         let ctl = self.lock_ctl();
         let engine = self.plane.engine.read();
-        ctl.rules
+        ctl.rules()
             .iter()
             .map(|r| {
                 let c = engine.rule_counters(r);
@@ -959,7 +955,7 @@ impl Daemon {
     }
 
     fn stats(&self) -> Stats {
-        let generation = self.lock_ctl().generation;
+        let generation = self.lock_ctl().generation();
         let (hits, misses) = *self.plane.lookups.lock().unwrap_or_else(|e| e.into_inner());
         let mut drops: BTreeMap<String, u64> = self.plane.global.snapshot().drops;
         // Frames dropped because no rule matched are also summed here over all ports.
@@ -998,242 +994,126 @@ impl Daemon {
     }
 
     fn persisted(&self) -> Persisted {
-        let ctl = self.lock_ctl();
-        persisted_of(&self.cfg.name, &ctl)
+        self.lock_ctl().persisted()
     }
 
-    fn validate(&self, c: &Change) -> Result<(), String> {
-        let me = &self.cfg.name;
-        match c {
-            Change::AddLink { link } => {
-                let l = &link.link;
-                if l.a == l.b {
-                    return Err(format!("link from {} to itself", l.a));
-                }
-                if l.a != *me && l.b != *me {
-                    return Err(format!(
-                        "link {}–{} does not end at this daemon ({me})",
-                        l.a, l.b
-                    ));
-                }
-                if l.dialer != l.a && l.dialer != l.b {
-                    return Err(format!(
-                        "dialer {} is not an end of link {}–{}",
-                        l.dialer, l.a, l.b
-                    ));
-                }
-                if l.a > l.b {
-                    return Err("link ends must be sorted (use LinkDef::new)".into());
-                }
-                let ok = link
-                    .peer_addr
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-                if !ok {
-                    return Err(format!(
-                        "peer address `{}` is not HOST:PORT",
-                        link.peer_addr
-                    ));
-                }
-                Ok(())
-            }
-            Change::DeleteLink { key } => {
-                if key.0 != *me && key.1 != *me {
-                    return Err(format!(
-                        "link {}–{} does not end at this daemon ({me})",
-                        key.0, key.1
-                    ));
-                }
-                Ok(())
-            }
-            Change::AddRule { rule } | Change::DeleteRule { rule } => {
-                if rule.daemon != *me {
-                    return Err(format!("rule for daemon {} sent to {me}", rule.daemon));
-                }
-                if rule.src == vnet_grammar::model::Match::None {
-                    return Err("NONE as a source (V108)".into());
-                }
-                if let Target::Link { peer } = &rule.target {
-                    if peer == me {
-                        return Err("an EDGE rule's hop must go to another daemon".into());
-                    }
-                }
-                Ok(())
-            }
-            Change::SetConfigBound { .. } => Ok(()),
-        }
-    }
-
-    /// Applies changes atomically: validated, applied, persisted (rolled back if that
-    /// fails), then made live.
+    /// Applies changes atomically ([`Control::apply`]), persists them (taken back if that
+    /// fails), then makes them live. Peer addresses are resolved before the tables are locked;
+    /// links are closed and dialers started after the lock is released.
     pub async fn change(
         &self,
         changes: Vec<Change>,
         expect: Option<Expect>,
         persist: bool,
     ) -> Result<Changed, ErrorBody> {
-        let invalid = |m: String| ErrorBody {
-            code: ErrorCode::Invalid,
-            message: m,
-        };
-        for c in &changes {
-            self.validate(c).map_err(invalid)?;
-        }
-        let mut to_close = Vec::new();
-        let result = {
-            let mut ctl = self.lock_ctl();
-            if let Some(e) = &expect {
-                if e.instance != self.instance || e.generation != ctl.generation {
-                    return Err(ErrorBody {
-                        code: ErrorCode::Conflict,
-                        message: format!(
-                            "daemon {} is instance {} at generation {}, not instance {} at generation {}",
-                            self.cfg.name, self.instance, ctl.generation, e.instance, e.generation
-                        ),
-                    });
-                }
-            }
-            let before = (ctl.links.clone(), ctl.bound);
-            let mut undo_rules: Vec<(bool, RuleDef)> = Vec::new();
-            let mut effective = Vec::with_capacity(changes.len());
-            let mut link_ops: Vec<(LinkKey, Option<LinkSpec>)> = Vec::new();
-            for c in &changes {
-                let e = match c {
-                    Change::AddLink { link } => {
-                        let key = link.link.key();
-                        if ctl.links.get(&key) == Some(link) {
-                            false
-                        } else {
-                            ctl.links.insert(key.clone(), link.clone());
-                            link_ops.push((key, Some(link.clone())));
-                            true
-                        }
-                    }
-                    Change::DeleteLink { key } => {
-                        let key = LinkKey::new(&key.0, &key.1);
-                        if ctl.links.remove(&key).is_some() {
-                            link_ops.push((key, None));
-                            true
-                        } else {
-                            false
-                        }
-                    }
-                    Change::AddRule { rule } => {
-                        let e = ctl.rules.insert(rule.clone());
-                        if e {
-                            undo_rules.push((true, rule.clone()));
-                        }
-                        e
-                    }
-                    Change::DeleteRule { rule } => {
-                        let e = ctl.rules.remove(rule);
-                        if e {
-                            undo_rules.push((false, rule.clone()));
-                        }
-                        e
-                    }
-                    Change::SetConfigBound { millis } => {
-                        let e = ctl.bound != Some(*millis);
-                        ctl.bound = Some(*millis);
-                        e
-                    }
-                };
-                effective.push(e);
-            }
-            if effective.iter().any(|e| *e) {
-                ctl.generation += 1;
-                if persist {
-                    if let Err(err) = self.store.record(ctl.generation, &changes, || {
-                        persisted_of(&self.cfg.name, &ctl)
-                    }) {
-                        ctl.generation -= 1;
-                        (ctl.links, ctl.bound) = before;
-                        for (added, r) in undo_rules.into_iter().rev() {
-                            if added {
-                                ctl.rules.remove(&r);
-                            } else {
-                                ctl.rules.insert(r);
-                            }
-                        }
-                        return Err(ErrorBody {
-                            code: ErrorCode::Internal,
-                            message: format!("could not save the tables (nothing changed): {err}"),
-                        });
-                    }
-                }
-                // Make it live: links first (their ports), then the rules, in one engine update.
-                let mut new_links = Vec::new();
-                {
-                    let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
-                    for (key, spec) in &link_ops {
-                        let peer = key.peer_of(&self.cfg.name).unwrap_or_default().to_string();
-                        if let Some(old) = links.remove(&peer) {
-                            to_close.push(old);
-                        }
-                        if let Some(spec) = spec {
-                            if let Some(l) =
-                                Link::new(spec.clone(), &self.cfg.name, self.plane.on_link_change())
-                            {
-                                let l = Arc::new(l);
-                                links.insert(peer, l.clone());
-                                new_links.push(l);
-                            }
-                        }
-                    }
-                }
-                if !to_close.is_empty() {
-                    let mut peers = self
-                        .plane
-                        .udp_peers
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner());
-                    peers.retain(|_, l| !to_close.iter().any(|c| Arc::ptr_eq(c, l)));
-                }
-                self.plane.update_engine(|e| {
-                    for old in &to_close {
-                        e.remove_port(&Target::Link {
-                            peer: old.peer.clone(),
-                        });
-                    }
-                    for l in &new_links {
-                        e.set_port(
-                            Target::Link {
-                                peer: l.peer.clone(),
-                            },
-                            Port::Link(l.clone()),
-                        );
-                    }
-                    for c in &changes {
-                        match c {
-                            Change::AddRule { rule } => {
-                                e.add_rule(rule);
-                            }
-                            Change::DeleteRule { rule } => {
-                                e.remove_rule(rule);
-                            }
-                            _ => {}
-                        }
-                    }
-                });
-                Ok((ctl.generation, effective, new_links))
-            } else {
-                Ok((ctl.generation, effective, Vec::new()))
-            }
-        };
-        let (generation, effective, new_links) = result?;
-        for old in to_close {
+        let resolved = resolve_peers(&changes).await;
+        let work = || self.change_locked(&changes, expect.as_ref(), persist, &resolved);
+        // With --fsync a change waits for the disk: let the runtime move its other tasks to
+        // another worker meanwhile. (Without it, the append is one write to the page cache.)
+        let (reply, closed, opened) = if self.cfg.fsync {
+            blocking(work)
+        } else {
+            work()
+        }?;
+        for old in closed {
             old.close();
         }
-        Ok(Changed {
-            instance: self.instance.clone(),
-            generation,
-            effective,
-        })
-        .inspect(|_| {
-            for l in new_links {
-                self.spawn_dialer(l);
+        for l in opened {
+            self.spawn_dialer(l);
+        }
+        Ok(reply)
+    }
+
+    /// The part of [`Daemon::change`] under the tables' lock: apply, persist, make live.
+    /// Returns the reply, the links to close and the links opened.
+    fn change_locked(
+        &self,
+        changes: &[Change],
+        expect: Option<&Expect>,
+        persist: bool,
+        resolved: &HashMap<String, SocketAddr>,
+    ) -> Result<LiveChange, ErrorBody> {
+        let mut ctl = self.lock_ctl();
+        let applied = ctl.apply(changes, expect)?;
+        if !applied.changed() {
+            return Ok((applied.reply(&self.instance), Vec::new(), Vec::new()));
+        }
+        if persist {
+            let saved = self
+                .store
+                .record(applied.generation, changes, || ctl.persisted());
+            if let Err(err) = saved {
+                ctl.revert(applied);
+                return Err(ErrorBody {
+                    code: ErrorCode::Internal,
+                    message: format!("could not save the tables (nothing changed): {err}"),
+                });
             }
-        })
+        }
+        let (closed, opened) = self.make_live(&applied, changes, resolved);
+        Ok((applied.reply(&self.instance), closed, opened))
+    }
+
+    /// Brings the links and the engine in step with applied changes: links first (their
+    /// ports), then the rules, in one engine update.
+    fn make_live(
+        &self,
+        applied: &Applied,
+        changes: &[Change],
+        resolved: &HashMap<String, SocketAddr>,
+    ) -> (Vec<Arc<Link>>, Vec<Arc<Link>>) {
+        let me = &self.cfg.name;
+        let (mut closed, mut opened) = (Vec::new(), Vec::new());
+        {
+            let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
+            for key in &applied.close {
+                if let Some(old) = key.peer_of(me).and_then(|peer| links.remove(peer)) {
+                    closed.push(old);
+                }
+            }
+            for spec in &applied.open {
+                let addr = resolved.get(&spec.peer_addr).copied();
+                let on_change = self.plane.on_link_change();
+                if let Some(l) = Link::new(spec.clone(), me, addr, on_change) {
+                    let l = Arc::new(l);
+                    links.insert(l.peer.clone(), l.clone());
+                    opened.push(l);
+                }
+            }
+        }
+        if !closed.is_empty() {
+            let mut peers = self
+                .plane
+                .udp_peers
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            peers.retain(|_, l| !closed.iter().any(|c| Arc::ptr_eq(c, l)));
+        }
+        self.plane.update_engine(|e| {
+            for old in &closed {
+                e.remove_port(&Target::Link {
+                    peer: old.peer.clone(),
+                });
+            }
+            for l in &opened {
+                let target = Target::Link {
+                    peer: l.peer.clone(),
+                };
+                e.set_port(target, Port::Link(l.clone()));
+            }
+            for c in changes {
+                match c {
+                    Change::AddRule { rule } => {
+                        e.add_rule(rule);
+                    }
+                    Change::DeleteRule { rule } => {
+                        e.remove_rule(rule);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        (closed, opened)
     }
 
     fn spawn_dialer(&self, link: Arc<Link>) {
@@ -1252,14 +1132,38 @@ impl Daemon {
     }
 }
 
-fn persisted_of(name: &str, ctl: &Ctl) -> Persisted {
-    Persisted {
-        format: store::FORMAT,
-        daemon: name.to_string(),
-        generation: ctl.generation,
-        config_bound_ms: ctl.bound,
-        links: ctl.links.values().cloned().collect(),
-        rules: ctl.rules.iter().cloned().collect(),
+/// The reply to a change, the links it closed and the links it opened.
+type LiveChange = (Changed, Vec<Arc<Link>>, Vec<Arc<Link>>);
+
+/// The addresses of the peers of the links a batch adds (resolved before any lock is
+/// taken; a name that does not resolve is tried again by the link's dialer).
+async fn resolve_peers(changes: &[Change]) -> HashMap<String, SocketAddr> {
+    let mut out = HashMap::new();
+    for c in changes {
+        if let Change::AddLink { link } = c {
+            if out.contains_key(&link.peer_addr) {
+                continue;
+            }
+            let addr = tokio::net::lookup_host(link.peer_addr.as_str())
+                .await
+                .ok()
+                .and_then(|mut a| a.next());
+            if let Some(addr) = addr {
+                out.insert(link.peer_addr.clone(), addr);
+            }
+        }
+    }
+    out
+}
+
+/// Runs blocking work on this worker after handing its other tasks to another one (a
+/// current-thread runtime runs it as it is).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

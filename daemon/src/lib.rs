@@ -5,6 +5,7 @@
 //! - [`engine`]: forwarding on the grammar crate's [`vnet_grammar::model::Table`], with a
 //!   lookup cache; [`wire`]: the overlay link format; [`daemon`]: the daemon itself.
 
+pub(crate) mod control;
 pub mod daemon;
 pub(crate) mod dataplane;
 pub mod engine;

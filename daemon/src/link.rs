@@ -66,11 +66,15 @@ pub struct Link {
 }
 
 impl Link {
-    pub(crate) fn new(spec: LinkSpec, me: &str, on_change: OnChange) -> Option<Link> {
+    /// The link `spec` as seen from `me`; `peer_addr`: the peer's address, when it resolved
+    /// (the caller resolves it, outside any lock).
+    pub(crate) fn new(
+        spec: LinkSpec,
+        me: &str,
+        peer_addr: Option<SocketAddr>,
+        on_change: OnChange,
+    ) -> Option<Link> {
         let peer = spec.peer_of(me)?.to_string();
-        let peer_addr = std::net::ToSocketAddrs::to_socket_addrs(&spec.peer_addr)
-            .ok()
-            .and_then(|mut a| a.next());
         Some(Link {
             dials: spec.link.dialer == me,
             transport: spec.link.transport,
