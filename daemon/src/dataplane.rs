@@ -22,18 +22,21 @@ use crate::iface::{Iface, RxBatch};
 use crate::link::{Link, OnChange, UdpBatch, UdpPort};
 use crate::port::Port;
 use crate::proto::FastPathStats;
-use crate::stats::{Drop, PortStats};
+use crate::stats::{DropReason, PortStats};
 use crate::sys;
 use crate::wire::{self, Frame, FrameBuf, Reasm, Reassembled, Segmenter};
+use poll::{Epoll, PlaneHandle};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use vnet_grammar::model::Target;
+
+mod poll;
 
 /// Scratch space of the forwarding thread (reused for every frame).
 #[derive(Default)]
@@ -71,76 +74,6 @@ struct NewTcp {
     stream: TcpStream,
     leftover: Vec<u8>,
     ended: oneshot::Sender<()>,
-}
-
-/// How the control plane reaches the forwarding thread.
-struct PlaneHandle {
-    tx: std_mpsc::Sender<NewTcp>,
-    rx: Mutex<Option<std_mpsc::Receiver<NewTcp>>>,
-    /// An eventfd in the thread's epoll set: written after sending it something.
-    wake: OwnedFd,
-}
-
-impl PlaneHandle {
-    fn new() -> io::Result<PlaneHandle> {
-        // SAFETY: eventfd returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let (tx, rx) = std_mpsc::channel();
-        Ok(PlaneHandle {
-            tx,
-            rx: Mutex::new(Some(rx)),
-            // SAFETY: a descriptor we just created and nobody else owns.
-            wake: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: an eventfd and an 8-byte value.
-        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-}
-
-struct Epoll(OwnedFd);
-
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1 returns a new descriptor or -1.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor we just created and nobody else owns.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn ctl(&self, op: i32, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: a valid epoll descriptor and event.
-        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> usize {
-        // SAFETY: a valid epoll descriptor and event buffer of the given length.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.0.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
-            )
-        };
-        n.max(0) as usize
-    }
 }
 
 /// One interface's receiving state.
@@ -426,7 +359,7 @@ impl DataPlane {
         sc: &mut Scratch,
     ) {
         let Some((src, dst)) = f.macs() else {
-            rx.drop(Drop::Malformed);
+            rx.drop(DropReason::Malformed);
             return;
         };
         let (route, fresh) = lookup.resolve(&self.engine, src, dst);
@@ -449,7 +382,7 @@ impl DataPlane {
         let hop = f.hop;
         for (port, is_link) in &route.outs {
             match (engine::action(*is_link, hop), port) {
-                (Action::HopLimit, Port::Link(l)) => l.stats.drop(Drop::HopLimit),
+                (Action::HopLimit, Port::Link(l)) => l.stats.drop(DropReason::HopLimit),
                 (Action::Send(next), Port::Link(l)) => self.send_link(l, f, next, sc),
                 (_, Port::Iface(i)) => i.send(f, &mut sc.seg),
                 (_, Port::Link(_)) => {}
@@ -459,14 +392,14 @@ impl DataPlane {
 
     fn send_link(&self, l: &Link, f: &mut Frame<'_>, hop: u8, sc: &mut Scratch) {
         if !l.is_up() {
-            l.stats.drop(Drop::LinkDown);
+            l.stats.drop(DropReason::LinkDown);
             return;
         }
         match l.transport {
             vnet_grammar::ast::Transport::Tcp => l.send_tcp(f, hop),
             vnet_grammar::ast::Transport::Udp => {
                 let Some(to) = l.udp_remote() else {
-                    l.stats.drop(Drop::LinkDown);
+                    l.stats.drop(DropReason::LinkDown);
                     return;
                 };
                 let len = f.len;
@@ -474,7 +407,7 @@ impl DataPlane {
                     Ok(()) => l.stats.tx(len),
                     Err(e) => {
                         tracing::debug!(link = %l.peer, "UDP send: {e}");
-                        l.stats.drop(Drop::SendError)
+                        l.stats.drop(DropReason::SendError)
                     }
                 }
             }
@@ -537,13 +470,13 @@ impl DataPlane {
             let mut state: Option<&mut (Lookup<Port>, Reasm)> = None;
             for msg in datagrams {
                 let Some((kind, hop, flags)) = wire::parse_header(msg) else {
-                    self.global.drop(Drop::Malformed);
+                    self.global.drop(DropReason::Malformed);
                     continue;
                 };
                 let body = &msg[wire::LINK_HDR..];
                 if kind != wire::KIND_FRAME && kind != wire::KIND_FRAGMENT {
                     if ctl.try_send(UdpCtl::Msg(msg.to_vec(), from)).is_err() {
-                        self.global.drop(Drop::Malformed);
+                        self.global.drop(DropReason::Malformed);
                     }
                     continue;
                 }
@@ -570,13 +503,13 @@ impl DataPlane {
                     }
                 }
                 let (Some(link), Some((lookup, reasm))) = (&link, state.as_deref_mut()) else {
-                    self.global.drop(Drop::Unauthenticated);
+                    self.global.drop(DropReason::Unauthenticated);
                     let _ = ctl.try_send(UdpCtl::NoSession(from));
                     continue;
                 };
                 let frame = if kind == wire::KIND_FRAME {
                     if !fb.load_body(flags, body) {
-                        link.stats.drop(Drop::Malformed);
+                        link.stats.drop(DropReason::Malformed);
                         continue;
                     }
                     fb.hop = hop;
@@ -584,12 +517,12 @@ impl DataPlane {
                 } else {
                     let r = reasm.push(hop, flags, body);
                     for _ in 0..reasm.take_lost() {
-                        link.stats.drop(Drop::FragmentLost);
+                        link.stats.drop(DropReason::FragmentLost);
                     }
                     match r {
                         Reassembled::Done => &mut reasm.fb,
                         Reassembled::Malformed => {
-                            link.stats.drop(Drop::Malformed);
+                            link.stats.drop(DropReason::Malformed);
                             continue;
                         }
                         Reassembled::Pending | Reassembled::Lost => continue,
@@ -671,7 +604,7 @@ impl DataPlane {
     fn tcp_parse(&self, rx: &mut TcpRx, sc: &mut Scratch) -> Result<(), String> {
         let link = rx.link.clone();
         let malformed = |why: &str| {
-            link.stats.drop(Drop::Malformed);
+            link.stats.drop(DropReason::Malformed);
             why.to_string()
         };
         let mut need = 8;
@@ -700,7 +633,7 @@ impl DataPlane {
                         return Err(malformed("frame too large"));
                     }
                     if flen < 14 {
-                        link.stats.drop(Drop::Malformed);
+                        link.stats.drop(DropReason::Malformed);
                     } else if let Some(mut f) = Frame::new(&mut rx.buf, s + 8, flen, hop) {
                         link.stats.rx(flen);
                         self.forward(&mut f, &mut rx.lookup, &link.stats, None, sc);
@@ -714,7 +647,7 @@ impl DataPlane {
                         link.stats.rx(fb.len);
                         self.forward(&mut fb.view(), &mut rx.lookup, &link.stats, None, sc);
                     } else {
-                        link.stats.drop(Drop::Malformed);
+                        link.stats.drop(DropReason::Malformed);
                     }
                 }
             }

@@ -499,8 +499,10 @@ impl Inner {
                 let (f, b) = c.credit(v.frames, v.bytes);
                 carried = (carried.0 + f, carried.1 + b);
                 // Counted where the daemon counts a frame it could not send: at the output.
-                c.tx.stats()
-                    .drop_many(crate::stats::Drop::SendError, v.lost.saturating_sub(c.lost));
+                c.tx.stats().drop_many(
+                    crate::stats::DropReason::SendError,
+                    v.lost.saturating_sub(c.lost),
+                );
                 c.lost = c.lost.max(v.lost);
             }
         }

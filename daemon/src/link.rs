@@ -8,7 +8,7 @@
 //! [`Link::send_tcp`]).
 
 use crate::proto::LinkSpec;
-use crate::stats::{Counter, Drop, PortStats};
+use crate::stats::{Counter, DropReason, PortStats};
 use crate::sys;
 use crate::wire::{self, Frame};
 use std::io;
@@ -40,7 +40,6 @@ pub(crate) type OnChange = std::sync::Arc<dyn Fn() + Send + Sync>;
 pub struct Link {
     pub spec: LinkSpec,
     pub peer: String,
-    pub me: String,
     pub dials: bool,
     pub transport: Transport,
     /// The peer's address, resolved when the link was installed.
@@ -79,7 +78,6 @@ impl Link {
             dials: spec.link.dialer == me,
             transport: spec.link.transport,
             peer,
-            me: me.to_string(),
             spec,
             peer_addr,
             stats: PortStats::default(),
@@ -225,15 +223,15 @@ impl Link {
         let len = f.len;
         let mut guard = lock(&self.tcp_tx);
         let Some((session, w)) = guard.as_mut() else {
-            self.stats.drop(Drop::LinkDown);
+            self.stats.drop(DropReason::LinkDown);
             return;
         };
         let session = *session;
         match send_whole(w, f.tcp_message(hop)) {
             Ok(true) => self.stats.tx(len),
-            Ok(false) => self.stats.drop(Drop::SendError),
+            Ok(false) => self.stats.drop(DropReason::SendError),
             Err(e) => {
-                self.stats.drop(Drop::SendError);
+                self.stats.drop(DropReason::SendError);
                 drop(guard);
                 self.down(session, &format!("send failed: {e}"));
             }
@@ -364,10 +362,6 @@ impl UdpPort {
             gso_bytes: if ipv6 { 65527 } else { 65507 },
             frag_id: AtomicU32::new(0),
         })
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
     }
 
     /// Sends a link control message (handshake, keepalive). Never blocks: one that finds the
