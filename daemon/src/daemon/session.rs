@@ -49,36 +49,45 @@ impl Daemon {
         first: Vec<u8>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> io::Result<()> {
+        if !self.authenticate(&mut stream, &first).await? {
+            return Ok(());
+        }
+        drop(permit);
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
+        // However the session ends, a lease it holds goes with it.
+        let _lease = crate::lease::SessionLease {
+            leases: &self.leases,
+            session,
+        };
+        self.requests(&mut stream, session).await
+    }
+
+    /// The control handshake (`vnet_proto::control`); whether the client proved it holds
+    /// the key (a refusal has been answered).
+    async fn authenticate(&self, stream: &mut TcpStream, first: &[u8]) -> io::Result<bool> {
         let refuse = |code, message: &str| HandshakeError {
             error: ErrorBody {
                 code,
                 message: message.to_string(),
             },
         };
-        let hello: ClientHello = match serde_json::from_slice(&first) {
+        let hello: ClientHello = match serde_json::from_slice(first) {
             Ok(h) => h,
             Err(e) => {
                 self.plane.global.drop(DropReason::Malformed);
-                send_json(
-                    &mut stream,
-                    &refuse(ErrorCode::Malformed, &format!("bad hello: {e}")),
-                )
-                .await?;
-                return Ok(());
+                let why = format!("bad hello: {e}");
+                send_json(stream, &refuse(ErrorCode::Malformed, &why)).await?;
+                return Ok(false);
             }
         };
         if hello.protocol != "vnet-control" || hello.version != PROTOCOL_VERSION {
             let msg = format!("this daemon speaks vnet-control version {PROTOCOL_VERSION}");
-            send_json(&mut stream, &refuse(ErrorCode::Version, &msg)).await?;
-            return Ok(());
+            send_json(stream, &refuse(ErrorCode::Version, &msg)).await?;
+            return Ok(false);
         }
         let Some(client_nonce) = unhex(&hello.client_nonce).filter(|n| n.len() >= 16) else {
-            send_json(
-                &mut stream,
-                &refuse(ErrorCode::Malformed, "bad client nonce"),
-            )
-            .await?;
-            return Ok(());
+            send_json(stream, &refuse(ErrorCode::Malformed, "bad client nonce")).await?;
+            return Ok(false);
         };
         let server_nonce = auth::random_bytes::<32>();
         let sh = ServerHello {
@@ -87,47 +96,36 @@ impl Daemon {
             daemon: self.cfg.name.clone(),
             instance: self.instance.clone(),
         };
-        send_json(&mut stream, &sh).await?;
+        send_json(stream, &sh).await?;
         let mut buf = Vec::new();
-        tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            read_frame(&mut stream, &mut buf, 64 << 10),
-        )
-        .await
-        .map_err(|_| invalid("auth timed out"))??;
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(stream, &mut buf, 64 << 10))
+            .await
+            .map_err(|_| invalid("auth timed out"))??;
         let ok = serde_json::from_slice::<ClientAuth>(&buf).is_ok_and(|a| {
-            self.cfg.key.verify(
-                auth::CONTROL_CLIENT,
-                &[&server_nonce, &client_nonce],
-                &a.proof,
-            )
+            let parts: [&[u8]; 2] = [&server_nonce, &client_nonce];
+            self.cfg.key.verify(auth::CONTROL_CLIENT, &parts, &a.proof)
         });
         if !ok {
             self.plane.global.drop(DropReason::Unauthenticated);
-            send_json(
-                &mut stream,
-                &refuse(ErrorCode::Auth, "authentication failed"),
-            )
-            .await?;
-            return Ok(());
+            send_json(stream, &refuse(ErrorCode::Auth, "authentication failed")).await?;
+            return Ok(false);
         }
         let proof = self
             .cfg
             .key
             .sign(auth::CONTROL_SERVER, &[&client_nonce, &server_nonce]);
-        send_json(&mut stream, &ServerAuth { proof: hex(&proof) }).await?;
-        drop(permit);
-        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
-        // However the session ends, a lease it holds goes with it.
-        let _lease = crate::lease::SessionLease {
-            leases: &self.leases,
-            session,
-        };
+        send_json(stream, &ServerAuth { proof: hex(&proof) }).await?;
+        Ok(true)
+    }
+
+    /// Answers an authenticated session's requests, in order, until it ends.
+    async fn requests(self: &Arc<Daemon>, stream: &mut TcpStream, session: u64) -> io::Result<()> {
+        let mut buf = Vec::new();
         let mut stop = self.stopping();
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
-                r = read_frame(&mut stream, &mut buf, MAX_CONTROL_FRAME) => r?,
+                r = read_frame(stream, &mut buf, MAX_CONTROL_FRAME) => r?,
             }
             let (id, reply, shutdown) = match serde_json::from_slice::<RequestEnvelope>(&buf) {
                 Ok(env) => {
@@ -140,17 +138,14 @@ impl Daemon {
                         .ok()
                         .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
                         .unwrap_or(0);
-                    (
-                        id,
-                        Reply::Error(ErrorBody {
-                            code: ErrorCode::Malformed,
-                            message: e.to_string(),
-                        }),
-                        false,
-                    )
+                    let error = ErrorBody {
+                        code: ErrorCode::Malformed,
+                        message: e.to_string(),
+                    };
+                    (id, Reply::Error(error), false)
                 }
             };
-            send_json(&mut stream, &ReplyEnvelope { id, reply }).await?;
+            send_json(stream, &ReplyEnvelope { id, reply }).await?;
             if shutdown {
                 let _ = stream.flush().await;
                 self.stop();

@@ -31,7 +31,7 @@ pub(crate) enum Refused {
     /// A step of a handshake this side is not in: an answer to a hello it did not send or
     /// sent from elsewhere, a proof for a challenge sent to another address.
     Stale,
-    /// A nonce that is not hex (of 32 bytes, for the dialer's).
+    /// A nonce that is not 32 bytes of hex.
     BadNonce,
 }
 
@@ -87,11 +87,9 @@ impl Listener<'_> {
                 hello.from, hello.to
             )));
         }
-        let dialer: [u8; 32] = unhex(&hello.nonce)
-            .and_then(|n| n.try_into().ok())
-            .ok_or(Refused::BadNonce)?;
+        let dialer = nonce_of(&hello.nonce)?;
         let parts = pair_parts(&hello.from, self.me, &dialer, &nonce);
-        let proof = self.key.sign(auth::LINK_LISTENER, &parts.refs());
+        let proof = self.key.sign(auth::LINK_LISTENER, &parts);
         let challenge = LinkChallenge {
             from: self.me.to_string(),
             nonce: hex(&nonce),
@@ -125,7 +123,7 @@ impl Challenged {
             return Err(Refused::Stale);
         }
         let parts = pair_parts(&self.peer, l.me, &self.dialer, &self.listener);
-        if !l.key.verify(auth::LINK_DIALER, &parts.refs(), &proof.proof) {
+        if !l.key.verify(auth::LINK_DIALER, &parts, &proof.proof) {
             return Err(Refused::WrongKey);
         }
         Ok(LinkNote::new(l.me, ""))
@@ -177,15 +175,13 @@ impl Dialer {
                 c.from, self.peer
             )));
         }
-        let theirs: [u8; 32] = unhex(&c.nonce)
-            .and_then(|n| n.try_into().ok())
-            .ok_or(Refused::BadNonce)?;
+        let theirs = nonce_of(&c.nonce)?;
         let parts = pair_parts(&self.me, &self.peer, &self.nonce, &theirs);
-        if !key.verify(auth::LINK_LISTENER, &parts.refs(), &c.proof) {
+        if !key.verify(auth::LINK_LISTENER, &parts, &c.proof) {
             return Err(Refused::WrongKey);
         }
         self.proven_to = Some(from);
-        let proof = key.sign(auth::LINK_DIALER, &parts.refs());
+        let proof = key.sign(auth::LINK_DIALER, &parts);
         Ok(LinkProof {
             from: self.me.clone(),
             proof: hex(&proof),
@@ -208,21 +204,20 @@ impl Dialer {
 }
 
 /// The parts both proofs sign: dialer, listener, dialer's nonce, listener's nonce.
-struct PairParts<'a>([&'a [u8]; 4]);
-
-impl<'a> PairParts<'a> {
-    fn refs(&self) -> [&'a [u8]; 4] {
-        self.0
-    }
-}
-
 fn pair_parts<'a>(
     dialer: &'a str,
     listener: &'a str,
     nonce_d: &'a [u8; 32],
     nonce_l: &'a [u8; 32],
-) -> PairParts<'a> {
-    PairParts([dialer.as_bytes(), listener.as_bytes(), nonce_d, nonce_l])
+) -> [&'a [u8]; 4] {
+    [dialer.as_bytes(), listener.as_bytes(), nonce_d, nonce_l]
+}
+
+/// A nonce as sent: 32 bytes in hex.
+fn nonce_of(text: &str) -> Result<[u8; 32], Refused> {
+    unhex(text)
+        .and_then(|n| n.try_into().ok())
+        .ok_or(Refused::BadNonce)
 }
 
 #[cfg(test)]
