@@ -104,20 +104,7 @@ impl Daemon {
     pub async fn start(cfg: Config) -> io::Result<(Arc<Daemon>, TcpListener)> {
         std::fs::create_dir_all(&cfg.state_dir)?;
         let store = Store::new(&cfg.state_dir, cfg.fsync);
-        let saved = if cfg.fresh { None } else { store.load()? };
-        if let Some(s) = &saved {
-            if s.daemon != cfg.name {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "state directory {} holds the tables of daemon `{}`, not `{}` (use --fresh to start empty)",
-                        cfg.state_dir.display(),
-                        s.daemon,
-                        cfg.name
-                    ),
-                ));
-            }
-        }
+        let saved = load_saved(&cfg, &store)?;
         let listener = bind_tcp(cfg.listen)?;
         let listen = listener.local_addr()?;
         tracing::info!(name = %cfg.name, %listen, "vnetd listening (TCP: control and TCP links; UDP: UDP links)");
@@ -164,28 +151,33 @@ impl Daemon {
                 );
             }
         });
-        // Reload the saved tables (through the same path as a control request, unconditionally).
-        if let Some(s) = saved {
-            let mut changes: Vec<Change> = s
-                .links
-                .into_iter()
-                .map(|link| Change::AddLink { link })
-                .collect();
-            changes.extend(s.rules.into_iter().map(|rule| Change::AddRule { rule }));
-            let generation = s.generation;
-            d.change(changes, None, false).await.map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("saved tables: {}", e.message),
-                )
-            })?;
-            d.lock_ctl().set_generation(generation);
-            tracing::info!(generation, "tables reloaded");
+        if let Some(saved) = saved {
+            d.reload(saved).await?;
         }
         // A fresh snapshot (and an empty journal) to append this run's changes to.
         let p = d.persisted();
         d.store.save(&p)?;
         Ok((d, listener))
+    }
+
+    /// Installs the saved tables through the same path as a control request,
+    /// unconditionally, and takes their generation.
+    async fn reload(&self, saved: Persisted) -> io::Result<()> {
+        let mut changes: Vec<Change> = saved
+            .links
+            .into_iter()
+            .map(|link| Change::AddLink { link })
+            .collect();
+        changes.extend(saved.rules.into_iter().map(|rule| Change::AddRule { rule }));
+        self.change(changes, None, false).await.map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("saved tables: {}", e.message),
+            )
+        })?;
+        self.lock_ctl().set_generation(saved.generation);
+        tracing::info!(generation = saved.generation, "tables reloaded");
+        Ok(())
     }
 
     fn lock_ctl(&self) -> std::sync::MutexGuard<'_, Control> {
@@ -395,6 +387,25 @@ impl Daemon {
         };
         link.add_task(h.abort_handle());
     }
+}
+
+/// The saved tables, unless `--fresh`; refused when they belong to another daemon.
+fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
+    let saved = if cfg.fresh { None } else { store.load()? };
+    if let Some(s) = &saved {
+        if s.daemon != cfg.name {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "state directory {} holds the tables of daemon `{}`, not `{}` (use --fresh to start empty)",
+                    cfg.state_dir.display(),
+                    s.daemon,
+                    cfg.name
+                ),
+            ));
+        }
+    }
+    Ok(saved)
 }
 
 /// The reply to a change, the links it closed and the links it opened.

@@ -256,7 +256,8 @@ impl DataPlane {
         Ok(rx)
     }
 
-    /// The forwarding thread.
+    /// The forwarding thread. (Long on purpose: one loop owning every receiver's state as
+    /// locals, dispatching on epoll tokens; each arm is one call.)
     fn forwarding(
         &self,
         ep: Epoll,
@@ -444,7 +445,9 @@ impl DataPlane {
 
     // ------------------------------------------------------------ UDP links
 
-    /// One batch from the UDP link socket.
+    /// One batch from the UDP link socket. (Long on purpose: the link and its reassembly
+    /// state are looked up once per GRO run and borrowed across its datagrams, which a split
+    /// into functions would have to re-borrow per datagram.)
     fn udp_rx(&self, rx: &mut UdpRx, sc: &mut Scratch) {
         let n = match self.udp.recv(&mut rx.batch) {
             Ok(n) => n,
