@@ -193,6 +193,24 @@ impl DataPlane {
         })
     }
 
+    /// A UDP link's session is up with `addr` (its only one: an older address is forgotten).
+    pub(crate) fn udp_session_up(&self, link: &Arc<Link>, addr: SocketAddr) {
+        let mut peers = self.udp_peers.write().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|_, l| !Arc::ptr_eq(l, link));
+        peers.insert(addr, link.clone());
+        drop(peers);
+        link.udp_up(addr, self.now_ms());
+    }
+
+    /// Ends a UDP link's session: its address no longer leads to it, and it is down.
+    pub(crate) fn udp_session_down(&self, link: &Link, why: &str) {
+        if let Some(r) = link.udp_remote() {
+            let mut peers = self.udp_peers.write().unwrap_or_else(|e| e.into_inner());
+            peers.remove(&r);
+        }
+        link.down(link.session(), why);
+    }
+
     /// Credits what the kernel forwarded to the counters (before any of them is read).
     pub(crate) fn fold_fast_path(&self) {
         if let Some(f) = &self.fast {

@@ -121,7 +121,7 @@ impl Daemon {
             hs.listener = None;
             ready
         };
-        self.udp_session(&link, from);
+        self.plane.udp_session_up(&link, from);
         self.udp_send(&LinkMsg::Ready(ready), from);
         Ok(())
     }
@@ -136,7 +136,7 @@ impl Daemon {
                 .on_ready(n, from)?;
             hs.dialer = None;
         }
-        self.udp_session(&link, from);
+        self.plane.udp_session_up(&link, from);
         Ok(())
     }
 
@@ -158,11 +158,7 @@ impl Daemon {
             .filter(|l| l.dials && l.udp_remote() == Some(from))
         {
             self.plane
-                .udp_peers
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&from);
-            l.down(l.session(), "peer has no session (restarted?)");
+                .udp_session_down(&l, "peer has no session (restarted?)");
         }
     }
 
@@ -182,18 +178,6 @@ impl Daemon {
         }
     }
 
-    fn udp_session(&self, link: &Arc<Link>, addr: SocketAddr) {
-        let mut peers = self
-            .plane
-            .udp_peers
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        peers.retain(|_, l| !Arc::ptr_eq(l, link));
-        peers.insert(addr, link.clone());
-        drop(peers);
-        link.udp_up(addr, self.now_ms());
-    }
-
     /// The dialer of a UDP link: hello until a session is up, then keepalives.
     pub(super) async fn udp_dialer(self: Arc<Daemon>, link: Arc<Link>) {
         let mut backoff = BACKOFF_MIN;
@@ -205,14 +189,7 @@ impl Daemon {
                 tokio::time::sleep(UDP_KEEPALIVE).await;
                 let now = self.now_ms();
                 if now.saturating_sub(link.last_rx.load(Ordering::Relaxed)) > UDP_DEAD_MS {
-                    if let Some(r) = link.udp_remote() {
-                        self.plane
-                            .udp_peers
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&r);
-                    }
-                    link.down(link.session(), "no keepalive answer");
+                    self.plane.udp_session_down(&link, "no keepalive answer");
                     continue;
                 }
                 if let Some(r) = link.udp_remote() {
@@ -256,14 +233,7 @@ impl Daemon {
                     && l.is_up()
                     && now.saturating_sub(l.last_rx.load(Ordering::Relaxed)) > UDP_LISTENER_DEAD_MS
                 {
-                    if let Some(r) = l.udp_remote() {
-                        self.plane
-                            .udp_peers
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&r);
-                    }
-                    l.down(l.session(), "peer silent");
+                    self.plane.udp_session_down(&l, "peer silent");
                 }
             }
         }
