@@ -1,5 +1,5 @@
 //! `vnetc`: the VNET compiler and control tool. A thin shell over the `vnet_grammar` library
-//! (and, for live commands, the `vnet_daemon` client): it reads files, renders, and sets the
+//! (and, for live commands, the `vnet_proto` client): it reads files, renders, and sets the
 //! exit status (SPEC 3: 0 success, 1 the subject is wrong, 2 usage or I/O error).
 
 mod commands;

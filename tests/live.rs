@@ -7,7 +7,7 @@ mod live_common;
 
 use live_common::*;
 use std::time::Duration;
-use vnet_daemon::{Client, Key};
+use vnet_proto::{Client, Key};
 
 #[test]
 fn up_apply_star_fast_path_and_back_then_down() {
@@ -326,9 +326,9 @@ fn remote_daemons_start_over_ssh_with_the_key_on_standard_input() {
 
 #[test]
 fn drift_is_shown_diffed_and_repaired() {
-    use vnet_daemon::proto::LinkSpec;
     use vnet_grammar::ast::Transport;
     use vnet_grammar::model::LinkDef;
+    use vnet_proto::control::LinkSpec;
     let mut w = World::new("drift", 160);
     let star = w.write("star.vnet", &topology(160, 3, 7000, Shape::Star));
     let fast = w.write("fast.vnet", &topology(160, 3, 7000, Shape::AllToAll));

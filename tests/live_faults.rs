@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vnet_daemon::{Client, Key};
 use vnet_grammar::model::Target;
+use vnet_proto::{Client, Key};
 
 /// A real `vnetd` named `name` listening at `real`, behind a TCP relay at `front` (the address
 /// its HOST line gives). When armed, the relay kills the daemon (SIGKILL) the moment a change

@@ -13,9 +13,9 @@ mod vm;
 use live_common::*;
 use std::time::{Duration, Instant};
 use vm::{Attachment, ImageSpec, MigrateOptions, Vm, VmSpec};
-use vnet_daemon::proto::PortCounters;
-use vnet_daemon::{Client, Key};
 use vnet_grammar::Mac;
+use vnet_proto::control::PortCounters;
+use vnet_proto::{Client, Key};
 
 const NET: u8 = 213;
 const M1: &str = "52:54:00:d5:00:01";

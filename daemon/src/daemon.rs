@@ -1,28 +1,36 @@
-//! The daemon: control server, link handshakes and dialers; the forwarding thread is in
-//! `daemon/dataplane.rs`.
-
-mod dataplane;
+//! The daemon: control server, link handshakes and dialers; the forwarding thread and what
+//! it owns are the [`DataPlane`] (`dataplane.rs`).
 
 use crate::auth::{self, hex, unhex, Key};
-use crate::engine::{EngineCell, Matrix};
+use crate::control::{Applied, Control};
+use crate::dataplane::{DataPlane, UdpCtl};
+use crate::fastpath::FastPath;
+use crate::framing;
 use crate::iface::{Iface, IfaceArg};
-use crate::link::{Link, LinkChallenge, LinkHello, LinkNote, LinkProof, UdpPort};
+use crate::link::handshake::{Configured, Dialer, Listener, Refused};
+use crate::link::msg::{LinkChallenge, LinkHello, LinkMsg, LinkNote, LinkProof};
+use crate::link::{Link, UdpPort};
+use crate::port::Port;
 use crate::proto::*;
-use crate::stats::{Drop, PortStats};
-use crate::store::{self, Persisted, Store};
+use crate::stats::DropReason;
+use crate::store::{Persisted, Store};
 use crate::wire;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+mod session;
+mod tcp_links;
+mod udp_links;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use vnet_grammar::ast::Transport;
-use vnet_grammar::model::{LinkKey, RuleDef, Target};
+use vnet_grammar::model::Target;
 
 /// Everything `vnetd` is started with.
 #[derive(Clone, Debug)]
@@ -42,37 +50,16 @@ pub struct Config {
     pub fast_path: bool,
 }
 
-/// A forwarding destination.
-#[derive(Clone)]
-pub enum Port {
-    Iface(Arc<Iface>),
-    Link(Arc<Link>),
-}
-
-struct Ctl {
-    generation: u64,
-    bound: Option<u64>,
-    links: BTreeMap<LinkKey, LinkSpec>,
-    rules: BTreeSet<RuleDef>,
-}
-
 pub struct Daemon {
     pub cfg: Config,
     pub instance: String,
-    started: Instant,
-    engine: EngineCell<Port>,
-    matrix: Arc<Matrix>,
-    /// Drops not attributed to a port.
-    global: PortStats,
-    ctl: Mutex<Ctl>,
+    /// The forwarding thread's state (engine, interfaces, UDP sessions, fast path).
+    plane: Arc<DataPlane>,
+    /// The control tables (ground state); the links, engine and store follow them.
+    ctl: Mutex<Control>,
     links: RwLock<HashMap<String, Arc<Link>>>,
-    udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
-    ifaces: Vec<Arc<Iface>>,
-    udp: UdpPort,
-    plane: dataplane::PlaneHandle,
     store: Store,
     shutdown: watch::Sender<bool>,
-    lookups: Mutex<(u64, u64)>,
     /// The lease on the tables, and the id of the next control session (leases belong to one).
     leases: crate::lease::Leases,
     sessions: std::sync::atomic::AtomicU64,
@@ -82,7 +69,11 @@ pub struct Daemon {
 }
 
 /// Starts the kernel fast path when asked for and possible; says whether it runs, or why not.
-fn start_fast_path(cfg: &Config, ifaces: &[Arc<Iface>], listen: SocketAddr) -> FastPathState {
+fn start_fast_path(
+    cfg: &Config,
+    ifaces: &[Arc<Iface>],
+    listen: SocketAddr,
+) -> (Option<FastPath>, FastPathState) {
     let packet: Vec<_> = ifaces
         .iter()
         .filter_map(|i| i.packet_socket().map(|fd| (i.name.clone(), fd)))
@@ -95,44 +86,29 @@ fn start_fast_path(cfg: &Config, ifaces: &[Arc<Iface>], listen: SocketAddr) -> F
     if let Err(why) = &result {
         tracing::info!("kernel fast path off: {why}");
     }
-    FastPathState {
+    let state = FastPathState {
         built_in: true,
         active: result.is_ok(),
-        off_because: result.err(),
-    }
+        off_because: result.as_ref().err().cloned(),
+    };
+    (result.ok(), state)
 }
 
+/// How long a connection may take to say who it is, and a link handshake to finish.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(4);
-const UDP_KEEPALIVE: Duration = Duration::from_millis(500);
-const UDP_DEAD_MS: u64 = 2500;
-const UDP_LISTENER_DEAD_MS: u64 = 10_000;
 
 impl Daemon {
     /// Binds the port, opens the interfaces and loads the tables. Then call [`Daemon::serve`].
     pub async fn start(cfg: Config) -> io::Result<(Arc<Daemon>, TcpListener)> {
         std::fs::create_dir_all(&cfg.state_dir)?;
         let store = Store::new(&cfg.state_dir, cfg.fsync);
-        let saved = if cfg.fresh { None } else { store.load()? };
-        if let Some(s) = &saved {
-            if s.daemon != cfg.name {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "state directory {} holds the tables of daemon `{}`, not `{}` (use --fresh to start empty)",
-                        cfg.state_dir.display(),
-                        s.daemon,
-                        cfg.name
-                    ),
-                ));
-            }
-        }
+        let saved = load_saved(&cfg, &store)?;
         let listener = bind_tcp(cfg.listen)?;
         let listen = listener.local_addr()?;
         tracing::info!(name = %cfg.name, %listen, "vnetd listening (TCP: control and TCP links; UDP: UDP links)");
         let udp = UdpPort::bind(listen, cfg.udp_datagram)?;
-        let plane = dataplane::PlaneHandle::new()?;
         let protected = crate::iface::protected_interfaces(&listen);
         let mut ifaces = Vec::new();
         for arg in &cfg.ifaces {
@@ -140,38 +116,33 @@ impl Daemon {
             tracing::info!(iface = %iface.name, kind = ?iface.kind(), "interface attached");
             ifaces.push(Arc::new(iface));
         }
-        let fast_path = start_fast_path(&cfg, &ifaces, listen);
+        let (fast, fast_path) = start_fast_path(&cfg, &ifaces, listen);
+        let plane = Arc::new(DataPlane::new(ifaces, udp, fast)?);
         let (shutdown, _) = watch::channel(false);
         let mut cfg = cfg;
         cfg.listen = listen;
+        let instance = hex(&auth::random_bytes::<16>());
+        let ctl = Control::new(
+            &cfg.name,
+            &instance,
+            saved.as_ref().map_or(0, |s| s.generation),
+            saved.as_ref().and_then(|s| s.config_bound_ms),
+        );
         let d = Arc::new_cyclic(|weak| Daemon {
             weak: weak.clone(),
-            instance: hex(&auth::random_bytes::<16>()),
-            started: Instant::now(),
-            engine: EngineCell::default(),
-            matrix: Arc::new(Matrix::default()),
-            global: PortStats::default(),
-            ctl: Mutex::new(Ctl {
-                generation: saved.as_ref().map_or(0, |s| s.generation),
-                bound: saved.as_ref().and_then(|s| s.config_bound_ms),
-                links: BTreeMap::new(),
-                rules: BTreeSet::new(),
-            }),
-            links: RwLock::new(HashMap::new()),
-            udp_peers: RwLock::new(HashMap::new()),
-            ifaces,
-            udp,
+            instance,
             plane,
+            ctl: Mutex::new(ctl),
+            links: RwLock::new(HashMap::new()),
             store,
             shutdown,
-            lookups: Mutex::new((0, 0)),
             leases: Default::default(),
             sessions: Default::default(),
             fast_path,
             cfg,
         });
-        d.engine.update(|e| {
-            for i in &d.ifaces {
+        d.plane.update_engine(|e| {
+            for i in &d.plane.ifaces {
                 e.set_port(
                     Target::Interface {
                         name: i.name.clone(),
@@ -180,23 +151,8 @@ impl Daemon {
                 );
             }
         });
-        // Reload the saved tables (through the same path as a control request, unconditionally).
-        if let Some(s) = saved {
-            let mut changes: Vec<Change> = s
-                .links
-                .into_iter()
-                .map(|link| Change::AddLink { link })
-                .collect();
-            changes.extend(s.rules.into_iter().map(|rule| Change::AddRule { rule }));
-            let generation = s.generation;
-            d.change(changes, None, false).await.map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("saved tables: {}", e.message),
-                )
-            })?;
-            d.lock_ctl().generation = generation;
-            tracing::info!(generation, "tables reloaded");
+        if let Some(saved) = saved {
+            d.reload(saved).await?;
         }
         // A fresh snapshot (and an empty journal) to append this run's changes to.
         let p = d.persisted();
@@ -204,21 +160,38 @@ impl Daemon {
         Ok((d, listener))
     }
 
-    fn lock_ctl(&self) -> std::sync::MutexGuard<'_, Ctl> {
+    /// Installs the saved tables through the same path as a control request,
+    /// unconditionally, and takes their generation.
+    async fn reload(&self, saved: Persisted) -> io::Result<()> {
+        let mut changes: Vec<Change> = saved
+            .links
+            .into_iter()
+            .map(|link| Change::AddLink { link })
+            .collect();
+        changes.extend(saved.rules.into_iter().map(|rule| Change::AddRule { rule }));
+        self.change(changes, None, false).await.map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("saved tables: {}", e.message),
+            )
+        })?;
+        self.lock_ctl().set_generation(saved.generation);
+        tracing::info!(generation = saved.generation, "tables reloaded");
+        Ok(())
+    }
+
+    fn lock_ctl(&self) -> std::sync::MutexGuard<'_, Control> {
         self.ctl.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.cfg.listen
+        self.plane.now_ms()
     }
 
     /// Asks the daemon to stop.
     pub fn stop(&self) {
         self.shutdown.send_replace(true);
+        self.plane.stop();
     }
 
     pub fn stopping(&self) -> watch::Receiver<bool> {
@@ -228,7 +201,11 @@ impl Daemon {
     /// Runs until [`Daemon::stop`] (or a Shutdown request).
     pub async fn serve(self: Arc<Daemon>, listener: TcpListener) -> io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
-        self.start_dataplane()?;
+        let udp_ctl = self.plane.start()?;
+        {
+            let d = self.clone();
+            tasks.spawn(async move { d.udp_ctl(udp_ctl).await });
+        }
         {
             let d = self.clone();
             tasks.spawn(async move { d.housekeeping().await });
@@ -248,7 +225,7 @@ impl Daemon {
                         }
                     };
                     let Ok(permit) = pending.clone().try_acquire_owned() else {
-                        self.global.drop(Drop::Unauthenticated);
+                        self.plane.global.drop(DropReason::Unauthenticated);
                         continue;
                     };
                     let d = self.clone();
@@ -260,7 +237,7 @@ impl Daemon {
         tasks.shutdown().await;
         let links: Vec<_> = self.links_read().values().cloned().collect();
         for l in links {
-            l.close().await;
+            l.close();
         }
         Ok(())
     }
@@ -273,1055 +250,127 @@ impl Daemon {
         self.links_read().get(peer).cloned()
     }
 
-    // ---------------------------------------------------------------- UDP links
-
-    async fn udp_send_control(&self, kind: u8, body: &impl serde::Serialize, to: SocketAddr) {
-        self.udp.send_control(&wire::link_control(kind, body), to);
-    }
-
-    /// A frame or keepalive from an address without a session: if it is the address of a
-    /// configured UDP link's peer, tell it to say hello again (a restarted listener).
-    async fn maybe_reset(&self, from: SocketAddr) {
-        let known = self
-            .links_read()
-            .values()
-            .any(|l| l.transport == Transport::Udp && l.peer_addr == Some(from));
-        if known {
-            self.udp_send_control(
-                wire::KIND_RESET,
-                &LinkNote {
-                    from: self.cfg.name.clone(),
-                    reason: "no session".into(),
-                },
-                from,
-            )
-            .await;
-        }
-    }
-
-    async fn udp_control(&self, kind: u8, body: &[u8], from: SocketAddr) {
-        let me = self.cfg.name.clone();
-        let key = &self.cfg.key;
-        match kind {
-            wire::KIND_HELLO => {
-                let Ok(h) = serde_json::from_slice::<LinkHello>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                let link = self.link(&h.from);
-                let ok = link.as_ref().is_some_and(|l| {
-                    h.to == me
-                        && l.transport == Transport::Udp
-                        && h.transport == Transport::Udp
-                        && !l.dials
-                });
-                let (Some(link), true, Some(nd)) =
-                    (link, ok, unhex(&h.nonce).filter(|n| n.len() == 32))
-                else {
-                    self.global.drop(Drop::Unauthenticated);
-                    return;
-                };
-                let nl = auth::random_bytes::<32>();
-                let proof = key.sign(
-                    auth::LINK_LISTENER,
-                    &[h.from.as_bytes(), me.as_bytes(), &nd, &nl],
-                );
-                let mut ndarr = [0u8; 32];
-                ndarr.copy_from_slice(&nd);
-                link.hs.lock().unwrap_or_else(|e| e.into_inner()).listener =
-                    Some((from, ndarr, nl));
-                let c = LinkChallenge {
-                    from: me,
-                    nonce: hex(&nl),
-                    proof: hex(&proof),
-                };
-                self.udp_send_control(wire::KIND_CHALLENGE, &c, from).await;
-            }
-            wire::KIND_CHALLENGE => {
-                let Ok(c) = serde_json::from_slice::<LinkChallenge>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                let Some(link) = self
-                    .link(&c.from)
-                    .filter(|l| l.dials && l.transport == Transport::Udp)
-                else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                let nd = link
-                    .hs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .dialer_nonce;
-                let (Some(nd), Some(nl)) = (nd, unhex(&c.nonce)) else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                if !key.verify(
-                    auth::LINK_LISTENER,
-                    &[me.as_bytes(), c.from.as_bytes(), &nd, &nl],
-                    &c.proof,
-                ) {
-                    return self.global.drop(Drop::Unauthenticated);
-                }
-                let proof = key.sign(
-                    auth::LINK_DIALER,
-                    &[me.as_bytes(), c.from.as_bytes(), &nd, &nl],
-                );
-                link.hs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .dialer_awaiting = Some(from);
-                self.udp_send_control(
-                    wire::KIND_PROOF,
-                    &LinkProof {
-                        from: me,
-                        proof: hex(&proof),
-                    },
-                    from,
-                )
-                .await;
-            }
-            wire::KIND_PROOF => {
-                let Ok(p) = serde_json::from_slice::<LinkProof>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                let Some(link) = self
-                    .link(&p.from)
-                    .filter(|l| !l.dials && l.transport == Transport::Udp)
-                else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                let pending = link.hs.lock().unwrap_or_else(|e| e.into_inner()).listener;
-                let Some((addr, nd, nl)) = pending.filter(|(a, _, _)| *a == from) else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                if !key.verify(
-                    auth::LINK_DIALER,
-                    &[p.from.as_bytes(), me.as_bytes(), &nd, &nl],
-                    &p.proof,
-                ) {
-                    return self.global.drop(Drop::Unauthenticated);
-                }
-                link.hs.lock().unwrap_or_else(|e| e.into_inner()).listener = None;
-                self.udp_session(&link, addr);
-                self.udp_send_control(
-                    wire::KIND_READY,
-                    &LinkNote {
-                        from: me,
-                        reason: String::new(),
-                    },
-                    from,
-                )
-                .await;
-            }
-            wire::KIND_READY => {
-                let Ok(n) = serde_json::from_slice::<LinkNote>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                let Some(link) = self
-                    .link(&n.from)
-                    .filter(|l| l.dials && l.transport == Transport::Udp)
-                else {
-                    return self.global.drop(Drop::Unauthenticated);
-                };
-                let awaiting = {
-                    let mut hs = link.hs.lock().unwrap_or_else(|e| e.into_inner());
-                    let a = hs.dialer_awaiting.take();
-                    if a == Some(from) {
-                        hs.dialer_nonce = None;
-                    }
-                    a
-                };
-                if awaiting == Some(from) {
-                    self.udp_session(&link, from);
-                }
-            }
-            wire::KIND_KEEPALIVE => {
-                let link = self
-                    .udp_peers
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&from)
-                    .cloned();
-                match link {
-                    Some(l) => {
-                        l.last_rx.store(self.now_ms(), Ordering::Relaxed);
-                        self.udp_send_control(
-                            wire::KIND_KEEPALIVE_ACK,
-                            &LinkNote {
-                                from: me,
-                                reason: String::new(),
-                            },
-                            from,
-                        )
-                        .await;
-                    }
-                    None => self.maybe_reset(from).await,
-                }
-            }
-            wire::KIND_KEEPALIVE_ACK => {
-                if let Some(l) = self
-                    .udp_peers
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&from)
-                {
-                    l.last_rx.store(self.now_ms(), Ordering::Relaxed);
-                }
-            }
-            wire::KIND_RESET => {
-                let Ok(n) = serde_json::from_slice::<LinkNote>(body) else {
-                    return self.global.drop(Drop::Malformed);
-                };
-                if let Some(l) = self
-                    .link(&n.from)
-                    .filter(|l| l.dials && l.udp_remote() == Some(from))
-                {
-                    self.udp_peers
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&from);
-                    l.down(l.session(), "peer has no session (restarted?)")
-                        .await;
-                }
-            }
-            _ => self.global.drop(Drop::Malformed),
-        }
-    }
-
-    fn udp_session(&self, link: &Arc<Link>, addr: SocketAddr) {
-        let mut peers = self.udp_peers.write().unwrap_or_else(|e| e.into_inner());
-        peers.retain(|_, l| !Arc::ptr_eq(l, link));
-        peers.insert(addr, link.clone());
-        drop(peers);
-        link.udp_up(addr, self.now_ms());
-    }
-
-    /// The dialer of a UDP link: hello until a session is up, then keepalives.
-    async fn udp_dialer(self: Arc<Daemon>, link: Arc<Link>) {
-        let mut backoff = BACKOFF_MIN;
-        loop {
-            if link.is_closed() {
-                return;
-            }
-            if link.is_up() {
-                tokio::time::sleep(UDP_KEEPALIVE).await;
-                let now = self.now_ms();
-                if now.saturating_sub(link.last_rx.load(Ordering::Relaxed)) > UDP_DEAD_MS {
-                    if let Some(r) = link.udp_remote() {
-                        self.udp_peers
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&r);
-                    }
-                    link.down(link.session(), "no keepalive answer").await;
-                    continue;
-                }
-                if let Some(r) = link.udp_remote() {
-                    let note = LinkNote {
-                        from: self.cfg.name.clone(),
-                        reason: String::new(),
-                    };
-                    self.udp_send_control(wire::KIND_KEEPALIVE, &note, r).await;
-                }
-                backoff = BACKOFF_MIN;
-                continue;
-            }
-            let to = match link.peer_addr {
-                Some(a) => Some(a),
-                None => tokio::net::lookup_host(&link.spec.peer_addr)
-                    .await
-                    .ok()
-                    .and_then(|mut a| a.next()),
-            };
-            if let Some(to) = to {
-                let nonce = auth::random_bytes::<32>();
-                link.hs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .dialer_nonce = Some(nonce);
-                let hello = LinkHello {
-                    from: self.cfg.name.clone(),
-                    to: link.peer.clone(),
-                    transport: Transport::Udp,
-                    nonce: hex(&nonce),
-                };
-                self.udp_send_control(wire::KIND_HELLO, &hello, to).await;
-            }
-            let woken = link.wake.notified();
-            let _ = tokio::time::timeout(backoff, woken).await;
-            if !link.is_up() {
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
-
-    /// Marks listener-side UDP sessions dead after a silence; runs forever.
-    async fn housekeeping(self: Arc<Daemon>) {
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let now = self.now_ms();
-            let links: Vec<_> = self.links_read().values().cloned().collect();
-            for l in links {
-                if l.transport == Transport::Udp
-                    && !l.dials
-                    && l.is_up()
-                    && now.saturating_sub(l.last_rx.load(Ordering::Relaxed)) > UDP_LISTENER_DEAD_MS
-                {
-                    if let Some(r) = l.udp_remote() {
-                        self.udp_peers
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&r);
-                    }
-                    l.down(l.session(), "peer silent").await;
-                }
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------- TCP links
-
-    async fn tcp_dialer(self: Arc<Daemon>, link: Arc<Link>) {
-        let mut backoff = BACKOFF_MIN;
-        loop {
-            if link.is_closed() {
-                return;
-            }
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tcp_dial(&link)).await {
-                Ok(Ok((reader, writer, remote))) => {
-                    backoff = BACKOFF_MIN;
-                    // The connection goes to a forwarding thread; wait until it ends.
-                    match self.tcp_link_up(&link, reader, writer, remote) {
-                        Ok(ended) => {
-                            let _ = ended.await;
-                        }
-                        Err(e) => tracing::warn!(link = %link.peer, "link connection: {e}"),
-                    }
-                }
-                Ok(Err(e)) => tracing::debug!(link = %link.peer, "dial: {e}"),
-                Err(_) => tracing::debug!(link = %link.peer, "dial: handshake timed out"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-    }
-
-    async fn tcp_dial(
-        &self,
-        link: &Link,
-    ) -> io::Result<(
-        BufReader<tokio::net::tcp::OwnedReadHalf>,
-        tokio::net::tcp::OwnedWriteHalf,
-        SocketAddr,
-    )> {
-        let to = match link.peer_addr {
-            Some(a) => a,
-            None => tokio::net::lookup_host(&link.spec.peer_addr)
-                .await?
-                .next()
-                .ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, "peer address does not resolve")
-                })?,
-        };
-        let stream = connect_from(self.cfg.listen, to).await?;
-        tune_tcp(&stream);
-        let (r, mut w) = stream.into_split();
-        let mut r = BufReader::with_capacity(256 << 10, r);
-        let me = self.cfg.name.clone();
-        let nd = auth::random_bytes::<32>();
-        let hello = LinkHello {
-            from: me.clone(),
-            to: link.peer.clone(),
-            transport: Transport::Tcp,
-            nonce: hex(&nd),
-        };
-        write_msg(&mut w, &wire::link_control(wire::KIND_HELLO, &hello)).await?;
-        let mut buf = Vec::new();
-        let c: LinkChallenge = read_link_json(&mut r, &mut buf, wire::KIND_CHALLENGE).await?;
-        let nl = unhex(&c.nonce).ok_or_else(|| invalid("bad nonce"))?;
-        if c.from != link.peer
-            || !self.cfg.key.verify(
-                auth::LINK_LISTENER,
-                &[me.as_bytes(), link.peer.as_bytes(), &nd, &nl],
-                &c.proof,
-            )
-        {
-            return Err(invalid("the peer could not prove it holds the key"));
-        }
-        let proof = self.cfg.key.sign(
-            auth::LINK_DIALER,
-            &[me.as_bytes(), link.peer.as_bytes(), &nd, &nl],
-        );
-        write_msg(
-            &mut w,
-            &wire::link_control(
-                wire::KIND_PROOF,
-                &LinkProof {
-                    from: me,
-                    proof: hex(&proof),
-                },
-            ),
-        )
-        .await?;
-        let _: LinkNote = read_link_json(&mut r, &mut buf, wire::KIND_READY).await?;
-        Ok((r, w, to))
-    }
-
-    /// The listener's side of a TCP link handshake; `first` is the HELLO message.
-    async fn tcp_accept_link(
-        self: Arc<Daemon>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        first: Vec<u8>,
-    ) -> io::Result<()> {
-        let (r, mut w) = stream.into_split();
-        let mut r = BufReader::with_capacity(256 << 10, r);
-        let me = self.cfg.name.clone();
-        let hello = match wire::parse_header(&first) {
-            Some((wire::KIND_HELLO, _, _)) => {
-                serde_json::from_slice::<LinkHello>(&first[wire::LINK_HDR..]).ok()
-            }
-            _ => None,
-        };
-        let Some(hello) = hello else {
-            self.global.drop(Drop::Malformed);
-            return Err(invalid("not a link hello"));
-        };
-        let link = self.link(&hello.from).filter(|l| {
-            hello.to == me
-                && l.transport == Transport::Tcp
-                && hello.transport == Transport::Tcp
-                && !l.dials
-        });
-        let (Some(link), Some(nd)) = (link, unhex(&hello.nonce)) else {
-            self.global.drop(Drop::Unauthenticated);
-            let note = LinkNote {
-                from: me,
-                reason: "no such link configured here".into(),
-            };
-            let _ = write_msg(&mut w, &wire::link_control(wire::KIND_REFUSED, &note)).await;
-            return Err(invalid("unknown link"));
-        };
-        let nl = auth::random_bytes::<32>();
-        let proof = self.cfg.key.sign(
-            auth::LINK_LISTENER,
-            &[hello.from.as_bytes(), me.as_bytes(), &nd, &nl],
-        );
-        let c = LinkChallenge {
-            from: me.clone(),
-            nonce: hex(&nl),
-            proof: hex(&proof),
-        };
-        write_msg(&mut w, &wire::link_control(wire::KIND_CHALLENGE, &c)).await?;
-        let mut buf = Vec::new();
-        let p: LinkProof = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            read_link_json(&mut r, &mut buf, wire::KIND_PROOF),
-        )
-        .await
-        .map_err(|_| invalid("handshake timed out"))??;
-        if !self.cfg.key.verify(
-            auth::LINK_DIALER,
-            &[hello.from.as_bytes(), me.as_bytes(), &nd, &nl],
-            &p.proof,
-        ) {
-            self.global.drop(Drop::Unauthenticated);
-            return Err(invalid("bad link proof"));
-        }
-        write_msg(
-            &mut w,
-            &wire::link_control(
-                wire::KIND_READY,
-                &LinkNote {
-                    from: me,
-                    reason: String::new(),
-                },
-            ),
-        )
-        .await?;
-        self.tcp_link_up(&link, r, w, peer)?;
-        Ok(())
-    }
-
-    /// A TCP link connection whose handshake is done becomes the link's connection, read by a
-    /// forwarding thread; the receiver resolves when that thread has ended.
-    fn tcp_link_up(
-        self: &Arc<Daemon>,
-        link: &Arc<Link>,
-        r: BufReader<tokio::net::tcp::OwnedReadHalf>,
-        w: tokio::net::tcp::OwnedWriteHalf,
-        remote: SocketAddr,
-    ) -> io::Result<tokio::sync::oneshot::Receiver<()>> {
-        // Bytes the handshake reader already took past READY/PROOF belong to the link.
-        let leftover = r.buffer().to_vec();
-        let stream = r
-            .into_inner()
-            .reunite(w)
-            .map_err(|_| invalid("halves of different connections"))?
-            .into_std()?;
-        stream.set_nonblocking(false)?;
-        let session = link.tcp_up(&stream, remote)?;
-        self.start_tcp_reader(link.clone(), session, stream, leftover)
-    }
-
-    // ---------------------------------------------------------------- connections
-
-    async fn connection(
-        self: Arc<Daemon>,
-        mut stream: TcpStream,
-        peer: SocketAddr,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        let _ = stream.set_nodelay(true);
-        let mut buf = Vec::new();
-        let first = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            read_frame(&mut stream, &mut buf, 64 << 10),
-        )
-        .await;
-        match first {
-            Ok(Ok(())) => {}
-            _ => {
-                self.global.drop(Drop::Malformed);
-                return;
-            }
-        }
-        match buf.first() {
-            Some(b'{') => {
-                let r = self.control_session(stream, buf, permit).await;
-                if let Err(e) = r {
-                    tracing::debug!(%peer, "control connection: {e}");
-                }
-            }
-            Some(&wire::MAGIC) => {
-                drop(permit);
-                tune_tcp(&stream);
-                if let Err(e) = self.tcp_accept_link(stream, peer, buf).await {
-                    tracing::debug!(%peer, "link connection: {e}");
-                }
-            }
-            _ => self.global.drop(Drop::Malformed),
-        }
-    }
-
-    async fn control_session(
-        self: &Arc<Daemon>,
-        mut stream: TcpStream,
-        first: Vec<u8>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> io::Result<()> {
-        let refuse = |code, message: &str| HandshakeError {
-            error: ErrorBody {
-                code,
-                message: message.to_string(),
-            },
-        };
-        let hello: ClientHello = match serde_json::from_slice(&first) {
-            Ok(h) => h,
-            Err(e) => {
-                self.global.drop(Drop::Malformed);
-                send_json(
-                    &mut stream,
-                    &refuse(ErrorCode::Malformed, &format!("bad hello: {e}")),
-                )
-                .await?;
-                return Ok(());
-            }
-        };
-        if hello.protocol != "vnet-control" || hello.version != PROTOCOL_VERSION {
-            let msg = format!("this daemon speaks vnet-control version {PROTOCOL_VERSION}");
-            send_json(&mut stream, &refuse(ErrorCode::Version, &msg)).await?;
-            return Ok(());
-        }
-        let Some(client_nonce) = unhex(&hello.client_nonce).filter(|n| n.len() >= 16) else {
-            send_json(
-                &mut stream,
-                &refuse(ErrorCode::Malformed, "bad client nonce"),
-            )
-            .await?;
-            return Ok(());
-        };
-        let server_nonce = auth::random_bytes::<32>();
-        let sh = ServerHello {
-            version: PROTOCOL_VERSION,
-            server_nonce: hex(&server_nonce),
-            daemon: self.cfg.name.clone(),
-            instance: self.instance.clone(),
-        };
-        send_json(&mut stream, &sh).await?;
-        let mut buf = Vec::new();
-        tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            read_frame(&mut stream, &mut buf, 64 << 10),
-        )
-        .await
-        .map_err(|_| invalid("auth timed out"))??;
-        let ok = serde_json::from_slice::<ClientAuth>(&buf).is_ok_and(|a| {
-            self.cfg.key.verify(
-                auth::CONTROL_CLIENT,
-                &[&server_nonce, &client_nonce],
-                &a.proof,
-            )
-        });
-        if !ok {
-            self.global.drop(Drop::Unauthenticated);
-            send_json(
-                &mut stream,
-                &refuse(ErrorCode::Auth, "authentication failed"),
-            )
-            .await?;
-            return Ok(());
-        }
-        let proof = self
-            .cfg
-            .key
-            .sign(auth::CONTROL_SERVER, &[&client_nonce, &server_nonce]);
-        send_json(&mut stream, &ServerAuth { proof: hex(&proof) }).await?;
-        drop(permit);
-        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
-        // However the session ends, a lease it holds goes with it.
-        let _lease = crate::lease::SessionLease {
-            leases: &self.leases,
-            session,
-        };
-        let mut stop = self.stopping();
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return Ok(()),
-                r = read_frame(&mut stream, &mut buf, MAX_CONTROL_FRAME) => r?,
-            }
-            let (id, reply, shutdown) = match serde_json::from_slice::<RequestEnvelope>(&buf) {
-                Ok(env) => {
-                    let shutdown = env.request == Request::Shutdown;
-                    (env.id, self.handle(env.request, session).await, shutdown)
-                }
-                Err(e) => {
-                    self.global.drop(Drop::Malformed);
-                    let id = serde_json::from_slice::<serde_json::Value>(&buf)
-                        .ok()
-                        .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
-                        .unwrap_or(0);
-                    (
-                        id,
-                        Reply::Error(ErrorBody {
-                            code: ErrorCode::Malformed,
-                            message: e.to_string(),
-                        }),
-                        false,
-                    )
-                }
-            };
-            send_json(&mut stream, &ReplyEnvelope { id, reply }).await?;
-            if shutdown {
-                let _ = stream.flush().await;
-                self.stop();
-                return Ok(());
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------- control
-
-    async fn handle(self: &Arc<Daemon>, request: Request, session: u64) -> Reply {
-        let locked = |message| ErrorBody {
-            code: ErrorCode::Locked,
-            message,
-        };
-        // Counters the kernel fast path kept are credited before anything is read.
-        crate::fastpath::fold();
-        let r = match request {
-            Request::Status => Ok(Response::Status(self.status())),
-            Request::Change { changes, expect } => {
-                match self.leases.check_change(&self.cfg.name, session) {
-                    Ok(()) => self
-                        .change(changes, expect, true)
-                        .await
-                        .map(Response::Changed),
-                    Err(message) => Err(locked(message)),
-                }
-            }
-            Request::Lease { holder, ttl_ms } => self
-                .leases
-                .acquire(
-                    &self.cfg.name,
-                    session,
-                    &holder,
-                    Duration::from_millis(ttl_ms),
-                )
-                .map(Response::Leased)
-                .map_err(locked),
-            Request::Release => Ok(Response::Released {
-                held: self.leases.release(session),
-            }),
-            Request::ListInterfaces => Ok(Response::Interfaces {
-                interfaces: self.interfaces(),
-            }),
-            Request::ListLinks => Ok(Response::Links {
-                links: self.link_infos(),
-            }),
-            Request::ListRules => Ok(Response::Rules {
-                rules: self.rule_infos(),
-            }),
-            Request::Stats => Ok(Response::Stats(self.stats())),
-            Request::TrafficMatrix { reset } => {
-                let (window_ms, cells) = self.matrix.snapshot(reset);
-                Ok(Response::TrafficMatrix(TrafficMatrix {
-                    daemon: self.cfg.name.clone(),
-                    window_ms,
-                    entries: cells
-                        .into_iter()
-                        .map(|(src, dst, frames, bytes)| TrafficEntry {
-                            src,
-                            dst,
-                            frames,
-                            bytes,
-                        })
-                        .collect(),
-                }))
-            }
-            Request::Shutdown => Ok(Response::ShuttingDown),
-        };
-        match r {
-            Ok(r) => Reply::Ok(r),
-            Err(e) => Reply::Error(e),
-        }
-    }
-
-    fn status(&self) -> Status {
-        let ctl = self.lock_ctl();
-        let links = self.links_read();
-        Status {
-            daemon: self.cfg.name.clone(),
-            instance: self.instance.clone(),
-            generation: ctl.generation,
-            protocol_version: PROTOCOL_VERSION,
-            listen: self.cfg.listen.to_string(),
-            uptime_ms: self.now_ms(),
-            config_bound_ms: ctl.bound,
-            interfaces: self.ifaces.len(),
-            links: links.len(),
-            links_up: links.values().filter(|l| l.is_up()).count(),
-            rules: ctl.rules.len(),
-            lease: self.leases.current(),
-            fast_path: Some(self.fast_path.clone()),
-        }
-    }
-
-    fn interfaces(&self) -> Vec<InterfaceInfo> {
-        self.ifaces
-            .iter()
-            .map(|i| InterfaceInfo {
-                name: i.name.clone(),
-                kind: i.kind(),
-                counters: i.stats.snapshot(),
-            })
-            .collect()
-    }
-
-    fn link_infos(&self) -> Vec<LinkInfo> {
-        let ctl = self.lock_ctl();
-        let links = self.links_read();
-        ctl.links
-            .values()
-            .filter_map(|spec| {
-                let peer = spec.peer_of(&self.cfg.name)?.to_string();
-                let l = links.get(&peer)?;
-                Some(LinkInfo {
-                    spec: spec.clone(),
-                    peer,
-                    up: l.is_up(),
-                    remote: l.remote().map(|r| r.to_string()),
-                    connects: l.connects.get(),
-                    counters: l.stats.snapshot(),
-                })
-            })
-            .collect()
-    }
-
-    fn rule_infos(&self) -> Vec<RuleInfo> {
-        let ctl = self.lock_ctl();
-        let engine = self.engine.read();
-        ctl.rules
-            .iter()
-            .map(|r| {
-                let c = engine.rule_counters(r);
-                RuleInfo {
-                    rule: r.clone(),
-                    frames: c.map_or(0, |c| c.frames.get()),
-                    bytes: c.map_or(0, |c| c.bytes.get()),
-                }
-            })
-            .collect()
-    }
-
-    fn stats(&self) -> Stats {
-        let generation = self.lock_ctl().generation;
-        let (hits, misses) = *self.lookups.lock().unwrap_or_else(|e| e.into_inner());
-        let mut drops: BTreeMap<String, u64> = self.global.snapshot().drops;
-        // Frames dropped because no rule matched are also summed here over all ports.
-        let mut no_rule = 0;
-        for i in &self.ifaces {
-            no_rule += i.stats.drops(Drop::NoRule);
-        }
-        let links: Vec<_> = {
-            let l = self.links_read();
-            let mut v: Vec<_> = l
-                .values()
-                .map(|l| (l.peer.clone(), l.stats.snapshot()))
-                .collect();
-            no_rule += l.values().map(|l| l.stats.drops(Drop::NoRule)).sum::<u64>();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
-        if no_rule > 0 {
-            drops.insert("no_rule".into(), no_rule);
-        }
-        Stats {
-            generation,
-            drops,
-            interfaces: self
-                .ifaces
-                .iter()
-                .map(|i| (i.name.clone(), i.stats.snapshot()))
-                .collect(),
-            links,
-            rules: self.rule_infos(),
-            cache_hits: hits,
-            cache_misses: misses,
-            fast_path: crate::fastpath::get().map(|f| f.stats()),
-        }
-    }
-
     fn persisted(&self) -> Persisted {
-        let ctl = self.lock_ctl();
-        persisted_of(&self.cfg.name, &ctl)
+        self.lock_ctl().persisted()
     }
 
-    fn validate(&self, c: &Change) -> Result<(), String> {
-        let me = &self.cfg.name;
-        match c {
-            Change::AddLink { link } => {
-                let l = &link.link;
-                if l.a == l.b {
-                    return Err(format!("link from {} to itself", l.a));
-                }
-                if l.a != *me && l.b != *me {
-                    return Err(format!(
-                        "link {}–{} does not end at this daemon ({me})",
-                        l.a, l.b
-                    ));
-                }
-                if l.dialer != l.a && l.dialer != l.b {
-                    return Err(format!(
-                        "dialer {} is not an end of link {}–{}",
-                        l.dialer, l.a, l.b
-                    ));
-                }
-                if l.a > l.b {
-                    return Err("link ends must be sorted (use LinkDef::new)".into());
-                }
-                let ok = link
-                    .peer_addr
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-                if !ok {
-                    return Err(format!(
-                        "peer address `{}` is not HOST:PORT",
-                        link.peer_addr
-                    ));
-                }
-                Ok(())
-            }
-            Change::DeleteLink { key } => {
-                if key.0 != *me && key.1 != *me {
-                    return Err(format!(
-                        "link {}–{} does not end at this daemon ({me})",
-                        key.0, key.1
-                    ));
-                }
-                Ok(())
-            }
-            Change::AddRule { rule } | Change::DeleteRule { rule } => {
-                if rule.daemon != *me {
-                    return Err(format!("rule for daemon {} sent to {me}", rule.daemon));
-                }
-                if rule.src == vnet_grammar::model::Match::None {
-                    return Err("NONE as a source (V108)".into());
-                }
-                if let Target::Link { peer } = &rule.target {
-                    if peer == me {
-                        return Err("an EDGE rule's hop must go to another daemon".into());
-                    }
-                }
-                Ok(())
-            }
-            Change::SetConfigBound { .. } => Ok(()),
-        }
-    }
-
-    /// Applies changes atomically: validated, applied, persisted (rolled back if that
-    /// fails), then made live.
+    /// Applies changes atomically ([`Control::apply`]), persists them (taken back if that
+    /// fails), then makes them live. Peer addresses are resolved before the tables are locked;
+    /// links are closed and dialers started after the lock is released.
     pub async fn change(
         &self,
         changes: Vec<Change>,
         expect: Option<Expect>,
         persist: bool,
     ) -> Result<Changed, ErrorBody> {
-        let invalid = |m: String| ErrorBody {
-            code: ErrorCode::Invalid,
-            message: m,
-        };
-        for c in &changes {
-            self.validate(c).map_err(invalid)?;
+        let resolved = resolve_peers(&changes).await;
+        let work = || self.change_locked(&changes, expect.as_ref(), persist, &resolved);
+        // With --fsync a change waits for the disk: let the runtime move its other tasks to
+        // another worker meanwhile. (Without it, the append is one write to the page cache.)
+        let (reply, closed, opened) = if self.cfg.fsync {
+            blocking(work)
+        } else {
+            work()
+        }?;
+        for old in closed {
+            old.close();
         }
-        let mut to_close = Vec::new();
-        let result = {
-            let mut ctl = self.lock_ctl();
-            if let Some(e) = &expect {
-                if e.instance != self.instance || e.generation != ctl.generation {
-                    return Err(ErrorBody {
-                        code: ErrorCode::Conflict,
-                        message: format!(
-                            "daemon {} is instance {} at generation {}, not instance {} at generation {}",
-                            self.cfg.name, self.instance, ctl.generation, e.instance, e.generation
-                        ),
-                    });
+        for l in opened {
+            self.spawn_dialer(l);
+        }
+        Ok(reply)
+    }
+
+    /// The part of [`Daemon::change`] under the tables' lock: apply, persist, make live.
+    /// Returns the reply, the links to close and the links opened.
+    fn change_locked(
+        &self,
+        changes: &[Change],
+        expect: Option<&Expect>,
+        persist: bool,
+        resolved: &HashMap<String, SocketAddr>,
+    ) -> Result<LiveChange, ErrorBody> {
+        let mut ctl = self.lock_ctl();
+        let applied = ctl.apply(changes, expect)?;
+        if !applied.changed() {
+            return Ok((applied.reply(&self.instance), Vec::new(), Vec::new()));
+        }
+        if persist {
+            let saved = self
+                .store
+                .record(applied.generation, changes, || ctl.persisted());
+            if let Err(err) = saved {
+                ctl.revert(applied);
+                return Err(ErrorBody {
+                    code: ErrorCode::Internal,
+                    message: format!("could not save the tables (nothing changed): {err}"),
+                });
+            }
+        }
+        let (closed, opened) = self.make_live(&applied, changes, resolved);
+        Ok((applied.reply(&self.instance), closed, opened))
+    }
+
+    /// Brings the links and the engine in step with applied changes: links first (their
+    /// ports), then the rules, in one engine update.
+    fn make_live(
+        &self,
+        applied: &Applied,
+        changes: &[Change],
+        resolved: &HashMap<String, SocketAddr>,
+    ) -> (Vec<Arc<Link>>, Vec<Arc<Link>>) {
+        let me = &self.cfg.name;
+        let (mut closed, mut opened) = (Vec::new(), Vec::new());
+        {
+            let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
+            for key in &applied.close {
+                if let Some(old) = key.peer_of(me).and_then(|peer| links.remove(peer)) {
+                    closed.push(old);
                 }
             }
-            let before = (ctl.links.clone(), ctl.bound);
-            let mut undo_rules: Vec<(bool, RuleDef)> = Vec::new();
-            let mut effective = Vec::with_capacity(changes.len());
-            let mut link_ops: Vec<(LinkKey, Option<LinkSpec>)> = Vec::new();
-            for c in &changes {
-                let e = match c {
-                    Change::AddLink { link } => {
-                        let key = link.link.key();
-                        if ctl.links.get(&key) == Some(link) {
-                            false
-                        } else {
-                            ctl.links.insert(key.clone(), link.clone());
-                            link_ops.push((key, Some(link.clone())));
-                            true
-                        }
-                    }
-                    Change::DeleteLink { key } => {
-                        let key = LinkKey::new(&key.0, &key.1);
-                        if ctl.links.remove(&key).is_some() {
-                            link_ops.push((key, None));
-                            true
-                        } else {
-                            false
-                        }
-                    }
+            for spec in &applied.open {
+                let addr = resolved.get(&spec.peer_addr).copied();
+                let on_change = self.plane.on_link_change();
+                if let Some(l) = Link::new(spec.clone(), me, addr, on_change) {
+                    let l = Arc::new(l);
+                    links.insert(l.peer.clone(), l.clone());
+                    opened.push(l);
+                }
+            }
+        }
+        if !closed.is_empty() {
+            let mut peers = self
+                .plane
+                .udp_peers
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            peers.retain(|_, l| !closed.iter().any(|c| Arc::ptr_eq(c, l)));
+        }
+        self.plane.update_engine(|e| {
+            for old in &closed {
+                e.remove_port(&Target::Link {
+                    peer: old.peer.clone(),
+                });
+            }
+            for l in &opened {
+                let target = Target::Link {
+                    peer: l.peer.clone(),
+                };
+                e.set_port(target, Port::Link(l.clone()));
+            }
+            for c in changes {
+                match c {
                     Change::AddRule { rule } => {
-                        let e = ctl.rules.insert(rule.clone());
-                        if e {
-                            undo_rules.push((true, rule.clone()));
-                        }
-                        e
+                        e.add_rule(rule);
                     }
                     Change::DeleteRule { rule } => {
-                        let e = ctl.rules.remove(rule);
-                        if e {
-                            undo_rules.push((false, rule.clone()));
-                        }
-                        e
+                        e.remove_rule(rule);
                     }
-                    Change::SetConfigBound { millis } => {
-                        let e = ctl.bound != Some(*millis);
-                        ctl.bound = Some(*millis);
-                        e
-                    }
-                };
-                effective.push(e);
-            }
-            if effective.iter().any(|e| *e) {
-                ctl.generation += 1;
-                if persist {
-                    if let Err(err) = self.store.record(ctl.generation, &changes, || {
-                        persisted_of(&self.cfg.name, &ctl)
-                    }) {
-                        ctl.generation -= 1;
-                        (ctl.links, ctl.bound) = before;
-                        for (added, r) in undo_rules.into_iter().rev() {
-                            if added {
-                                ctl.rules.remove(&r);
-                            } else {
-                                ctl.rules.insert(r);
-                            }
-                        }
-                        return Err(ErrorBody {
-                            code: ErrorCode::Internal,
-                            message: format!("could not save the tables (nothing changed): {err}"),
-                        });
-                    }
+                    _ => {}
                 }
-                // Make it live: links first (their ports), then the rules, in one engine update.
-                let mut new_links = Vec::new();
-                {
-                    let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
-                    for (key, spec) in &link_ops {
-                        let peer = key.peer_of(&self.cfg.name).unwrap_or_default().to_string();
-                        if let Some(old) = links.remove(&peer) {
-                            to_close.push(old);
-                        }
-                        if let Some(spec) = spec {
-                            if let Some(l) = Link::new(spec.clone(), &self.cfg.name) {
-                                let l = Arc::new(l);
-                                links.insert(peer, l.clone());
-                                new_links.push(l);
-                            }
-                        }
-                    }
-                }
-                if !to_close.is_empty() {
-                    let mut peers = self.udp_peers.write().unwrap_or_else(|e| e.into_inner());
-                    peers.retain(|_, l| !to_close.iter().any(|c| Arc::ptr_eq(c, l)));
-                }
-                self.engine.update(|e| {
-                    for old in &to_close {
-                        e.remove_port(&Target::Link {
-                            peer: old.peer.clone(),
-                        });
-                    }
-                    for l in &new_links {
-                        e.set_port(
-                            Target::Link {
-                                peer: l.peer.clone(),
-                            },
-                            Port::Link(l.clone()),
-                        );
-                    }
-                    for c in &changes {
-                        match c {
-                            Change::AddRule { rule } => {
-                                e.add_rule(rule);
-                            }
-                            Change::DeleteRule { rule } => {
-                                e.remove_rule(rule);
-                            }
-                            _ => {}
-                        }
-                    }
-                });
-                Ok((ctl.generation, effective, new_links))
-            } else {
-                Ok((ctl.generation, effective, Vec::new()))
             }
-        };
-        let (generation, effective, new_links) = result?;
-        for old in to_close {
-            old.close().await;
-        }
-        Ok(Changed {
-            instance: self.instance.clone(),
-            generation,
-            effective,
-        })
-        .inspect(|_| {
-            for l in new_links {
-                self.spawn_dialer(l);
-            }
-        })
+        });
+        (closed, opened)
     }
 
     fn spawn_dialer(&self, link: Arc<Link>) {
@@ -1340,14 +389,57 @@ impl Daemon {
     }
 }
 
-fn persisted_of(name: &str, ctl: &Ctl) -> Persisted {
-    Persisted {
-        format: store::FORMAT,
-        daemon: name.to_string(),
-        generation: ctl.generation,
-        config_bound_ms: ctl.bound,
-        links: ctl.links.values().cloned().collect(),
-        rules: ctl.rules.iter().cloned().collect(),
+/// The saved tables, unless `--fresh`; refused when they belong to another daemon.
+fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
+    let saved = if cfg.fresh { None } else { store.load()? };
+    if let Some(s) = &saved {
+        if s.daemon != cfg.name {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "state directory {} holds the tables of daemon `{}`, not `{}` (use --fresh to start empty)",
+                    cfg.state_dir.display(),
+                    s.daemon,
+                    cfg.name
+                ),
+            ));
+        }
+    }
+    Ok(saved)
+}
+
+/// The reply to a change, the links it closed and the links it opened.
+type LiveChange = (Changed, Vec<Arc<Link>>, Vec<Arc<Link>>);
+
+/// The addresses of the peers of the links a batch adds (resolved before any lock is
+/// taken; a name that does not resolve is tried again by the link's dialer).
+async fn resolve_peers(changes: &[Change]) -> HashMap<String, SocketAddr> {
+    let mut out = HashMap::new();
+    for c in changes {
+        if let Change::AddLink { link } = c {
+            if out.contains_key(&link.peer_addr) {
+                continue;
+            }
+            let addr = tokio::net::lookup_host(link.peer_addr.as_str())
+                .await
+                .ok()
+                .and_then(|mut a| a.next());
+            if let Some(addr) = addr {
+                out.insert(link.peer_addr.clone(), addr);
+            }
+        }
+    }
+    out
+}
+
+/// Runs blocking work on this worker after handing its other tasks to another one (a
+/// current-thread runtime runs it as it is).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -1370,33 +462,8 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Dials from the daemon's own address (so the peer sees the overlay address, not whatever
 /// the kernel picks on a multi-address loopback).
-async fn connect_from(local: SocketAddr, to: SocketAddr) -> io::Result<TcpStream> {
-    let sock = if to.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    if local.is_ipv4() == to.is_ipv4() && !local.ip().is_unspecified() {
-        sock.bind(SocketAddr::new(local.ip(), 0))?;
-    }
-    sock.connect(to).await
-}
-
-fn tune_tcp(s: &TcpStream) {
-    let _ = s.set_nodelay(true);
-    let sock = socket2::SockRef::from(s);
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(5))
-        .with_interval(Duration::from_secs(2))
-        .with_retries(3);
-    let _ = sock.set_tcp_keepalive(&ka);
-}
-
 async fn write_msg(w: &mut (impl AsyncWriteExt + Unpin), msg: &[u8]) -> io::Result<()> {
-    let mut out = Vec::with_capacity(4 + msg.len());
-    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    out.extend_from_slice(msg);
-    w.write_all(&out).await
+    w.write_all(&framing::encode(msg)).await
 }
 
 async fn read_frame(
@@ -1404,46 +471,12 @@ async fn read_frame(
     buf: &mut Vec<u8>,
     max: usize,
 ) -> io::Result<()> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(invalid("frame too large"));
-    }
+    let mut prefix = [0u8; framing::HEADER];
+    r.read_exact(&mut prefix).await?;
+    let len = framing::check_len(u32::from_be_bytes(prefix) as usize, max)?;
     buf.resize(len, 0);
     r.read_exact(buf).await?;
     Ok(())
-}
-
-async fn read_link_json<T: serde::de::DeserializeOwned>(
-    r: &mut (impl AsyncReadExt + Unpin),
-    buf: &mut Vec<u8>,
-    kind: u8,
-) -> io::Result<T> {
-    read_frame(r, buf, 64 << 10).await?;
-    match wire::parse_header(buf) {
-        Some((k, _, _)) if k == kind => {
-            serde_json::from_slice(&buf[wire::LINK_HDR..]).map_err(|e| invalid(&e.to_string()))
-        }
-        Some((wire::KIND_REFUSED, _, _)) => {
-            let why = serde_json::from_slice::<LinkNote>(&buf[wire::LINK_HDR..])
-                .map(|n| n.reason)
-                .unwrap_or_default();
-            Err(io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                format!("peer refused the link: {why}"),
-            ))
-        }
-        _ => Err(invalid("unexpected link message")),
-    }
-}
-
-async fn send_json(
-    w: &mut (impl AsyncWriteExt + Unpin),
-    msg: &impl serde::Serialize,
-) -> io::Result<()> {
-    let text = serde_json::to_vec(msg).map_err(io::Error::other)?;
-    write_msg(w, &text).await
 }
 
 /// Starts a daemon and serves until `stop` resolves or a Shutdown request arrives.

@@ -6,7 +6,7 @@
 //! the table's version changes, so a steady-state lookup is one hash probe and never
 //! allocates; the table itself is consulted only on a miss.
 
-use crate::stats::{Counter, Drop, PortStats};
+use crate::stats::{Counter, DropReason, PortStats};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,10 +86,6 @@ impl<P: Clone> Engine<P> {
         self.counters.get(self.index.get(rule)?)
     }
 
-    pub fn rules(&self) -> impl Iterator<Item = &RuleDef> {
-        self.index.keys()
-    }
-
     pub fn rule_count(&self) -> usize {
         self.index.len()
     }
@@ -100,10 +96,6 @@ impl<P: Clone> Engine<P> {
 
     pub fn remove_port(&mut self, target: &Target) -> Option<P> {
         self.ports.remove(target)
-    }
-
-    pub fn port(&self, target: &Target) -> Option<&P> {
-        self.ports.get(target)
     }
 
     /// Resolves where a frame from `src` to `dst` that came from `came_from` goes: the rules of
@@ -159,14 +151,13 @@ impl<P: Clone> EngineCell<P> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Changes the engine; every lookup cache is invalidated afterwards.
+    /// Changes the engine; every lookup cache is invalidated afterwards (and the data plane,
+    /// which calls this, voids the kernel fast path's copies).
     pub fn update<R>(&self, f: impl FnOnce(&mut Engine<P>) -> R) -> R {
         let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let r = f(&mut guard);
         self.version.fetch_add(1, Ordering::Release);
         drop(guard);
-        // The kernel's copies of decisions go with the caches, before the change is answered.
-        crate::fastpath::invalidate();
         r
     }
 
@@ -373,16 +364,16 @@ pub fn count_fired(
 
 pub fn account<P>(route: &Route<P>, bytes: u64, drops: &PortStats) -> bool {
     if route.rules.is_empty() {
-        drops.drop(Drop::NoRule);
+        drops.drop(DropReason::NoRule);
         return false;
     }
     count_fired(&route.rules, route.pair.as_ref(), 1, bytes);
     if route.missing > 0 {
-        drops.drop_many(Drop::NoTarget, route.missing as u64);
+        drops.drop_many(DropReason::NoTarget, route.missing as u64);
     }
     if route.outs.is_empty() && route.missing == 0 {
         // Every top-priority destination was the one it came from.
-        drops.drop(Drop::SplitHorizon);
+        drops.drop(DropReason::SplitHorizon);
     }
     !route.outs.is_empty()
 }
@@ -571,7 +562,7 @@ mod tests {
         assert_eq!(r.rules.len(), 1);
         let stats = PortStats::default();
         assert!(!account(r, 60, &stats));
-        assert_eq!(stats.drops(Drop::SplitHorizon), 1);
+        assert_eq!(stats.drops(DropReason::SplitHorizon), 1);
     }
 
     #[test]

@@ -23,35 +23,12 @@
 //! The programs are attached with TCX links (Linux 6.6+) and a socket filter; all of them
 //! go away with the process, so a killed daemon leaves nothing forwarding behind it.
 
-use crate::daemon::Port;
 use crate::engine::{PairCounters, RuleCounters};
 use crate::link::Link;
-use crate::stats::PortStats;
+use crate::port::Port;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use vnet_grammar::Mac;
-
-/// The fast path of this process, once started (one daemon per process).
-static FAST: OnceLock<FastPath> = OnceLock::new();
-
-/// Voids every fast-path entry (after a table or link change). Cheap when there is none.
-pub fn invalidate() {
-    if let Some(f) = FAST.get() {
-        f.invalidate();
-    }
-}
-
-/// The running fast path, if any.
-pub fn get() -> Option<&'static FastPath> {
-    FAST.get()
-}
-
-/// Credits what the kernel forwarded to the daemon's counters (before they are read).
-pub fn fold() {
-    if let Some(f) = FAST.get() {
-        f.lock().fold();
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -141,22 +118,16 @@ impl Credit {
         if f == 0 {
             return (0, 0);
         }
-        port_stats(&self.rx).rx_many(f, b);
+        self.rx.stats().rx_many(f, b);
         crate::engine::count_fired(&self.rules, self.pair.as_ref(), f, b);
-        port_stats(&self.tx).tx_many(f, b);
+        self.tx.stats().tx_many(f, b);
         (f, b)
-    }
-}
-
-fn port_stats(p: &Port) -> &PortStats {
-    match p {
-        Port::Iface(i) => &i.stats,
-        Port::Link(l) => &l.stats,
     }
 }
 
 type Map<K, V> = aya::maps::HashMap<aya::maps::MapData, K, V>;
 
+/// The running fast path, owned by the data plane (one per daemon).
 pub struct FastPath {
     inner: Mutex<Inner>,
 }
@@ -243,14 +214,14 @@ fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-/// Why there is no fast path, or `Ok` once it runs. `packet_ifaces`: (name, socket) of every
+/// Why there is no fast path, or the running one. `packet_ifaces`: (name, socket) of every
 /// packet interface; `local`: the daemon's UDP link address; `udp_datagram`: its largest
 /// datagram.
 pub fn start(
     packet_ifaces: &[(String, std::os::fd::BorrowedFd<'_>)],
     local: SocketAddr,
     udp_datagram: usize,
-) -> Result<(), String> {
+) -> Result<FastPath, String> {
     preflight()?;
     if packet_ifaces.is_empty() {
         return Err("no packet interface".into());
@@ -308,10 +279,8 @@ pub fn start(
             carried: (0, 0),
         }),
     };
-    FAST.set(fast)
-        .map_err(|_| "the fast path is already running in this process".to_string())?;
     tracing::info!(underlay = %underlay_name, mtu, "kernel fast path on");
-    Ok(())
+    Ok(fast)
 }
 
 fn attach_tc(ebpf: &mut aya::Ebpf, prog: &str, ifaces: &[&str]) -> Result<(), String> {
@@ -397,7 +366,8 @@ impl FastPath {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn invalidate(&self) {
+    /// Voids every entry (after a table or link change), before the change is answered.
+    pub fn invalidate(&self) {
         let mut g = self.lock();
         tracing::debug!(gen = g.cfg.gen + 1, "fast path: entries void");
         g.cfg.gen = g.cfg.gen.wrapping_add(1);
@@ -411,7 +381,7 @@ impl FastPath {
 
     /// Offers a decision the forwarding thread just made; it becomes an entry when the
     /// kernel can carry it out the same way. `current` says whether the decision still holds
-    /// (asked under the lock that [`invalidate`] takes).
+    /// (asked under the lock that [`FastPath::invalidate`] takes).
     pub fn offer(&self, came: Came<'_>, d: &Decision<'_>, current: impl Fn(u64) -> bool) {
         let [(out, is_link)] = d.outs else { return };
         if d.missing != 0 || d.rules.is_empty() {
@@ -491,8 +461,13 @@ impl FastPath {
         }
     }
 
+    /// Credits what the kernel forwarded to the daemon's counters (before they are read).
+    pub fn fold(&self) {
+        self.lock().fold();
+    }
+
     /// Entries in use (armed or not) and what the kernel has carried, as of the last
-    /// [`fold`] (every control request starts with one).
+    /// [`FastPath::fold`] (every control request starts with one).
     pub fn stats(&self) -> crate::proto::FastPathStats {
         let g = self.lock();
         crate::proto::FastPathStats {
@@ -524,8 +499,10 @@ impl Inner {
                 let (f, b) = c.credit(v.frames, v.bytes);
                 carried = (carried.0 + f, carried.1 + b);
                 // Counted where the daemon counts a frame it could not send: at the output.
-                port_stats(&c.tx)
-                    .drop_many(crate::stats::Drop::SendError, v.lost.saturating_sub(c.lost));
+                c.tx.stats().drop_many(
+                    crate::stats::DropReason::SendError,
+                    v.lost.saturating_sub(c.lost),
+                );
                 c.lost = c.lost.max(v.lost);
             }
         }

@@ -13,7 +13,7 @@
 //! same thread.
 
 use crate::proto::InterfaceKind;
-use crate::stats::{Drop, PortStats};
+use crate::stats::{DropReason, PortStats};
 use crate::sys;
 use crate::wire::{self, Frame, FrameBuf, Segmenter, DATA, HEADROOM};
 use std::collections::HashMap;
@@ -264,7 +264,7 @@ impl Iface {
             fb.hop = wire::HOP_LIMIT;
             if fb.len < 14 {
                 if fb.len > 0 {
-                    self.stats.drop(Drop::Malformed);
+                    self.stats.drop(DropReason::Malformed);
                 }
                 fb.len = 0;
             }
@@ -288,13 +288,13 @@ impl Iface {
                         self.count(r, seg.segment(i).len());
                     }
                 }
-                Err(_) => self.stats.drop(Drop::Oversize),
+                Err(_) => self.stats.drop(DropReason::Oversize),
             }
             return;
         }
         if !offloads && h.flags & wire::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
             if wire::finish_checksum(f.frame_mut(), &h).is_err() {
-                self.stats.drop(Drop::Malformed);
+                self.stats.drop(DropReason::Malformed);
                 return;
             }
             // The checksum is complete now, for every later output too.
@@ -322,7 +322,7 @@ impl Iface {
             Ok(()) => self.stats.tx(len),
             Err(e) => {
                 tracing::debug!(iface = %self.name, "send failed: {e}");
-                self.stats.drop(Drop::SendError)
+                self.stats.drop(DropReason::SendError)
             }
         }
     }

@@ -1,26 +1,29 @@
-//! vnetd: the VNET forwarding daemon, and the client library of its control protocol.
+//! vnetd: the VNET forwarding daemon.
 //!
-//! - [`proto`]: the control protocol's messages (the one definition of the wire format).
-//! - [`Client`]: a blocking client of that protocol (used by `vnetc` and the tests).
-//! - [`Key`]: the pre-shared control key and its challenge-response.
+//! - [`proto`], [`Client`], [`Key`]: the control protocol, re-exported from the `vnet-proto`
+//!   crate (which clients such as `vnetc` use alone).
 //! - [`engine`]: forwarding on the grammar crate's [`vnet_grammar::model::Table`], with a
-//!   lookup cache; [`wire`]: the overlay link format; [`daemon`]: the daemon itself.
+//!   lookup cache; [`wire`]: the overlay link format; [`run`]: the daemon itself.
+//!
+//! Everything else is `pub(crate)`: the module map and its rules are in ARCHITECTURE.md.
 
-pub mod auth;
-pub mod client;
-pub mod daemon;
+pub(crate) mod control;
+pub(crate) mod daemon;
+pub(crate) mod dataplane;
 pub mod engine;
-pub mod fastpath;
-pub mod iface;
-pub mod lease;
-pub mod link;
-pub mod proto;
-pub mod stats;
-pub mod store;
-pub mod sys;
+pub(crate) mod fastpath;
+pub(crate) mod iface;
+pub(crate) mod lease;
+pub(crate) mod link;
+pub(crate) mod port;
+pub(crate) mod stats;
+pub(crate) mod store;
+pub(crate) mod sys;
 pub mod wire;
 
-pub use auth::Key;
-pub use client::{Client, ClientError};
-pub use daemon::Config;
-pub use proto::{Change, Expect, LinkSpec, Request, Response};
+pub use daemon::{run, Config};
+pub use fastpath::{preflight as fast_path_preflight, ORIGIN as FAST_PATH_OBJECT};
+pub use iface::IfaceArg;
+pub use vnet_proto::control as proto;
+pub use vnet_proto::{auth, client, framing};
+pub use vnet_proto::{Change, Client, ClientError, Expect, Key, LinkSpec, Request, Response};

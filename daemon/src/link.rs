@@ -8,10 +8,9 @@
 //! [`Link::send_tcp`]).
 
 use crate::proto::LinkSpec;
-use crate::stats::{Counter, Drop, PortStats};
+use crate::stats::{Counter, DropReason, PortStats};
 use crate::sys;
 use crate::wire::{self, Frame};
-use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -22,50 +21,25 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use vnet_grammar::ast::Transport;
 
-/// Handshake messages (JSON bodies of HELLO, CHALLENGE, PROOF, READY, REFUSED).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinkHello {
-    pub from: String,
-    pub to: String,
-    pub transport: Transport,
-    pub nonce: String,
-}
+pub(crate) mod handshake;
+pub(crate) mod msg;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinkChallenge {
-    pub from: String,
-    pub nonce: String,
-    pub proof: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinkProof {
-    pub from: String,
-    pub proof: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinkNote {
-    pub from: String,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// UDP handshake state.
+/// Where a UDP link's handshake stands (a TCP handshake lives in its connection's task).
 #[derive(Default)]
 pub struct Handshake {
-    /// Dialer: the nonce of the HELLO in flight.
-    pub dialer_nonce: Option<[u8; 32]>,
-    /// Dialer: the listener answered our challenge from here; waiting for READY.
-    pub dialer_awaiting: Option<SocketAddr>,
-    /// Listener: a challenge sent to this address (dialer nonce, listener nonce).
-    pub listener: Option<(SocketAddr, [u8; 32], [u8; 32])>,
+    /// Dialer: the handshake of the HELLO in flight.
+    pub(crate) dialer: Option<handshake::Dialer>,
+    /// Listener: the challenge sent, waiting for the proof.
+    pub(crate) listener: Option<handshake::Challenged>,
 }
+
+/// Called after a link goes up or down: the data plane voids the kernel's copies of
+/// decisions (without this module knowing the fast path).
+pub(crate) type OnChange = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 pub struct Link {
     pub spec: LinkSpec,
     pub peer: String,
-    pub me: String,
     pub dials: bool,
     pub transport: Transport,
     /// The peer's address, resolved when the link was installed.
@@ -82,24 +56,28 @@ pub struct Link {
     remote: Mutex<Option<SocketAddr>>,
     /// Milliseconds (daemon clock) of the last message received.
     pub last_rx: AtomicU64,
-    pub hs: Mutex<Handshake>,
+    hs: Mutex<Handshake>,
     tasks: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
     /// Woken when the link goes down or up, or is deleted.
     pub wake: Notify,
+    on_change: OnChange,
 }
 
 impl Link {
-    pub fn new(spec: LinkSpec, me: &str) -> Option<Link> {
+    /// The link `spec` as seen from `me`; `peer_addr`: the peer's address, when it resolved
+    /// (the caller resolves it, outside any lock).
+    pub(crate) fn new(
+        spec: LinkSpec,
+        me: &str,
+        peer_addr: Option<SocketAddr>,
+        on_change: OnChange,
+    ) -> Option<Link> {
         let peer = spec.peer_of(me)?.to_string();
-        let peer_addr = std::net::ToSocketAddrs::to_socket_addrs(&spec.peer_addr)
-            .ok()
-            .and_then(|mut a| a.next());
         Some(Link {
             dials: spec.link.dialer == me,
             transport: spec.link.transport,
             peer,
-            me: me.to_string(),
             spec,
             peer_addr,
             stats: PortStats::default(),
@@ -115,7 +93,13 @@ impl Link {
             tasks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             wake: Notify::new(),
+            on_change,
         })
+    }
+
+    /// The UDP handshake state.
+    pub(crate) fn hs(&self) -> std::sync::MutexGuard<'_, Handshake> {
+        self.hs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn is_up(&self) -> bool {
@@ -177,18 +161,13 @@ impl Link {
             self.connects.inc();
             tracing::info!(link = %self.peer, %remote, "UDP link up");
         }
-        crate::fastpath::invalidate();
+        (self.on_change)();
         self.wake.notify_waiters();
         session
     }
 
     /// The session `session` ended (only if it is still the current one).
-    pub async fn down(&self, session: u64, why: &str) {
-        self.down_now(session, why)
-    }
-
-    /// [`Link::down`], from a forwarding thread.
-    pub fn down_now(&self, session: u64, why: &str) {
+    pub fn down(&self, session: u64, why: &str) {
         if self.session() != session {
             return;
         }
@@ -215,12 +194,12 @@ impl Link {
         }
         *lock(&self.udp_remote) = None;
         *lock(&self.remote) = None;
-        crate::fastpath::invalidate();
+        (self.on_change)();
         self.wake.notify_waiters();
     }
 
     /// The link was deleted: stop its tasks and close its connection.
-    pub async fn close(&self) {
+    pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for h in self
             .tasks
@@ -231,7 +210,7 @@ impl Link {
             h.abort();
         }
         let s = self.session();
-        self.down(s, "deleted").await;
+        self.down(s, "deleted");
         self.session.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_waiters();
     }
@@ -244,17 +223,17 @@ impl Link {
         let len = f.len;
         let mut guard = lock(&self.tcp_tx);
         let Some((session, w)) = guard.as_mut() else {
-            self.stats.drop(Drop::LinkDown);
+            self.stats.drop(DropReason::LinkDown);
             return;
         };
         let session = *session;
         match send_whole(w, f.tcp_message(hop)) {
             Ok(true) => self.stats.tx(len),
-            Ok(false) => self.stats.drop(Drop::SendError),
+            Ok(false) => self.stats.drop(DropReason::SendError),
             Err(e) => {
-                self.stats.drop(Drop::SendError);
+                self.stats.drop(DropReason::SendError);
                 drop(guard);
-                self.down_now(session, &format!("send failed: {e}"));
+                self.down(session, &format!("send failed: {e}"));
             }
         }
     }
@@ -383,10 +362,6 @@ impl UdpPort {
             gso_bytes: if ipv6 { 65527 } else { 65507 },
             frag_id: AtomicU32::new(0),
         })
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
     }
 
     /// Sends a link control message (handshake, keepalive). Never blocks: one that finds the

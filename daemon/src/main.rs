@@ -5,8 +5,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vnet_daemon::iface::IfaceArg;
-use vnet_daemon::{Config, Key};
+use vnet_daemon::{Config, IfaceArg, Key};
 
 /// The VNET forwarding daemon: local interfaces, overlay links over TCP and UDP, a forwarding
 /// table with priority matching, and the authenticated control protocol.
@@ -72,14 +71,14 @@ struct Args {
 /// `vnetd --version`: the version, whether the kernel fast path is built in, and whether it
 /// could run here (privileges, kernel).
 fn version() -> String {
-    let here = match vnet_daemon::fastpath::preflight() {
+    let here = match vnet_daemon::fast_path_preflight() {
         Ok(()) => "can run here (with a packet interface and without --no-fast-path)".into(),
         Err(why) => format!("cannot run here: {why}"),
     };
     format!(
         "{}\nkernel fast path: built in (eBPF object: {}); {here}",
         env!("CARGO_PKG_VERSION"),
-        vnet_daemon::fastpath::ORIGIN
+        vnet_daemon::FAST_PATH_OBJECT
     )
 }
 
@@ -153,7 +152,7 @@ fn main() -> ExitCode {
                 _ = term.recv() => {}
             }
         };
-        vnet_daemon::daemon::run(cfg, stop).await
+        vnet_daemon::run(cfg, stop).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

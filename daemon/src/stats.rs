@@ -26,7 +26,7 @@ impl Counter {
 
 /// Why a frame (or message) was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// No rule matched.
     NoRule,
     /// A link send with no hop left.
@@ -49,32 +49,32 @@ pub enum Drop {
     Oversize,
 }
 
-pub const DROP_REASONS: [Drop; 10] = [
-    Drop::NoRule,
-    Drop::HopLimit,
-    Drop::Malformed,
-    Drop::LinkDown,
-    Drop::NoTarget,
-    Drop::SplitHorizon,
-    Drop::SendError,
-    Drop::FragmentLost,
-    Drop::Unauthenticated,
-    Drop::Oversize,
+pub const DROP_REASONS: [DropReason; 10] = [
+    DropReason::NoRule,
+    DropReason::HopLimit,
+    DropReason::Malformed,
+    DropReason::LinkDown,
+    DropReason::NoTarget,
+    DropReason::SplitHorizon,
+    DropReason::SendError,
+    DropReason::FragmentLost,
+    DropReason::Unauthenticated,
+    DropReason::Oversize,
 ];
 
-impl Drop {
+impl DropReason {
     pub fn name(self) -> &'static str {
         match self {
-            Drop::NoRule => "no_rule",
-            Drop::HopLimit => "hop_limit",
-            Drop::Malformed => "malformed",
-            Drop::LinkDown => "link_down",
-            Drop::NoTarget => "no_target",
-            Drop::SplitHorizon => "split_horizon",
-            Drop::SendError => "send_error",
-            Drop::FragmentLost => "fragment_lost",
-            Drop::Unauthenticated => "unauthenticated",
-            Drop::Oversize => "oversize",
+            DropReason::NoRule => "no_rule",
+            DropReason::HopLimit => "hop_limit",
+            DropReason::Malformed => "malformed",
+            DropReason::LinkDown => "link_down",
+            DropReason::NoTarget => "no_target",
+            DropReason::SplitHorizon => "split_horizon",
+            DropReason::SendError => "send_error",
+            DropReason::FragmentLost => "fragment_lost",
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::Oversize => "oversize",
         }
     }
 }
@@ -100,7 +100,7 @@ impl PortStats {
         self.tx_many(1, bytes as u64);
     }
     #[inline]
-    pub fn drop(&self, reason: Drop) {
+    pub fn drop(&self, reason: DropReason) {
         self.drop_many(reason, 1);
     }
     /// [`PortStats::rx`] for `frames` frames at once (what the kernel fast path carried).
@@ -115,10 +115,10 @@ impl PortStats {
         self.tx_bytes.add(bytes);
     }
     #[inline]
-    pub fn drop_many(&self, reason: Drop, frames: u64) {
+    pub fn drop_many(&self, reason: DropReason, frames: u64) {
         self.drops[reason as usize].add(frames);
     }
-    pub fn drops(&self, reason: Drop) -> u64 {
+    pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize].get()
     }
 

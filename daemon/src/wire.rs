@@ -183,7 +183,7 @@ impl<'a> Frame<'a> {
     pub fn tcp_message(&mut self, hop: u8) -> &[u8] {
         let body = LINK_HDR + VNET_HDR_LEN + self.len;
         let start = self.at - PREFIX;
-        self.buf[start..start + 4].copy_from_slice(&(body as u32).to_be_bytes());
+        self.buf[start..start + 4].copy_from_slice(&crate::framing::header(body));
         self.buf[start + 4..self.at].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
         &self.buf[start..self.at + VNET_HDR_LEN + self.len]
     }
@@ -506,14 +506,6 @@ pub fn parse_header(msg: &[u8]) -> Option<(u8, u8, u8)> {
         return None;
     }
     Some((msg[1], msg[2], msg[3]))
-}
-
-/// A control message on a link: header and JSON body.
-pub fn link_control(kind: u8, body: &impl serde::Serialize) -> Vec<u8> {
-    let mut out = vec![MAGIC, kind, 0, 0];
-    // Serializing our own plain structs cannot fail.
-    out.extend_from_slice(&serde_json::to_vec(body).unwrap_or_default());
-    out
 }
 
 #[cfg(test)]

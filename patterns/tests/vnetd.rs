@@ -10,13 +10,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use vnet_daemon::{Client, Key, LinkSpec};
 use vnet_grammar::ast::Transport;
 use vnet_grammar::model::{LinkDef, Match, RuleDef, Target};
 use vnet_grammar::Mac;
 use vnet_patterns::vm::device::Attachment;
 use vnet_patterns::vm::{mac_for, Nic};
 use vnet_patterns::{run_vm, Operation, Report};
+use vnet_proto::{Client, Key, LinkSpec};
 
 const KEY: &[u8] = b"patterns-test-key-0123456789abcdef";
 

@@ -8,8 +8,8 @@ use crate::live::up::{self, IfaceKind, Started};
 use crate::{Failure, Outcome};
 use std::path::PathBuf;
 use std::time::Duration;
-use vnet_daemon::Key;
 use vnet_grammar::model::HostDef;
+use vnet_proto::Key;
 
 #[derive(clap::Args)]
 pub struct Args {

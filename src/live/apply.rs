@@ -10,7 +10,7 @@ use super::plan::{Step, Version};
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
-use vnet_daemon::{ClientError, Expect};
+use vnet_proto::{ClientError, Expect};
 
 /// What became of one step.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use vnet_daemon::Key;
+use vnet_proto::Key;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ControlArgs {

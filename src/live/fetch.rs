@@ -5,9 +5,9 @@
 use super::{hosts, parallel, DaemonError};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use vnet_daemon::proto::{ErrorCode, LeaseInfo, LinkSpec};
-use vnet_daemon::{Client, ClientError, Key};
 use vnet_grammar::model::{HostDef, LinkDef, LinkKey, RuleDef, State, Target};
+use vnet_proto::control::{ErrorCode, LeaseInfo, LinkSpec};
+use vnet_proto::{Client, ClientError, Key};
 
 /// An open control connection to the daemon of one HOST line.
 pub struct Session {

@@ -5,7 +5,7 @@
 use super::fetch::{describe, Session};
 use super::{parallel, DaemonError};
 use std::time::{Duration, Instant};
-use vnet_daemon::proto::ErrorCode;
+use vnet_proto::control::ErrorCode;
 
 /// Who we are, as other clients will see it in their refusal: `user@host pid N (vnetc apply)`.
 pub fn holder(command: &str) -> String {
@@ -44,7 +44,7 @@ pub fn acquire_all(
                 Ok(_) => {}
                 Err(e) if e.code() == Some(ErrorCode::Locked) => {
                     let message = match e {
-                        vnet_daemon::ClientError::Daemon(body) => body.message.clone(),
+                        vnet_proto::ClientError::Daemon(body) => body.message.clone(),
                         e => e.to_string(),
                     };
                     locked.push(DaemonError::new(&s.host.machine, message));

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use vnet_daemon::proto::ErrorCode;
-use vnet_daemon::{Client, ClientError, Key};
 use vnet_grammar::model::HostDef;
+use vnet_proto::control::ErrorCode;
+use vnet_proto::{Client, ClientError, Key};
 
 /// `--iface [MACHINE/]NAME=KIND`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use super::Op;
 use crate::live::fetch::Live;
 use crate::live::hosts;
 use std::collections::{BTreeMap, BTreeSet};
-use vnet_daemon::proto::LinkSpec;
 use vnet_grammar::model::{HostDef, LinkDef, LinkKey, RuleDef, State};
+use vnet_proto::control::LinkSpec;
 
 /// What a patch deletes from the live state and adds to it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use super::fetch::Live;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use vnet_daemon::proto::LinkSpec;
-use vnet_daemon::Change;
 use vnet_grammar::model::{HostDef, LinkKey, RuleDef, State};
+use vnet_proto::control::LinkSpec;
+use vnet_proto::Change;
 
 /// One primitive operation on one daemon's tables.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,9 +93,9 @@ pub fn order(ops: Vec<(String, Vec<Op>)>) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vnet_daemon::proto::LinkSpec;
     use vnet_grammar::ast::Transport;
     use vnet_grammar::model::{LinkDef, Match, RuleDef, Target};
+    use vnet_proto::control::LinkSpec;
 
     fn spec(def: &LinkDef, peer: &str) -> LinkSpec {
         LinkSpec {

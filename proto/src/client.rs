@@ -1,7 +1,7 @@
 //! The client of the control protocol (blocking; one TCP connection per [`Client`]).
 //!
 //! ```no_run
-//! use vnet_daemon::{Client, Key};
+//! use vnet_proto::{Client, Key};
 //! let key = Key::load("control.key".as_ref())?;
 //! let mut c = Client::connect("127.0.0.2:7000", &key)?;
 //! let generation = c.status()?.generation;
@@ -10,10 +10,11 @@
 //! ```
 
 use crate::auth::{self, hex, Key};
-use crate::proto::*;
+use crate::control::*;
+use crate::framing::{read_frame, write_frame};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 use vnet_grammar::model::{LinkKey, RuleDef};
@@ -67,29 +68,6 @@ pub struct Client {
     daemon: String,
     instance: String,
     buf: Vec<u8>,
-}
-
-/// Writes one length-prefixed frame.
-pub(crate) fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
-    let mut out = Vec::with_capacity(4 + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-    w.write_all(&out)
-}
-
-/// Reads one length-prefixed frame into `buf`.
-pub(crate) fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
-    }
-    buf.resize(len, 0);
-    r.read_exact(buf)
 }
 
 impl Client {

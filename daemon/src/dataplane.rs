@@ -16,23 +16,27 @@
 //! ([`sys::forwarding_thread`]) so that a frame arriving while the CPU runs something else
 //! preempts it.
 
-use super::{Daemon, Port};
-use crate::engine::{self, account, Action, Lookup};
-use crate::fastpath;
+use crate::engine::{self, account, Action, Engine, EngineCell, Lookup, Matrix};
+use crate::fastpath::{self, FastPath};
 use crate::iface::{Iface, RxBatch};
-use crate::link::{Link, UdpBatch};
-use crate::stats::{Drop, PortStats};
+use crate::link::{Link, OnChange, UdpBatch, UdpPort};
+use crate::port::Port;
+use crate::proto::FastPathStats;
+use crate::stats::{DropReason, PortStats};
 use crate::sys;
 use crate::wire::{self, Frame, FrameBuf, Reasm, Reassembled, Segmenter};
+use poll::{Epoll, PlaneHandle};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use vnet_grammar::model::Target;
+
+mod poll;
 
 /// Scratch space of the forwarding thread (reused for every frame).
 #[derive(Default)]
@@ -42,9 +46,9 @@ struct Scratch {
 }
 
 /// A UDP link datagram that is not a frame, for the async control task.
-pub(super) enum UdpCtl {
-    /// A handshake or keepalive message (kind, body after the link header, sender).
-    Msg(u8, Vec<u8>, SocketAddr),
+pub(crate) enum UdpCtl {
+    /// A handshake, keepalive or reset message (the whole message, sender).
+    Msg(Vec<u8>, SocketAddr),
     /// A frame from an address without a session.
     NoSession(SocketAddr),
 }
@@ -70,76 +74,6 @@ struct NewTcp {
     stream: TcpStream,
     leftover: Vec<u8>,
     ended: oneshot::Sender<()>,
-}
-
-/// How the control plane reaches the forwarding thread.
-pub(super) struct PlaneHandle {
-    tx: std_mpsc::Sender<NewTcp>,
-    rx: Mutex<Option<std_mpsc::Receiver<NewTcp>>>,
-    /// An eventfd in the thread's epoll set: written after sending it something.
-    wake: OwnedFd,
-}
-
-impl PlaneHandle {
-    pub(super) fn new() -> io::Result<PlaneHandle> {
-        // SAFETY: eventfd returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let (tx, rx) = std_mpsc::channel();
-        Ok(PlaneHandle {
-            tx,
-            rx: Mutex::new(Some(rx)),
-            // SAFETY: a descriptor we just created and nobody else owns.
-            wake: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: an eventfd and an 8-byte value.
-        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-}
-
-struct Epoll(OwnedFd);
-
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1 returns a new descriptor or -1.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor we just created and nobody else owns.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn ctl(&self, op: i32, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: a valid epoll descriptor and event.
-        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> usize {
-        // SAFETY: a valid epoll descriptor and event buffer of the given length.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.0.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
-            )
-        };
-        n.max(0) as usize
-    }
 }
 
 /// One interface's receiving state.
@@ -178,51 +112,155 @@ struct TcpRx {
     _ended: oneshot::Sender<()>,
 }
 
-impl Daemon {
-    fn stopping_now(&self) -> bool {
-        *self.shutdown.borrow()
+/// Everything the forwarding thread uses, and nothing else (no tables of the control plane,
+/// no store, no leases): the engine, the interfaces, the UDP link socket and its sessions,
+/// the traffic matrix and the kernel fast path. The data plane is the one owner of the fast
+/// path: whoever changes the engine or a link goes through it, and it voids the fast path.
+pub(crate) struct DataPlane {
+    pub(crate) engine: EngineCell<Port>,
+    pub(crate) matrix: Arc<Matrix>,
+    /// Drops not attributed to a port.
+    pub(crate) global: PortStats,
+    pub(crate) ifaces: Vec<Arc<Iface>>,
+    pub(crate) udp: UdpPort,
+    /// The UDP link of each peer address with a session.
+    pub(crate) udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
+    /// Lookup-cache hits and misses, gathered from the receivers now and then.
+    pub(crate) lookups: Mutex<(u64, u64)>,
+    fast: Option<Arc<FastPath>>,
+    started: Instant,
+    stopping: AtomicBool,
+    handle: PlaneHandle,
+}
+
+impl DataPlane {
+    pub(crate) fn new(
+        ifaces: Vec<Arc<Iface>>,
+        udp: UdpPort,
+        fast: Option<FastPath>,
+    ) -> io::Result<DataPlane> {
+        Ok(DataPlane {
+            engine: EngineCell::default(),
+            matrix: Arc::new(Matrix::default()),
+            global: PortStats::default(),
+            ifaces,
+            udp,
+            udp_peers: RwLock::new(HashMap::new()),
+            lookups: Mutex::new((0, 0)),
+            fast: fast.map(Arc::new),
+            started: Instant::now(),
+            stopping: AtomicBool::new(false),
+            handle: PlaneHandle::new()?,
+        })
     }
 
-    /// Starts the forwarding thread and the task that handles UDP link control messages.
-    pub(super) fn start_dataplane(self: &Arc<Daemon>) -> io::Result<()> {
+    /// Milliseconds since the daemon started (the clock of link liveness).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Ends the forwarding thread (within its idle wake-up).
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.handle.wake();
+    }
+
+    fn stopping_now(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Changes the forwarding tables; the kernel's copies of decisions are void before this
+    /// returns (so before the change is answered).
+    pub(crate) fn update_engine<R>(&self, f: impl FnOnce(&mut Engine<Port>) -> R) -> R {
+        let r = self.engine.update(f);
+        self.void_fast_path();
+        r
+    }
+
+    fn void_fast_path(&self) {
+        if let Some(f) = &self.fast {
+            f.invalidate();
+        }
+    }
+
+    /// What a link calls when it goes up or down.
+    pub(crate) fn on_link_change(&self) -> OnChange {
+        let fast = self.fast.clone();
+        Arc::new(move || {
+            if let Some(f) = &fast {
+                f.invalidate();
+            }
+        })
+    }
+
+    /// A UDP link's session is up with `addr` (its only one: an older address is forgotten).
+    pub(crate) fn udp_session_up(&self, link: &Arc<Link>, addr: SocketAddr) {
+        let mut peers = self.udp_peers.write().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|_, l| !Arc::ptr_eq(l, link));
+        peers.insert(addr, link.clone());
+        drop(peers);
+        link.udp_up(addr, self.now_ms());
+    }
+
+    /// Ends a UDP link's session: its address no longer leads to it, and it is down.
+    pub(crate) fn udp_session_down(&self, link: &Link, why: &str) {
+        if let Some(r) = link.udp_remote() {
+            let mut peers = self.udp_peers.write().unwrap_or_else(|e| e.into_inner());
+            peers.remove(&r);
+        }
+        link.down(link.session(), why);
+    }
+
+    /// Credits what the kernel forwarded to the counters (before any of them is read).
+    pub(crate) fn fold_fast_path(&self) {
+        if let Some(f) = &self.fast {
+            f.fold();
+        }
+    }
+
+    pub(crate) fn fast_path_stats(&self) -> Option<FastPathStats> {
+        self.fast.as_ref().map(|f| f.stats())
+    }
+
+    /// Starts the forwarding thread; returns the UDP link control messages it passes on
+    /// (for the control plane's task).
+    pub(crate) fn start(self: &Arc<DataPlane>) -> io::Result<mpsc::Receiver<UdpCtl>> {
         let new_tcp = self
-            .plane
+            .handle
             .rx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| io::Error::other("the data plane is already running"))?;
         let ep = Epoll::new()?;
-        ep.ctl(libc::EPOLL_CTL_ADD, self.plane.wake.as_raw_fd(), WAKE)?;
+        ep.ctl(libc::EPOLL_CTL_ADD, self.handle.wake.as_raw_fd(), WAKE)?;
         ep.ctl(libc::EPOLL_CTL_ADD, self.udp.sock.as_raw_fd(), UDP)?;
         for (i, iface) in self.ifaces.iter().enumerate() {
             ep.ctl(libc::EPOLL_CTL_ADD, iface.raw_fd(), IFACE + i as u64)?;
         }
         let (tx, rx) = mpsc::channel(UDP_CTL_QUEUE);
-        let d = self.clone();
+        let plane = self.clone();
         std::thread::Builder::new()
             .name("vnetd-forward".into())
             .spawn(move || {
                 sys::forwarding_thread();
-                d.forwarding(ep, new_tcp, tx)
+                plane.forwarding(ep, new_tcp, tx)
             })?;
-        let d = self.clone();
-        tokio::spawn(async move { d.udp_ctl(rx).await });
-        Ok(())
+        Ok(rx)
     }
 
     /// Hands a TCP link connection whose handshake is done to the forwarding thread
     /// (`leftover`: bytes already read past the handshake). The receiver resolves when the
     /// connection has ended (and its session is down).
-    pub(super) fn start_tcp_reader(
-        self: &Arc<Daemon>,
+    pub(crate) fn start_tcp_reader(
+        &self,
         link: Arc<Link>,
         session: u64,
         stream: TcpStream,
         leftover: Vec<u8>,
     ) -> io::Result<oneshot::Receiver<()>> {
         let (ended, rx) = oneshot::channel();
-        self.plane
+        self.handle
             .tx
             .send(NewTcp {
                 link,
@@ -232,11 +270,12 @@ impl Daemon {
                 ended,
             })
             .map_err(|_| io::Error::other("the data plane has stopped"))?;
-        self.plane.wake();
+        self.handle.wake();
         Ok(rx)
     }
 
-    /// The forwarding thread.
+    /// The forwarding thread. (Long on purpose: one loop owning every receiver's state as
+    /// locals, dispatching on epoll tokens; each arm is one call.)
     fn forwarding(
         &self,
         ep: Epoll,
@@ -290,7 +329,7 @@ impl Daemon {
                         let mut v = 0u64;
                         // SAFETY: an eventfd and an 8-byte buffer.
                         unsafe {
-                            libc::read(self.plane.wake.as_raw_fd(), (&mut v as *mut u64).cast(), 8)
+                            libc::read(self.handle.wake.as_raw_fd(), (&mut v as *mut u64).cast(), 8)
                         };
                         while let Ok(c) = new_tcp.try_recv() {
                             let token = next_tcp;
@@ -317,7 +356,7 @@ impl Daemon {
                             Err(why) => {
                                 if let Some(rx) = tcp.remove(&t) {
                                     let _ = ep.ctl(libc::EPOLL_CTL_DEL, rx.stream.as_raw_fd(), t);
-                                    rx.link.down_now(rx.session, &why);
+                                    rx.link.down(rx.session, &why);
                                     // Dropping `rx` closes this descriptor and tells the
                                     // dialer (through `ended`) that the connection is over.
                                 }
@@ -339,11 +378,11 @@ impl Daemon {
         sc: &mut Scratch,
     ) {
         let Some((src, dst)) = f.macs() else {
-            rx.drop(Drop::Malformed);
+            rx.drop(DropReason::Malformed);
             return;
         };
         let (route, fresh) = lookup.resolve(&self.engine, src, dst);
-        if let (Some(version), Some(came), Some(fast)) = (fresh, came, fastpath::get()) {
+        if let (Some(version), Some(came), Some(fast)) = (fresh, came, &self.fast) {
             let decision = fastpath::Decision {
                 src,
                 dst,
@@ -362,7 +401,7 @@ impl Daemon {
         let hop = f.hop;
         for (port, is_link) in &route.outs {
             match (engine::action(*is_link, hop), port) {
-                (Action::HopLimit, Port::Link(l)) => l.stats.drop(Drop::HopLimit),
+                (Action::HopLimit, Port::Link(l)) => l.stats.drop(DropReason::HopLimit),
                 (Action::Send(next), Port::Link(l)) => self.send_link(l, f, next, sc),
                 (_, Port::Iface(i)) => i.send(f, &mut sc.seg),
                 (_, Port::Link(_)) => {}
@@ -372,14 +411,14 @@ impl Daemon {
 
     fn send_link(&self, l: &Link, f: &mut Frame<'_>, hop: u8, sc: &mut Scratch) {
         if !l.is_up() {
-            l.stats.drop(Drop::LinkDown);
+            l.stats.drop(DropReason::LinkDown);
             return;
         }
         match l.transport {
             vnet_grammar::ast::Transport::Tcp => l.send_tcp(f, hop),
             vnet_grammar::ast::Transport::Udp => {
                 let Some(to) = l.udp_remote() else {
-                    l.stats.drop(Drop::LinkDown);
+                    l.stats.drop(DropReason::LinkDown);
                     return;
                 };
                 let len = f.len;
@@ -387,7 +426,7 @@ impl Daemon {
                     Ok(()) => l.stats.tx(len),
                     Err(e) => {
                         tracing::debug!(link = %l.peer, "UDP send: {e}");
-                        l.stats.drop(Drop::SendError)
+                        l.stats.drop(DropReason::SendError)
                     }
                 }
             }
@@ -424,7 +463,9 @@ impl Daemon {
 
     // ------------------------------------------------------------ UDP links
 
-    /// One batch from the UDP link socket.
+    /// One batch from the UDP link socket. (Long on purpose: the link and its reassembly
+    /// state are looked up once per GRO run and borrowed across its datagrams, which a split
+    /// into functions would have to re-borrow per datagram.)
     fn udp_rx(&self, rx: &mut UdpRx, sc: &mut Scratch) {
         let n = match self.udp.recv(&mut rx.batch) {
             Ok(n) => n,
@@ -450,16 +491,13 @@ impl Daemon {
             let mut state: Option<&mut (Lookup<Port>, Reasm)> = None;
             for msg in datagrams {
                 let Some((kind, hop, flags)) = wire::parse_header(msg) else {
-                    self.global.drop(Drop::Malformed);
+                    self.global.drop(DropReason::Malformed);
                     continue;
                 };
                 let body = &msg[wire::LINK_HDR..];
                 if kind != wire::KIND_FRAME && kind != wire::KIND_FRAGMENT {
-                    if ctl
-                        .try_send(UdpCtl::Msg(kind, body.to_vec(), from))
-                        .is_err()
-                    {
-                        self.global.drop(Drop::Malformed);
+                    if ctl.try_send(UdpCtl::Msg(msg.to_vec(), from)).is_err() {
+                        self.global.drop(DropReason::Malformed);
                     }
                     continue;
                 }
@@ -486,13 +524,13 @@ impl Daemon {
                     }
                 }
                 let (Some(link), Some((lookup, reasm))) = (&link, state.as_deref_mut()) else {
-                    self.global.drop(Drop::Unauthenticated);
+                    self.global.drop(DropReason::Unauthenticated);
                     let _ = ctl.try_send(UdpCtl::NoSession(from));
                     continue;
                 };
                 let frame = if kind == wire::KIND_FRAME {
                     if !fb.load_body(flags, body) {
-                        link.stats.drop(Drop::Malformed);
+                        link.stats.drop(DropReason::Malformed);
                         continue;
                     }
                     fb.hop = hop;
@@ -500,12 +538,12 @@ impl Daemon {
                 } else {
                     let r = reasm.push(hop, flags, body);
                     for _ in 0..reasm.take_lost() {
-                        link.stats.drop(Drop::FragmentLost);
+                        link.stats.drop(DropReason::FragmentLost);
                     }
                     match r {
                         Reassembled::Done => &mut reasm.fb,
                         Reassembled::Malformed => {
-                            link.stats.drop(Drop::Malformed);
+                            link.stats.drop(DropReason::Malformed);
                             continue;
                         }
                         Reassembled::Pending | Reassembled::Lost => continue,
@@ -519,22 +557,6 @@ impl Daemon {
         }
     }
 
-    /// Handles UDP link control messages in order (handshakes, keepalives, resets).
-    async fn udp_ctl(self: Arc<Daemon>, mut rx: mpsc::Receiver<UdpCtl>) {
-        let mut stop = self.stopping();
-        loop {
-            let m = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                m = rx.recv() => m,
-            };
-            match m {
-                Some(UdpCtl::Msg(kind, body, from)) => self.udp_control(kind, &body, from).await,
-                Some(UdpCtl::NoSession(from)) => self.maybe_reset(from).await,
-                None => return,
-            }
-        }
-    }
-
     // ------------------------------------------------------------ TCP links
 
     /// Registers a TCP link connection; `None` (and the session down) if that fails.
@@ -542,7 +564,7 @@ impl Daemon {
         let mut buf = vec![0u8; TCP_BUF.max(c.leftover.len() + TCP_MIN_READ)];
         buf[..c.leftover.len()].copy_from_slice(&c.leftover);
         if let Err(e) = ep.ctl(libc::EPOLL_CTL_ADD, c.stream.as_raw_fd(), token) {
-            c.link.down_now(c.session, &format!("epoll: {e}"));
+            c.link.down(c.session, &format!("epoll: {e}"));
             return None;
         }
         let mut rx = TcpRx {
@@ -565,7 +587,7 @@ impl Daemon {
         if rx.end > 0 {
             if let Err(why) = self.tcp_parse(&mut rx, sc) {
                 let _ = ep.ctl(libc::EPOLL_CTL_DEL, rx.stream.as_raw_fd(), token);
-                rx.link.down_now(rx.session, &why);
+                rx.link.down(rx.session, &why);
                 return None;
             }
         }
@@ -603,14 +625,13 @@ impl Daemon {
     fn tcp_parse(&self, rx: &mut TcpRx, sc: &mut Scratch) -> Result<(), String> {
         let link = rx.link.clone();
         let malformed = |why: &str| {
-            link.stats.drop(Drop::Malformed);
+            link.stats.drop(DropReason::Malformed);
             why.to_string()
         };
         let mut need = 8;
         while rx.end - rx.start >= 8 {
             let s = rx.start;
-            let len = u32::from_be_bytes([rx.buf[s], rx.buf[s + 1], rx.buf[s + 2], rx.buf[s + 3]])
-                as usize;
+            let len = crate::framing::peek_len(&rx.buf[s..rx.end]).unwrap_or(0);
             let Some((kind, hop, flags)) = wire::parse_header(&rx.buf[s + 4..s + 8]) else {
                 return Err(malformed("malformed message"));
             };
@@ -633,7 +654,7 @@ impl Daemon {
                         return Err(malformed("frame too large"));
                     }
                     if flen < 14 {
-                        link.stats.drop(Drop::Malformed);
+                        link.stats.drop(DropReason::Malformed);
                     } else if let Some(mut f) = Frame::new(&mut rx.buf, s + 8, flen, hop) {
                         link.stats.rx(flen);
                         self.forward(&mut f, &mut rx.lookup, &link.stats, None, sc);
@@ -647,7 +668,7 @@ impl Daemon {
                         link.stats.rx(fb.len);
                         self.forward(&mut fb.view(), &mut rx.lookup, &link.stats, None, sc);
                     } else {
-                        link.stats.drop(Drop::Malformed);
+                        link.stats.drop(DropReason::Malformed);
                     }
                 }
             }

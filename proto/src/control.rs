@@ -4,7 +4,7 @@
 //! links). Every message in either direction is a frame: a 4-byte big-endian length followed
 //! by that many bytes of UTF-8 JSON. A control connection's first frame is a JSON object (its
 //! first byte is `{`); an overlay link's first frame starts with the link magic byte instead
-//! (see [`crate::wire`]), which is how the daemon tells them apart.
+//! (see the daemon's `wire` module), which is how the daemon tells them apart.
 //!
 //! Session:
 //! 1. client → [`ClientHello`] (protocol version and a fresh client nonce),

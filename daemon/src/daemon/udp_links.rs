@@ -1,0 +1,241 @@
+//! UDP links: the handshake driven from datagrams (the sans-IO machine in
+//! `link::handshake`), keepalives, resets after a listener restart, and the dialer.
+
+use super::*;
+
+const UDP_KEEPALIVE: Duration = Duration::from_millis(500);
+const UDP_DEAD_MS: u64 = 2500;
+const UDP_LISTENER_DEAD_MS: u64 = 10_000;
+
+impl Daemon {
+    fn udp_send(&self, msg: &LinkMsg, to: SocketAddr) {
+        self.plane.udp.send_control(&msg.encode(), to);
+    }
+
+    /// A frame or keepalive from an address without a session: if it is the address of a
+    /// configured UDP link's peer, tell it to say hello again (a restarted listener).
+    fn maybe_reset(&self, from: SocketAddr) {
+        let known = self
+            .links_read()
+            .values()
+            .any(|l| l.transport == Transport::Udp && l.peer_addr == Some(from));
+        if known {
+            let note = LinkNote::new(&self.cfg.name, "no session");
+            self.udp_send(&LinkMsg::Reset(note), from);
+        }
+    }
+
+    pub(super) fn listener(&self) -> Listener<'_> {
+        Listener {
+            me: &self.cfg.name,
+            key: &self.cfg.key,
+        }
+    }
+
+    /// A UDP link control message (handshakes, keepalives, resets) from `from`.
+    fn udp_control(&self, msg: &[u8], from: SocketAddr) {
+        let msg = match LinkMsg::decode(msg) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(%from, "{e}");
+                return self.plane.global.drop(DropReason::Malformed);
+            }
+        };
+        let done = match msg {
+            LinkMsg::Hello(h) => self.udp_hello(&h, from),
+            LinkMsg::Challenge(c) => self.udp_challenge(&c, from),
+            LinkMsg::Proof(p) => self.udp_proof(&p, from),
+            LinkMsg::Ready(n) => self.udp_ready(&n, from),
+            LinkMsg::Keepalive(_) => {
+                self.udp_keepalive(from);
+                Ok(())
+            }
+            LinkMsg::KeepaliveAck(_) => {
+                if let Some(l) = self.udp_peer(from) {
+                    l.last_rx.store(self.now_ms(), Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            LinkMsg::Reset(n) => {
+                self.udp_reset(&n, from);
+                Ok(())
+            }
+            LinkMsg::Refused(_) => return self.plane.global.drop(DropReason::Malformed),
+        };
+        if let Err(why) = done {
+            tracing::debug!(%from, "UDP link handshake refused: {why}");
+            self.plane.global.drop(DropReason::Unauthenticated);
+        }
+    }
+
+    /// The UDP link with `peer` that this daemon dials (`dials`) or listens for.
+    fn udp_link(&self, peer: &str, dials: bool) -> Result<Arc<Link>, Refused> {
+        self.link(peer)
+            .filter(|l| l.dials == dials && l.transport == Transport::Udp)
+            .ok_or_else(|| Refused::UnknownPeer(format!("no UDP link with {peer} here")))
+    }
+
+    fn udp_peer(&self, from: SocketAddr) -> Option<Arc<Link>> {
+        let peers = self
+            .plane
+            .udp_peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        peers.get(&from).cloned()
+    }
+
+    fn udp_hello(&self, h: &LinkHello, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.link(&h.from);
+        let configured = link.as_ref().map(|l| Configured {
+            transport: l.transport,
+            dials: l.dials,
+        });
+        let nonce = auth::random_bytes::<32>();
+        let (c, state) = self
+            .listener()
+            .on_hello(h, Transport::Udp, from, configured, nonce)?;
+        if let Some(link) = link {
+            link.hs().listener = Some(state);
+        }
+        self.udp_send(&LinkMsg::Challenge(c), from);
+        Ok(())
+    }
+
+    fn udp_challenge(&self, c: &LinkChallenge, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.udp_link(&c.from, true)?;
+        let proof = {
+            let mut hs = link.hs();
+            let d = hs.dialer.as_mut().ok_or(Refused::Stale)?;
+            d.on_challenge(&self.cfg.key, c, from)?
+        };
+        self.udp_send(&LinkMsg::Proof(proof), from);
+        Ok(())
+    }
+
+    fn udp_proof(&self, p: &LinkProof, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.udp_link(&p.from, false)?;
+        let ready = {
+            let mut hs = link.hs();
+            let state = hs.listener.as_ref().ok_or(Refused::Stale)?;
+            let ready = state.on_proof(&self.listener(), p, from)?;
+            hs.listener = None;
+            ready
+        };
+        self.plane.udp_session_up(&link, from);
+        self.udp_send(&LinkMsg::Ready(ready), from);
+        Ok(())
+    }
+
+    fn udp_ready(&self, n: &LinkNote, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.udp_link(&n.from, true)?;
+        {
+            let mut hs = link.hs();
+            hs.dialer
+                .as_ref()
+                .ok_or(Refused::Stale)?
+                .on_ready(n, from)?;
+            hs.dialer = None;
+        }
+        self.plane.udp_session_up(&link, from);
+        Ok(())
+    }
+
+    fn udp_keepalive(&self, from: SocketAddr) {
+        match self.udp_peer(from) {
+            Some(l) => {
+                l.last_rx.store(self.now_ms(), Ordering::Relaxed);
+                let note = LinkNote::new(&self.cfg.name, "");
+                self.udp_send(&LinkMsg::KeepaliveAck(note), from);
+            }
+            None => self.maybe_reset(from),
+        }
+    }
+
+    /// The listener has no session with us (it restarted): down, and the dialer says hello.
+    fn udp_reset(&self, n: &LinkNote, from: SocketAddr) {
+        if let Some(l) = self
+            .link(&n.from)
+            .filter(|l| l.dials && l.udp_remote() == Some(from))
+        {
+            self.plane
+                .udp_session_down(&l, "peer has no session (restarted?)");
+        }
+    }
+
+    /// Handles UDP link control messages in order (handshakes, keepalives, resets).
+    pub(super) async fn udp_ctl(self: Arc<Daemon>, mut rx: tokio::sync::mpsc::Receiver<UdpCtl>) {
+        let mut stop = self.stopping();
+        loop {
+            let m = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                m = rx.recv() => m,
+            };
+            match m {
+                Some(UdpCtl::Msg(msg, from)) => self.udp_control(&msg, from),
+                Some(UdpCtl::NoSession(from)) => self.maybe_reset(from),
+                None => return,
+            }
+        }
+    }
+
+    /// The dialer of a UDP link: hello until a session is up, then keepalives.
+    pub(super) async fn udp_dialer(self: Arc<Daemon>, link: Arc<Link>) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            if link.is_closed() {
+                return;
+            }
+            if link.is_up() {
+                tokio::time::sleep(UDP_KEEPALIVE).await;
+                let now = self.now_ms();
+                if now.saturating_sub(link.last_rx.load(Ordering::Relaxed)) > UDP_DEAD_MS {
+                    self.plane.udp_session_down(&link, "no keepalive answer");
+                    continue;
+                }
+                if let Some(r) = link.udp_remote() {
+                    let note = LinkNote::new(&self.cfg.name, "");
+                    self.udp_send(&LinkMsg::Keepalive(note), r);
+                }
+                backoff = BACKOFF_MIN;
+                continue;
+            }
+            let to = match link.peer_addr {
+                Some(a) => Some(a),
+                None => tokio::net::lookup_host(&link.spec.peer_addr)
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next()),
+            };
+            if let Some(to) = to {
+                let nonce = auth::random_bytes::<32>();
+                let d = Dialer::new(&self.cfg.name, &link.peer, Transport::Udp, nonce);
+                let hello = d.hello();
+                link.hs().dialer = Some(d);
+                self.udp_send(&LinkMsg::Hello(hello), to);
+            }
+            let woken = link.wake.notified();
+            let _ = tokio::time::timeout(backoff, woken).await;
+            if !link.is_up() {
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+
+    /// Marks listener-side UDP sessions dead after a silence; runs forever.
+    pub(super) async fn housekeeping(self: Arc<Daemon>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.now_ms();
+            let links: Vec<_> = self.links_read().values().cloned().collect();
+            for l in links {
+                if l.transport == Transport::Udp
+                    && !l.dials
+                    && l.is_up()
+                    && now.saturating_sub(l.last_rx.load(Ordering::Relaxed)) > UDP_LISTENER_DEAD_MS
+                {
+                    self.plane.udp_session_down(&l, "peer silent");
+                }
+            }
+        }
+    }
+}

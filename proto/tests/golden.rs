@@ -1,0 +1,292 @@
+//! The protocol's JSON, pinned. Every message kind is written here once, as it travels on
+//! the wire; `tests/snapshots/golden__protocol.snap` is the golden file. A change to it is a
+//! change of the wire protocol (renaming a field of the grammar's `RuleDef` included): make it
+//! a decision (additive and optional, or a new `PROTOCOL_VERSION`), then accept the new
+//! snapshot (`cargo insta review`, or `INSTA_UPDATE=always`).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use vnet_grammar::ast::Transport;
+use vnet_grammar::model::{LinkDef, LinkKey, Match, RuleDef, Target};
+use vnet_grammar::Mac;
+use vnet_proto::control::*;
+
+/// One line `label: json`, after checking that the JSON reads back as the same message.
+fn line<T: Serialize + DeserializeOwned + PartialEq + Debug>(label: &str, msg: &T) -> String {
+    let json = serde_json::to_string(msg).expect("serialise");
+    let back: T = serde_json::from_str(&json).expect("read back");
+    assert_eq!(&back, msg, "{label} does not round-trip");
+    format!("{label}: {json}\n")
+}
+
+fn mac(last: u8) -> Mac {
+    Mac([2, 0, 0, 0, 0, last])
+}
+
+fn rule() -> RuleDef {
+    RuleDef {
+        daemon: "h1".into(),
+        src: Match::Exact(mac(1)),
+        dst: Match::Any,
+        target: Target::Link {
+            peer: "proxy".into(),
+        },
+    }
+}
+
+fn spec() -> LinkSpec {
+    LinkSpec {
+        link: LinkDef::new(Transport::Udp, "h1", "h1", "proxy"),
+        peer_addr: "127.0.0.2:7000".into(),
+    }
+}
+
+fn counters() -> PortCounters {
+    PortCounters {
+        rx_frames: 1,
+        rx_bytes: 60,
+        tx_frames: 2,
+        tx_bytes: 120,
+        drops: BTreeMap::from([("no_rule".to_string(), 3)]),
+    }
+}
+
+fn handshake() -> String {
+    [
+        line(
+            "client_hello",
+            &ClientHello {
+                protocol: "vnet-control".into(),
+                version: PROTOCOL_VERSION,
+                client_nonce: "00ff".into(),
+            },
+        ),
+        line(
+            "server_hello",
+            &ServerHello {
+                version: PROTOCOL_VERSION,
+                server_nonce: "11ee".into(),
+                daemon: "h1".into(),
+                instance: "abcd".into(),
+            },
+        ),
+        line(
+            "client_auth",
+            &ClientAuth {
+                proof: "22dd".into(),
+            },
+        ),
+        line(
+            "server_auth",
+            &ServerAuth {
+                proof: "33cc".into(),
+            },
+        ),
+        line(
+            "handshake_error",
+            &HandshakeError {
+                error: ErrorBody {
+                    code: ErrorCode::Auth,
+                    message: "wrong key".into(),
+                },
+            },
+        ),
+    ]
+    .concat()
+}
+
+fn requests() -> String {
+    let changes = vec![
+        Change::AddLink { link: spec() },
+        Change::DeleteLink {
+            key: LinkKey::new("h1", "h2"),
+        },
+        Change::AddRule { rule: rule() },
+        Change::DeleteRule { rule: rule() },
+        Change::SetConfigBound { millis: 250 },
+    ];
+    let requests = [
+        Request::Status,
+        Request::Change {
+            changes,
+            expect: Some(Expect {
+                instance: "abcd".into(),
+                generation: 7,
+            }),
+        },
+        Request::Change {
+            changes: vec![],
+            expect: None,
+        },
+        Request::ListInterfaces,
+        Request::ListLinks,
+        Request::ListRules,
+        Request::Stats,
+        Request::TrafficMatrix { reset: true },
+        Request::Shutdown,
+        Request::Lease {
+            holder: "alice@host pid 42".into(),
+            ttl_ms: 30_000,
+        },
+        Request::Release,
+    ];
+    requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let id = i as u64 + 1;
+            line("request", &RequestEnvelope { id, request })
+        })
+        .collect()
+}
+
+fn lease() -> LeaseInfo {
+    LeaseInfo {
+        holder: "alice@host pid 42".into(),
+        acquired_unix_ms: 1_700_000_000_000,
+        expires_in_ms: 30_000,
+    }
+}
+
+fn status() -> Status {
+    Status {
+        daemon: "h1".into(),
+        instance: "abcd".into(),
+        generation: 7,
+        protocol_version: PROTOCOL_VERSION,
+        listen: "127.0.0.1:7000".into(),
+        uptime_ms: 1234,
+        config_bound_ms: Some(250),
+        interfaces: 1,
+        links: 1,
+        links_up: 1,
+        rules: 2,
+        lease: Some(lease()),
+        fast_path: Some(FastPathState {
+            built_in: true,
+            active: false,
+            off_because: Some("--no-fast-path".into()),
+        }),
+    }
+}
+
+fn responses() -> Vec<Response> {
+    let link = LinkInfo {
+        spec: spec(),
+        peer: "proxy".into(),
+        up: true,
+        remote: Some("127.0.0.2:7000".into()),
+        connects: 1,
+        counters: counters(),
+    };
+    let interfaces = ["packet", "tap", "dgram"].map(|name| InterfaceInfo {
+        name: name.into(),
+        kind: match name {
+            "packet" => InterfaceKind::Packet {
+                ifindex: 3,
+                vnet_hdr: true,
+            },
+            "tap" => InterfaceKind::Tap { vnet_hdr: true },
+            _ => InterfaceKind::Dgram {
+                local: "127.0.0.1:6000".into(),
+                peer: None,
+                learned: vec![(mac(1).to_string(), "127.0.0.1:6001".into())],
+            },
+        },
+        counters: counters(),
+    });
+    let rules = vec![RuleInfo {
+        rule: rule(),
+        frames: 5,
+        bytes: 300,
+    }];
+    vec![
+        Response::Status(status()),
+        Response::Changed(Changed {
+            instance: "abcd".into(),
+            generation: 8,
+            effective: vec![true, false],
+        }),
+        Response::Interfaces {
+            interfaces: interfaces.to_vec(),
+        },
+        Response::Links { links: vec![link] },
+        Response::Rules {
+            rules: rules.clone(),
+        },
+        Response::Stats(Stats {
+            generation: 8,
+            drops: BTreeMap::from([("malformed".to_string(), 1)]),
+            interfaces: vec![("vm".into(), counters())],
+            links: vec![("proxy".into(), counters())],
+            rules,
+            cache_hits: 10,
+            cache_misses: 2,
+            fast_path: Some(FastPathStats {
+                encap_entries: 1,
+                decap_entries: 1,
+                frames: 40,
+                bytes: 4000,
+            }),
+        }),
+        Response::TrafficMatrix(TrafficMatrix {
+            daemon: "h1".into(),
+            window_ms: 1000,
+            entries: vec![TrafficEntry {
+                src: mac(1),
+                dst: mac(2),
+                frames: 3,
+                bytes: 180,
+            }],
+        }),
+        Response::ShuttingDown,
+        Response::Leased(lease()),
+        Response::Released { held: true },
+    ]
+}
+
+fn replies() -> String {
+    let mut out: String = responses()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let reply = Reply::Ok(r);
+            line(
+                "reply",
+                &ReplyEnvelope {
+                    id: i as u64 + 1,
+                    reply,
+                },
+            )
+        })
+        .collect();
+    for code in [
+        ErrorCode::Auth,
+        ErrorCode::Malformed,
+        ErrorCode::Version,
+        ErrorCode::Conflict,
+        ErrorCode::Invalid,
+        ErrorCode::Internal,
+        ErrorCode::Locked,
+    ] {
+        let reply = Reply::Error(ErrorBody {
+            code,
+            message: "why".into(),
+        });
+        out += &line("reply", &ReplyEnvelope { id: 99, reply });
+    }
+    out
+}
+
+#[test]
+fn protocol() {
+    let text = format!(
+        "protocol version {PROTOCOL_VERSION}\n{}{}{}",
+        handshake(),
+        requests(),
+        replies()
+    );
+    insta::assert_snapshot!("protocol", text);
+}
