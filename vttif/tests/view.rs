@@ -72,6 +72,18 @@ fn run(
     }
 }
 
+/// `ticks` periods of 10,000 bytes from VM 0 to VM 1 at the first daemon, nothing lost.
+fn steady(view: &mut View, daemons: &mut [Daemon], now: &mut u64, ticks: u64) {
+    run(
+        view,
+        daemons,
+        now,
+        ticks,
+        |_, d| d[0].send(0, 1, 10_000),
+        |_, _| false,
+    );
+}
+
 fn topology(view: &mut View, now: u64, window: u64, threshold: f64) -> Vec<(Mac, Mac)> {
     let answer = view.query(now, window, threshold).expect("a valid query");
     let mut t: Vec<_> = answer.topology.iter().map(|p| (p.src, p.dst)).collect();
@@ -272,26 +284,12 @@ fn a_restarted_daemon_is_a_baseline_not_a_burst() {
     let mut view = View::new(Limits::default());
     let mut now = 0;
     let mut d = vec![Daemon::new("a")];
-    run(
-        &mut view,
-        &mut d,
-        &mut now,
-        60,
-        |_, d| d[0].send(0, 1, 10_000),
-        |_, _| false,
-    );
+    steady(&mut view, &mut d, &mut now, 60);
     // The same daemon comes back as a new instance with large counters (say, a Proxy restart
     // missed them): the first full report is a baseline.
     d[0].reporter = Reporter::new("a", 2, 20);
     d[0].send(0, 1, 1_000_000_000);
-    run(
-        &mut view,
-        &mut d,
-        &mut now,
-        60,
-        |_, d| d[0].send(0, 1, 10_000),
-        |_, _| false,
-    );
+    steady(&mut view, &mut d, &mut now, 60);
     let rate = view.query(now, 1000, 0.1).unwrap().pairs[0].bytes_per_s;
     assert!(rate < 300_000.0, "{rate}: the restart counted as traffic");
 }
@@ -339,14 +337,7 @@ fn malformed_reports_are_refused_and_change_nothing() {
     let mut view = View::new(Limits::default());
     let mut d = vec![Daemon::new("a")];
     let mut now = 0;
-    run(
-        &mut view,
-        &mut d,
-        &mut now,
-        60,
-        |_, d| d[0].send(0, 1, 10_000),
-        |_, _| false,
-    );
+    steady(&mut view, &mut d, &mut now, 60);
     let before = view.query(now, 1000, 0.1).unwrap();
     let mut bad = d[0]
         .report()
