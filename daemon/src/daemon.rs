@@ -486,9 +486,12 @@ pub async fn run(
 ) -> io::Result<()> {
     let (d, listener) = Daemon::start(cfg).await?;
     let d2 = d.clone();
-    tokio::spawn(async move {
+    let watch = tokio::spawn(async move {
         stop.await;
         d2.stop();
     });
-    d.serve(listener).await
+    let served = d.serve(listener).await;
+    // Served to the end by a Shutdown request: the stop signal's watcher has nothing left to do.
+    watch.abort();
+    served
 }

@@ -212,9 +212,9 @@ impl DataPlane {
     }
 
     /// Credits what the kernel forwarded to the counters (before any of them is read).
-    pub(crate) fn fold_fast_path(&self) {
+    pub(crate) fn credit_fast_path(&self) {
         if let Some(f) = &self.fast {
-            f.fold();
+            f.credit_kernel_counts();
         }
     }
 
@@ -374,7 +374,7 @@ impl DataPlane {
         f: &mut Frame<'_>,
         lookup: &mut Lookup<Port>,
         rx: &PortStats,
-        came: Option<fastpath::Came<'_>>,
+        came: Option<fastpath::Arrival<'_>>,
         sc: &mut Scratch,
     ) {
         let Some((src, dst)) = f.macs() else {
@@ -399,8 +399,8 @@ impl DataPlane {
             return;
         }
         let hop = f.hop;
-        for (port, is_link) in &route.outs {
-            match (engine::action(*is_link, hop), port) {
+        for out in &route.outs {
+            match (engine::action(out.over_link, hop), &out.port) {
                 (Action::HopLimit, Port::Link(l)) => l.stats.drop(DropReason::HopLimit),
                 (Action::Send(next), Port::Link(l)) => self.send_link(l, f, next, sc),
                 (_, Port::Iface(i)) => i.send(f, &mut sc.seg),
@@ -454,7 +454,7 @@ impl DataPlane {
                 continue;
             }
             rx.iface.stats.rx(fb.len);
-            let came = ifindex.map(|i| fastpath::Came::Iface(i, &rx.iface));
+            let came = ifindex.map(|i| fastpath::Arrival::Iface(i, &rx.iface));
             self.forward(&mut fb.view(), &mut rx.lookup, &rx.iface.stats, came, sc);
         }
         self.note_lookups(&mut rx.lookup);
@@ -550,7 +550,7 @@ impl DataPlane {
                     }
                 };
                 link.stats.rx(frame.len);
-                let came = Some(fastpath::Came::Link(from, link));
+                let came = Some(fastpath::Arrival::Link(from, link));
                 self.forward(&mut frame.view(), lookup, &link.stats, came, sc);
                 self.note_lookups(lookup);
             }

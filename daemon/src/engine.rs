@@ -44,10 +44,18 @@ impl<P: Clone> Default for Engine<P> {
     }
 }
 
+/// One port a frame goes out of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Out<P> {
+    pub port: P,
+    /// Whether the port is an overlay link (a hop, so the hop limit applies).
+    pub over_link: bool,
+}
+
 /// Where one frame goes, resolved once per (source, destination) and cached.
 pub struct Route<P> {
-    /// The ports to send to (deduplicated, split horizon applied), and whether each is a link.
-    pub outs: Vec<(P, bool)>,
+    /// The ports to send to (deduplicated, split horizon applied).
+    pub outs: Vec<Out<P>>,
     /// The rules that fired (the top-priority matches).
     pub rules: Vec<Arc<RuleCounters>>,
     /// Destinations named by firing rules that do not exist here (no such link or interface).
@@ -118,7 +126,10 @@ impl<P: Clone> Engine<P> {
         let mut outs = Vec::new();
         for target in self.table.forward(src, dst, Some(came_from)) {
             match self.ports.get(target) {
-                Some(p) => outs.push((p.clone(), matches!(target, Target::Link { .. }))),
+                Some(p) => outs.push(Out {
+                    port: p.clone(),
+                    over_link: matches!(target, Target::Link { .. }),
+                }),
                 None => missing += 1,
             }
         }
@@ -430,7 +441,7 @@ mod tests {
         l.get(cell, src, dst)
             .outs
             .iter()
-            .map(|(p, _)| p.clone())
+            .map(|o| o.port.clone())
             .collect()
     }
 
@@ -595,7 +606,7 @@ mod tests {
             .get(&cell, mac(1), mac(2))
             .outs
             .iter()
-            .map(|o| o.0.clone())
+            .map(|o| o.port.clone())
             .collect();
         assert_eq!(outs, ["link:host3"]);
         // A destination without a port is counted as missing, not sent.

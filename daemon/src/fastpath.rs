@@ -151,7 +151,7 @@ struct Inner {
 }
 
 /// Where a frame entered, for [`FastPath::offer`].
-pub enum Came<'a> {
+pub enum Arrival<'a> {
     /// A packet interface: its index and the interface.
     Iface(u32, &'a Arc<crate::iface::Iface>),
     /// A UDP link: the sender's address and the link.
@@ -164,7 +164,7 @@ pub struct Decision<'a> {
     pub src: Mac,
     pub dst: Mac,
     pub version: u64,
-    pub outs: &'a [(Port, bool)],
+    pub outs: &'a [crate::engine::Out<Port>],
     pub missing: u32,
     pub rules: &'a [Arc<RuleCounters>],
     pub pair: Option<&'a Arc<PairCounters>>,
@@ -375,15 +375,15 @@ impl FastPath {
         if let Err(e) = g.config.set(0, cfg, 0) {
             tracing::warn!("fast path: cannot void its entries: {e}");
         }
-        g.fold();
+        g.credit_kernel_counts();
         g.clear();
     }
 
     /// Offers a decision the forwarding thread just made; it becomes an entry when the
     /// kernel can carry it out the same way. `current` says whether the decision still holds
     /// (asked under the lock that [`FastPath::invalidate`] takes).
-    pub fn offer(&self, came: Came<'_>, d: &Decision<'_>, current: impl Fn(u64) -> bool) {
-        let [(out, is_link)] = d.outs else { return };
+    pub fn offer(&self, came: Arrival<'_>, d: &Decision<'_>, current: impl Fn(u64) -> bool) {
+        let [out] = d.outs else { return };
         if d.missing != 0 || d.rules.is_empty() {
             return;
         }
@@ -391,8 +391,8 @@ impl FastPath {
         if !current(d.version) {
             return;
         }
-        match (came, out, *is_link) {
-            (Came::Iface(ifindex, rx), Port::Link(l), true) => {
+        match (came, &out.port, out.over_link) {
+            (Arrival::Iface(ifindex, rx), Port::Link(l), true) => {
                 let crate::engine::Action::Send(hop) = crate::engine::action(true, d.hop) else {
                     return;
                 };
@@ -428,11 +428,11 @@ impl FastPath {
                 };
                 tracing::debug!(?key, gen = g.cfg.gen, "fast path: encap entry");
                 if g.encap.insert(key, val, 0).is_ok() {
-                    let c = credit(Port::Iface(rx.clone()), out.clone(), d);
+                    let c = credit(Port::Iface(rx.clone()), out.port.clone(), d);
                     g.encap_credits.insert(key, c);
                 }
             }
-            (Came::Link(SocketAddr::V4(peer), link), Port::Iface(i), false) => {
+            (Arrival::Link(SocketAddr::V4(peer), link), Port::Iface(i), false) => {
                 let Some(ifindex) = i.packet_ifindex() else {
                     return;
                 };
@@ -453,7 +453,7 @@ impl FastPath {
                     bytes: 0,
                 };
                 if g.decap.insert(key, val, 0).is_ok() {
-                    let c = credit(Port::Link(link.clone()), out.clone(), d);
+                    let c = credit(Port::Link(link.clone()), out.port.clone(), d);
                     g.decap_credits.insert(key, c);
                 }
             }
@@ -462,8 +462,8 @@ impl FastPath {
     }
 
     /// Credits what the kernel forwarded to the daemon's counters (before they are read).
-    pub fn fold(&self) {
-        self.lock().fold();
+    pub fn credit_kernel_counts(&self) {
+        self.lock().credit_kernel_counts();
     }
 
     /// Entries in use (armed or not) and what the kernel has carried, as of the last
@@ -492,7 +492,7 @@ fn credit(rx: Port, tx: Port, d: &Decision<'_>) -> Credit {
 
 impl Inner {
     /// Credits every entry's new frames.
-    fn fold(&mut self) {
+    fn credit_kernel_counts(&mut self) {
         let mut carried = (0, 0);
         for (k, c) in self.encap_credits.iter_mut() {
             if let Ok(v) = self.encap.get(k, 0) {

@@ -162,7 +162,7 @@ impl Daemon {
             message,
         };
         // Counters the kernel fast path kept are credited before anything is read.
-        self.plane.fold_fast_path();
+        self.plane.credit_fast_path();
         let r = match request {
             Request::Status => Ok(Response::Status(self.status())),
             Request::Change { changes, expect } => {
