@@ -190,9 +190,11 @@ fn adapt_apply_moves_a_running_vm_and_its_traffic_follows() {
     let infer = w.write("infer.json", &infer_json());
     let measure = w.write("measure.json", &measure_json());
     let mut up = vec!["up".to_string(), file.clone()];
-    for h in [&a, &b, &c] {
+    // A and B know their VM's address (the user-space VMs send nothing until spoken to); C
+    // learns VM 1's from the gratuitous ARP it sends on `attach`.
+    for (h, vm) in [(&a, ",VM:6001"), (&b, ",VM:6002"), (&c, "")] {
         up.push("--iface".into());
-        up.push(format!("{h}/vm=dgram:{h}:6000"));
+        up.push(format!("{h}/vm=dgram:{h}:6000{}", vm.replace("VM", h)));
     }
     expect_code(
         &w.vnetc(&up.iter().map(String::as_str).collect::<Vec<_>>()),
