@@ -500,3 +500,79 @@ fn adapt_apply_migrates_a_qemu_vm_live_and_its_ping_continues() {
     );
     drop(vm2);
 }
+
+/// Without daemons: the proposal printed as text is a `.vnet` that checks clean, and bad
+/// inputs are named.
+#[test]
+fn the_proposal_checks_and_bad_inputs_are_named() {
+    let mut w = World::new("adapt-offline", NET);
+    let file = w.write("system.vnet", &program());
+    let infer = w.write("infer.json", &infer_json());
+    let measure = w.write("measure.json", &measure_json());
+    let state = w.state_dir();
+    let state_s = state.to_string_lossy().into_owned();
+    let record = |name: &str, m: &str, h: String| VmRecord {
+        name: name.into(),
+        mac: Mac::parse(m).expect("mac"),
+        host: h,
+        driver: Driver::None,
+        compute: 1.0,
+        pinned: false,
+    };
+    let registry = Registry::open(&state);
+    registry
+        .register(&record("vm1", M1, host(1)))
+        .expect("register");
+    registry
+        .register(&record("vm2", M2, host(2)))
+        .expect("register");
+    let base = ["adapt", &file, "--state-dir", &state_s, "--max-hops", "1"];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        w.vnetc(&args)
+    };
+    let saved = w.path("problem.json").to_string_lossy().into_owned();
+    let out = run(&[
+        "--infer",
+        &infer,
+        "--measure",
+        &measure,
+        "--save-problem",
+        &saved,
+    ]);
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    // Neither VM has a driver: the move that would help is reported, nothing moves.
+    assert!(text.contains("cannot be driven from here"), "{text}");
+    assert!(!text.contains("# migrate"), "{text}");
+    let proposal = w.path("proposal.vnet");
+    std::fs::write(&proposal, &text).expect("write");
+    expect_code(&w.vnetc(&["check", &proposal.to_string_lossy()]), 0);
+    // The saved problem solves offline to the same value.
+    let offline = w.vnetc(&["adapt", "--problem", &saved, "--format", "json"]);
+    expect_code(&offline, 0);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&offline)).expect("json");
+    assert_eq!(value["before"], value["value"], "{value}");
+    // Inputs missing or malformed are usage errors naming the flag and the field.
+    let out = run(&["--measure", &measure]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("--infer is needed"),
+        "{}",
+        stderr(&out)
+    );
+    let bad = w.path("bad.json");
+    let bad_text = infer_json().replace("\"bytes_per_s\":2000000", "\"bytes_per_s\":\"x\"");
+    std::fs::write(&bad, bad_text).expect("write");
+    let bad = bad.to_string_lossy().into_owned();
+    let out = run(&["--infer", &bad, "--measure", &measure]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("pairs[0].bytes_per_s"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.vnetc(&["adapt", "--infer", &infer]);
+    expect_code(&out, 2);
+}
