@@ -99,6 +99,43 @@ fn measure_json() -> String {
     format!(r#"{{"links":[{}]}}"#, links.join(","))
 }
 
+/// Three daemons running FILE's state with a `dgram` interface `vm` each (its peer given by
+/// `peers[i]`, `,HOST:PORT` or empty), and the saved VTTIF answer and measurement.
+fn running(tag: &str, peers: &[String; 3]) -> (World, [String; 3]) {
+    let mut w = World::new(tag, NET);
+    let file = w.write("system.vnet", &program());
+    let infer = w.write("infer.json", &infer_json());
+    let measure = w.write("measure.json", &measure_json());
+    let mut up = vec!["up".to_string(), file.clone()];
+    for (i, peer) in peers.iter().enumerate() {
+        let h = host(i as u8 + 1);
+        up.push("--iface".into());
+        up.push(format!("{h}/vm=dgram:{h}:6000{peer}"));
+    }
+    expect_code(
+        &w.vnetc(&up.iter().map(String::as_str).collect::<Vec<_>>()),
+        0,
+    );
+    expect_code(&w.vnetc(&["apply", "--wait", &file]), 0);
+    (w, [file, infer, measure])
+}
+
+/// `vnetc adapt FILE` on the saved answers, one hop, JSON.
+fn adapt_args(file: &str, infer: &str, measure: &str, state: &str) -> Vec<String> {
+    let args = [
+        "adapt",
+        file,
+        "--infer",
+        infer,
+        "--measure",
+        measure,
+        "--max-hops",
+        "1",
+    ];
+    let more = ["--state-dir", state, "--format", "json"];
+    args.iter().chain(&more).map(|s| s.to_string()).collect()
+}
+
 fn patterns_path() -> PathBuf {
     let path = vnetc_path().with_file_name("vnet-patterns");
     if !path.is_file() {
@@ -197,23 +234,11 @@ fn now_unix() -> f64 {
 #[test]
 fn adapt_apply_moves_a_running_vm_and_its_traffic_follows() {
     let _serial = serial();
-    let mut w = World::new("adapt", NET);
     let (a, b, c) = (host(1), host(2), host(3));
-    let file = w.write("system.vnet", &program());
-    let infer = w.write("infer.json", &infer_json());
-    let measure = w.write("measure.json", &measure_json());
-    let mut up = vec!["up".to_string(), file.clone()];
     // A and B know their VM's address (the user-space VMs send nothing until spoken to); C
     // learns VM 1's from the gratuitous ARP it sends on `attach`.
-    for (h, vm) in [(&a, ",VM:6001"), (&b, ",VM:6002"), (&c, "")] {
-        up.push("--iface".into());
-        up.push(format!("{h}/vm=dgram:{h}:6000{}", vm.replace("VM", h)));
-    }
-    expect_code(
-        &w.vnetc(&up.iter().map(String::as_str).collect::<Vec<_>>()),
-        0,
-    );
-    expect_code(&w.vnetc(&["apply", "--wait", &file]), 0);
+    let peers = [format!(",{a}:6001"), format!(",{b}:6002"), String::new()];
+    let (mut w, [file, infer, measure]) = running("adapt", &peers);
 
     let state = w.state_dir();
     let state_s = state.to_string_lossy().into_owned();
@@ -235,17 +260,9 @@ fn adapt_apply_moves_a_running_vm_and_its_traffic_follows() {
     }
     // Without --apply: the proposal, and nothing moves.
     let adapt = |extra: &[&str]| {
-        let mut args = vec!["adapt", &file, "--infer", &infer, "--measure", &measure];
-        args.extend([
-            "--max-hops",
-            "1",
-            "--state-dir",
-            &state_s,
-            "--format",
-            "json",
-        ]);
-        args.extend(extra);
-        w.vnetc(&args)
+        let mut args = adapt_args(&file, &infer, &measure, &state_s);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        w.vnetc(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let dry = adapt(&[]);
     expect_code(&dry, 0);
@@ -354,21 +371,10 @@ fn adapt_apply_migrates_a_qemu_vm_live_and_its_ping_continues() {
             return;
         }
     };
-    let mut w = World::new("adapt-qemu", NET);
     let (a, b, c) = (host(1), host(2), host(3));
-    let file = w.write("system.vnet", &program());
-    let infer = w.write("infer.json", &infer_json());
-    let measure = w.write("measure.json", &measure_json());
-    let mut up = vec!["up".to_string(), file.clone()];
-    for h in [&a, &b, &c] {
-        up.push("--iface".into());
-        up.push(format!("{h}/vm=dgram:{h}:6000"));
-    }
-    expect_code(
-        &w.vnetc(&up.iter().map(String::as_str).collect::<Vec<_>>()),
-        0,
-    );
-    expect_code(&w.vnetc(&["apply", "--wait", &file]), 0);
+    // The guests speak first (they boot and ping), so the interfaces learn their addresses.
+    let (w, [file, infer, measure]) =
+        running("adapt-qemu", &[String::new(), String::new(), String::new()]);
 
     let dir = w.path("vms");
     std::fs::create_dir_all(&dir).expect("vm dir");
@@ -435,21 +441,9 @@ fn adapt_apply_migrates_a_qemu_vm_live_and_its_ping_continues() {
     }
     std::thread::sleep(Duration::from_secs(3).saturating_sub(t_ping.elapsed()));
     let c_before = iface(&w, 3);
-    let out = w.vnetc(&[
-        "adapt",
-        &file,
-        "--infer",
-        &infer,
-        "--measure",
-        &measure,
-        "--max-hops",
-        "1",
-        "--state-dir",
-        &state_s,
-        "--format",
-        "json",
-        "--apply",
-    ]);
+    let mut args = adapt_args(&file, &infer, &measure, &state_s);
+    args.push("--apply".into());
+    let out = w.vnetc(&args.iter().map(String::as_str).collect::<Vec<_>>());
     eprintln!("{}", stderr(&out));
     expect_code(&out, 0);
     let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
