@@ -172,7 +172,10 @@ mod tests {
             e.contains("no <interface type='udp'> with MAC 52:54:00:00:00:09"),
             "{e}"
         );
-        let broken = XML.replace("<local address='127.0.0.1' port='16001'/>", "<local port='16001'/>");
+        let broken = XML.replace(
+            "<local address='127.0.0.1' port='16001'/>",
+            "<local port='16001'/>",
+        );
         let e = retarget(
             &broken,
             mac,
