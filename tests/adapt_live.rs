@@ -38,6 +38,82 @@ const BCAST: &str = "ff:ff:ff:ff:ff:ff";
 const RUN_S: f64 = 16.0;
 const SAMPLE_S: f64 = 0.5;
 
+/// The QEMU and libvirt guests' ping: COUNT echoes every INTERVAL_MS.
+const COUNT: u64 = 250;
+const INTERVAL_MS: u64 = 100;
+
+/// The pinging guest's ping, `text` its console, went on across its move: no more lost than
+/// the downtime, `replies_after` of the replies after the move, which entered at C, and
+/// nothing more at A.
+fn ping_went_on(
+    w: &World,
+    text: &str,
+    replies_after: usize,
+    downtime: u64,
+    c_before: &PortCounters,
+    a_at_move: &PortCounters,
+) {
+    let (tx, rx, seqs) = ping_result(text).unwrap_or_else(|| panic!("no ping summary\n{text}"));
+    let lost: Vec<u32> = (0..tx).filter(|s| !seqs.contains(s)).collect();
+    eprintln!("ping: {tx} sent, {rx} received, lost {lost:?}; downtime {downtime} ms");
+    assert!(
+        replies_after >= 50,
+        "only {replies_after} replies after the move\n{text}"
+    );
+    assert_eq!(u64::from(tx), COUNT, "{text}");
+    let allowed = downtime / INTERVAL_MS + 1;
+    assert!(
+        u64::from(tx - rx) <= allowed,
+        "lost {lost:?} with a downtime of {downtime} ms\n{text}"
+    );
+    let c_now = iface(w, 3);
+    assert!(
+        c_now.rx_frames >= c_before.rx_frames + replies_after as u64,
+        "C: {c_before:?} -> {c_now:?}"
+    );
+    assert_eq!(
+        iface(w, 1).rx_frames,
+        a_at_move.rx_frames,
+        "frames still enter at A"
+    );
+}
+
+/// The guests' directory and image (PINGER), and VM 2 running at B, answering pings.
+fn pinged_guest(w: &World) -> (PathBuf, vm::GuestImage, Vm) {
+    let (kernel, version) = vm::image::prerequisites().expect("checked by the test");
+    let dir = w.path("vms");
+    std::fs::create_dir_all(&dir).expect("vm dir");
+    let spec = ImageSpec {
+        run: PINGER.into(),
+        files: Vec::new(),
+    };
+    let image = vm::image::build(&dir, &kernel, &version, &spec).expect("guest image");
+    let iface = format!("{}:6000", host(2)).parse().expect("addr");
+    let at = Attachment::beside(iface).expect("port");
+    let mac = Mac::parse(M2).expect("mac");
+    let spec2 = VmSpec::new("vm2", mac, image.clone()).arg("ip", "10.77.0.2/24");
+    let vm2 = Vm::start(&dir, spec2, at).expect("start VM 2");
+    (dir, image, vm2)
+}
+
+/// VM 1 with `driver` at A; VM 2 pinned at B with none.
+fn register_pair(registry: &Registry, driver: Driver) {
+    for (name, m, h, driver) in [
+        ("vm1", M1, host(1), driver),
+        ("vm2", M2, host(2), Driver::None),
+    ] {
+        let record = VmRecord {
+            name: name.into(),
+            mac: Mac::parse(m).expect("mac"),
+            host: h,
+            driver,
+            compute: 1.0,
+            pinned: name == "vm2",
+        };
+        registry.register(&record).expect("register");
+    }
+}
+
 /// The tests take turns on the network (held until the test's world is gone).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -361,37 +437,20 @@ impl Drop for Reap {
 
 #[test]
 fn adapt_apply_migrates_a_qemu_vm_live_and_its_ping_continues() {
-    const COUNT: u64 = 250;
-    const INTERVAL_MS: u64 = 100;
     let _serial = serial();
-    let (kernel, version) = match vm::image::prerequisites() {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
-    };
-    let (a, b, c) = (host(1), host(2), host(3));
+    if let Err(why) = vm::image::prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let (a, c) = (host(1), host(3));
     // The guests speak first (they boot and ping), so the interfaces learn their addresses.
     let (w, [file, infer, measure]) =
         running("adapt-qemu", &[String::new(), String::new(), String::new()]);
 
-    let dir = w.path("vms");
-    std::fs::create_dir_all(&dir).expect("vm dir");
-    let spec = ImageSpec {
-        run: PINGER.into(),
-        files: Vec::new(),
-    };
-    let image = vm::image::build(&dir, &kernel, &version, &spec).expect("guest image");
+    let (dir, image, vm2) = pinged_guest(&w);
     let at =
         |h: &str| Attachment::beside(format!("{h}:6000").parse().expect("addr")).expect("port");
     let mac = |m: &str| Mac::parse(m).expect("mac");
-    let vm2 = Vm::start(
-        &dir,
-        VmSpec::new("vm2", mac(M2), image.clone()).arg("ip", "10.77.0.2/24"),
-        at(&b),
-    )
-    .expect("start VM 2");
     let spec1 = VmSpec::new("vm1", mac(M1), image)
         .arg("ip", "10.77.0.1/24")
         .arg("role", "pinger")
@@ -418,27 +477,12 @@ fn adapt_apply_migrates_a_qemu_vm_live_and_its_ping_continues() {
         registry: registry.clone(),
         pids: vec![detached.pid],
     };
-    for (name, m, h, driver) in [
-        (
-            "vm1",
-            M1,
-            &a,
-            Driver::Qemu {
-                vm: detached.clone(),
-            },
-        ),
-        ("vm2", M2, &b, Driver::None),
-    ] {
-        let record = VmRecord {
-            name: name.into(),
-            mac: mac(m),
-            host: h.to_string(),
-            driver,
-            compute: 1.0,
-            pinned: name == "vm2",
-        };
-        registry.register(&record).expect("register");
-    }
+    register_pair(
+        &registry,
+        Driver::Qemu {
+            vm: detached.clone(),
+        },
+    );
     std::thread::sleep(Duration::from_secs(3).saturating_sub(t_ping.elapsed()));
     let c_before = iface(&w, 3);
     let mut args = adapt_args(&file, &infer, &measure, &state_s);
@@ -466,31 +510,15 @@ fn adapt_apply_migrates_a_qemu_vm_live_and_its_ping_continues() {
         assert!(Instant::now() < deadline, "no ping end\n{}", console());
         std::thread::sleep(Duration::from_millis(250));
     }
-    let text = console();
-    let (tx, rx, seqs) = ping_result(&text).unwrap_or_else(|| panic!("no ping summary\n{text}"));
-    let lost: Vec<u32> = (0..tx).filter(|s| !seqs.contains(s)).collect();
-    eprintln!("ping: {tx} sent, {rx} received, lost {lost:?}; QEMU downtime {downtime} ms");
     // The new incarnation's console holds only replies that came after the move.
     let replies_after = read(&now.console(1)).matches("bytes from").count();
-    assert!(
-        replies_after >= 50,
-        "only {replies_after} replies after the move\n{text}"
-    );
-    assert_eq!(u64::from(tx), COUNT, "{text}");
-    let allowed = downtime / INTERVAL_MS + 1;
-    assert!(
-        u64::from(tx - rx) <= allowed,
-        "lost {lost:?} with a downtime of {downtime} ms\n{text}"
-    );
-    let c_now = iface(&w, 3);
-    assert!(
-        c_now.rx_frames >= c_before.rx_frames + replies_after as u64,
-        "C: {c_before:?} -> {c_now:?}"
-    );
-    assert_eq!(
-        iface(&w, 1).rx_frames,
-        a_at_move.rx_frames,
-        "frames still enter at A"
+    ping_went_on(
+        &w,
+        &console(),
+        replies_after,
+        downtime,
+        &c_before,
+        &a_at_move,
     );
     drop(vm2);
 }
@@ -674,30 +702,19 @@ fn libvirt_missing() -> Option<String> {
 
 #[test]
 fn adapt_apply_migrates_a_libvirt_domain_live_and_its_ping_continues() {
-    const COUNT: u64 = 250;
-    const INTERVAL_MS: u64 = 100;
     let _serial = serial();
-    let (kernel, version) = match vm::image::prerequisites() {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
-    };
+    if let Err(why) = vm::image::prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
     if let Some(why) = libvirt_missing() {
         eprintln!("skipping: {why}");
         return;
     }
-    let (a, b, c) = (host(1), host(2), host(3));
+    let (a, c) = (host(1), host(3));
     let none = || String::new();
     let (w, [file, infer, measure]) = running("adapt-libvirt", &[none(), none(), none()]);
-    let dir = w.path("vms");
-    std::fs::create_dir_all(&dir).expect("vm dir");
-    let spec = ImageSpec {
-        run: PINGER.into(),
-        files: Vec::new(),
-    };
-    let image = vm::image::build(&dir, &kernel, &version, &spec).expect("guest image");
+    let (dir, image, vm2) = pinged_guest(&w);
     let kernel_copy = dir.join("vmlinuz");
     std::fs::copy(&image.kernel, &kernel_copy).expect("kernel readable by nobody");
     let console = dir.join("vm1.console");
@@ -705,16 +722,8 @@ fn adapt_apply_migrates_a_libvirt_domain_live_and_its_ping_continues() {
     chown_all(&dir);
     let lv_a = Libvirtd::start(&w.path("lvA"), "5a1d0000-0000-4000-8000-000000000001");
     let lv_c = Libvirtd::start(&w.path("lvC"), "5a1d0000-0000-4000-8000-000000000003");
-    let at =
-        |h: &str| Attachment::beside(format!("{h}:6000").parse().expect("addr")).expect("port");
-    let mac = |m: &str| Mac::parse(m).expect("mac");
-    let vm2 = Vm::start(
-        &dir,
-        VmSpec::new("vm2", mac(M2), image.clone()).arg("ip", "10.77.0.2/24"),
-        at(&b),
-    )
-    .expect("start VM 2");
-    let local = at(&a).local;
+    let a_iface = format!("{a}:6000").parse().expect("addr");
+    let local = Attachment::beside(a_iface).expect("port").local;
     let cmdline = format!(
         "console=ttyS0 quiet panic=-1 vnet.ip=10.77.0.1/24 vnet.role=pinger vnet.peer=10.77.0.2 vnet.count={COUNT} vnet.interval={}",
         INTERVAL_MS as f64 / 1000.0
@@ -757,17 +766,7 @@ fn adapt_apply_migrates_a_libvirt_domain_live_and_its_ping_continues() {
         uri: lv_a.uri.clone(),
         hosts,
     };
-    for (name, m, h, driver) in [("vm1", M1, &a, driver), ("vm2", M2, &b, Driver::None)] {
-        let record = VmRecord {
-            name: name.into(),
-            mac: mac(m),
-            host: h.to_string(),
-            driver,
-            compute: 1.0,
-            pinned: name == "vm2",
-        };
-        registry.register(&record).expect("register");
-    }
+    register_pair(&registry, driver);
     std::thread::sleep(Duration::from_secs(2));
     let c_before = iface(&w, 3);
     let mut args = adapt_args(&file, &infer, &measure, &state_s);
@@ -794,29 +793,7 @@ fn adapt_apply_migrates_a_libvirt_domain_live_and_its_ping_continues() {
         std::thread::sleep(Duration::from_millis(250));
     }
     let text = read(&console);
-    let (tx, rx, seqs) = ping_result(&text).unwrap_or_else(|| panic!("no ping summary\n{text}"));
-    let lost: Vec<u32> = (0..tx).filter(|s| !seqs.contains(s)).collect();
-    eprintln!("ping: {tx} sent, {rx} received, lost {lost:?}; libvirt downtime {downtime} ms");
     let replies_after = text[at_move..].matches("bytes from").count();
-    assert!(
-        replies_after >= 50,
-        "only {replies_after} replies after the move\n{text}"
-    );
-    assert_eq!(u64::from(tx), COUNT, "{text}");
-    let allowed = downtime / INTERVAL_MS + 1;
-    assert!(
-        u64::from(tx - rx) <= allowed,
-        "lost {lost:?} with a downtime of {downtime} ms\n{text}"
-    );
-    let c_now = iface(&w, 3);
-    assert!(
-        c_now.rx_frames >= c_before.rx_frames + replies_after as u64,
-        "C: {c_before:?} -> {c_now:?}"
-    );
-    assert_eq!(
-        iface(&w, 1).rx_frames,
-        a_at_move.rx_frames,
-        "frames still enter at A"
-    );
+    ping_went_on(&w, &text, replies_after, downtime, &c_before, &a_at_move);
     drop(vm2);
 }
