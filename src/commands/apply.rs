@@ -186,7 +186,27 @@ fn leased(
             }
         );
     }
+    tell_proxy(sessions, args.control.connect_timeout)?;
     Ok(plan.desired.links.values().cloned().collect())
+}
+
+/// Tells every daemon who the Proxy is (SPEC 5.1); says so only when that changed something.
+fn tell_proxy(sessions: &mut [Session], timeout: Duration) -> Result<(), Failure> {
+    let changed = crate::live::infer::tell_proxy(sessions, timeout).map_err(|e| {
+        daemons_failed(
+            &e,
+            "error: the tables were applied, but these daemons do not know the Proxy (run the apply again)",
+        )
+    })?;
+    if changed > 0 {
+        let proxy = &sessions[0].host.machine;
+        println!(
+            "VTTIF: {changed} daemon{} now report{} to the Proxy {proxy}.",
+            if changed == 1 { "" } else { "s" },
+            if changed == 1 { "s" } else { "" }
+        );
+    }
+    Ok(())
 }
 
 /// The precise account of a failed apply: per daemon, what was applied and what was not.
