@@ -9,7 +9,9 @@
 //! - [`lease`]: taking every daemon's lease before changing anything.
 //! - [`apply`]: running a plan concurrently across daemons.
 //! - [`up`]: starting and stopping daemons, locally or over ssh.
+//! - [`adapt`]: VADAPT on the running system (`vnetc adapt FILE`).
 
+pub mod adapt;
 pub mod apply;
 pub mod config;
 pub mod fetch;

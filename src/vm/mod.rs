@@ -23,6 +23,7 @@
 pub mod image;
 pub mod manager;
 pub mod qmp;
+pub mod registry;
 
 pub use image::{GuestImage, ImageSpec};
 pub use manager::{Attachment, MigrateOptions, Migration, Vm, VmSpec};

@@ -10,7 +10,7 @@ use crate::report::Report;
 use crate::tracker::{Topology, Tracker};
 use crate::{Millis, BUCKET_MS, MAX_WINDOW_MS};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use vnet_grammar::Mac;
 
@@ -79,7 +79,7 @@ struct Pair {
 }
 
 /// One pair's rates over a window (SPEC 5.1).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairRate {
     pub src: Mac,
     pub dst: Mac,
@@ -91,8 +91,9 @@ pub struct PairRate {
 }
 
 /// The answer to an inference query: SPEC 5.1's JSON less `proxy`, which the caller knows,
-/// plus what capping cost.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// plus what capping cost. It reads back SPEC 5.1's JSON (`vnetc adapt --infer`), whose
+/// `proxy` it ignores and whose lack of the capping fields means nothing was capped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     pub window_ms: Millis,
     pub threshold: f64,
@@ -100,12 +101,15 @@ pub struct Answer {
     /// How long the topology has held unchanged; settled once it reaches `window_ms`.
     pub settled_for_ms: Millis,
     /// Topology changes reported since this (window, threshold) was first asked for.
+    #[serde(default)]
     pub changes: u64,
     pub pairs: Vec<PairRate>,
     pub topology: Vec<PairRate>,
     /// Some pair was dropped by the pair cap within the window: the answer may miss pairs.
+    #[serde(default)]
     pub capped: bool,
     /// Pair updates dropped by the caps since the Proxy started.
+    #[serde(default)]
     pub dropped: u64,
 }
 
