@@ -120,10 +120,11 @@ pub fn run(o: &Options) -> Result<Summary> {
     ));
     let zero = now();
     let vms = Vms::start(&d, &dir.path, &o.patterns, total)?;
+    vms.register(&d, &overlay.state_dir)?;
     let adapted = if missing.is_empty() {
         procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
         let start = now();
-        let found = stages::adapt(&d, &overlay, &dir.path, &vms, &mut timer, &say)?;
+        let found = stages::adapt(&d, &overlay, &dir.path, &mut timer, &say)?;
         Some((start, now(), found))
     } else {
         None

@@ -4,7 +4,6 @@
 
 use super::overlay::Overlay;
 use super::procs::{self, Result, Stop};
-use super::workload::Vms;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vnet_demo::story::{Adapted, Inferred, InferredPair};
@@ -39,7 +38,6 @@ pub fn unavailable() -> Vec<&'static str> {
         "emulate the wide-area underlay (the daemons' SetUnderlay request)",
         "measure the underlay (`vnetc measure`)",
         "infer the application topology (`vnetc infer`)",
-        "adapt a live overlay (`vnetc adapt FILE --apply`)",
     ]
 }
 
@@ -59,7 +57,6 @@ pub fn adapt(
     d: &Deployment,
     overlay: &Overlay,
     dir: &Path,
-    _vms: &Vms,
     timer: &mut Timer,
     say: &dyn Fn(String),
 ) -> Result<Found> {
@@ -78,8 +75,8 @@ pub fn adapt(
         &with("measure", &["--format", "json"]),
         secs(60),
     )?;
-    std::fs::write(dir.join("measure.json"), &measured)
-        .map_err(|e| format!("measure.json: {e}"))?;
+    let measure_file = dir.join("measure.json");
+    std::fs::write(&measure_file, &measured).map_err(|e| format!("measure.json: {e}"))?;
     timer.lap("measure");
     say("inferring the application topology (vnetc infer)".into());
     let window = format!("{}s", d.checked.scenario.workload.seconds.clamp(1.0, 60.0));
@@ -90,12 +87,25 @@ pub fn adapt(
         secs(30),
     )?;
     let inferred: Inferred = parse("vnetc infer", &text)?;
+    let infer_file = dir.join("infer.json");
+    std::fs::write(&infer_file, &text).map_err(|e| format!("infer.json: {e}"))?;
     timer.lap("infer");
     say("adapting (vnetc adapt --apply)".into());
     let text = procs::vnetc(
         dir,
         "adapt",
-        &with("adapt", &["--apply", "--format", "json"]),
+        &with(
+            "adapt",
+            &[
+                "--apply",
+                "--format",
+                "json",
+                "--infer",
+                &infer_file.display().to_string(),
+                "--measure",
+                &measure_file.display().to_string(),
+            ],
+        ),
         secs(60),
     )?;
     let adapted: Adapted = parse("vnetc adapt", &text)?;

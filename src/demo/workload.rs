@@ -3,6 +3,7 @@
 //! it can be moved to another daemon while it runs.
 
 use super::procs::{self, Result, Spawned, Stop};
+use crate::vm::registry::{Driver, Registry, VmRecord};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -40,6 +41,30 @@ impl Vms {
             vms.controls.push(control);
         }
         Ok(vms)
+    }
+
+    /// Enters every VM in vnetc's VM registry (in `state_dir`), so that `vnetc adapt
+    /// --apply` can move it through its control socket.
+    pub fn register(&self, d: &Deployment, state_dir: &Path) -> Result<()> {
+        let registry = Registry::open(state_dir);
+        for (vm, control) in d.vms.iter().zip(&self.controls) {
+            let record = VmRecord {
+                name: vm.name.clone(),
+                mac: vm.mac,
+                host: d
+                    .daemon(&vm.host)
+                    .map_or_else(|| vm.host.clone(), |h| h.machine.clone()),
+                driver: Driver::Patterns {
+                    control: control.clone(),
+                },
+                compute: 1.0,
+                pinned: false,
+            };
+            registry
+                .register(&record)
+                .map_err(|e| Stop::Failed(format!("registering VM {}: {e}", vm.name)))?;
+        }
+        Ok(())
     }
 
     /// Waits for every VM to end its run and returns rank 0's report; any VM that fails
