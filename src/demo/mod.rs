@@ -106,6 +106,15 @@ pub fn run(o: &Options) -> Result<Summary> {
     timer.lap("start");
     let missing = stages::unavailable();
     stages::set_underlay(&d, &overlay)?;
+    let lp = stages::Loop {
+        dir: &dir.path,
+        overlay: &overlay,
+    };
+    if missing.is_empty() {
+        say("measuring the underlay (vnetc measure)".into());
+        lp.measure()?;
+        timer.lap("measure");
+    }
     let w = &checked.scenario.workload;
     let total = if missing.is_empty() {
         2.0 * w.seconds + ADAPT_BUDGET
@@ -124,7 +133,7 @@ pub fn run(o: &Options) -> Result<Summary> {
     let adapted = if missing.is_empty() {
         procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
         let start = now();
-        let found = stages::adapt(&d, &overlay, &dir.path, &mut timer, &say)?;
+        let found = lp.adapt(w.seconds, &mut timer, &say)?;
         Some((start, now(), found))
     } else {
         None

@@ -52,69 +52,62 @@ pub struct Found {
     pub adapted: Adapted,
 }
 
-/// measure → infer → adapt --apply, while the workload runs.
-pub fn adapt(
-    d: &Deployment,
-    overlay: &Overlay,
-    dir: &Path,
-    timer: &mut Timer,
-    say: &dyn Fn(String),
-) -> Result<Found> {
-    let star = dir.join("star.vnet").display().to_string();
-    let with = |verb: &str, extra: &[&str]| {
-        let mut args = vec![verb.to_string(), star.clone()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.extend(overlay.control_args());
-        args
-    };
-    timer.restart();
-    say("measuring the underlay (vnetc measure)".into());
-    let measured = procs::vnetc(
-        dir,
-        "measure",
-        &with("measure", &["--format", "json"]),
-        secs(60),
-    )?;
-    let measure_file = dir.join("measure.json");
-    std::fs::write(&measure_file, &measured).map_err(|e| format!("measure.json: {e}"))?;
-    timer.lap("measure");
-    say("inferring the application topology (vnetc infer)".into());
-    let window = format!("{}s", d.checked.scenario.workload.seconds.clamp(1.0, 60.0));
-    let text = procs::vnetc(
-        dir,
-        "infer",
-        &with("infer", &["--format", "json", "--window", &window]),
-        secs(30),
-    )?;
-    let inferred: Inferred = parse("vnetc infer", &text)?;
-    let infer_file = dir.join("infer.json");
-    std::fs::write(&infer_file, &text).map_err(|e| format!("infer.json: {e}"))?;
-    timer.lap("infer");
-    say("adapting (vnetc adapt --apply)".into());
-    let text = procs::vnetc(
-        dir,
-        "adapt",
-        &with(
-            "adapt",
-            &[
-                "--apply",
-                "--format",
-                "json",
-                "--infer",
-                &infer_file.display().to_string(),
-                "--measure",
-                &measure_file.display().to_string(),
-            ],
-        ),
-        secs(60),
-    )?;
-    let adapted: Adapted = parse("vnetc adapt", &text)?;
-    timer.lap("adapt");
-    Ok(Found { inferred, adapted })
+/// The child `vnetc` commands of the loop, each on the star's file and the overlay's key
+/// and state directory, each keeping its JSON in the run directory for the next.
+pub struct Loop<'a> {
+    pub dir: &'a Path,
+    pub overlay: &'a Overlay,
 }
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
+impl Loop<'_> {
+    fn vnetc(&self, verb: &str, extra: &[&str], limit: u64) -> Result<String> {
+        let mut args = vec![verb.to_string(), self.star()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(self.overlay.control_args());
+        let out = procs::vnetc(self.dir, verb, &args, Duration::from_secs(limit))?;
+        std::fs::write(self.json(verb), &out).map_err(|e| format!("{verb}.json: {e}"))?;
+        Ok(out)
+    }
+
+    fn star(&self) -> String {
+        self.dir.join("star.vnet").display().to_string()
+    }
+
+    fn json(&self, verb: &str) -> String {
+        self.dir.join(format!("{verb}.json")).display().to_string()
+    }
+
+    /// `vnetc measure`: the underlay between every pair of daemons, before the workload
+    /// loads it (the emulated wide area does not change during a run).
+    pub fn measure(&self) -> Result<()> {
+        self.vnetc("measure", &["--format", "json"], 120)
+            .map(|_| ())
+    }
+
+    /// `vnetc infer` over the last `window_s` seconds, then `vnetc adapt --apply` with it
+    /// and the measurement.
+    pub fn adapt(&self, window_s: f64, timer: &mut Timer, say: &dyn Fn(String)) -> Result<Found> {
+        timer.restart();
+        say("inferring the application topology (vnetc infer)".into());
+        let window = format!("{}ms", (window_s.clamp(1.0, 60.0) * 1000.0) as u64);
+        let text = self.vnetc("infer", &["--format", "json", "--window", &window], 30)?;
+        let inferred: Inferred = parse("vnetc infer", &text)?;
+        timer.lap("infer");
+        say("adapting: solving, migrating, applying (vnetc adapt --apply)".into());
+        let args = [
+            "--apply",
+            "--format",
+            "json",
+            "--infer",
+            &self.json("infer"),
+            "--measure",
+            &self.json("measure"),
+        ];
+        let text = self.vnetc("adapt", &args, 60)?;
+        let adapted: Adapted = parse("vnetc adapt", &text)?;
+        timer.lap("adapt");
+        Ok(Found { inferred, adapted })
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
