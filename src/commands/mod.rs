@@ -3,6 +3,7 @@
 pub mod adapt;
 pub mod apply;
 pub mod check;
+pub mod demo;
 pub mod diff;
 pub mod down;
 pub mod fmt;
