@@ -71,7 +71,7 @@ fn traffic(vm: &Vm, seconds: f64, light: &[Mac]) {
             let f = frame_from(vm.mac, mac(2), 1000);
             vm.sock.send_to(&f, vm.daemon_iface).expect("send");
         }
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             for src in light {
                 let f = frame_from(*src, mac(2), 100);
                 vm.sock.send_to(&f, vm.daemon_iface).expect("send");
@@ -163,7 +163,7 @@ fn a_random_mac_flood_is_capped_and_marked() {
             let src = Mac([0x02, 0x7a, b[0], b[1], b[2], b[3]]);
             let f = frame_from(src, mac(2), 64);
             vm_a.sock.send_to(&f, vm_a.daemon_iface).expect("send");
-            if i % 20 == 0 {
+            if i.is_multiple_of(20) {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
@@ -190,7 +190,10 @@ fn a_random_mac_flood_is_capped_and_marked() {
     );
     assert!(answer.dropped > 0);
     let s = state(&p);
-    assert!(s.pairs <= 16_384, "memory is bounded by the pair cap: {s:?}");
+    assert!(
+        s.pairs <= 16_384,
+        "memory is bounded by the pair cap: {s:?}"
+    );
     assert!(s.dropped > 0, "{s:?}");
 }
 
