@@ -131,6 +131,20 @@ fn requests() -> String {
             ttl_ms: 30_000,
         },
         Request::Release,
+        Request::SetUnderlay {
+            peers: BTreeMap::from([("h2".to_string(), shape())]),
+        },
+        Request::ProbeServe {
+            peer: "h1".into(),
+            token: "00ff".into(),
+            ttl_ms: 5000,
+        },
+        Request::Probe {
+            peer: "h2".into(),
+            addr: "127.0.0.3:40000".into(),
+            token: "00ff".into(),
+            duration_ms: 1000,
+        },
     ];
     requests
         .into_iter()
@@ -140,6 +154,29 @@ fn requests() -> String {
             line("request", &RequestEnvelope { id, request })
         })
         .collect()
+}
+
+fn shape() -> Shape {
+    Shape {
+        delay_ms: 20.0,
+        rate_mbps: Some(100.0),
+    }
+}
+
+fn underlay() -> UnderlayState {
+    UnderlayState {
+        peers: BTreeMap::from([("h2".to_string(), shape())]),
+        queued: 3,
+        dropped: 1,
+    }
+}
+
+fn estimate() -> LinkEstimate {
+    LinkEstimate {
+        rtt_ms: Some(0.25),
+        loss: Some(0.0),
+        source: "keepalive".into(),
+    }
 }
 
 fn lease() -> LeaseInfo {
@@ -169,6 +206,7 @@ fn status() -> Status {
             active: false,
             off_because: Some("--no-fast-path".into()),
         }),
+        underlay: None,
     }
 }
 
@@ -180,6 +218,7 @@ fn responses() -> Vec<Response> {
         remote: Some("127.0.0.2:7000".into()),
         connects: 1,
         counters: counters(),
+        estimate: None,
     };
     let interfaces = ["packet", "tap", "dgram"].map(|name| InterfaceInfo {
         name: name.into(),
@@ -212,7 +251,9 @@ fn responses() -> Vec<Response> {
         Response::Interfaces {
             interfaces: interfaces.to_vec(),
         },
-        Response::Links { links: vec![link] },
+        Response::Links {
+            links: vec![link.clone()],
+        },
         Response::Rules {
             rules: rules.clone(),
         },
@@ -230,6 +271,9 @@ fn responses() -> Vec<Response> {
                 frames: 40,
                 bytes: 4000,
             }),
+            link_estimates: BTreeMap::new(),
+            underlay: None,
+            probe_garbage: 0,
         }),
         Response::TrafficMatrix(TrafficMatrix {
             daemon: "h1".into(),
@@ -244,6 +288,29 @@ fn responses() -> Vec<Response> {
         Response::ShuttingDown,
         Response::Leased(lease()),
         Response::Released { held: true },
+        Response::Status(Status {
+            underlay: Some(underlay()),
+            ..status()
+        }),
+        Response::Links {
+            links: vec![LinkInfo {
+                estimate: Some(estimate()),
+                ..link.clone()
+            }],
+        },
+        Response::Underlay(underlay()),
+        Response::ProbeServing {
+            addr: "127.0.0.3:40000".into(),
+        },
+        Response::Probed(ProbeResult {
+            lat_ms: Some(10.5),
+            loss: 0.0,
+            bw_mbps: Some(98.0),
+            echoes_sent: 20,
+            echoes_back: 20,
+            train_sent: 160,
+            train_arrived: 158,
+        }),
     ]
 }
 

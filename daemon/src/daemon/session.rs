@@ -214,6 +214,18 @@ impl Daemon {
                 }))
             }
             Request::Shutdown => Ok(Response::ShuttingDown),
+            Request::SetUnderlay { peers } => self
+                .plane
+                .set_underlay(peers)
+                .map(|()| Response::Underlay(self.plane.underlay.state().unwrap_or_default()))
+                .map_err(|message| ErrorBody {
+                    code: ErrorCode::Invalid,
+                    message,
+                }),
+            Request::ProbeServe { .. } | Request::Probe { .. } => Err(ErrorBody {
+                code: ErrorCode::Invalid,
+                message: "probes are not implemented by this daemon yet".into(),
+            }),
         };
         match r {
             Ok(r) => Reply::Ok(r),
@@ -238,6 +250,7 @@ impl Daemon {
             rules: ctl.rules().len(),
             lease: self.leases.current(),
             fast_path: Some(self.fast_path.clone()),
+            underlay: self.plane.underlay.state(),
         }
     }
 
@@ -267,6 +280,7 @@ impl Daemon {
                     remote: l.remote().map(|r| r.to_string()),
                     connects: l.connects.get(),
                     counters: l.stats.snapshot(),
+                    estimate: None,
                 })
             })
             .collect()
@@ -327,6 +341,9 @@ impl Daemon {
             cache_hits: hits,
             cache_misses: misses,
             fast_path: self.plane.fast_path_stats(),
+            link_estimates: BTreeMap::new(),
+            underlay: self.plane.underlay.state(),
+            probe_garbage: 0,
         }
     }
 }

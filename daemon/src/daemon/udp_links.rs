@@ -145,7 +145,8 @@ impl Daemon {
             Some(l) => {
                 l.last_rx.store(self.now_ms(), Ordering::Relaxed);
                 let note = LinkNote::new(&self.cfg.name, "");
-                self.udp_send(&LinkMsg::KeepaliveAck(note), from);
+                let ack = LinkMsg::KeepaliveAck(note).encode();
+                self.plane.send_control_to(&l.peer, ack, from);
             }
             None => self.maybe_reset(from),
         }
@@ -194,7 +195,8 @@ impl Daemon {
                 }
                 if let Some(r) = link.udp_remote() {
                     let note = LinkNote::new(&self.cfg.name, "");
-                    self.udp_send(&LinkMsg::Keepalive(note), r);
+                    let msg = LinkMsg::Keepalive(note).encode();
+                    self.plane.send_control_to(&link.peer, msg, r);
                 }
                 backoff = BACKOFF_MIN;
                 continue;
