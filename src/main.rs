@@ -65,6 +65,8 @@ enum Command {
     Plan(commands::plan::Args),
     /// Make the live daemons match a file, a patch or a saved plan.
     Apply(commands::apply::Args),
+    /// Measure latency, loss and bandwidth between the daemons of a file (SPEC 5.2).
+    Measure(commands::measure::Args),
     /// Propose a placement of VMs, overlay links and routes for an adaptation problem (VADAPT).
     Adapt(commands::adapt::Args),
 }
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args, color),
         Command::Apply(args) => commands::apply::run(args, color),
         Command::Adapt(args) => commands::adapt::run(args, color),
+        Command::Measure(args) => commands::measure::run(args, color),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

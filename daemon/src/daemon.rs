@@ -16,6 +16,7 @@ use crate::stats::DropReason;
 use crate::store::{Persisted, Store};
 use crate::wire;
 
+mod probes;
 mod session;
 mod tcp_links;
 mod udp_links;

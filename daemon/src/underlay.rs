@@ -11,7 +11,7 @@ use crate::proto::{Shape, UnderlayState};
 use crate::stats::{Counter, DropReason};
 use crate::wire::{Frame, PREFIX};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -30,13 +30,19 @@ pub(crate) enum Held {
     },
     /// A link control message (keepalive) for the daemon's UDP link socket.
     Control { msg: Vec<u8>, to: SocketAddr },
+    /// A probe datagram on a probe socket.
+    Probe {
+        sock: Arc<UdpSocket>,
+        to: SocketAddr,
+        msg: Vec<u8>,
+    },
 }
 
 impl Held {
     fn bytes(&self) -> usize {
         match self {
             Held::Frame { len, .. } => *len,
-            Held::Control { msg, .. } => msg.len(),
+            Held::Control { msg, .. } | Held::Probe { msg, .. } => msg.len(),
         }
     }
 
@@ -70,6 +76,10 @@ pub(crate) struct Underlay {
     due: Condvar,
     dropped: Counter,
     epoch: Instant,
+    /// Datagrams probe sockets dropped (not authenticated, replayed, or not a request).
+    pub(crate) probe_garbage: Counter,
+    /// Probe sockets open now.
+    pub(crate) serving: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for Underlay {
@@ -80,6 +90,8 @@ impl Default for Underlay {
             due: Condvar::new(),
             dropped: Counter::default(),
             epoch: Instant::now(),
+            probe_garbage: Counter::default(),
+            serving: Default::default(),
         }
     }
 }

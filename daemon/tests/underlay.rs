@@ -201,3 +201,68 @@ fn bad_shapes_are_refused_with_the_peer_named() {
     assert!(text.contains("far") && text.contains("rate"), "{text}");
     assert!(a.client().status().expect("status").underlay.is_none());
 }
+
+#[test]
+fn a_probe_socket_answers_only_its_token_and_counts_garbage() {
+    let dir = TempDir::new("underlay145");
+    let a = loopback_vnetd(dir.path(), 145, 1, "a");
+    let token = "0123456789abcdef".repeat(4);
+    let mut c = a.client();
+    let addr = c
+        .probe_serve("b", &token, Duration::from_secs(5))
+        .expect("serve");
+    let addr: std::net::SocketAddr = addr.parse().expect("an address");
+    assert_eq!(
+        addr.ip().to_string(),
+        "127.145.0.1",
+        "on the daemon's address"
+    );
+    let sock = std::net::UdpSocket::bind("127.145.0.9:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    // Garbage: random bytes, an empty datagram, something shaped like a probe with a wrong tag.
+    let mut fake = vec![0u8; 64];
+    fake[..4].copy_from_slice(b"VP\x01\x00");
+    for d in [&b"hello"[..], &[][..], &fake[..], &[0xff; 1500][..]] {
+        sock.send_to(d, addr).expect("send");
+    }
+    let mut buf = [0u8; 2048];
+    assert!(sock.recv_from(&mut buf).is_err(), "garbage got an answer");
+    let garbage = c.stats().expect("stats").probe_garbage;
+    assert_eq!(garbage, 4, "every garbage datagram is counted");
+    // A bad token is refused up front.
+    let err = c
+        .probe_serve("b", "short", Duration::from_secs(1))
+        .expect_err("a short token");
+    assert!(err.to_string().contains("token"), "{err}");
+}
+
+#[test]
+fn a_probe_between_two_daemons_sees_the_emulated_delay() {
+    let dir = TempDir::new("underlay146");
+    let a = loopback_vnetd(dir.path(), 146, 1, "a");
+    let b = loopback_vnetd(dir.path(), 146, 2, "b");
+    shape_of(
+        &a,
+        "b",
+        Some(Shape {
+            delay_ms: 30.0,
+            rate_mbps: Some(20.0),
+        }),
+    );
+    let token = "fedcba9876543210".repeat(4);
+    let addr = b
+        .client()
+        .probe_serve("a", &token, Duration::from_secs(10))
+        .expect("serve");
+    let r = a
+        .client()
+        .probe("b", &addr, &token, Duration::from_secs(1))
+        .expect("probe");
+    // One way shaped: the round trip is 30 ms, the one-way estimate half of it.
+    let lat = r.lat_ms.expect("echoes came back");
+    assert!((lat - 15.0).abs() < 1.5, "{r:?}");
+    let bw = r.bw_mbps.expect("trains arrived");
+    assert!((bw - 20.0).abs() < 4.0, "{r:?}");
+    assert!(r.echoes_back * 20 >= r.echoes_sent * 19, "{r:?}");
+}

@@ -8,6 +8,7 @@ pub mod down;
 pub mod fmt;
 pub mod graph;
 pub mod live;
+pub mod measure;
 pub mod plan;
 pub mod route;
 pub mod show;

@@ -8,6 +8,7 @@
 //! - [`plan`]: the difference between live and desired, as a patch and as ordered operations.
 //! - [`lease`]: taking every daemon's lease before changing anything.
 //! - [`apply`]: running a plan concurrently across daemons.
+//! - [`measure`]: probing the underlay between daemons (`vnetc measure`, SPEC 5.2).
 //! - [`up`]: starting and stopping daemons, locally or over ssh.
 
 pub mod apply;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod fetch;
 pub mod hosts;
 pub mod lease;
+pub mod measure;
 pub mod plan;
 pub mod up;
 

@@ -222,10 +222,17 @@ impl Daemon {
                     code: ErrorCode::Invalid,
                     message,
                 }),
-            Request::ProbeServe { .. } | Request::Probe { .. } => Err(ErrorBody {
-                code: ErrorCode::Invalid,
-                message: "probes are not implemented by this daemon yet".into(),
-            }),
+            Request::ProbeServe {
+                peer,
+                token,
+                ttl_ms,
+            } => self.probe_serve(&peer, &token, ttl_ms),
+            Request::Probe {
+                peer,
+                addr,
+                token,
+                duration_ms,
+            } => self.probe(&peer, &addr, &token, duration_ms).await,
         };
         match r {
             Ok(r) => Reply::Ok(r),
@@ -343,7 +350,7 @@ impl Daemon {
             fast_path: self.plane.fast_path_stats(),
             link_estimates: BTreeMap::new(),
             underlay: self.plane.underlay.state(),
-            probe_garbage: 0,
+            probe_garbage: self.plane.underlay.probe_garbage.get(),
         }
     }
 }

@@ -74,6 +74,9 @@ impl DataPlane {
                 }
             }
             Held::Control { msg, to } => self.udp.send_control(&msg, to),
+            Held::Probe { sock, to, msg } => {
+                let _ = sock.send_to(&msg, to);
+            }
         }
     }
 
