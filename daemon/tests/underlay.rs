@@ -266,3 +266,51 @@ fn a_probe_between_two_daemons_sees_the_emulated_delay() {
     assert!((bw - 20.0).abs() < 4.0, "{r:?}");
     assert!(r.echoes_back * 20 >= r.echoes_sent * 19, "{r:?}");
 }
+
+#[test]
+fn links_keep_a_passive_estimate_that_sees_the_emulated_delay() {
+    let p = pair(147, Transport::Udp);
+    shape_of(
+        &p.a,
+        "b",
+        Some(Shape {
+            delay_ms: 40.0,
+            rate_mbps: None,
+        }),
+    );
+    // Both ends' keepalives cross a → b once per round trip (a's keepalive, or a's answer).
+    let estimate_of = |d: &Vnetd| {
+        links_of(d)
+            .into_iter()
+            .next()
+            .and_then(|l| l.estimate)
+            .expect("a UDP link has an estimate")
+    };
+    let settled = |d: &Vnetd| {
+        estimate_of(d)
+            .rtt_ms
+            .is_some_and(|r| (38.0..60.0).contains(&r))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(settled(&p.a) && settled(&p.b)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for d in [&p.a, &p.b] {
+        let e = estimate_of(d);
+        assert!(settled(d), "{}: {e:?}", d.name);
+        assert_eq!(e.source, "keepalive");
+        assert!(e.loss.is_some_and(|l| l < 0.2), "{}: {e:?}", d.name);
+    }
+    let stats = p.a.client().stats().expect("stats");
+    assert!(stats.link_estimates.contains_key("b"), "{stats:?}");
+}
+
+#[test]
+fn tcp_links_estimate_from_the_kernel() {
+    let p = pair(148, Transport::Tcp);
+    p.vm1.send(mac(2), b"some traffic");
+    assert!(p.vm2.expect(b"some traffic", Duration::from_secs(2)));
+    let e = links_of(&p.a)[0].estimate.clone().expect("an estimate");
+    assert_eq!(e.source, "tcp_info");
+    assert!(e.rtt_ms.is_some_and(|r| r > 0.0 && r < 50.0), "{e:?}");
+}

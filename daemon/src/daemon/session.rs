@@ -287,7 +287,7 @@ impl Daemon {
                     remote: l.remote().map(|r| r.to_string()),
                     connects: l.connects.get(),
                     counters: l.stats.snapshot(),
-                    estimate: None,
+                    estimate: l.estimate(),
                 })
             })
             .collect()
@@ -348,7 +348,11 @@ impl Daemon {
             cache_hits: hits,
             cache_misses: misses,
             fast_path: self.plane.fast_path_stats(),
-            link_estimates: BTreeMap::new(),
+            link_estimates: self
+                .links_read()
+                .values()
+                .filter_map(|l| Some((l.peer.clone(), l.estimate()?)))
+                .collect(),
             underlay: self.plane.underlay.state(),
             probe_garbage: self.plane.underlay.probe_garbage.get(),
         }
