@@ -221,7 +221,7 @@ fn a_probe_socket_answers_only_its_token_and_counts_garbage() {
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
     // Garbage: random bytes, an empty datagram, something shaped like a probe with a wrong tag.
-    let mut fake = vec![0u8; 64];
+    let mut fake = [0u8; 64];
     fake[..4].copy_from_slice(b"VP\x01\x00");
     for d in [&b"hello"[..], &[][..], &fake[..], &[0xff; 1500][..]] {
         sock.send_to(d, addr).expect("send");
