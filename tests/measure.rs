@@ -5,80 +5,18 @@
 
 mod live_common;
 
+use live_common::daemons::{hosts_file, sh, start_daemons, Daemons};
 use live_common::*;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 use vnet_proto::control::Shape;
 use vnet_proto::{Client, Key};
 use vnet_underlay::estimate::Measurement;
 
 const KEY: &str = "measure-test-key-0123456789abcdef";
 
-/// vnetd processes, killed on drop.
-struct Daemons(Vec<Child>);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Starts `vnetd` for each address (its name is its address, as HOST lines have it), inside
-/// `netns` when given.
 fn start(w: &World, addrs: &[String], netns: &[Option<String>]) -> Daemons {
-    std::fs::write(w.key_file(), KEY).expect("key file");
-    let mut children = Vec::new();
-    for (i, a) in addrs.iter().enumerate() {
-        let mut cmd = match netns.get(i).cloned().flatten() {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", &ns]).arg(vnetd_path());
-                c
-            }
-            None => Command::new(vnetd_path()),
-        };
-        cmd.args(["--name", a, "--listen", &format!("{a}:7000"), "--fresh"])
-            .arg("--no-fast-path")
-            .arg("--key-file")
-            .arg(w.key_file())
-            .arg("--state-dir")
-            .arg(w.path(&format!("state-{i}")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        children.push(cmd.spawn().expect("start vnetd"));
-    }
-    let d = Daemons(children);
-    let key = Key::from_bytes(KEY.as_bytes()).expect("key");
-    for (i, a) in addrs.iter().enumerate() {
-        let up = wait_until(Duration::from_secs(10), || {
-            match netns.get(i).cloned().flatten() {
-                // Not reachable from here: wait for its port inside the namespace.
-                Some(ns) => sh(&format!("ip netns exec {ns} ss -ltnH 'sport = :7000'"))
-                    .1
-                    .contains(a.as_str()),
-                None => {
-                    Client::connect_timeout(format!("{a}:7000"), &key, Duration::from_millis(300))
-                        .is_ok()
-                }
-            }
-        });
-        assert!(up, "vnetd {a} did not come up");
-    }
-    d
-}
-
-fn hosts_file(addrs: &[String]) -> String {
-    let mut f = String::from("BEGIN\n");
-    for a in addrs {
-        f.push_str(&format!("HOST vnet AT {a} 7000 lan0\n"));
-    }
-    f.push_str("END\n");
-    f
+    start_daemons(w, KEY, addrs, netns, false)
 }
 
 fn measure(w: &World, file: &str, netns: Option<&str>) -> Measurement {
@@ -126,14 +64,25 @@ fn measure_sees_the_emulated_underlay_and_nothing_where_it_is_off() {
         c.set_underlay(BTreeMap::from([(addrs[peer].clone(), shape)]))
             .expect("set underlay");
     }
-    let m = measure(&w, &file, None);
-    assert_eq!(m.links.len(), 6, "every ordered pair: {m:?}");
-    for (from, to) in [(0, 1), (1, 0)] {
-        let l = link(&m, &addrs[from], &addrs[to]);
-        assert!(within(l.lat, 20.0, 0.1), "latency {l:?} in {m:#?}");
-        assert!(within(l.bw, 50.0, 0.2), "bandwidth {l:?} in {m:#?}");
-        assert!(l.loss <= 0.05, "loss {l:?}");
+    // The emulated link is a user-space timer: on this shared 2-core machine at load 15 a
+    // whole measurement is sometimes scheduled late throughout. One more measurement is
+    // allowed; wrong shaping fails both.
+    let shaped_ok = |m: &Measurement| {
+        [(0, 1), (1, 0)].iter().all(|&(from, to)| {
+            let l = link(m, &addrs[from], &addrs[to]);
+            within(l.lat, 20.0, 0.1) && within(l.bw, 50.0, 0.2) && l.loss <= 0.05
+        })
+    };
+    let mut m = measure(&w, &file, None);
+    if !shaped_ok(&m) {
+        eprintln!("first measurement off target, measuring again: {m:#?}");
+        m = measure(&w, &file, None);
     }
+    assert_eq!(m.links.len(), 6, "every ordered pair: {m:?}");
+    assert!(
+        shaped_ok(&m),
+        "want 20 ms within 10%, 50 Mbit/s within 20%: {m:#?}"
+    );
     for (from, to) in [(0, 2), (2, 0), (1, 2), (2, 1)] {
         let l = link(&m, &addrs[from], &addrs[to]);
         assert!(l.lat < 2.0, "no emulated delay, yet {l:?}");
@@ -155,20 +104,6 @@ fn measure_names_the_daemons_it_cannot_reach() {
     let err = stderr(&out);
     assert!(err.contains(&addrs[2]), "{err}");
     assert!(!err.contains(&format!("daemon {}:", addrs[0])), "{err}");
-}
-
-fn sh(cmd: &str) -> (bool, String) {
-    match Command::new("sh").arg("-c").arg(cmd).output() {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
 }
 
 /// Two namespaces `vms173-a`, `vms173-b` on a veth pair; removed on drop.

@@ -70,7 +70,10 @@ impl Endpoint {
 
     /// Sends through the emulated underlay when the peer is shaped.
     fn send(&self, p: Probe, size: usize, to: SocketAddr) {
-        let msg = p.encode(&self.key, size);
+        self.send_bytes(p.encode(&self.key, size), to);
+    }
+
+    fn send_bytes(&self, msg: Vec<u8>, to: SocketAddr) {
         let mut msg = Some(msg);
         if self.underlay.is_on() {
             let len = msg.as_ref().map_or(0, Vec::len);
@@ -201,14 +204,21 @@ fn train_phase(ep: &Endpoint, to: SocketAddr, span: Duration, rtt: u64) -> (Vec<
             sent: len,
             arrivals: Vec::new(),
         };
-        for i in 0..len {
-            let p = Probe {
-                kind: Kind::Train,
-                seq: base + i,
-                sent: ep.now(),
-                received: 0,
-            };
-            ep.send(p, TRAIN_SIZE, to);
+        // Signed first, then sent back to back: the train must leave at the sender's full
+        // speed, not at the speed of signing.
+        let msgs: Vec<Vec<u8>> = (0..len)
+            .map(|i| {
+                let p = Probe {
+                    kind: Kind::Train,
+                    seq: base + i,
+                    sent: 0,
+                    received: 0,
+                };
+                p.encode(&ep.key, TRAIN_SIZE)
+            })
+            .collect();
+        for m in msgs {
+            ep.send_bytes(m, to);
         }
         sent += len;
         let mut seen = HashSet::new();

@@ -62,6 +62,7 @@ impl Daemon {
             .name("vnetd-probe".into())
             .spawn(move || {
                 let _slot = slot;
+                crate::sys::forwarding_thread();
                 probe::serve(&ep, until);
             })
             .map_err(|e| internal(format!("probe thread: {e}")))?;
@@ -83,7 +84,10 @@ impl Daemon {
             .map_err(|e| invalid(format!("probe address `{addr}`: {e}")))?;
         let ep = self.endpoint(peer, token)?;
         let duration = Duration::from_millis(duration_ms);
-        let result = tokio::task::spawn_blocking(move || probe::run(&ep, to, duration))
+        let result = tokio::task::spawn_blocking(move || {
+            crate::sys::forwarding_thread();
+            probe::run(&ep, to, duration)
+        })
             .await
             .map_err(|e| internal(format!("probe: {e}")))?;
         Ok(Response::Probed(result))

@@ -49,6 +49,10 @@ impl DataPlane {
             std::thread::Builder::new()
                 .name("vnetd-underlay".into())
                 .spawn(move || {
+                    // The emulated link's clock: woken on time, like the forwarding thread.
+                    crate::sys::forwarding_thread();
+                    // SAFETY: prctl on the calling thread with plain integer arguments.
+                    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
                     let mut sc = Scratch::default();
                     underlay.run(|h| match plane.upgrade() {
                         Some(p) => p.release(h, &mut sc),
