@@ -228,10 +228,9 @@ impl Daemon {
             // The view takes a report in microseconds: waiting for it here is cheaper than
             // handing the worker's tasks to another thread (`block_in_place`) 1,280 times a
             // second at 64 reporters.
-            Request::Report { report } => self
-                .vttif
-                .ingest(report, size)
-                .map(|()| Response::Reported),
+            Request::Report { report } => {
+                self.vttif.ingest(report, size).map(|()| Response::Reported)
+            }
             Request::Infer {
                 window_ms,
                 threshold_ppm,
