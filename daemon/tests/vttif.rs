@@ -357,6 +357,14 @@ fn the_prometheus_endpoint_matches_stats() {
         assert_eq!(got, Some(r.frames as f64), "{text}\n{body}");
     }
     assert_eq!(value(&parsed, "vnet_link_up", &[("link", "a")]), Some(1.0));
+    // The link's passive round-trip estimate, once it has one (it never loses it again).
+    if let Some(rtt) = stats.link_estimates.get("a").and_then(|e| e.rtt_ms) {
+        let again = scrape(metrics);
+        let lines = again.lines().map(|l| Ok(l.to_string()));
+        let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+        let got = value(&parsed, "vnet_link_rtt_ms", &[("link", "a")]);
+        assert!(got.is_some_and(|g| g > 0.0), "stats say {rtt} ms\n{again}");
+    }
     // The Proxy's top pairs, heaviest first, and its report counters.
     let heavy = [("src", "02:00:00:00:00:01"), ("dst", "02:00:00:00:00:02")];
     let rate = value(&parsed, "vnet_vttif_pair_bytes_per_second", &heavy);

@@ -12,7 +12,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
+use vnet_proto::control::LinkEstimate;
 
 /// The Proxy's pairs exported, heaviest first: operators want the top talkers, and the label
 /// cardinality must stay bounded whatever the traffic.
@@ -58,6 +60,28 @@ fn port_rows(kind: &'static str, ports: &[(String, PortCounters)]) -> [Vec<(Labe
     ]
 }
 
+/// Per-link round-trip time and loss from the links' passive estimates (keepalives on UDP,
+/// `TCP_INFO` on TCP; SPEC 5.2). A link without a sample yet has no series.
+fn link_health(estimates: &BTreeMap<String, LinkEstimate>, out: &mut Out) {
+    let rtt = estimates.iter().filter_map(|(peer, e)| {
+        let labels = vec![("link", peer.clone()), ("source", e.source.clone())];
+        Some((labels, e.rtt_ms?))
+    });
+    out.gauges(
+        "link_rtt_ms",
+        "Smoothed round-trip time of the link, ms",
+        rtt.collect(),
+    );
+    let loss = estimates
+        .iter()
+        .filter_map(|(peer, e)| Some((vec![("link", peer.clone())], e.loss?)));
+    out.gauges(
+        "link_loss",
+        "Fraction of recent keepalives without an answer (UDP links)",
+        loss.collect(),
+    );
+}
+
 impl Daemon {
     /// The metrics text of this daemon now.
     pub(super) fn metrics_text(&self) -> String {
@@ -92,7 +116,7 @@ impl Daemon {
             (vec![("link", l.peer)], v)
         });
         out.gauges("link_up", "Whether the link is connected", up.collect());
-        self.link_health(&mut out);
+        link_health(&stats.link_estimates, &mut out);
         self.vttif_metrics(&mut out);
         let mut text = String::new();
         if let Err(e) = encode(&mut text, &out.registry) {
@@ -100,11 +124,6 @@ impl Daemon {
         }
         text
     }
-
-    /// Per-link latency and loss gauges (`vnet_link_latency_ms`, `vnet_link_loss`) belong
-    /// here, from the links' keepalive estimates (the underlay's passive estimator, SPEC 5.2),
-    /// once the links keep them.
-    fn link_health(&self, _out: &mut Out) {}
 
     fn vttif_metrics(&self, out: &mut Out) {
         let v = self.vttif.state();
