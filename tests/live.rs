@@ -342,11 +342,13 @@ fn drift_is_shown_diffed_and_repaired() {
     c2.add_link(LinkSpec {
         link: half.clone(),
         peer_addr: format!("{h3}:7000"),
+        peer_key: None,
     })
     .unwrap();
     c2.add_link(LinkSpec {
         link: LinkDef::new(Transport::Tcp, &h2, &h2, "ghost"),
         peer_addr: "127.160.9.9:7000".into(),
+        peer_key: None,
     })
     .unwrap();
 
@@ -384,6 +386,7 @@ fn drift_is_shown_diffed_and_repaired() {
     c3.add_link(LinkSpec {
         link: half.clone(),
         peer_addr: format!("{h2}:7000"),
+        peer_key: None,
     })
     .unwrap();
     let out = w.vnetc(&["diff", "--detailed-exitcode", &fast]);

@@ -63,6 +63,15 @@ struct Args {
     #[arg(long)]
     no_fast_path: bool,
 
+    /// Send link frames in clear (after a handshake that still authenticates the peer's key
+    /// when one is pinned): for measurements only. Logged loudly and shown by `status`.
+    #[arg(long)]
+    insecure_links: bool,
+
+    /// Seconds after which a link's dialer makes new keys (volume also triggers a rekey).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    rekey_seconds: u64,
+
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -127,6 +136,11 @@ fn main() -> ExitCode {
         udp_datagram: args.udp_datagram.clamp(576, 65507),
         fsync: args.fsync,
         fast_path: !args.no_fast_path,
+        insecure_links: args.insecure_links,
+        rekey: vnet_seal::RekeyPolicy {
+            after_ns: args.rekey_seconds.saturating_mul(1_000_000_000),
+            ..Default::default()
+        },
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

@@ -72,6 +72,11 @@ pub struct LinkSpec {
     pub link: LinkDef,
     /// The peer daemon's address, `HOST:PORT` (the peer's `--listen`).
     pub peer_addr: String,
+    /// The peer daemon's static public key (base64, as `vnetc keys` prints it), pinned by
+    /// `vnetc up`/`apply`: the link's handshake accepts only this key. A link without one
+    /// cannot come up unless both daemons run with `--insecure-links`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_key: Option<String>,
 }
 
 impl LinkSpec {
@@ -260,6 +265,12 @@ pub struct Status {
     /// was reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_path: Option<FastPathState>,
+    /// This daemon's static public key (base64), which its links' peers pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Whether the daemon runs with `--insecure-links` (frames in clear, for measurements).
+    #[serde(default)]
+    pub insecure_links: bool,
 }
 
 /// Whether the kernel fast path is built in and active, and if not, why.
@@ -320,6 +331,22 @@ pub struct LinkInfo {
     /// How many times the link came up.
     pub connects: u64,
     pub counters: PortCounters,
+    /// How the link's frames travel, when it is up (absent from daemons before sealing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<LinkSecurity>,
+}
+
+/// The security state of an up link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSecurity {
+    /// `sealed` (Noise IK keys, ChaCha20-Poly1305 records) or `clear` (`--insecure-links`).
+    pub mode: String,
+    /// The fingerprint of the peer's authenticated static key.
+    pub peer_key: String,
+    /// The epoch of the keys in use (one more at each rekey).
+    pub epoch: u32,
+    /// Handshakes completed on this link (the first and every rekey).
+    pub handshakes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,6 +436,7 @@ mod tests {
                         link: LinkSpec {
                             link: LinkDef::new(Transport::Udp, "h1", "h1", "proxy"),
                             peer_addr: "127.0.0.2:7000".into(),
+                            peer_key: None,
                         },
                     },
                     Change::AddRule { rule },

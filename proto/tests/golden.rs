@@ -40,6 +40,7 @@ fn spec() -> LinkSpec {
     LinkSpec {
         link: LinkDef::new(Transport::Udp, "h1", "h1", "proxy"),
         peer_addr: "127.0.0.2:7000".into(),
+        peer_key: None,
     }
 }
 

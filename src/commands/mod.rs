@@ -7,6 +7,7 @@ pub mod diff;
 pub mod down;
 pub mod fmt;
 pub mod graph;
+pub mod keys;
 pub mod live;
 pub mod plan;
 pub mod route;

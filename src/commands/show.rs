@@ -28,11 +28,48 @@ pub fn run(args: Args, color: bool) -> Outcome {
     let text = match args.format {
         StateFormat::Vnet => live.state.to_program(),
         StateFormat::Json => {
-            let mut json = serde_json::to_string_pretty(&live.state)
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let mut value =
+                serde_json::to_value(&live.state).map_err(|e| Failure::Usage(e.to_string()))?;
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("security".into(), security(&live));
+            }
+            let mut json =
+                serde_json::to_string_pretty(&value).map_err(|e| Failure::Usage(e.to_string()))?;
             json.push('\n');
             json
         }
     };
     write_output(None, text.as_bytes())
+}
+
+/// Each daemon's link key and mode, and the security state of each end of each up link.
+fn security(live: &fetch::Live) -> serde_json::Value {
+    let daemons: serde_json::Map<String, serde_json::Value> = live
+        .snapshots
+        .iter()
+        .map(|(name, s)| {
+            let v = serde_json::json!({
+                "public_key": s.public_key,
+                "insecure_links": s.insecure_links,
+            });
+            (name.clone(), v)
+        })
+        .collect();
+    let links: Vec<serde_json::Value> = live
+        .snapshots
+        .iter()
+        .flat_map(|(name, s)| {
+            s.security.iter().map(move |(key, sec)| {
+                serde_json::json!({
+                    "daemon": name,
+                    "link": format!("{}–{}", key.0, key.1),
+                    "mode": sec.mode,
+                    "peer_key": sec.peer_key,
+                    "epoch": sec.epoch,
+                    "handshakes": sec.handshakes,
+                })
+            })
+        })
+        .collect();
+    serde_json::json!({ "daemons": daemons, "links": links })
 }

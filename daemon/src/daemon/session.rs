@@ -238,6 +238,8 @@ impl Daemon {
             rules: ctl.rules().len(),
             lease: self.leases.current(),
             fast_path: Some(self.fast_path.clone()),
+            public_key: Some(self.seal.keys.public.to_string()),
+            insecure_links: self.seal.insecure,
         }
     }
 
@@ -267,6 +269,7 @@ impl Daemon {
                     remote: l.remote().map(|r| r.to_string()),
                     connects: l.connects.get(),
                     counters: l.stats.snapshot(),
+                    security: l.security(),
                 })
             })
             .collect()
