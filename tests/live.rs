@@ -112,10 +112,21 @@ fn up_apply_star_fast_path_and_back_then_down() {
     let shown = w.vnetc(&["show", &fast]);
     assert_eq!(stdout(&shown), stdout(&w.vnetc(&["state", &fast])));
     let json = w.vnetc(&["show", "--format", "json", &fast]);
-    assert_eq!(
-        stdout(&json),
-        stdout(&w.vnetc(&["state", "--format", "json", &fast]))
-    );
+    let mut shown: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let security = shown
+        .as_object_mut()
+        .and_then(|o| o.remove("security"))
+        .expect("security in show --format json");
+    let state: serde_json::Value =
+        serde_json::from_str(&stdout(&w.vnetc(&["state", "--format", "json", &fast]))).unwrap();
+    assert_eq!(shown, state);
+    // Both ends of all 10 links are sealed, each with the key `apply` pinned.
+    let ends = security["links"].as_array().unwrap();
+    assert_eq!(ends.len(), 20, "{security}");
+    assert!(ends.iter().all(|l| l["mode"] == "sealed"), "{security}");
+    let keys = w.vnetc(&["keys", &fast]);
+    expect_code(&keys, 0);
+    assert_eq!(stdout(&keys).lines().count(), 5, "{}", stdout(&keys));
     // The fast path now carries VM 1 → VM 3 directly.
     let live_route = w.vnetc(&[&["route", &fast, "--live"][..], &route].concat());
     assert!(

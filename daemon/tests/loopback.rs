@@ -396,6 +396,10 @@ fn sealed_links_rekey_under_traffic() {
         eprintln!("{transport:?}: {lost} of {count} frames lost across rekeys");
         // A TCP rekey is a new connection: frames in flight on the old one may be lost.
         let allowed = if transport == Transport::Udp { 0 } else { 3 };
-        assert!(lost <= allowed, "{transport:?}: {lost} frames lost\n{}", b.log_text());
+        assert!(
+            lost <= allowed,
+            "{transport:?}: {lost} frames lost\n{}",
+            b.log_text()
+        );
     }
 }

@@ -28,18 +28,25 @@ pub fn run(args: Args, color: bool) -> Outcome {
     let text = match args.format {
         StateFormat::Vnet => live.state.to_program(),
         StateFormat::Json => {
-            let mut value =
-                serde_json::to_value(&live.state).map_err(|e| Failure::Usage(e.to_string()))?;
-            if let Some(obj) = value.as_object_mut() {
-                obj.insert("security".into(), security(&live));
-            }
+            let shown = Shown {
+                state: &live.state,
+                security: security(&live),
+            };
             let mut json =
-                serde_json::to_string_pretty(&value).map_err(|e| Failure::Usage(e.to_string()))?;
+                serde_json::to_string_pretty(&shown).map_err(|e| Failure::Usage(e.to_string()))?;
             json.push('\n');
             json
         }
     };
     write_output(None, text.as_bytes())
+}
+
+/// `show --format json`: the state as `vnetc state` prints it, and the links' security.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    state: &'a vnet_grammar::model::State,
+    security: serde_json::Value,
 }
 
 /// Each daemon's link key and mode, and the security state of each end of each up link.
