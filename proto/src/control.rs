@@ -176,6 +176,8 @@ pub struct ReplyEnvelope {
     pub reply: Reply,
 }
 
+// One reply per request, moved once: its size is not worth a box on every `Ok`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
