@@ -428,14 +428,14 @@ fn main() {
         ),
         Path::new(
             "udp",
-            "vnetd, UDP link (+ kernel fast path)",
+            "vnetd, sealed UDP link",
             "tbuv1".into(),
             "tbuv2".into(),
             "10.150.0.2",
         ),
         Path::new(
             "tcp",
-            "vnetd, TCP link",
+            "vnetd, sealed TCP link",
             "tbtv1".into(),
             "tbtv2".into(),
             "10.150.0.2",

@@ -196,38 +196,20 @@ fn garbage_on_the_control_port_and_on_links_changes_nothing() {
     };
     s.write_all(&sealed(&[wire::MAGIC, wire::KIND_FRAME, 16, 0, 1, 2, 3]))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let rogue = cb
-        .list_links()
-        .unwrap()
-        .into_iter()
-        .find(|l| l.peer == "rogue")
-        .unwrap();
+    let rogue = rogue_after_a_while(&mut cb);
     assert!(rogue.up);
     assert_eq!(rogue.counters.drops.get("malformed"), Some(&1));
     // A sealed record with a flipped bit: dropped as a bad record, the stream goes on.
     let mut forged = sealed(&[wire::MAGIC, wire::KIND_FRAME, 16, 0, 1, 2, 3]);
     forged[30] ^= 1;
     s.write_all(&forged).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let rogue = cb
-        .list_links()
-        .unwrap()
-        .into_iter()
-        .find(|l| l.peer == "rogue")
-        .unwrap();
+    let rogue = rogue_after_a_while(&mut cb);
     assert!(rogue.up);
     assert_eq!(rogue.counters.drops.get("bad_record"), Some(&1));
     // A message in clear on the sealed link: the stream is closed.
     s.write_all(&frame(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0]))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let rogue = cb
-        .list_links()
-        .unwrap()
-        .into_iter()
-        .find(|l| l.peer == "rogue")
-        .unwrap();
+    let rogue = rogue_after_a_while(&mut cb);
     assert!(!rogue.up, "a stream with a clear message is closed");
     assert_eq!(rogue.counters.drops.get("downgrade"), Some(&1));
     assert!(eventually(&vm3, &vm1, mac(1), "still", WAIT));
@@ -251,6 +233,16 @@ fn link_msg(kind: u8, body: serde_json::Value) -> Vec<u8> {
 }
 
 /// Dials `b` as the daemon "rogue", holding the key, and completes the link handshake.
+/// The rogue link's state once what was just written had time to arrive.
+fn rogue_after_a_while(c: &mut vnet_daemon::Client) -> vnet_daemon::proto::LinkInfo {
+    std::thread::sleep(Duration::from_millis(200));
+    c.list_links()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.peer == "rogue")
+        .unwrap()
+}
+
 /// A TCP link handshake as daemon `rogue` (which knows the control key) with `b`: with
 /// `keys`, the Noise handshake too; the stream and the record keys when `b` accepted.
 fn rogue_handshake(

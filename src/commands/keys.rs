@@ -4,21 +4,13 @@
 use super::live::{daemons_failed, load_clean, usage};
 use super::state::StateFormat;
 use super::write_output;
-use crate::live::config::ControlArgs;
 use crate::live::fetch::{self, Snapshot};
 use crate::{Failure, Outcome};
 use std::collections::BTreeMap;
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// The program whose HOST lines name the daemons.
-    pub file: String,
-    /// Output format (`vnet`: one line per daemon; `json`: an object by machine).
-    #[arg(long, value_enum, default_value_t = StateFormat::Vnet)]
-    pub format: StateFormat,
-    #[command(flatten)]
-    pub control: ControlArgs,
-}
+/// The same arguments as `show` (`--format vnet`: one line per daemon; `json`: an object by
+/// machine).
+pub use super::show::Args;
 
 /// One daemon's key as printed.
 #[derive(serde::Serialize)]
