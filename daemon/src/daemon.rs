@@ -14,8 +14,10 @@ use crate::port::Port;
 use crate::proto::*;
 use crate::stats::DropReason;
 use crate::store::{Persisted, Store};
+use crate::vttif::Vttif;
 use crate::wire;
 
+mod metrics;
 mod session;
 mod tcp_links;
 mod udp_links;
@@ -52,6 +54,10 @@ pub struct Config {
     pub insecure_links: bool,
     /// When links make new keys (the dialer starts the handshake).
     pub rekey: vnet_seal::RekeyPolicy,
+    /// VTTIF report periods per second (0: no reports; SPEC 5.1's default is 20).
+    pub report_hz: u32,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub struct Daemon {
@@ -71,6 +77,8 @@ pub struct Daemon {
     sessions: std::sync::atomic::AtomicU64,
     /// Whether the kernel fast path runs, and if not, why (for `status`).
     fast_path: FastPathState,
+    /// VTTIF: the Proxy setting, the reporter's counters and (on the Proxy) the view.
+    vttif: Arc<Vttif>,
     weak: std::sync::Weak<Daemon>,
 }
 
@@ -140,8 +148,10 @@ impl Daemon {
             saved.as_ref().map_or(0, |s| s.generation),
             saved.as_ref().and_then(|s| s.config_bound_ms),
         );
+        let vttif = Vttif::new(&cfg.name, &cfg.state_dir, cfg.report_hz, cfg.fresh);
         let d = Arc::new_cyclic(|weak| Daemon {
             weak: weak.clone(),
+            vttif,
             instance,
             plane,
             ctl: Mutex::new(ctl),
@@ -205,6 +215,7 @@ impl Daemon {
     pub fn stop(&self) {
         self.shutdown.send_replace(true);
         self.plane.stop();
+        self.vttif.stop();
     }
 
     pub fn stopping(&self) -> watch::Receiver<bool> {
@@ -222,6 +233,11 @@ impl Daemon {
         {
             let d = self.clone();
             tasks.spawn(async move { d.housekeeping().await });
+        }
+        self.start_reporter()?;
+        if let Some(addr) = self.cfg.metrics {
+            let d = self.clone();
+            tasks.spawn(async move { d.serve_metrics(addr).await });
         }
         let pending = Arc::new(Semaphore::new(256));
         let mut stop = self.stopping();
@@ -253,6 +269,25 @@ impl Daemon {
             l.close();
         }
         Ok(())
+    }
+
+    /// Starts the VTTIF reporter on the data plane's matrix (kernel counts credited first).
+    fn start_reporter(&self) -> io::Result<()> {
+        let plane = self.plane.clone();
+        let snapshot = Box::new(move || {
+            plane.credit_fast_path();
+            let (_, cells) = plane.matrix.snapshot(false);
+            cells
+                .into_iter()
+                .map(|(src, dst, frames, bytes)| vnet_vttif::PairCount {
+                    src,
+                    dst,
+                    frames,
+                    bytes,
+                })
+                .collect()
+        });
+        crate::vttif::reporter::start(self.vttif.clone(), self.cfg.key.clone(), snapshot)
     }
 
     fn links_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Link>>> {

@@ -71,6 +71,14 @@ struct Args {
     /// Seconds after which a link's dialer makes new keys (volume also triggers a rekey).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     rekey_seconds: u64,
+    /// VTTIF report periods per second: how often this daemon sends what changed in its
+    /// traffic matrix to the Proxy (SPEC 5.1). 0 turns reporting off.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    report_hz: u32,
+
+    /// Serve Prometheus metrics (text format) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 
     /// Worker threads (default: one per core).
     #[arg(long)]
@@ -141,6 +149,8 @@ fn main() -> ExitCode {
             after_ns: args.rekey_seconds.saturating_mul(1_000_000_000),
             ..Default::default()
         },
+        report_hz: args.report_hz,
+        metrics: args.metrics,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

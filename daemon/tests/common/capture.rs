@@ -69,6 +69,15 @@ impl Tap {
                 (&tv as *const libc::timeval).cast(),
                 std::mem::size_of::<libc::timeval>() as u32,
             );
+            // Other tests' links share `lo`: a large buffer so ours are not lost among them.
+            let big: libc::c_int = 64 << 20;
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&big as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
             let raw = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
             assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
             let raw = OwnedFd::from_raw_fd(raw);
