@@ -121,6 +121,7 @@ fn cost_when_off() {
         c.add_link(LinkSpec {
             link: def.clone(),
             peer_addr: format!("{}:7000", addrs[other]),
+            peer_key: client(&addrs[other]).status().expect("status").public_key,
         })
         .expect("link");
         let rule = |dst: Mac, target: Target| RuleDef {

@@ -60,6 +60,8 @@ enum Command {
     Down(commands::down::Args),
     /// Print the live state of the daemons a file declares, as a .vnet program.
     Show(commands::show::Args),
+    /// List the static link keys of the HOST lines' daemons (which `apply` pins).
+    Keys(commands::keys::Args),
     /// Print the difference from the live daemons to a file, as a patch.
     Diff(commands::diff::Args),
     /// Show (and save) the ordered operations that take the live daemons to a file.
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         Command::Up(args) => commands::up::run(args, color),
         Command::Down(args) => commands::down::run(args, color),
         Command::Show(args) => commands::show::run(args, color),
+        Command::Keys(args) => commands::keys::run(args, color),
         Command::Diff(args) => commands::diff::run(args, color),
         Command::Plan(args) => commands::plan::run(args, color),
         Command::Apply(args) => commands::apply::run(args, color),

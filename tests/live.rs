@@ -112,10 +112,21 @@ fn up_apply_star_fast_path_and_back_then_down() {
     let shown = w.vnetc(&["show", &fast]);
     assert_eq!(stdout(&shown), stdout(&w.vnetc(&["state", &fast])));
     let json = w.vnetc(&["show", "--format", "json", &fast]);
-    assert_eq!(
-        stdout(&json),
-        stdout(&w.vnetc(&["state", "--format", "json", &fast]))
-    );
+    let mut shown: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let security = shown
+        .as_object_mut()
+        .and_then(|o| o.remove("security"))
+        .expect("security in show --format json");
+    let state: serde_json::Value =
+        serde_json::from_str(&stdout(&w.vnetc(&["state", "--format", "json", &fast]))).unwrap();
+    assert_eq!(shown, state);
+    // Both ends of all 10 links are sealed, each with the key `apply` pinned.
+    let ends = security["links"].as_array().unwrap();
+    assert_eq!(ends.len(), 20, "{security}");
+    assert!(ends.iter().all(|l| l["mode"] == "sealed"), "{security}");
+    let keys = w.vnetc(&["keys", &fast]);
+    expect_code(&keys, 0);
+    assert_eq!(stdout(&keys).lines().count(), 5, "{}", stdout(&keys));
     // The fast path now carries VM 1 → VM 3 directly.
     let live_route = w.vnetc(&[&["route", &fast, "--live"][..], &route].concat());
     assert!(
@@ -342,11 +353,13 @@ fn drift_is_shown_diffed_and_repaired() {
     c2.add_link(LinkSpec {
         link: half.clone(),
         peer_addr: format!("{h3}:7000"),
+        peer_key: None,
     })
     .unwrap();
     c2.add_link(LinkSpec {
         link: LinkDef::new(Transport::Tcp, &h2, &h2, "ghost"),
         peer_addr: "127.160.9.9:7000".into(),
+        peer_key: None,
     })
     .unwrap();
 
@@ -384,6 +397,7 @@ fn drift_is_shown_diffed_and_repaired() {
     c3.add_link(LinkSpec {
         link: half.clone(),
         peer_addr: format!("{h2}:7000"),
+        peer_key: None,
     })
     .unwrap();
     let out = w.vnetc(&["diff", "--detailed-exitcode", &fast]);

@@ -89,6 +89,7 @@ fn bench(c: &mut Criterion) {
     let link = LinkSpec {
         link: LinkDef::new(Transport::Udp, "peer", "bench", "peer"),
         peer_addr: "127.61.0.2:7000".into(),
+        peer_key: None,
     };
     cl.add_link(link.clone()).unwrap();
 
@@ -119,6 +120,7 @@ fn bench(c: &mut Criterion) {
     let other = LinkSpec {
         link: LinkDef::new(Transport::Tcp, "bench", "bench", "peer2"),
         peer_addr: "127.61.0.3:7000".into(),
+        peer_key: None,
     };
     g.bench_function("add link + delete link (two primitives)", |b| {
         b.iter(|| {

@@ -235,6 +235,7 @@ fn configure(dir: &std::path::Path, p: &str, transport: Transport) {
                         link: LinkSpec {
                             link: LinkDef::new(transport, "h1", "h1", "h2"),
                             peer_addr: format!("192.168.150.{other}:7000"),
+                            peer_key: peer_key(other, &key),
                         },
                     },
                     Change::AddRule {
@@ -271,6 +272,20 @@ fn configure(dir: &std::path::Path, p: &str, transport: Transport) {
             std::thread::sleep(Duration::from_millis(50));
         }
     });
+}
+
+/// The static link key of daemon h`n` (its peer pins it), from inside either host.
+fn peer_key(n: u8, key: &Key) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Client::connect(format!("192.168.150.{n}:7000"), key) {
+            Ok(mut c) => return c.status().ok()?.public_key,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "vnetd h{n}: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
 }
 
 /// RTTs in µs of `count` pings `interval` seconds apart.
@@ -422,14 +437,14 @@ fn main() {
         ),
         Path::new(
             "udp",
-            "vnetd, UDP link (+ kernel fast path)",
+            "vnetd, sealed UDP link",
             "tbuv1".into(),
             "tbuv2".into(),
             "10.150.0.2",
         ),
         Path::new(
             "tcp",
-            "vnetd, TCP link",
+            "vnetd, sealed TCP link",
             "tbtv1".into(),
             "tbtv2".into(),
             "10.150.0.2",

@@ -253,6 +253,9 @@ impl Control {
                         link.peer_addr
                     ));
                 }
+                if let Some(Err(e)) = link.peer_key.as_deref().map(vnet_seal::PublicKey::parse) {
+                    return Err(format!("peer key of link {}–{}: {e}", l.a, l.b));
+                }
                 Ok(())
             }
             Change::DeleteLink { key } if key.0 != *me && key.1 != *me => {
@@ -290,6 +293,7 @@ mod tests {
         LinkSpec {
             link: LinkDef::new(transport, "a", "a", peer),
             peer_addr: "127.0.0.2:7000".into(),
+            peer_key: None,
         }
     }
 

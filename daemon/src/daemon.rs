@@ -51,6 +51,10 @@ pub struct Config {
     /// Let the kernel forward established flows between packet interfaces and UDP links
     /// (see [`crate::fastpath`]).
     pub fast_path: bool,
+    /// `--insecure-links`: frames in clear after an authenticated handshake (measurements).
+    pub insecure_links: bool,
+    /// When links make new keys (the dialer starts the handshake).
+    pub rekey: vnet_seal::RekeyPolicy,
     /// VTTIF report periods per second (0: no reports; SPEC 5.1's default is 20).
     pub report_hz: u32,
     /// Where to serve Prometheus metrics, if anywhere.
@@ -59,6 +63,8 @@ pub struct Config {
 
 pub struct Daemon {
     pub cfg: Config,
+    /// The link key pair, the rekey policy and the handshake limit (`link::seal`).
+    seal: crate::link::seal::Crypto,
     pub instance: String,
     /// The forwarding thread's state (engine, interfaces, UDP sessions, fast path).
     plane: Arc<DataPlane>,
@@ -112,6 +118,12 @@ impl Daemon {
     /// Binds the port, opens the interfaces and loads the tables. Then call [`Daemon::serve`].
     pub async fn start(cfg: Config) -> io::Result<(Arc<Daemon>, TcpListener)> {
         std::fs::create_dir_all(&cfg.state_dir)?;
+        let keys = crate::identity::load_or_create(&cfg.state_dir)?;
+        tracing::info!(public_key = %keys.public, fingerprint = %keys.public.fingerprint(), "link key");
+        if cfg.insecure_links {
+            tracing::warn!("INSECURE LINKS: --insecure-links sends every frame in clear and unauthenticated after the handshake; for measurements only");
+        }
+        let seal = crate::link::seal::Crypto::new(keys, cfg.insecure_links, cfg.rekey);
         let store = Store::new(&cfg.state_dir, cfg.fsync);
         let saved = load_saved(&cfg, &store)?;
         let listener = bind_tcp(cfg.listen)?;
@@ -150,6 +162,7 @@ impl Daemon {
             leases: Default::default(),
             sessions: Default::default(),
             fast_path,
+            seal,
             cfg,
         });
         d.plane.update_engine(|e| {

@@ -19,6 +19,7 @@
 use crate::engine::{self, account, Action, Engine, EngineCell, Lookup, Matrix};
 use crate::fastpath::{self, FastPath};
 use crate::iface::{Iface, RxBatch};
+use crate::link::seal::{self, SealScratch};
 use crate::link::{Link, OnChange, UdpBatch, UdpPort};
 use crate::port::Port;
 use crate::proto::FastPathStats;
@@ -39,12 +40,15 @@ use vnet_grammar::model::Target;
 
 mod poll;
 mod shaped;
+mod tcp_rx;
+use tcp_rx::TcpRx;
 
 /// Scratch space of the forwarding thread (reused for every frame).
 #[derive(Default)]
 struct Scratch {
     seg: Segmenter,
     frags: Vec<u8>,
+    seal: SealScratch,
 }
 
 /// A UDP link datagram that is not a frame, for the async control task.
@@ -57,12 +61,6 @@ pub(crate) enum UdpCtl {
 
 /// Control messages waiting for the async task; more are dropped (a flood cannot grow memory).
 const UDP_CTL_QUEUE: usize = 256;
-
-/// A TCP link's receive buffer: several of the largest messages, so reads are large and a
-/// message in progress rarely has to be moved to the front.
-const TCP_BUF: usize = 4 * (4 + wire::MAX_LINK_MSG);
-/// Move the unread tail to the front when less room than this is left for a read.
-const TCP_MIN_READ: usize = 32 << 10;
 
 const WAKE: u64 = 0;
 const UDP: u64 = 1;
@@ -95,23 +93,10 @@ const IFACE_ERROR_PAUSE: Duration = Duration::from_millis(100);
 struct UdpRx {
     batch: UdpBatch,
     fb: FrameBuf,
+    /// An opened record (the clear datagram it held).
+    opened: Vec<u8>,
     per_link: HashMap<String, (Lookup<Port>, Reasm)>,
     ctl: mpsc::Sender<UdpCtl>,
-}
-
-/// One TCP link connection's receiving state.
-struct TcpRx {
-    link: Arc<Link>,
-    session: u64,
-    stream: TcpStream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Frames without a virtio-net header are copied here to get one.
-    fb: Option<FrameBuf>,
-    lookup: Lookup<Port>,
-    /// Dropped with this state: tells the dialer the connection is over.
-    _ended: oneshot::Sender<()>,
 }
 
 /// Everything the forwarding thread uses, and nothing else (no tables of the control plane,
@@ -309,6 +294,7 @@ impl DataPlane {
         let mut udp = UdpRx {
             batch: UdpBatch::default(),
             fb: FrameBuf::new(),
+            opened: Vec::new(),
             per_link: HashMap::new(),
             ctl,
         };
@@ -390,9 +376,18 @@ impl DataPlane {
             return;
         };
         let (route, fresh) = lookup.resolve(&self.engine, src, dst);
+        // The kernel carries clear frames only: flows over sealed links stay here.
+        let sealed = |p: &Port| matches!(p, Port::Link(l) if l.is_sealed());
+        let clear = |c: &fastpath::Arrival<'_>| {
+            !matches!(c, fastpath::Arrival::Link(_, l) if l.is_sealed())
+                && !route.outs.iter().any(|o| sealed(&o.port))
+        };
         if let (Some(version), Some(came), Some(fast), false) =
             (fresh, came, &self.fast, self.shaped(&route.outs))
         {
+            if !clear(&came) {
+                return self.send_outs(f, route, rx, sc);
+            }
             let decision = fastpath::Decision {
                 src,
                 dst,
@@ -405,6 +400,17 @@ impl DataPlane {
             };
             fast.offer(came, &decision, |v| self.engine.version() == v);
         }
+        self.send_outs(f, route, rx, sc)
+    }
+
+    /// Sends a frame where its route says, once counted.
+    fn send_outs(
+        &self,
+        f: &mut Frame<'_>,
+        route: &engine::Route<Port>,
+        rx: &PortStats,
+        sc: &mut Scratch,
+    ) {
         if !account(route, f.len as u64, rx) {
             return;
         }
@@ -432,7 +438,12 @@ impl DataPlane {
                     return;
                 };
                 let len = f.len;
-                match self.udp.send_frame(f, hop, to, &mut sc.frags) {
+                let sent = if l.is_sealed() {
+                    self.udp.send_sealed(l, f, hop, to, &mut sc.seal)
+                } else {
+                    self.udp.send_frame(f, hop, to, &mut sc.frags)
+                };
+                match sent {
                     Ok(()) => l.stats.tx(len),
                     Err(e) => {
                         tracing::debug!(link = %l.peer, "UDP send: {e}");
@@ -488,6 +499,7 @@ impl DataPlane {
         let UdpRx {
             batch,
             fb,
+            opened,
             per_link,
             ctl,
         } = rx;
@@ -499,17 +511,19 @@ impl DataPlane {
             let mut resolved = false;
             let mut link: Option<Arc<Link>> = None;
             let mut state: Option<&mut (Lookup<Port>, Reasm)> = None;
-            for msg in datagrams {
-                let Some((kind, hop, flags)) = wire::parse_header(msg) else {
-                    self.global.drop(DropReason::Malformed);
-                    continue;
-                };
-                let body = &msg[wire::LINK_HDR..];
-                if kind != wire::KIND_FRAME && kind != wire::KIND_FRAGMENT {
-                    if ctl.try_send(UdpCtl::Msg(msg.to_vec(), from)).is_err() {
+            for raw in datagrams {
+                let record = seal::is_record(raw);
+                if !record {
+                    let Some((kind, _, _)) = wire::parse_header(raw) else {
                         self.global.drop(DropReason::Malformed);
+                        continue;
+                    };
+                    if kind != wire::KIND_FRAME && kind != wire::KIND_FRAGMENT {
+                        if ctl.try_send(UdpCtl::Msg(raw.to_vec(), from)).is_err() {
+                            self.global.drop(DropReason::Malformed);
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 if !resolved {
                     resolved = true;
@@ -520,7 +534,6 @@ impl DataPlane {
                         .get(&from)
                         .cloned();
                     if let Some(l) = &link {
-                        l.last_rx.store(now, Ordering::Relaxed);
                         if !per_link.contains_key(&l.peer) {
                             let lookup = Lookup::new(
                                 Target::Link {
@@ -538,6 +551,29 @@ impl DataPlane {
                     let _ = ctl.try_send(UdpCtl::NoSession(from));
                     continue;
                 };
+                // A sealed link takes records only; a clear one, clear frames only.
+                let msg = match (record, link.is_sealed()) {
+                    (true, true) => match link.open_datagram(raw, opened) {
+                        Ok(m) => m,
+                        Err(why) => {
+                            link.stats.drop(why);
+                            continue;
+                        }
+                    },
+                    (false, false) => raw,
+                    _ => {
+                        link.stats.drop(DropReason::Downgrade);
+                        continue;
+                    }
+                };
+                let Some((kind, hop, flags)) = wire::parse_header(msg)
+                    .filter(|(k, _, _)| *k == wire::KIND_FRAME || *k == wire::KIND_FRAGMENT)
+                else {
+                    link.stats.drop(DropReason::Malformed);
+                    continue;
+                };
+                link.last_rx.store(now, Ordering::Relaxed);
+                let body = &msg[wire::LINK_HDR..];
                 let frame = if kind == wire::KIND_FRAME {
                     if !fb.load_body(flags, body) {
                         link.stats.drop(DropReason::Malformed);
@@ -565,136 +601,5 @@ impl DataPlane {
                 self.note_lookups(lookup);
             }
         }
-    }
-
-    // ------------------------------------------------------------ TCP links
-
-    /// Registers a TCP link connection; `None` (and the session down) if that fails.
-    fn tcp_add(&self, ep: &Epoll, token: u64, c: NewTcp, sc: &mut Scratch) -> Option<TcpRx> {
-        let mut buf = vec![0u8; TCP_BUF.max(c.leftover.len() + TCP_MIN_READ)];
-        buf[..c.leftover.len()].copy_from_slice(&c.leftover);
-        if let Err(e) = ep.ctl(libc::EPOLL_CTL_ADD, c.stream.as_raw_fd(), token) {
-            c.link.down(c.session, &format!("epoll: {e}"));
-            return None;
-        }
-        let mut rx = TcpRx {
-            lookup: Lookup::new(
-                Target::Link {
-                    peer: c.link.peer.clone(),
-                },
-                None,
-            ),
-            link: c.link,
-            session: c.session,
-            stream: c.stream,
-            buf,
-            start: 0,
-            end: c.leftover.len(),
-            fb: None,
-            _ended: c.ended,
-        };
-        // Frames that came with the handshake are forwarded now (epoll reports only new data).
-        if rx.end > 0 {
-            if let Err(why) = self.tcp_parse(&mut rx, sc) {
-                let _ = ep.ctl(libc::EPOLL_CTL_DEL, rx.stream.as_raw_fd(), token);
-                rx.link.down(rx.session, &why);
-                return None;
-            }
-        }
-        Some(rx)
-    }
-
-    /// One `recv` from a TCP link connection, and every complete message forwarded in place;
-    /// `Err(why)` when the connection is over.
-    fn tcp_rx(&self, rx: &mut TcpRx, sc: &mut Scratch) -> Result<(), String> {
-        // SAFETY: a valid socket and the free part of the buffer.
-        let n = unsafe {
-            libc::recv(
-                rx.stream.as_raw_fd(),
-                rx.buf[rx.end..].as_mut_ptr().cast(),
-                rx.buf.len() - rx.end,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n == 0 {
-            return Err("closed by the peer".into());
-        }
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
-                _ => Err(format!("read: {e}")),
-            };
-        }
-        rx.end += n as usize;
-        self.tcp_parse(rx, sc)
-    }
-
-    /// Forwards every complete message in a TCP link's buffer in place, and makes room for the
-    /// next read.
-    fn tcp_parse(&self, rx: &mut TcpRx, sc: &mut Scratch) -> Result<(), String> {
-        let link = rx.link.clone();
-        let malformed = |why: &str| {
-            link.stats.drop(DropReason::Malformed);
-            why.to_string()
-        };
-        let mut need = 8;
-        while rx.end - rx.start >= 8 {
-            let s = rx.start;
-            let len = crate::framing::peek_len(&rx.buf[s..rx.end]).unwrap_or(0);
-            let Some((kind, hop, flags)) = wire::parse_header(&rx.buf[s + 4..s + 8]) else {
-                return Err(malformed("malformed message"));
-            };
-            if !(wire::LINK_HDR..=wire::MAX_LINK_MSG).contains(&len) {
-                return Err(malformed("malformed length"));
-            }
-            let total = 4 + len;
-            if rx.end - s < total {
-                need = total;
-                break;
-            }
-            let body = len - wire::LINK_HDR;
-            if kind == wire::KIND_FRAME {
-                if flags & wire::FLAG_VNET_HDR != 0 {
-                    if body < wire::VNET_HDR_LEN {
-                        return Err(malformed("malformed frame"));
-                    }
-                    let flen = body - wire::VNET_HDR_LEN;
-                    if flen > wire::MAX_FRAME {
-                        return Err(malformed("frame too large"));
-                    }
-                    if flen < 14 {
-                        link.stats.drop(DropReason::Malformed);
-                    } else if let Some(mut f) = Frame::new(&mut rx.buf, s + 8, flen, hop) {
-                        link.stats.rx(flen);
-                        self.forward(&mut f, &mut rx.lookup, &link.stats, None, sc);
-                    }
-                } else if body > wire::MAX_FRAME {
-                    return Err(malformed("frame too large"));
-                } else {
-                    let fb = rx.fb.get_or_insert_with(FrameBuf::new);
-                    if fb.load_body(flags, &rx.buf[s + 8..s + total]) {
-                        fb.hop = hop;
-                        link.stats.rx(fb.len);
-                        self.forward(&mut fb.view(), &mut rx.lookup, &link.stats, None, sc);
-                    } else {
-                        link.stats.drop(DropReason::Malformed);
-                    }
-                }
-            }
-            // Other kinds (keepalives and the like) are skipped.
-            rx.start += total;
-        }
-        self.note_lookups(&mut rx.lookup);
-        if rx.start == rx.end {
-            (rx.start, rx.end) = (0, 0);
-        } else if rx.start > 0
-            && (rx.start + need > rx.buf.len() || rx.buf.len() - rx.end < TCP_MIN_READ)
-        {
-            rx.buf.copy_within(rx.start..rx.end, 0);
-            rx.end -= rx.start;
-            rx.start = 0;
-        }
-        Ok(())
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod daemon;
 pub(crate) mod dataplane;
 pub mod engine;
 pub(crate) mod fastpath;
+pub(crate) mod identity;
 pub(crate) mod iface;
 pub(crate) mod lease;
 pub(crate) mod link;

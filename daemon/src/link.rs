@@ -24,14 +24,20 @@ use vnet_grammar::ast::Transport;
 pub(crate) mod estimate;
 pub(crate) mod handshake;
 pub(crate) mod msg;
+pub(crate) mod seal;
 
 /// Where a UDP link's handshake stands (a TCP handshake lives in its connection's task).
 #[derive(Default)]
 pub struct Handshake {
     /// Dialer: the handshake of the HELLO in flight.
     pub(crate) dialer: Option<handshake::Dialer>,
+    /// Dialer: its Noise state until the CHALLENGE, then the keys until READY.
+    pub(crate) initiator: Option<vnet_seal::Initiator>,
+    pub(crate) dialer_keys: Option<vnet_seal::Established>,
     /// Listener: the challenge sent, waiting for the proof.
     pub(crate) listener: Option<handshake::Challenged>,
+    /// Listener: the keys of the challenge sent, installed when the proof holds.
+    pub(crate) listener_keys: Option<vnet_seal::Established>,
 }
 
 /// Called after a link goes up or down: the data plane voids the kernel's copies of
@@ -45,6 +51,9 @@ pub struct Link {
     pub transport: Transport,
     /// The peer's address, resolved when the link was installed.
     pub peer_addr: Option<SocketAddr>,
+    /// The peer's static key, pinned by add-link: the only one its handshake may carry.
+    pub peer_key: Option<vnet_seal::PublicKey>,
+    pub(crate) seal: seal::LinkSeal,
     pub stats: PortStats,
     pub connects: Counter,
     up: AtomicBool,
@@ -81,6 +90,11 @@ impl Link {
             dials: spec.link.dialer == me,
             transport: spec.link.transport,
             peer,
+            peer_key: spec
+                .peer_key
+                .as_deref()
+                .and_then(|k| vnet_seal::PublicKey::parse(k).ok()),
+            seal: seal::LinkSeal::default(),
             spec,
             peer_addr,
             stats: PortStats::default(),
@@ -231,7 +245,13 @@ impl Link {
             return;
         };
         let session = *session;
-        match send_whole(w, f.tcp_message(hop)) {
+        let msg = f.tcp_message(hop);
+        let sent = if self.is_sealed() {
+            self.seal_tcp(msg, |m| send_whole(w, m)).and_then(|r| r)
+        } else {
+            send_whole(w, msg)
+        };
+        match sent {
             Ok(true) => self.stats.tx(len),
             Ok(false) => self.stats.drop(DropReason::SendError),
             Err(e) => {
@@ -390,22 +410,34 @@ impl UdpPort {
         let id = self.frag_id.fetch_add(1, Ordering::Relaxed);
         let count = wire::pack_fragments(scratch, f.vnet_and_frame(), id, hop, self.max)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+        self.send_datagrams(scratch, count, self.max, to)
+    }
+
+    /// Sends `count` datagrams laid out in `buf` at a stride of `stride` bytes (the last one
+    /// may be shorter), in as few UDP GSO sends as the 64 KB limit of one allows.
+    fn send_datagrams(
+        &self,
+        buf: &[u8],
+        count: usize,
+        stride: usize,
+        to: SocketAddr,
+    ) -> io::Result<()> {
         let per_send = self
             .state
             .max_gso_segments()
-            .min(self.gso_bytes / self.max)
+            .min(self.gso_bytes / stride)
             .max(1);
         let mut sent = 0;
         while sent < count {
             let n = per_send.min(count - sent);
-            let start = sent * self.max;
-            let end = (start + n * self.max).min(scratch.len());
-            let run = &scratch[start..end];
+            let start = sent * stride;
+            let end = (start + n * stride).min(buf.len());
+            let run = &buf[start..end];
             if n == 1 {
                 self.transmit(run, None, to)?;
-            } else if self.transmit(run, Some(self.max), to).is_err() {
+            } else if self.transmit(run, Some(stride), to).is_err() {
                 // GSO refused (quinn-udp turns it off for the socket): one datagram at a time.
-                for d in run.chunks(self.max) {
+                for d in run.chunks(stride) {
                     self.transmit(d, None, to)?;
                 }
             }

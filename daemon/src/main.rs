@@ -63,6 +63,14 @@ struct Args {
     #[arg(long)]
     no_fast_path: bool,
 
+    /// Send link frames in clear (after a handshake that still authenticates the peer's key
+    /// when one is pinned): for measurements only. Logged loudly and shown by `status`.
+    #[arg(long)]
+    insecure_links: bool,
+
+    /// Seconds after which a link's dialer makes new keys (volume also triggers a rekey).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    rekey_seconds: u64,
     /// VTTIF report periods per second: how often this daemon sends what changed in its
     /// traffic matrix to the Proxy (SPEC 5.1). 0 turns reporting off.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
@@ -136,6 +144,11 @@ fn main() -> ExitCode {
         udp_datagram: args.udp_datagram.clamp(576, 65507),
         fsync: args.fsync,
         fast_path: !args.no_fast_path,
+        insecure_links: args.insecure_links,
+        rekey: vnet_seal::RekeyPolicy {
+            after_ns: args.rekey_seconds.saturating_mul(1_000_000_000),
+            ..Default::default()
+        },
         report_hz: args.report_hz,
         metrics: args.metrics,
     };

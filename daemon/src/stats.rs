@@ -47,9 +47,23 @@ pub enum DropReason {
     Unauthenticated,
     /// A super-frame the output cannot take and the daemon cannot segment.
     Oversize,
+    /// A sealed record that failed authentication (forged, altered, other keys, unknown
+    /// epoch, or not a record).
+    BadRecord,
+    /// A sealed record shorter than its header and tag.
+    Truncated,
+    /// A sealed record already delivered, or older than the replay window.
+    Replay,
+    /// A link handshake from a static key no link here was given.
+    UnknownKey,
+    /// A clear frame on a sealed link, or a handshake offering clear records where sealed
+    /// ones are required.
+    Downgrade,
+    /// A link handshake over the rate limit (a flood), not answered.
+    HandshakeLimit,
 }
 
-pub const DROP_REASONS: [DropReason; 10] = [
+pub const DROP_REASONS: [DropReason; 16] = [
     DropReason::NoRule,
     DropReason::HopLimit,
     DropReason::Malformed,
@@ -60,6 +74,12 @@ pub const DROP_REASONS: [DropReason; 10] = [
     DropReason::FragmentLost,
     DropReason::Unauthenticated,
     DropReason::Oversize,
+    DropReason::BadRecord,
+    DropReason::Truncated,
+    DropReason::Replay,
+    DropReason::UnknownKey,
+    DropReason::Downgrade,
+    DropReason::HandshakeLimit,
 ];
 
 impl DropReason {
@@ -75,6 +95,12 @@ impl DropReason {
             DropReason::FragmentLost => "fragment_lost",
             DropReason::Unauthenticated => "unauthenticated",
             DropReason::Oversize => "oversize",
+            DropReason::BadRecord => "bad_record",
+            DropReason::Truncated => "truncated",
+            DropReason::Replay => "replay",
+            DropReason::UnknownKey => "unknown_key",
+            DropReason::Downgrade => "downgrade",
+            DropReason::HandshakeLimit => "handshake_limit",
         }
     }
 }

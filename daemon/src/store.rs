@@ -283,6 +283,7 @@ mod tests {
         let link = LinkSpec {
             link: LinkDef::new(Transport::Tcp, "a", "a", "b"),
             peer_addr: "127.0.0.2:7000".into(),
+            peer_key: None,
         };
         s.record(1, &[Change::AddLink { link: link.clone() }], empty)
             .unwrap();

@@ -171,36 +171,47 @@ fn garbage_on_the_control_port_and_on_links_changes_nothing() {
         "{stats:?}"
     );
     // An authenticated but misbehaving link peer: malformed frames are dropped and counted.
+    let rogue_keys = vnet_seal::KeyPair::generate().unwrap();
     let rogue_link = LinkDef::new(Transport::Tcp, "rogue", "b", "rogue");
     cb.add_link(LinkSpec {
         link: rogue_link,
         peer_addr: "127.32.0.8:7000".into(),
+        peer_key: Some(rogue_keys.public.to_string()),
     })
     .unwrap();
-    let mut s = rogue_handshake(&b);
-    // A frame too short to be Ethernet, then a good frame to an unknown MAC, then bad magic.
-    s.write_all(&frame(&[wire::MAGIC, wire::KIND_FRAME, 16, 0, 1, 2, 3]))
+    // Without the Noise handshake (clear records): refused as a downgrade.
+    let downgrades = cb.stats().unwrap().drops.get("downgrade").copied();
+    assert!(
+        rogue_handshake(&b, None).is_none(),
+        "a clear link was accepted"
+    );
+    let now = cb.stats().unwrap().drops.get("downgrade").copied();
+    assert_eq!(now, Some(downgrades.unwrap_or(0) + 1));
+    let (mut s, mut keys) = rogue_handshake(&b, Some(&rogue_keys)).expect("sealed handshake");
+    // A frame too short to be Ethernet, sealed, then bad magic.
+    let mut sealed = |clear: &[u8]| {
+        let mut rec = vec![0u8; clear.len() + vnet_seal::OVERHEAD];
+        let n = keys.seal(clear, &mut rec).unwrap();
+        frame(&rec[..n])
+    };
+    s.write_all(&sealed(&[wire::MAGIC, wire::KIND_FRAME, 16, 0, 1, 2, 3]))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let rogue = cb
-        .list_links()
-        .unwrap()
-        .into_iter()
-        .find(|l| l.peer == "rogue")
-        .unwrap();
+    let rogue = rogue_after_a_while(&mut cb);
     assert!(rogue.up);
     assert_eq!(rogue.counters.drops.get("malformed"), Some(&1));
+    // A sealed record with a flipped bit: dropped as a bad record, the stream goes on.
+    let mut forged = sealed(&[wire::MAGIC, wire::KIND_FRAME, 16, 0, 1, 2, 3]);
+    forged[30] ^= 1;
+    s.write_all(&forged).unwrap();
+    let rogue = rogue_after_a_while(&mut cb);
+    assert!(rogue.up);
+    assert_eq!(rogue.counters.drops.get("bad_record"), Some(&1));
+    // A message in clear on the sealed link: the stream is closed.
     s.write_all(&frame(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0]))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let rogue = cb
-        .list_links()
-        .unwrap()
-        .into_iter()
-        .find(|l| l.peer == "rogue")
-        .unwrap();
-    assert!(!rogue.up, "a desynchronised stream is closed");
-    assert_eq!(rogue.counters.drops.get("malformed"), Some(&2));
+    let rogue = rogue_after_a_while(&mut cb);
+    assert!(!rogue.up, "a stream with a clear message is closed");
+    assert_eq!(rogue.counters.drops.get("downgrade"), Some(&1));
     assert!(eventually(&vm3, &vm1, mac(1), "still", WAIT));
     let _ = c;
 }
@@ -222,24 +233,57 @@ fn link_msg(kind: u8, body: serde_json::Value) -> Vec<u8> {
 }
 
 /// Dials `b` as the daemon "rogue", holding the key, and completes the link handshake.
-fn rogue_handshake(b: &Vnetd) -> TcpStream {
+/// The rogue link's state once what was just written had time to arrive.
+fn rogue_after_a_while(c: &mut vnet_daemon::Client) -> vnet_daemon::proto::LinkInfo {
+    std::thread::sleep(Duration::from_millis(200));
+    c.list_links()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.peer == "rogue")
+        .unwrap()
+}
+
+/// A TCP link handshake as daemon `rogue` (which knows the control key) with `b`: with
+/// `keys`, the Noise handshake too; the stream and the record keys when `b` accepted.
+fn rogue_handshake(
+    b: &Vnetd,
+    keys: Option<&vnet_seal::KeyPair>,
+) -> Option<(TcpStream, vnet_seal::Session)> {
     let key = key();
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let nd = [7u8; 32];
-    let hello =
+    let b_key = vnet_seal::PublicKey::parse(&b.public_key()).unwrap();
+    let offer = vnet_seal::Offer {
+        mode: vnet_seal::Mode::Sealed,
+        epoch: 0,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let init = keys.map(|k| vnet_seal::Initiator::new(k, &b_key, offer, now).unwrap());
+    let mut hello =
         serde_json::json!({"from": "rogue", "to": "b", "transport": "tcp", "nonce": hex(&nd)});
+    if let Some((_, msg)) = &init {
+        hello["noise"] = hex(msg).into();
+    }
     s.write_all(&frame(&link_msg(wire::KIND_HELLO, hello)))
         .unwrap();
     let m = read_msg(&mut s);
+    if m[1] == wire::KIND_REFUSED {
+        return None;
+    }
     assert_eq!(m[1], wire::KIND_CHALLENGE);
     let c: serde_json::Value = serde_json::from_slice(&m[4..]).unwrap();
     assert_eq!(c["from"], "b");
     let nl = unhex(c["nonce"].as_str().unwrap()).unwrap();
+    let reply = unhex(c["noise"].as_str()?).unwrap();
+    let session = init?.0.on_reply(&reply).unwrap().session;
     let proof = key.sign("vnet-link-dialer", &[b"rogue", b"b", &nd, &nl]);
     let p = serde_json::json!({"from": "rogue", "proof": hex(&proof)});
     s.write_all(&frame(&link_msg(wire::KIND_PROOF, p))).unwrap();
     let m = read_msg(&mut s);
     assert_eq!(m[1], wire::KIND_READY);
-    s
+    Some((s, session))
 }

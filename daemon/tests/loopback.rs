@@ -348,3 +348,58 @@ fn interfaces_are_listed_with_their_kind_and_address() {
         "{text}"
     );
 }
+
+/// Sealed links make new keys while frames flow (here every second, `--rekey-seconds 1`):
+/// both ends move to new epochs, and a UDP link loses no frame to it.
+#[test]
+fn sealed_links_rekey_under_traffic() {
+    for (net, transport) in [(25u8, Transport::Udp), (26, Transport::Tcp)] {
+        let dir = TempDir::new(&format!("rekey{net}"));
+        let start = |h: u8, name: &str| {
+            let ip = format!("127.{net}.0.{h}");
+            Vnetd::start_with(
+                dir.path(),
+                name,
+                &format!("{ip}:7000"),
+                &[&format!("vm=dgram:{ip}:6000")],
+                &["--rekey-seconds", "1"],
+            )
+        };
+        let (a, b) = (start(1, "a"), start(2, "b"));
+        connect(transport, &a, &b);
+        a.client()
+            .add_rule(edge(&a, Match::Any, Match::Exact(mac(2)), &b))
+            .unwrap();
+        b.client()
+            .add_rule(to_iface(&b, Match::Any, Match::Exact(mac(2)), "vm"))
+            .unwrap();
+        wait_links_up(&[&a, &b], Duration::from_secs(10));
+        let (vm1, vm2) = (loopback_vm(net, 1, mac(1)), loopback_vm(net, 2, mac(2)));
+        vm2.send(mac(99), b"hello");
+        std::thread::sleep(Duration::from_millis(100));
+        let count = 70u32;
+        let received = std::thread::scope(|s| {
+            let rx = s.spawn(|| vm2.recv_all(Duration::from_millis(50 * count as u64 + 1000)));
+            for i in 0..count {
+                vm1.send(mac(2), format!("frame {i}").as_bytes());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            rx.join().unwrap()
+        });
+        for d in [&a, &b] {
+            let link = links_of(d).remove(0);
+            let sec = link.security.expect("up");
+            assert_eq!(sec.mode, "sealed");
+            assert!(sec.handshakes >= 3, "{transport:?} {}: {sec:?}", d.name);
+        }
+        let lost = count as usize - received.len();
+        eprintln!("{transport:?}: {lost} of {count} frames lost across rekeys");
+        // A TCP rekey is a new connection: frames in flight on the old one may be lost.
+        let allowed = if transport == Transport::Udp { 0 } else { 3 };
+        assert!(
+            lost <= allowed,
+            "{transport:?}: {lost} frames lost\n{}",
+            b.log_text()
+        );
+    }
+}

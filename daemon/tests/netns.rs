@@ -141,20 +141,29 @@ impl Drop for Vms {
 
 /// Two VMs on two daemons joined by a link of `transport`, with the rules of a two-host
 /// overlay; the links are up when it returns.
+/// The kernel fast path carries clear frames only: the tests of the fast path run the
+/// daemons with `--insecure-links` (sealed links are tested below).
 fn two_daemons(tag: u8, transport: Transport) -> (TempDir, Vms, Vnetd, Vnetd) {
+    two_daemons_with(tag, transport, &["--insecure-links"])
+}
+
+/// [`two_daemons`], the daemons started with `extra` arguments.
+fn two_daemons_with(tag: u8, transport: Transport, extra: &[&str]) -> (TempDir, Vms, Vnetd, Vnetd) {
     let dir = TempDir::new(&format!("ns{tag}"));
     let vms = Vms::new(tag);
-    let a = Vnetd::start(
+    let a = Vnetd::start_with(
         dir.path(),
         "a",
         &format!("127.{tag}.0.1:7000"),
         &[&format!("{}=packet", vms.host_if(1))],
+        extra,
     );
-    let b = Vnetd::start(
+    let b = Vnetd::start_with(
         dir.path(),
         "b",
         &format!("127.{tag}.0.2:7000"),
         &[&format!("{}=packet", vms.host_if(2))],
+        extra,
     );
     connect(transport, &a, &b);
     for (d, me, other, peer) in [(&a, 1u8, 2u8, &b), (&b, 2, 1, &a)] {
@@ -340,4 +349,245 @@ fn the_fast_path_follows_the_tables_and_ends_with_the_daemon() {
     a.kill();
     let (ok, out) = vms.ping(3);
     assert!(!ok, "ping answered with daemon a killed:\n{out}");
+}
+
+// ------------------------------------------------------------------ sealed links (issue 14)
+
+/// What a ping carries, 16 bytes repeated: it must not appear on the underlay of a sealed link.
+const PATTERN: &[u8; 16] = b"SEALED-LINK-TEST";
+
+/// Pings with `PATTERN` in every payload while recording the daemons' underlay packets.
+fn ping_recorded(vms: &Vms, tag: u8) -> (bool, String, Vec<capture::Packet>) {
+    let tap = capture::Tap::open();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let hex: String = PATTERN.iter().map(|b| format!("{b:02x}")).collect();
+    std::thread::scope(|s| {
+        let rec = s.spawn(|| {
+            tap.record([127, tag, 0], Duration::from_secs(30), || {
+                done.load(std::sync::atomic::Ordering::Relaxed)
+            })
+        });
+        let (ok, out) = common::sh(&format!(
+            "ip netns exec {} ping -c 5 -i 0.2 -W 2 -s 200 -p {hex} {}",
+            vms.ns(1),
+            vms.ip(2)
+        ));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (ok, out, rec.join().expect("recorder"))
+    })
+}
+
+fn link_of(d: &Vnetd) -> vnet_daemon::proto::LinkInfo {
+    links_of(d).into_iter().next().expect("one link")
+}
+
+/// Ping and iperf3 across a sealed link of `transport`; the underlay never shows the payload,
+/// and both ends report the link sealed with the peer's key.
+fn sealed_overlay(tag: u8, transport: Transport) {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let (_dir, mut vms, a, b) = two_daemons_with(tag, transport, &[]);
+    let (ok, out, packets) = ping_recorded(&vms, tag);
+    assert!(ok, "ping over a sealed link:\n{out}\n{}", a.log_text());
+    let link_packets: Vec<_> = packets
+        .iter()
+        .filter(|p| p.src.port() == 7000 && p.dst.port() == 7000 || transport == Transport::Tcp)
+        .collect();
+    assert!(
+        link_packets.len() >= 10,
+        "{} link packets seen",
+        link_packets.len()
+    );
+    for p in &link_packets {
+        for piece in PATTERN.chunks(8) {
+            assert!(!capture::contains(&p.ip, piece), "payload in clear: {p:?}");
+        }
+    }
+    for (d, peer) in [(&a, &b), (&b, &a)] {
+        let sec = link_of(d).security.expect("security state of an up link");
+        assert_eq!(sec.mode, "sealed");
+        let fp = vnet_seal::PublicKey::parse(&peer.public_key())
+            .unwrap()
+            .fingerprint();
+        assert_eq!(sec.peer_key, fp);
+    }
+    let gbps = vms
+        .iperf(2)
+        .unwrap_or_else(|e| panic!("iperf3 over a sealed link: {e}\n{}", a.log_text()));
+    eprintln!("sealed {transport:?} link iperf3 TCP: {gbps:.2} Gbit/s");
+    let link = link_of(&a);
+    assert!(link.counters.tx_frames > 100, "{link:?}");
+    // Nothing the kernel fast path could carry in clear.
+    let fast = a.client().stats().unwrap().fast_path.unwrap_or_default();
+    assert_eq!(fast.frames, 0, "{fast:?}");
+}
+
+#[test]
+fn ping_and_iperf3_over_a_sealed_udp_link_show_nothing_on_the_underlay() {
+    sealed_overlay(44, Transport::Udp);
+}
+
+#[test]
+fn ping_and_iperf3_over_a_sealed_tcp_link_show_nothing_on_the_underlay() {
+    sealed_overlay(45, Transport::Tcp);
+}
+
+/// The capture can see a payload: with `--insecure-links` it does, and the status says so.
+#[test]
+fn an_insecure_link_shows_the_payload_and_says_so() {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let tag = 46;
+    let (_dir, vms, a, _b) = two_daemons_with(tag, Transport::Udp, &["--insecure-links"]);
+    let (ok, out, packets) = ping_recorded(&vms, tag);
+    assert!(ok, "{out}");
+    // The first frames of each flow cross the daemons (later ones, the kernel fast path).
+    assert!(
+        packets.iter().any(|p| capture::contains(&p.ip, PATTERN)),
+        "{} packets, none with the payload",
+        packets.len()
+    );
+    assert!(a.client().status().unwrap().insecure_links);
+    assert_eq!(link_of(&a).security.expect("up").mode, "clear");
+    assert!(a.log_text().contains("INSECURE LINKS"));
+}
+
+fn drops(d: &Vnetd, reason: &str) -> u64 {
+    let st = d.client().stats().unwrap();
+    let link: u64 = st
+        .links
+        .iter()
+        .map(|(_, c)| c.drops.get(reason).copied().unwrap_or(0))
+        .sum();
+    link + st.drops.get(reason).copied().unwrap_or(0)
+}
+
+/// Waits until `f` holds (or 5 s pass); whether it did.
+fn soon(f: impl Fn() -> bool) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// An attacker on the underlay of a sealed UDP link: replays, flipped bits, truncated records,
+/// a daemon with the right name and control key but another static key, and a handshake
+/// flood. Each is refused and counted; the VMs' traffic goes on.
+#[test]
+fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let tag = 47;
+    let (_dir, vms, a, b) = two_daemons_with(tag, Transport::Udp, &[]);
+    let (ok, out, packets) = ping_recorded(&vms, tag);
+    assert!(ok, "{out}");
+    let (pa, pb) = (
+        std::net::SocketAddrV4::new([127, tag, 0, 1].into(), 7000),
+        std::net::SocketAddrV4::new([127, tag, 0, 2].into(), 7000),
+    );
+    let records: Vec<Vec<u8>> = packets
+        .iter()
+        .filter(|p| p.src == pa && p.dst == pb && p.udp_payload.first() == Some(&4))
+        .map(|p| p.udp_payload.clone())
+        .collect();
+    assert!(records.len() >= 5, "{} sealed datagrams a→b", records.len());
+    let tap = capture::Tap::open();
+    let rx_before = link_of(&b).counters.rx_frames;
+    // Replays, from the peer's own address.
+    let before = drops(&b, "replay");
+    for r in &records {
+        tap.inject(pa, pb, r);
+    }
+    let n = records.len() as u64;
+    assert!(
+        soon(|| drops(&b, "replay") >= before + n),
+        "{n} replays not counted: {:?}\n{:?}",
+        b.client().stats().unwrap(),
+        link_of(&b)
+    );
+    // Flipped bits in the ciphertext, in the tag, and in the header (the epoch), of records
+    // with counters not seen yet (a flipped replay is a replay first).
+    let fresh = |r: &[u8], i: usize| {
+        let mut r = r.to_vec();
+        let counter = u64::from_le_bytes(r[8..16].try_into().unwrap()) + 1000 + i as u64;
+        r[8..16].copy_from_slice(&counter.to_le_bytes());
+        r
+    };
+    let before = drops(&b, "bad_record");
+    for (i, r) in records.iter().enumerate() {
+        let mut r = fresh(r, i);
+        let at = [20, r.len() - 1, 5][i % 3];
+        r[at] ^= 0x10;
+        tap.inject(pa, pb, &r);
+    }
+    assert!(
+        soon(|| drops(&b, "bad_record") >= before + n),
+        "forgeries counted"
+    );
+    // Truncated records: shorter than header and tag, and cut inside the tag.
+    let (t0, b0) = (drops(&b, "truncated"), drops(&b, "bad_record"));
+    for (i, r) in records.iter().enumerate() {
+        tap.inject(pa, pb, &r[..20]);
+        tap.inject(pa, pb, &fresh(r, i)[..r.len() - 3]);
+    }
+    assert!(soon(
+        || drops(&b, "truncated") >= t0 + n && drops(&b, "bad_record") >= b0 + n
+    ));
+    // Nothing of it was delivered.
+    assert_eq!(
+        link_of(&b).counters.rx_frames,
+        rx_before,
+        "a forged frame was delivered"
+    );
+    // A daemon named `a` with the control key but its own static key.
+    let dir2 = TempDir::new("impostor");
+    let impostor = Vnetd::start(dir2.path(), "a", &format!("127.{tag}.0.3:7000"), &[]);
+    impostor
+        .client()
+        .add_link(vnet_daemon::LinkSpec {
+            link: vnet_grammar::model::LinkDef::new(Transport::Udp, "a", "a", "b"),
+            peer_addr: b.addr.to_string(),
+            peer_key: Some(b.public_key()),
+        })
+        .unwrap();
+    assert!(
+        soon(|| drops(&b, "unknown_key") >= 1),
+        "impostor refused and counted"
+    );
+    assert!(!link_of(&impostor).up);
+    // A flood of handshakes (valid framing, junk Noise) from one address.
+    let flood = std::net::UdpSocket::bind(format!("127.{tag}.0.9:0")).unwrap();
+    let hello = serde_json::json!({
+        "from": "a", "to": "b", "transport": "udp",
+        "nonce": "00".repeat(32), "noise": "01000000".to_string() + &"ab".repeat(96),
+    });
+    let mut msg = vec![
+        vnet_daemon::wire::MAGIC,
+        vnet_daemon::wire::KIND_HELLO,
+        0,
+        0,
+    ];
+    msg.extend_from_slice(hello.to_string().as_bytes());
+    for _ in 0..2000 {
+        let _ = flood.send_to(&msg, b.addr);
+    }
+    assert!(
+        soon(|| drops(&b, "handshake_limit") >= 100),
+        "flood limited"
+    );
+    // The legitimate link never went down, and carries traffic still.
+    assert!(link_of(&a).up && link_of(&b).up);
+    let (ok, out) = vms.ping(3);
+    assert!(ok, "ping after the attacks:\n{out}\n{}", b.log_text());
+    assert_eq!(link_of(&b).security.unwrap().handshakes, 1);
 }

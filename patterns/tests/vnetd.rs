@@ -128,6 +128,7 @@ fn overlay(d: &[Daemon; 2]) {
         let spec = LinkSpec {
             link: def.clone(),
             peer_addr: d[other].addr.to_string(),
+            peer_key: d[other].client().status().expect("status").public_key,
         };
         d[me].client().add_link(spec).expect("add link");
     }

@@ -74,6 +74,11 @@ pub struct LinkSpec {
     pub link: LinkDef,
     /// The peer daemon's address, `HOST:PORT` (the peer's `--listen`).
     pub peer_addr: String,
+    /// The peer daemon's static public key (base64, as `vnetc keys` prints it), pinned by
+    /// `vnetc up`/`apply`: the link's handshake accepts only this key. A link without one
+    /// cannot come up unless both daemons run with `--insecure-links`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_key: Option<String>,
 }
 
 impl LinkSpec {
@@ -247,10 +252,10 @@ pub struct ReplyEnvelope {
     pub reply: Reply,
 }
 
+// One reply per request, moved once: its size is not worth a box on every `Ok`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-// One reply per request, built and sent at once: boxing the large variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     Ok(Response),
     Error(ErrorBody),
@@ -397,6 +402,12 @@ pub struct Status {
     /// The emulated underlay, when one is configured (for demos and experiments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub underlay: Option<UnderlayState>,
+    /// This daemon's static public key (base64), which its links' peers pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Whether the daemon runs with `--insecure-links` (frames in clear, for measurements).
+    #[serde(default)]
+    pub insecure_links: bool,
 }
 
 /// Whether the kernel fast path is built in and active, and if not, why.
@@ -460,6 +471,22 @@ pub struct LinkInfo {
     /// The passive latency and loss estimate (absent from daemons before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<LinkEstimate>,
+    /// How the link's frames travel, when it is up (absent from daemons before sealing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<LinkSecurity>,
+}
+
+/// The security state of an up link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSecurity {
+    /// `sealed` (Noise IK keys, ChaCha20-Poly1305 records) or `clear` (`--insecure-links`).
+    pub mode: String,
+    /// The fingerprint of the peer's authenticated static key.
+    pub peer_key: String,
+    /// The epoch of the keys in use (one more at each rekey).
+    pub epoch: u32,
+    /// Handshakes completed on this link (the first and every rekey).
+    pub handshakes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -562,6 +589,7 @@ mod tests {
                         link: LinkSpec {
                             link: LinkDef::new(Transport::Udp, "h1", "h1", "proxy"),
                             peer_addr: "127.0.0.2:7000".into(),
+                            peer_key: None,
                         },
                     },
                     Change::AddRule { rule },

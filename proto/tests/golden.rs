@@ -40,6 +40,7 @@ fn spec() -> LinkSpec {
     LinkSpec {
         link: LinkDef::new(Transport::Udp, "h1", "h1", "proxy"),
         peer_addr: "127.0.0.2:7000".into(),
+        peer_key: Some("S1wHQp9vKqEe9Xz6p3+7M0q1mYdQh8yJ8tIh4F2Yd3E=".into()),
     }
 }
 
@@ -228,6 +229,8 @@ fn status() -> Status {
             off_because: Some("--no-fast-path".into()),
         }),
         underlay: None,
+        public_key: Some("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=".into()),
+        insecure_links: false,
     }
 }
 
@@ -240,6 +243,12 @@ fn responses() -> Vec<Response> {
         connects: 1,
         counters: counters(),
         estimate: None,
+        security: Some(LinkSecurity {
+            mode: "sealed".into(),
+            peer_key: "3f2a-91c0-0b7e-d415".into(),
+            epoch: 2,
+            handshakes: 3,
+        }),
     };
     let interfaces = ["packet", "tap", "dgram"].map(|name| InterfaceInfo {
         name: name.into(),

@@ -9,6 +9,7 @@ pub mod down;
 pub mod fmt;
 pub mod graph;
 pub mod infer;
+pub mod keys;
 pub mod live;
 pub mod measure;
 pub mod plan;

@@ -36,15 +36,13 @@ pub fn run(args: Args, color: bool) -> Outcome {
             text
         }
         StateFormat::Json => {
-            let mut value =
-                serde_json::to_value(&live.state).map_err(|e| Failure::Usage(e.to_string()))?;
-            if let (Some(obj), false) = (value.as_object_mut(), underlay.is_empty()) {
-                let u =
-                    serde_json::to_value(&underlay).map_err(|e| Failure::Usage(e.to_string()))?;
-                obj.insert("underlay".into(), u);
-            }
+            let shown = Shown {
+                state: &live.state,
+                security: security(&live),
+                underlay: (!underlay.is_empty()).then_some(&underlay),
+            };
             let mut json =
-                serde_json::to_string_pretty(&value).map_err(|e| Failure::Usage(e.to_string()))?;
+                serde_json::to_string_pretty(&shown).map_err(|e| Failure::Usage(e.to_string()))?;
             json.push('\n');
             json
         }
@@ -90,4 +88,48 @@ fn underlay_comments(underlay: &BTreeMap<String, UnderlayState>) -> String {
         }
     }
     out
+}
+
+/// `show --format json`: the state as `vnetc state` prints it, the links' security and the
+/// emulated underlay.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    state: &'a vnet_grammar::model::State,
+    security: serde_json::Value,
+    /// The emulated underlay of each daemon that has one (SPEC 5.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    underlay: Option<&'a BTreeMap<String, UnderlayState>>,
+}
+
+/// Each daemon's link key and mode, and the security state of each end of each up link.
+fn security(live: &fetch::Live) -> serde_json::Value {
+    let daemons: serde_json::Map<String, serde_json::Value> = live
+        .snapshots
+        .iter()
+        .map(|(name, s)| {
+            let v = serde_json::json!({
+                "public_key": s.public_key,
+                "insecure_links": s.insecure_links,
+            });
+            (name.clone(), v)
+        })
+        .collect();
+    let links: Vec<serde_json::Value> = live
+        .snapshots
+        .iter()
+        .flat_map(|(name, s)| {
+            s.security.iter().map(move |(key, sec)| {
+                serde_json::json!({
+                    "daemon": name,
+                    "link": format!("{}–{}", key.0, key.1),
+                    "mode": sec.mode,
+                    "peer_key": sec.peer_key,
+                    "epoch": sec.epoch,
+                    "handshakes": sec.handshakes,
+                })
+            })
+        })
+        .collect();
+    serde_json::json!({ "daemons": daemons, "links": links })
 }

@@ -6,7 +6,7 @@ use super::{hosts, parallel, DaemonError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vnet_grammar::model::{HostDef, LinkDef, LinkKey, RuleDef, State, Target};
-use vnet_proto::control::{ErrorCode, LeaseInfo, LinkSpec};
+use vnet_proto::control::{ErrorCode, LeaseInfo, LinkSecurity, LinkSpec};
 use vnet_proto::{Client, ClientError, Key};
 
 /// An open control connection to the daemon of one HOST line.
@@ -26,6 +26,12 @@ pub struct Snapshot {
     pub up: BTreeMap<LinkKey, bool>,
     pub rules: Vec<RuleDef>,
     pub lease: Option<LeaseInfo>,
+    /// The daemon's static link key (base64), which `apply` pins in its peers' links.
+    pub public_key: Option<String>,
+    /// Whether it runs with `--insecure-links`.
+    pub insecure_links: bool,
+    /// The security state of its links that are up, by pair.
+    pub security: BTreeMap<LinkKey, LinkSecurity>,
 }
 
 /// The live daemons of a file's HOST lines, as the model sees them.
@@ -151,6 +157,10 @@ pub fn snapshot(
         let mut rules: Vec<RuleDef> = rules.into_iter().map(|r| r.rule).collect();
         rules.sort();
         let up = links.iter().map(|l| (l.spec.link.key(), l.up)).collect();
+        let security = links
+            .iter()
+            .filter_map(|l| Some((l.spec.link.key(), l.security.clone()?)))
+            .collect();
         let mut links: Vec<LinkSpec> = links.into_iter().map(|l| l.spec).collect();
         links.sort();
         return Ok(Snapshot {
@@ -161,6 +171,9 @@ pub fn snapshot(
             up,
             rules,
             lease: after.lease,
+            public_key: after.public_key,
+            insecure_links: after.insecure_links,
+            security,
         });
     }
     Err(DaemonError::new(
@@ -318,6 +331,9 @@ mod tests {
             up: BTreeMap::new(),
             rules,
             lease: None,
+            public_key: None,
+            insecure_links: false,
+            security: BTreeMap::new(),
         }
     }
 
@@ -325,6 +341,7 @@ mod tests {
         LinkSpec {
             link: def.clone(),
             peer_addr: format!("{peer}:7000"),
+            peer_key: None,
         }
     }
 

@@ -284,6 +284,8 @@ impl Daemon {
             lease: self.leases.current(),
             fast_path: Some(self.fast_path.clone()),
             underlay: self.plane.underlay.state(),
+            public_key: Some(self.seal.keys.public.to_string()),
+            insecure_links: self.seal.insecure,
         }
     }
 
@@ -314,6 +316,7 @@ impl Daemon {
                     connects: l.connects.get(),
                     counters: l.stats.snapshot(),
                     estimate: l.estimate(),
+                    security: l.security(),
                 })
             })
             .collect()

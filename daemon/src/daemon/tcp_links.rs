@@ -11,12 +11,17 @@ impl Daemon {
                 return;
             }
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tcp_dial(&link)).await {
-                Ok(Ok((reader, writer, remote))) => {
+                Ok(Ok((reader, writer, remote, keys))) => {
                     backoff = BACKOFF_MIN;
-                    // The connection goes to a forwarding thread; wait until it ends.
+                    link.install(keys, &self.seal.policy);
+                    // The connection goes to a forwarding thread; wait until it ends, or
+                    // until its keys are due for renewal: a new connection with a new
+                    // handshake then replaces it.
                     match self.tcp_link_up(&link, reader, writer, remote) {
                         Ok(ended) => {
-                            let _ = ended.await;
+                            if self.tcp_until_rekey(&link, ended).await {
+                                continue;
+                            }
                         }
                         Err(e) => tracing::warn!(link = %link.peer, "link connection: {e}"),
                     }
@@ -29,6 +34,25 @@ impl Daemon {
         }
     }
 
+    /// Waits until a TCP link connection ends (false) or its keys are due (true).
+    async fn tcp_until_rekey(
+        &self,
+        link: &Link,
+        ended: tokio::sync::oneshot::Receiver<()>,
+    ) -> bool {
+        let mut ended = std::pin::pin!(ended);
+        loop {
+            tokio::select! {
+                _ = &mut ended => return false,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if link.needs_rekey(&self.seal.policy) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
     async fn tcp_dial(
         &self,
         link: &Link,
@@ -36,6 +60,7 @@ impl Daemon {
         BufReader<tokio::net::tcp::OwnedReadHalf>,
         tokio::net::tcp::OwnedWriteHalf,
         SocketAddr,
+        Option<vnet_seal::Established>,
     )> {
         let to = match link.peer_addr {
             Some(a) => a,
@@ -50,9 +75,16 @@ impl Daemon {
         tune_tcp(&stream);
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::with_capacity(256 << 10, r);
+        let (init, noise) = self
+            .seal
+            .offer(link)
+            .map_err(|why| invalid(&why.to_string()))?
+            .unzip();
         let nonce = auth::random_bytes::<32>();
         let mut d = Dialer::new(&self.cfg.name, &link.peer, Transport::Tcp, nonce);
-        write_msg(&mut w, &LinkMsg::Hello(d.hello()).encode()).await?;
+        let mut hello = d.hello();
+        hello.noise = noise;
+        write_msg(&mut w, &LinkMsg::Hello(hello).encode()).await?;
         let mut buf = Vec::new();
         let LinkMsg::Challenge(c) = read_link_msg(&mut r, &mut buf).await? else {
             return Err(invalid("expected the link challenge"));
@@ -60,13 +92,17 @@ impl Daemon {
         let proof = d
             .on_challenge(&self.cfg.key, &c, to)
             .map_err(|why| invalid(&why.to_string()))?;
+        let keys = self
+            .seal
+            .finish(init, c.noise.as_deref())
+            .map_err(|why| invalid(&why.to_string()))?;
         write_msg(&mut w, &LinkMsg::Proof(proof).encode()).await?;
         let LinkMsg::Ready(ready) = read_link_msg(&mut r, &mut buf).await? else {
             return Err(invalid("expected the link to be ready"));
         };
         d.on_ready(&ready, to)
             .map_err(|why| invalid(&why.to_string()))?;
-        Ok((r, w, to))
+        Ok((r, w, to, keys))
     }
 
     /// The listener's side of a TCP link handshake; `first` is the HELLO message.
@@ -89,21 +125,29 @@ impl Daemon {
         });
         let nonce = auth::random_bytes::<32>();
         let l = self.listener();
-        let (challenge, state, link) = match (
+        let answered = match (
             l.on_hello(&hello, Transport::Tcp, peer, configured, nonce),
             link,
         ) {
-            (Ok((c, state)), Some(link)) => (c, state, link),
-            (refused, _) => {
-                self.plane.global.drop(DropReason::Unauthenticated);
-                let why = refused
-                    .err()
-                    .map_or("unknown link".into(), |e| e.to_string());
+            (Ok((c, state)), Some(link)) => self
+                .seal
+                .answer(&link, hello.noise.as_deref(), peer.ip())
+                .map(|keys| (c, state, link, keys)),
+            (Ok(_), None) => Err(Refused::Stale),
+            (Err(why), _) => Err(why),
+        };
+        let (mut challenge, state, link, keys) = match answered {
+            Ok(a) => a,
+            Err(refused) => {
+                self.plane.global.drop(refused.drop_reason());
+                let why = refused.to_string();
                 let note = LinkNote::new(&self.cfg.name, &why);
                 let _ = write_msg(&mut w, &LinkMsg::Refused(note).encode()).await;
                 return Err(invalid(&why));
             }
         };
+        let (keys, noise) = keys.unzip();
+        challenge.noise = noise;
         write_msg(&mut w, &LinkMsg::Challenge(challenge).encode()).await?;
         let mut buf = Vec::new();
         let proof = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_link_msg(&mut r, &mut buf))
@@ -117,6 +161,7 @@ impl Daemon {
             invalid(&why.to_string())
         })?;
         write_msg(&mut w, &LinkMsg::Ready(ready).encode()).await?;
+        link.install(keys, &self.seal.policy);
         self.tcp_link_up(&link, r, w, peer)?;
         Ok(())
     }

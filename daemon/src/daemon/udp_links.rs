@@ -67,7 +67,7 @@ impl Daemon {
         };
         if let Err(why) = done {
             tracing::debug!(%from, "UDP link handshake refused: {why}");
-            self.plane.global.drop(DropReason::Unauthenticated);
+            self.plane.global.drop(why.drop_reason());
         }
     }
 
@@ -94,12 +94,16 @@ impl Daemon {
             dials: l.dials,
         });
         let nonce = auth::random_bytes::<32>();
-        let (c, state) = self
-            .listener()
-            .on_hello(h, Transport::Udp, from, configured, nonce)?;
-        if let Some(link) = link {
-            link.hs().listener = Some(state);
-        }
+        let (mut c, state) =
+            self.listener()
+                .on_hello(h, Transport::Udp, from, configured, nonce)?;
+        // on_hello refuses links not configured here, so there is one.
+        let link = link.ok_or(Refused::Stale)?;
+        let keys = self.seal.answer(&link, h.noise.as_deref(), from.ip())?;
+        let mut hs = link.hs();
+        hs.listener = Some(state);
+        (hs.listener_keys, c.noise) = keys.map(|(e, r)| (Some(e), Some(r))).unwrap_or_default();
+        drop(hs);
         self.udp_send(&LinkMsg::Challenge(c), from);
         Ok(())
     }
@@ -109,7 +113,10 @@ impl Daemon {
         let proof = {
             let mut hs = link.hs();
             let d = hs.dialer.as_mut().ok_or(Refused::Stale)?;
-            d.on_challenge(&self.cfg.key, c, from)?
+            let proof = d.on_challenge(&self.cfg.key, c, from)?;
+            let init = hs.initiator.take();
+            hs.dialer_keys = self.seal.finish(init, c.noise.as_deref())?;
+            proof
         };
         self.udp_send(&LinkMsg::Proof(proof), from);
         Ok(())
@@ -122,6 +129,7 @@ impl Daemon {
             let state = hs.listener.as_ref().ok_or(Refused::Stale)?;
             let ready = state.on_proof(&self.listener(), p, from)?;
             hs.listener = None;
+            link.install(hs.listener_keys.take(), &self.seal.policy);
             ready
         };
         self.plane.udp_session_up(&link, from);
@@ -138,6 +146,7 @@ impl Daemon {
                 .ok_or(Refused::Stale)?
                 .on_ready(n, from)?;
             hs.dialer = None;
+            link.install(hs.dialer_keys.take(), &self.seal.policy);
         }
         self.plane.udp_session_up(&link, from);
         Ok(())
@@ -194,6 +203,11 @@ impl Daemon {
             }
             if link.is_up() {
                 tokio::time::sleep(UDP_KEEPALIVE).await;
+                if link.needs_rekey(&self.seal.policy) {
+                    if let Some(r) = link.udp_remote() {
+                        self.udp_say_hello(&link, r);
+                    }
+                }
                 let now = self.now_ms();
                 if now.saturating_sub(link.last_rx.load(Ordering::Relaxed)) > UDP_DEAD_MS {
                     self.plane.udp_session_down(&link, "no keepalive answer");
@@ -213,11 +227,7 @@ impl Daemon {
                     .and_then(|mut a| a.next()),
             };
             if let Some(to) = to {
-                let nonce = auth::random_bytes::<32>();
-                let d = Dialer::new(&self.cfg.name, &link.peer, Transport::Udp, nonce);
-                let hello = d.hello();
-                link.hs().dialer = Some(d);
-                self.udp_send(&LinkMsg::Hello(hello), to);
+                self.udp_say_hello(&link, to);
             }
             let woken = link.wake.notified();
             let _ = tokio::time::timeout(backoff, woken).await;
@@ -233,6 +243,26 @@ impl Daemon {
         link.passive.sent(at);
         let msg = LinkMsg::Keepalive(LinkNote::stamped(&self.cfg.name, at)).encode();
         self.plane.send_control_to(&link.peer, msg, to);
+    }
+
+    /// Starts a handshake (a link's first, or a rekey while it is up): HELLO with the Noise
+    /// first message.
+    fn udp_say_hello(&self, link: &Link, to: SocketAddr) {
+        let noise = match self.seal.offer(link) {
+            Ok(n) => n,
+            Err(why) => {
+                tracing::warn!(link = %link.peer, "cannot start the link handshake: {why}");
+                return;
+            }
+        };
+        let nonce = auth::random_bytes::<32>();
+        let d = Dialer::new(&self.cfg.name, &link.peer, Transport::Udp, nonce);
+        let mut hello = d.hello();
+        let mut hs = link.hs();
+        hs.dialer = Some(d);
+        (hs.initiator, hello.noise) = noise.map(|(i, m)| (Some(i), Some(m))).unwrap_or_default();
+        drop(hs);
+        self.udp_send(&LinkMsg::Hello(hello), to);
     }
 
     /// Marks listener-side UDP sessions dead after a silence, and sends their keepalives

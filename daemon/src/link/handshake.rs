@@ -33,6 +33,25 @@ pub(crate) enum Refused {
     Stale,
     /// A nonce that is not 32 bytes of hex.
     BadNonce,
+    /// This side must seal the link but was given no key for its peer (`vnetc apply` pins it).
+    NoPeerKey,
+    /// Over the handshake rate limit (see `link::seal`).
+    RateLimited,
+    /// The Noise handshake refused (unknown key, downgrade, replay, ...).
+    Seal(vnet_seal::Refused),
+}
+
+impl Refused {
+    /// The drop counter a refusal goes to.
+    pub fn drop_reason(&self) -> crate::stats::DropReason {
+        use crate::stats::DropReason;
+        match self {
+            Refused::RateLimited => DropReason::HandshakeLimit,
+            Refused::Seal(vnet_seal::Refused::UnknownKey(_)) => DropReason::UnknownKey,
+            Refused::Seal(vnet_seal::Refused::Downgrade) => DropReason::Downgrade,
+            _ => DropReason::Unauthenticated,
+        }
+    }
 }
 
 impl std::fmt::Display for Refused {
@@ -42,6 +61,12 @@ impl std::fmt::Display for Refused {
             Refused::WrongKey => write!(f, "the peer could not prove it holds the key"),
             Refused::Stale => write!(f, "a step of no handshake in progress"),
             Refused::BadNonce => write!(f, "a malformed nonce"),
+            Refused::NoPeerKey => write!(
+                f,
+                "no public key pinned for the peer (run `vnetc apply`, or --insecure-links)"
+            ),
+            Refused::RateLimited => write!(f, "over the handshake rate limit"),
+            Refused::Seal(why) => write!(f, "{why}"),
         }
     }
 }
@@ -94,6 +119,7 @@ impl Listener<'_> {
             from: self.me.to_string(),
             nonce: hex(&nonce),
             proof: hex(&proof),
+            noise: None,
         };
         let state = Challenged {
             peer: hello.from.clone(),
@@ -159,6 +185,7 @@ impl Dialer {
             to: self.peer.clone(),
             transport: self.transport,
             nonce: hex(&self.nonce),
+            noise: None,
         }
     }
 

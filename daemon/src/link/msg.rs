@@ -16,6 +16,9 @@ pub(crate) struct LinkHello {
     pub transport: Transport,
     /// 32 random bytes, hex.
     pub nonce: String,
+    /// The Noise IK first message, hex (absent only under `--insecure-links` without keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<String>,
 }
 
 /// The listener's answer: its nonce and its proof of the key.
@@ -24,6 +27,9 @@ pub(crate) struct LinkChallenge {
     pub from: String,
     pub nonce: String,
     pub proof: String,
+    /// The Noise IK reply, hex (when the hello carried a first message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<String>,
 }
 
 /// The dialer's proof of the key.
@@ -156,11 +162,13 @@ mod tests {
                 to: "b".into(),
                 transport: Transport::Udp,
                 nonce: "00".into(),
+                noise: Some("0102".into()),
             }),
             LinkMsg::Challenge(LinkChallenge {
                 from: "b".into(),
                 nonce: "11".into(),
                 proof: "22".into(),
+                noise: None,
             }),
             LinkMsg::Proof(LinkProof {
                 from: "a".into(),

@@ -2,6 +2,8 @@
 //! datagram interfaces, and cleanup on drop (even when a test fails).
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -62,6 +64,17 @@ pub struct Vnetd {
 
 impl Vnetd {
     pub fn start(dir: &Path, name: &str, addr: &str, ifaces: &[&str]) -> Vnetd {
+        Vnetd::start_with(dir, name, addr, ifaces, &[])
+    }
+
+    /// [`Vnetd::start`] with more arguments (`--insecure-links`, ...).
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        addr: &str,
+        ifaces: &[&str],
+        extra: &[&str],
+    ) -> Vnetd {
         let mut d = Vnetd {
             name: name.to_string(),
             addr: addr.parse().expect("address"),
@@ -71,7 +84,7 @@ impl Vnetd {
             log: dir.join(format!("{name}.log")),
             child: None,
         };
-        d.spawn(&[]);
+        d.spawn(extra);
         d
     }
 
@@ -141,6 +154,15 @@ impl Vnetd {
 
     pub fn client(&self) -> Client {
         Client::connect(self.addr, &key()).expect("connect to vnetd")
+    }
+
+    /// The daemon's static link key, as its status reports it (what peers pin).
+    pub fn public_key(&self) -> String {
+        self.client()
+            .status()
+            .expect("status")
+            .public_key
+            .expect("a public key in status")
     }
 
     /// SIGKILL, as a crash.
@@ -225,6 +247,7 @@ pub fn connect(transport: Transport, dialer: &Vnetd, other: &Vnetd) {
         .add_link(vnet_daemon::LinkSpec {
             link: def.clone(),
             peer_addr: other.addr.to_string(),
+            peer_key: Some(other.public_key()),
         })
         .expect("add link at dialer");
     other
@@ -232,6 +255,7 @@ pub fn connect(transport: Transport, dialer: &Vnetd, other: &Vnetd) {
         .add_link(vnet_daemon::LinkSpec {
             link: def,
             peer_addr: dialer.addr.to_string(),
+            peer_key: Some(dialer.public_key()),
         })
         .expect("add link at listener");
 }

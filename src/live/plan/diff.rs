@@ -131,6 +131,8 @@ fn wanted(
             LinkSpec {
                 link: def.clone(),
                 peer_addr: hosts::peer_addr(peer_host),
+                // Pins the key the peer reported: its links accept no other.
+                peer_key: live.snapshots.get(peer).and_then(|s| s.public_key.clone()),
             },
         );
     }

@@ -101,6 +101,7 @@ mod tests {
         LinkSpec {
             link: def.clone(),
             peer_addr: format!("{peer}:1"),
+            peer_key: None,
         }
     }
 
