@@ -219,15 +219,7 @@ fn the_demo_runs_and_its_json_has_the_spec_fields() {
         .expect("run vnetc demo");
     let all = text(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&all);
-    for field in [
-        "workload",
-        "before",
-        "after",
-        "speedup",
-        "topology",
-        "migrations",
-        "picture",
-    ] {
+    for field in vnet_demo::story::SPEC_FIELDS {
         assert!(v.get(field).is_some(), "no `{field}`: {all}");
     }
     assert!(

@@ -115,6 +115,17 @@ pub struct Adapted {
     pub links: Vec<Link>,
 }
 
+/// The fields SPEC 5.4 names in the summary's JSON.
+pub const SPEC_FIELDS: [&str; 7] = [
+    "workload",
+    "before",
+    "after",
+    "speedup",
+    "topology",
+    "migrations",
+    "picture",
+];
+
 /// SPEC 5.4's summary (`vnetc demo --format json`), plus what the pictures and the story use.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
@@ -291,15 +302,7 @@ mod tests {
         let mut s = Summary::new("all-to-all".into(), 10.0);
         s.set_after(25.0);
         let v = serde_json::to_value(&s).expect("json");
-        for field in [
-            "workload",
-            "before",
-            "after",
-            "speedup",
-            "topology",
-            "migrations",
-            "picture",
-        ] {
+        for field in SPEC_FIELDS {
             assert!(v.get(field).is_some(), "{field}");
         }
         assert_eq!(v["speedup"], 2.5);
