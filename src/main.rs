@@ -66,6 +66,8 @@ enum Command {
     Plan(commands::plan::Args),
     /// Make the live daemons match a file, a patch or a saved plan.
     Apply(commands::apply::Args),
+    /// Print the application topology VTTIF inferred at the Proxy (as .vnet or JSON).
+    Infer(commands::infer::Args),
     /// Propose a placement of VMs, overlay links and routes for an adaptation problem (VADAPT).
     Adapt(commands::adapt::Args),
     /// Run the whole adaptive loop on this computer, without root: daemons in the resilient
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => commands::diff::run(args, color),
         Command::Plan(args) => commands::plan::run(args, color),
         Command::Apply(args) => commands::apply::run(args, color),
+        Command::Infer(args) => commands::infer::run(args, color),
         Command::Adapt(args) => commands::adapt::run(args, color),
         Command::Demo(args) => commands::demo::run(args, color),
     };

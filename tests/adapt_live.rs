@@ -7,19 +7,25 @@
 //! after the move, and its frames must enter the overlay at the new place and no longer at the
 //! old one. VTTIF's answer and the measurement are given as saved files (SPEC 5.1 and 5.2's
 //! JSON): the daemons do not answer `infer` and `measure` in this build.
+//!
+//! The second test does the same with a QEMU guest (TCG) pinging another through the
+//! overlay: adapt migrates it over QMP to a new QEMU process on the third daemon's interface;
+//! the ping loses no more than the migration's downtime. The two tests share the network
+//! 127.NET.0.x and take turns.
 
 mod live_common;
-#[path = "../src/vm/registry.rs"]
-#[allow(dead_code)]
-mod registry;
+#[allow(dead_code, unused_imports)]
+#[path = "../src/vm/mod.rs"]
+mod vm;
 
 use live_common::*;
-use registry::{Driver, Registry, VmRecord};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vm::registry::{Driver, Registry, VmRecord};
+use vm::{Attachment, ImageSpec, Vm, VmSpec};
 use vnet_grammar::Mac;
 use vnet_proto::control::PortCounters;
 use vnet_proto::{Client, Key};
@@ -31,6 +37,12 @@ const BCAST: &str = "ff:ff:ff:ff:ff:ff";
 /// The workload's length and sample interval (seconds).
 const RUN_S: f64 = 16.0;
 const SAMPLE_S: f64 = 0.5;
+
+/// The tests take turns on the network (held until the test's world is gone).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn host(i: u8) -> String {
     format!("127.{NET}.0.{i}")
@@ -85,6 +97,43 @@ fn measure_json() -> String {
         }
     }
     format!(r#"{{"links":[{}]}}"#, links.join(","))
+}
+
+/// Three daemons running FILE's state with a `dgram` interface `vm` each (its peer given by
+/// `peers[i]`, `,HOST:PORT` or empty), and the saved VTTIF answer and measurement.
+fn running(tag: &str, peers: &[String; 3]) -> (World, [String; 3]) {
+    let mut w = World::new(tag, NET);
+    let file = w.write("system.vnet", &program());
+    let infer = w.write("infer.json", &infer_json());
+    let measure = w.write("measure.json", &measure_json());
+    let mut up = vec!["up".to_string(), file.clone()];
+    for (i, peer) in peers.iter().enumerate() {
+        let h = host(i as u8 + 1);
+        up.push("--iface".into());
+        up.push(format!("{h}/vm=dgram:{h}:6000{peer}"));
+    }
+    expect_code(
+        &w.vnetc(&up.iter().map(String::as_str).collect::<Vec<_>>()),
+        0,
+    );
+    expect_code(&w.vnetc(&["apply", "--wait", &file]), 0);
+    (w, [file, infer, measure])
+}
+
+/// `vnetc adapt FILE` on the saved answers, one hop, JSON.
+fn adapt_args(file: &str, infer: &str, measure: &str, state: &str) -> Vec<String> {
+    let args = [
+        "adapt",
+        file,
+        "--infer",
+        infer,
+        "--measure",
+        measure,
+        "--max-hops",
+        "1",
+    ];
+    let more = ["--state-dir", state, "--format", "json"];
+    args.iter().chain(&more).map(|s| s.to_string()).collect()
 }
 
 fn patterns_path() -> PathBuf {
@@ -184,21 +233,12 @@ fn now_unix() -> f64 {
 
 #[test]
 fn adapt_apply_moves_a_running_vm_and_its_traffic_follows() {
-    let mut w = World::new("adapt", NET);
+    let _serial = serial();
     let (a, b, c) = (host(1), host(2), host(3));
-    let file = w.write("system.vnet", &program());
-    let infer = w.write("infer.json", &infer_json());
-    let measure = w.write("measure.json", &measure_json());
-    let mut up = vec!["up".to_string(), file.clone()];
-    for h in [&a, &b, &c] {
-        up.push("--iface".into());
-        up.push(format!("{h}/vm=dgram:{h}:6000"));
-    }
-    expect_code(
-        &w.vnetc(&up.iter().map(String::as_str).collect::<Vec<_>>()),
-        0,
-    );
-    expect_code(&w.vnetc(&["apply", "--wait", &file]), 0);
+    // A and B know their VM's address (the user-space VMs send nothing until spoken to); C
+    // learns VM 1's from the gratuitous ARP it sends on `attach`.
+    let peers = [format!(",{a}:6001"), format!(",{b}:6002"), String::new()];
+    let (mut w, [file, infer, measure]) = running("adapt", &peers);
 
     let state = w.state_dir();
     let state_s = state.to_string_lossy().into_owned();
@@ -220,17 +260,9 @@ fn adapt_apply_moves_a_running_vm_and_its_traffic_follows() {
     }
     // Without --apply: the proposal, and nothing moves.
     let adapt = |extra: &[&str]| {
-        let mut args = vec!["adapt", &file, "--infer", &infer, "--measure", &measure];
-        args.extend([
-            "--max-hops",
-            "1",
-            "--state-dir",
-            &state_s,
-            "--format",
-            "json",
-        ]);
-        args.extend(extra);
-        w.vnetc(&args)
+        let mut args = adapt_args(&file, &infer, &measure, &state_s);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        w.vnetc(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let dry = adapt(&[]);
     expect_code(&dry, 0);
@@ -301,4 +333,240 @@ fn adapt_apply_moves_a_running_vm_and_its_traffic_follows() {
     let adapted = w.write("adapted.vnet", answer["vnet"].as_str().unwrap());
     let diff = w.vnetc(&["diff", "--detailed-exitcode", &adapted]);
     expect_code(&diff, 0);
+}
+
+/// QEMU guests the test no longer owns (detached, or started by `vnetc adapt`), killed by pid
+/// at the end, also when the test fails.
+struct Reap {
+    registry: Registry,
+    pids: Vec<u32>,
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let mut pids = self.pids.clone();
+        if let Ok(Some(r)) = self.registry.get("vm1") {
+            if let Driver::Qemu { vm } = r.driver {
+                pids.push(vm.pid);
+            }
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[test]
+fn adapt_apply_migrates_a_qemu_vm_live_and_its_ping_continues() {
+    const COUNT: u64 = 250;
+    const INTERVAL_MS: u64 = 100;
+    let _serial = serial();
+    let (kernel, version) = match vm::image::prerequisites() {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let (a, b, c) = (host(1), host(2), host(3));
+    // The guests speak first (they boot and ping), so the interfaces learn their addresses.
+    let (w, [file, infer, measure]) =
+        running("adapt-qemu", &[String::new(), String::new(), String::new()]);
+
+    let dir = w.path("vms");
+    std::fs::create_dir_all(&dir).expect("vm dir");
+    let spec = ImageSpec {
+        run: PINGER.into(),
+        files: Vec::new(),
+    };
+    let image = vm::image::build(&dir, &kernel, &version, &spec).expect("guest image");
+    let at =
+        |h: &str| Attachment::beside(format!("{h}:6000").parse().expect("addr")).expect("port");
+    let mac = |m: &str| Mac::parse(m).expect("mac");
+    let vm2 = Vm::start(
+        &dir,
+        VmSpec::new("vm2", mac(M2), image.clone()).arg("ip", "10.77.0.2/24"),
+        at(&b),
+    )
+    .expect("start VM 2");
+    let spec1 = VmSpec::new("vm1", mac(M1), image)
+        .arg("ip", "10.77.0.1/24")
+        .arg("role", "pinger")
+        .arg("peer", "10.77.0.2")
+        .arg("count", &COUNT.to_string())
+        .arg("interval", &format!("{}", INTERVAL_MS as f64 / 1000.0));
+    let mut vm1 = Vm::start(&dir, spec1, at(&a)).expect("start VM 1");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !vm1.console().contains("VNET-PING-START") {
+        assert!(
+            vm1.status().is_ok() && Instant::now() < deadline,
+            "no ping start\n{}\n--- vm2\n{}",
+            vm1.console(),
+            vm2.console()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let t_ping = Instant::now();
+    let state = w.state_dir();
+    let state_s = state.to_string_lossy().into_owned();
+    let registry = Registry::open(&state);
+    let detached = vm1.detach();
+    let _reap = Reap {
+        registry: registry.clone(),
+        pids: vec![detached.pid],
+    };
+    for (name, m, h, driver) in [
+        (
+            "vm1",
+            M1,
+            &a,
+            Driver::Qemu {
+                vm: detached.clone(),
+            },
+        ),
+        ("vm2", M2, &b, Driver::None),
+    ] {
+        let record = VmRecord {
+            name: name.into(),
+            mac: mac(m),
+            host: h.to_string(),
+            driver,
+            compute: 1.0,
+            pinned: name == "vm2",
+        };
+        registry.register(&record).expect("register");
+    }
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(t_ping.elapsed()));
+    let c_before = iface(&w, 3);
+    let mut args = adapt_args(&file, &infer, &measure, &state_s);
+    args.push("--apply".into());
+    let out = w.vnetc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!("{}", stderr(&out));
+    expect_code(&out, 0);
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let downtime = answer["moved"][0]["downtime_ms"]
+        .as_u64()
+        .expect("downtime");
+    let a_at_move = iface(&w, 1);
+    let now = match registry.get("vm1").expect("registry").expect("vm1").driver {
+        Driver::Qemu { vm } => vm,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (now.incarnation, now.iface),
+        (1, format!("{c}:6000").parse().unwrap())
+    );
+    let console = || read(&now.console(0)) + &read(&now.console(1));
+    let deadline =
+        Instant::now() + Duration::from_millis(COUNT * INTERVAL_MS) + Duration::from_secs(120);
+    while !console().contains("VNET-PING-END") {
+        assert!(Instant::now() < deadline, "no ping end\n{}", console());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let text = console();
+    let (tx, rx, seqs) = ping_result(&text).unwrap_or_else(|| panic!("no ping summary\n{text}"));
+    let lost: Vec<u32> = (0..tx).filter(|s| !seqs.contains(s)).collect();
+    eprintln!("ping: {tx} sent, {rx} received, lost {lost:?}; QEMU downtime {downtime} ms");
+    // The new incarnation's console holds only replies that came after the move.
+    let replies_after = read(&now.console(1)).matches("bytes from").count();
+    assert!(
+        replies_after >= 50,
+        "only {replies_after} replies after the move\n{text}"
+    );
+    assert_eq!(u64::from(tx), COUNT, "{text}");
+    let allowed = downtime / INTERVAL_MS + 1;
+    assert!(
+        u64::from(tx - rx) <= allowed,
+        "lost {lost:?} with a downtime of {downtime} ms\n{text}"
+    );
+    let c_now = iface(&w, 3);
+    assert!(
+        c_now.rx_frames >= c_before.rx_frames + replies_after as u64,
+        "C: {c_before:?} -> {c_now:?}"
+    );
+    assert_eq!(
+        iface(&w, 1).rx_frames,
+        a_at_move.rx_frames,
+        "frames still enter at A"
+    );
+    drop(vm2);
+}
+
+/// Without daemons: the proposal printed as text is a `.vnet` that checks clean, and bad
+/// inputs are named.
+#[test]
+fn the_proposal_checks_and_bad_inputs_are_named() {
+    let mut w = World::new("adapt-offline", NET);
+    let file = w.write("system.vnet", &program());
+    let infer = w.write("infer.json", &infer_json());
+    let measure = w.write("measure.json", &measure_json());
+    let state = w.state_dir();
+    let state_s = state.to_string_lossy().into_owned();
+    let record = |name: &str, m: &str, h: String| VmRecord {
+        name: name.into(),
+        mac: Mac::parse(m).expect("mac"),
+        host: h,
+        driver: Driver::None,
+        compute: 1.0,
+        pinned: false,
+    };
+    let registry = Registry::open(&state);
+    registry
+        .register(&record("vm1", M1, host(1)))
+        .expect("register");
+    registry
+        .register(&record("vm2", M2, host(2)))
+        .expect("register");
+    let base = ["adapt", &file, "--state-dir", &state_s, "--max-hops", "1"];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        w.vnetc(&args)
+    };
+    let saved = w.path("problem.json").to_string_lossy().into_owned();
+    let out = run(&[
+        "--infer",
+        &infer,
+        "--measure",
+        &measure,
+        "--save-problem",
+        &saved,
+    ]);
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    // Neither VM has a driver: the move that would help is reported, nothing moves.
+    assert!(text.contains("cannot be driven from here"), "{text}");
+    assert!(!text.contains("# migrate"), "{text}");
+    let proposal = w.path("proposal.vnet");
+    std::fs::write(&proposal, &text).expect("write");
+    expect_code(&w.vnetc(&["check", &proposal.to_string_lossy()]), 0);
+    // The saved problem solves offline to the same value.
+    let offline = w.vnetc(&["adapt", "--problem", &saved, "--format", "json"]);
+    expect_code(&offline, 0);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&offline)).expect("json");
+    assert_eq!(value["before"], value["value"], "{value}");
+    // Inputs missing or malformed are usage errors naming the flag and the field.
+    let out = run(&["--measure", &measure]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("--infer is needed"),
+        "{}",
+        stderr(&out)
+    );
+    let bad = w.path("bad.json");
+    let bad_text = infer_json().replace("\"bytes_per_s\":2000000", "\"bytes_per_s\":\"x\"");
+    std::fs::write(&bad, bad_text).expect("write");
+    let bad = bad.to_string_lossy().into_owned();
+    let out = run(&["--infer", &bad, "--measure", &measure]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("pairs[0].bytes_per_s"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.vnetc(&["adapt", "--infer", &infer]);
+    expect_code(&out, 2);
 }

@@ -19,6 +19,7 @@ pub(crate) mod port;
 pub(crate) mod stats;
 pub(crate) mod store;
 pub(crate) mod sys;
+pub(crate) mod vttif;
 pub mod wire;
 
 pub use daemon::{run, Config};

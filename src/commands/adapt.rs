@@ -9,7 +9,7 @@ use crate::live::adapt::problem::{self, Assembled, Settings};
 use crate::live::adapt::proposal::{self, Proposal};
 use crate::live::config::{parse_duration, ControlArgs};
 use crate::live::fetch;
-use crate::vm::registry::{Driver, Moved, Registry, VmRecord};
+use crate::vm::registry::{can_migrate, Moved, Registry, VmRecord};
 use crate::{Failure, Outcome};
 use clap::ValueEnum;
 use serde_json::json;
@@ -244,7 +244,7 @@ fn stuck(a: &Assembled, answer: &Answer, vms: &[VmRecord]) -> Vec<(String, Strin
         .into_iter()
         .filter_map(|(v, from, to)| {
             let vm = vms.iter().find(|r| r.name == p.vms[v].name)?;
-            if matches!(vm.driver, Driver::Patterns { .. }) {
+            if can_migrate(&vm.driver) {
                 return None;
             }
             let from = from.map_or("(nowhere)", |h| p.hosts[h].name.as_str());

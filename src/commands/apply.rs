@@ -150,6 +150,7 @@ fn leased(
         (None, None) => return Err(usage("nothing to apply")),
     };
     run_plan(sessions, &plan, holder, args.lease_ttl, |s| println!("{s}"))?;
+    tell_proxy(sessions, args.control.connect_timeout, |s| println!("{s}"))?;
     Ok(plan.desired.links.values().cloned().collect())
 }
 
@@ -232,6 +233,7 @@ pub fn apply_state(
         });
     lease::release_all(sessions);
     result?;
+    tell_proxy(sessions, timeout, |s| eprintln!("{s}"))?;
     let links: Vec<LinkDef> = state.links.values().cloned().collect();
     apply::wait_links_up(sessions, &links, wait).map_err(|down| {
         for d in &down {
@@ -239,6 +241,25 @@ pub fn apply_state(
         }
         Failure::Subject
     })
+}
+
+/// Tells every daemon who the Proxy is (SPEC 5.1); says so only when that changed something.
+fn tell_proxy(sessions: &mut [Session], timeout: Duration, say: fn(&str)) -> Result<(), Failure> {
+    let changed = crate::live::infer::tell_proxy(sessions, timeout).map_err(|e| {
+        daemons_failed(
+            &e,
+            "error: the tables were applied, but these daemons do not know the Proxy (run the apply again)",
+        )
+    })?;
+    if changed > 0 {
+        let proxy = &sessions[0].host.machine;
+        say(&format!(
+            "VTTIF: {changed} daemon{} now report{} to the Proxy {proxy}.",
+            if changed == 1 { "" } else { "s" },
+            if changed == 1 { "s" } else { "" }
+        ));
+    }
+    Ok(())
 }
 
 /// The precise account of a failed apply: per daemon, what was applied and what was not.

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod down;
 pub mod fmt;
 pub mod graph;
+pub mod infer;
 pub mod live;
 pub mod plan;
 pub mod route;

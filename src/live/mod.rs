@@ -8,6 +8,7 @@
 //! - [`plan`]: the difference between live and desired, as a patch and as ordered operations.
 //! - [`lease`]: taking every daemon's lease before changing anything.
 //! - [`apply`]: running a plan concurrently across daemons.
+//! - [`infer`]: telling the daemons who the Proxy is, and asking it (VTTIF, SPEC 5.1).
 //! - [`up`]: starting and stopping daemons, locally or over ssh.
 //! - [`adapt`]: VADAPT on the running system (`vnetc adapt FILE`).
 
@@ -16,6 +17,7 @@ pub mod apply;
 pub mod config;
 pub mod fetch;
 pub mod hosts;
+pub mod infer;
 pub mod lease;
 pub mod plan;
 pub mod up;

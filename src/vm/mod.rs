@@ -26,7 +26,7 @@ pub mod qmp;
 pub mod registry;
 
 pub use image::{GuestImage, ImageSpec};
-pub use manager::{Attachment, MigrateOptions, Migration, Vm, VmSpec};
+pub use manager::{Attachment, Detached, MigrateOptions, Migration, Vm, VmSpec};
 
 use std::fmt;
 

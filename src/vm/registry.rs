@@ -7,10 +7,13 @@
 //! - `patterns`: a user-space VM of `vnet-patterns vm --control SOCKET`; moving it is one
 //!   `attach HOST:PORT` line on its control socket (its card then sends to the new interface
 //!   and announces itself there).
-//! - `qemu`: a QEMU guest with a QMP socket (see [`super::manager`]).
+//! - `qemu`: a QEMU guest started by vnetc's VM manager and detached from it; moving it starts
+//!   its next QEMU process on the new daemon's interface and migrates over QMP
+//!   ([`super::manager::Detached::migrate`]).
 //! - `libvirt`: a libvirt domain, moved by `virsh migrate --live`.
 //! - `none`: nothing here can move it; an adaptation reports it for an operator.
 
+use super::manager::{Detached, MigrateOptions};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -47,8 +50,8 @@ fn one() -> f64 {
 pub enum Driver {
     /// `vnet-patterns vm --control SOCKET`.
     Patterns { control: PathBuf },
-    /// A QEMU process started by vnetc's VM manager, reachable on its QMP socket.
-    Qemu { qmp: PathBuf },
+    /// A QEMU guest started by vnetc's VM manager and detached (`Vm::detach`).
+    Qemu { vm: Detached },
     /// A libvirt domain on the connection `uri` (e.g. `qemu:///system`).
     Libvirt { domain: String, uri: String },
     /// No way to move it from here.
@@ -235,27 +238,41 @@ pub struct Moved {
     /// The guest's pause as its driver reports it (`None` when the driver cannot tell).
     pub downtime_ms: Option<u64>,
     pub wall_ms: u64,
+    /// The VM's record at its new place (a QEMU guest has a new process).
+    pub record: VmRecord,
 }
 
-/// Moves `vm` live to `to` with its driver. The record is not updated here (the caller does
-/// once the overlay follows, see `Registry::update_host`).
+/// Moves `vm` live to `to` with its driver. The registry is not written here: the caller
+/// registers `Moved::record` once the overlay follows.
 pub fn migrate(vm: &VmRecord, to: &Destination, timeout: Duration) -> Result<Moved, Error> {
     let started = Instant::now();
+    let fail = |detail: String| Error::Migration {
+        vm: vm.name.clone(),
+        detail,
+    };
+    let mut record = vm.clone();
+    record.host = to.host.clone();
     let downtime_ms = match &vm.driver {
         Driver::Patterns { control } => {
-            attach_patterns(control, to.dgram, timeout).map_err(|detail| Error::Migration {
-                vm: vm.name.clone(),
-                detail: format!("control socket {}: {detail}", control.display()),
-            })?;
+            attach_patterns(control, to.dgram, timeout)
+                .map_err(|d| fail(format!("control socket {}: {d}", control.display())))?;
             None
+        }
+        Driver::Qemu { vm: qemu } => {
+            let o = MigrateOptions {
+                timeout,
+                ..MigrateOptions::default()
+            };
+            let (next, m) = qemu
+                .migrate(vm.mac, to.dgram, &o)
+                .map_err(|e| fail(e.to_string()))?;
+            record.driver = Driver::Qemu { vm: next };
+            Some(m.downtime_ms)
         }
         other => {
             return Err(Error::Unsupported {
                 vm: vm.name.clone(),
-                detail: format!(
-                    "its driver `{}` cannot be driven from a separate vnetc process yet",
-                    other.kind()
-                ),
+                detail: format!("its driver `{}` cannot be driven from here", other.kind()),
             })
         }
     };
@@ -265,7 +282,13 @@ pub fn migrate(vm: &VmRecord, to: &Destination, timeout: Duration) -> Result<Mov
         to: to.host.clone(),
         downtime_ms,
         wall_ms: started.elapsed().as_millis() as u64,
+        record,
     })
+}
+
+/// Whether [`migrate`] can move VMs of this driver.
+pub fn can_migrate(d: &Driver) -> bool {
+    matches!(d, Driver::Patterns { .. } | Driver::Qemu { .. })
 }
 
 /// `attach ADDR` on a user-space VM's control socket; the answer must confirm it.

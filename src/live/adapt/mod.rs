@@ -54,7 +54,7 @@ pub fn migrate(
         dgram: dgram_address(session, &iface)?,
     };
     let moved = registry::migrate(&vm, &dest, timeout).map_err(|e| e.to_string())?;
-    reg.update_host(&m.vm, &m.to).map_err(|e| e.to_string())?;
+    reg.register(&moved.record).map_err(|e| e.to_string())?;
     Ok(moved)
 }
 
