@@ -212,7 +212,7 @@ impl Summary {
             let t: Vec<String> = self
                 .stages
                 .iter()
-                .map(|(s, secs)| format!("{s} {secs:.1} s"))
+                .map(|(s, secs)| format!("{s} {secs:.2} s"))
                 .collect();
             out += &format!("stages:   {}\n", t.join(", "));
         }

@@ -25,6 +25,9 @@ const ADAPT_BUDGET: f64 = 25.0;
 /// How long the VMs get to connect before the "before" window counts.
 const CONNECT: f64 = 2.0;
 
+/// How long the workload runs on while the topology is inferred, when nothing follows.
+const INFER_BUDGET: f64 = 4.0;
+
 /// After the adaptation, the workload settles this long before "after" counts.
 const SETTLE: f64 = 1.0;
 
@@ -116,11 +119,14 @@ pub fn run(o: &Options) -> Result<Summary> {
         timer.lap("measure");
     }
     let w = &checked.scenario.workload;
-    let total = if missing.is_empty() {
-        2.0 * w.seconds + ADAPT_BUDGET
-    } else {
-        w.seconds
-    };
+    let full = missing.is_empty();
+    let total = w.seconds
+        + CONNECT
+        + if full {
+            ADAPT_BUDGET + w.seconds
+        } else {
+            INFER_BUDGET
+        };
     say(format!(
         "running Patterns ({} {}) in {} user-space VMs for {total:.0} s",
         w.topology,
@@ -130,23 +136,28 @@ pub fn run(o: &Options) -> Result<Summary> {
     let zero = now();
     let vms = Vms::start(&d, &dir.path, &o.patterns, total)?;
     vms.register(&d, &overlay.state_dir)?;
-    let adapted = if missing.is_empty() {
-        procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
-        let start = now();
-        let found = lp.adapt(w.seconds, &mut timer, &say)?;
-        Some((start, now(), found))
+    procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
+    let start = now();
+    timer.restart();
+    say("inferring the application topology (vnetc infer)".into());
+    let inferred = lp.infer(w.seconds)?;
+    timer.lap("infer");
+    let adapted = if full {
+        say("adapting: solving, migrating, applying (vnetc adapt --apply)".into());
+        let a = lp.adapt()?;
+        timer.lap("adapt");
+        Some(a)
     } else {
         None
     };
+    let stop = now();
     let report = vms.finish()?;
-    let mut summary = tell(&report, zero, adapted.as_ref().map(|a| (a.0, a.1)))?;
-    if let Some((_, _, found)) = adapted {
-        found.into_summary(&d, &mut summary);
-    }
+    let mut summary = tell(&report, zero, (start, stop), full)?;
+    stages::into_summary(&d, inferred, adapted, &mut summary);
     summary.stages = timer.laps;
     if !missing.is_empty() {
         summary.error = Some(format!(
-            "this build cannot yet {}; the run stopped after measuring the workload before adaptation",
+            "this build cannot yet {}; the run stopped after measuring the workload and inferring its topology, before adaptation",
             missing.join(", ")
         ));
     }
@@ -155,13 +166,17 @@ pub fn run(o: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Throughput before (the samples before the adaptation began) and after (those from
-/// `SETTLE` after it ended), on rank 0's own clock.
-fn tell(report: &RankReport, zero: f64, adapted: Option<(f64, f64)>) -> Result<Summary> {
+/// Throughput before (the samples before the loop began at `start`) and, when it adapted,
+/// after (those from `SETTLE` after it ended at `stop`), on rank 0's own clock.
+fn tell(
+    report: &RankReport,
+    zero: f64,
+    (start, stop): (f64, f64),
+    adapted: bool,
+) -> Result<Summary> {
     let end = report.started_unix + report.seconds + 1.0;
-    let before_end = adapted.map_or(end, |(start, _)| start);
     let before = report
-        .rate_between(report.started_unix, before_end)
+        .rate_between(report.started_unix, start)
         .ok_or_else(|| {
             Stop::Failed(
                 "the workload had not completed one sample interval before the adaptation began"
@@ -170,7 +185,7 @@ fn tell(report: &RankReport, zero: f64, adapted: Option<(f64, f64)>) -> Result<S
         })?;
     let mut summary = Summary::new(report.program.clone(), before);
     summary.samples = report.curve(zero);
-    if let Some((start, stop)) = adapted {
+    if adapted {
         summary.adapted_at = Some((start - zero, stop - zero));
         let after = report.rate_between(stop + SETTLE, end).ok_or_else(|| {
             Stop::Failed(format!(

@@ -37,19 +37,12 @@ pub fn unavailable() -> Vec<&'static str> {
     vec![
         "emulate the wide-area underlay (the daemons' SetUnderlay request)",
         "measure the underlay (`vnetc measure`)",
-        "infer the application topology (`vnetc infer`)",
     ]
 }
 
 /// Tells every daemon the delay and rate to emulate towards every other daemon.
 pub fn set_underlay(_d: &Deployment, _overlay: &Overlay) -> Result<()> {
     Ok(())
-}
-
-/// What the loop found and did.
-pub struct Found {
-    pub inferred: Inferred,
-    pub adapted: Adapted,
 }
 
 /// The child `vnetc` commands of the loop, each on the star's file and the overlay's key
@@ -84,29 +77,27 @@ impl Loop<'_> {
             .map(|_| ())
     }
 
-    /// `vnetc infer` over the last `window_s` seconds, then `vnetc adapt --apply` with it
-    /// and the measurement.
-    pub fn adapt(&self, window_s: f64, timer: &mut Timer, say: &dyn Fn(String)) -> Result<Found> {
-        timer.restart();
-        say("inferring the application topology (vnetc infer)".into());
+    /// `vnetc infer` over the last `window_s` seconds.
+    pub fn infer(&self, window_s: f64) -> Result<Inferred> {
         let window = format!("{}ms", (window_s.clamp(1.0, 60.0) * 1000.0) as u64);
         let text = self.vnetc("infer", &["--format", "json", "--window", &window], 30)?;
-        let inferred: Inferred = parse("vnetc infer", &text)?;
-        timer.lap("infer");
-        say("adapting: solving, migrating, applying (vnetc adapt --apply)".into());
+        parse("vnetc infer", &text)
+    }
+
+    /// `vnetc adapt --apply` with the saved inference and measurement.
+    pub fn adapt(&self) -> Result<Adapted> {
+        let (infer, measure) = (self.json("infer"), self.json("measure"));
         let args = [
             "--apply",
             "--format",
             "json",
             "--infer",
-            &self.json("infer"),
+            &infer,
             "--measure",
-            &self.json("measure"),
+            &measure,
         ];
         let text = self.vnetc("adapt", &args, 60)?;
-        let adapted: Adapted = parse("vnetc adapt", &text)?;
-        timer.lap("adapt");
-        Ok(Found { inferred, adapted })
+        parse("vnetc adapt", &text)
     }
 }
 
@@ -118,40 +109,44 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
     })
 }
 
-impl Found {
-    /// Puts what was found into the summary, in the scenario's names (VMs for MACs, hosts
-    /// for daemons).
-    pub fn into_summary(self, d: &Deployment, summary: &mut Summary) {
-        let vm = |mac: &str| {
-            mac.parse::<Mac>()
-                .ok()
-                .and_then(|m| d.vm_of(m))
-                .map_or_else(|| mac.to_string(), |v| v.name.clone())
-        };
-        let host = |m: &str| d.host_of(m).unwrap_or(m).to_string();
-        summary.topology = self
-            .inferred
-            .topology
-            .into_iter()
-            .map(|p| InferredPair {
-                src: vm(&p.src),
-                dst: vm(&p.dst),
-                src_daemon: host(&p.src_daemon),
-                dst_daemon: p.dst_daemon.as_deref().map(host),
-                ..p
-            })
-            .collect();
-        let mut adapted = self.adapted;
-        for m in &mut adapted.migrations {
-            m.vm = vm(&m.vm);
-            m.from = m.from.as_deref().map(host);
-            m.to = host(&m.to);
-        }
-        for l in &mut adapted.links {
-            l.from = host(&l.from);
-            l.to = host(&l.to);
-        }
-        summary.migrations = adapted.migrations.clone();
-        summary.adaptation = Some(adapted);
+/// Puts what the loop found and did into the summary, in the scenario's names (VMs for
+/// MACs, hosts for daemons).
+pub fn into_summary(
+    d: &Deployment,
+    inferred: Inferred,
+    adapted: Option<Adapted>,
+    summary: &mut Summary,
+) {
+    let vm = |mac: &str| {
+        mac.parse::<Mac>()
+            .ok()
+            .and_then(|m| d.vm_of(m))
+            .map_or_else(|| mac.to_string(), |v| v.name.clone())
+    };
+    let host = |m: &str| d.host_of(m).unwrap_or(m).to_string();
+    summary.topology = inferred
+        .topology
+        .into_iter()
+        .map(|p| InferredPair {
+            src: vm(&p.src),
+            dst: vm(&p.dst),
+            src_daemon: host(&p.src_daemon),
+            dst_daemon: p.dst_daemon.as_deref().map(host),
+            ..p
+        })
+        .collect();
+    let Some(mut adapted) = adapted else {
+        return;
+    };
+    for m in &mut adapted.migrations {
+        m.vm = vm(&m.vm);
+        m.from = m.from.as_deref().map(host);
+        m.to = host(&m.to);
     }
+    for l in &mut adapted.links {
+        l.from = host(&l.from);
+        l.to = host(&l.to);
+    }
+    summary.migrations = adapted.migrations.clone();
+    summary.adaptation = Some(adapted);
 }
