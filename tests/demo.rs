@@ -237,6 +237,35 @@ fn the_demo_runs_and_its_json_has_the_spec_fields() {
         "{svg}"
     );
     assert!(Path::new(throughput).starts_with(w.path("out")));
+    // VTTIF saw the ring of three: every VM talks to both others, named as the scenario names them.
+    let mut pairs: Vec<(String, String)> = v["topology"]
+        .as_array()
+        .expect(&all)
+        .iter()
+        .map(|p| {
+            (
+                p["src"].as_str().unwrap_or("?").into(),
+                p["dst"].as_str().unwrap_or("?").into(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    let want: Vec<(String, String)> = [
+        ("vm1", "vm2"),
+        ("vm1", "vm3"),
+        ("vm2", "vm1"),
+        ("vm2", "vm3"),
+        ("vm3", "vm1"),
+        ("vm3", "vm2"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(pairs, want, "{all}");
+    let picture = v["picture"].as_str().expect(&all);
+    assert!(std::fs::read_to_string(picture)
+        .expect(picture)
+        .contains("vm3 @ "));
     match v["error"].as_str() {
         // Stages this build cannot run end the run after "before", named, with exit 1.
         Some(error) => {
