@@ -15,7 +15,7 @@ use procs::{Result, Stop};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vnet_demo::story::RankReport;
-use vnet_demo::{Scenario, Summary};
+use vnet_demo::{Deployment, Scenario, Summary};
 use workload::Vms;
 
 /// How long after the "before" window the workload keeps running while the loop measures,
@@ -84,76 +84,14 @@ pub fn run(o: &Options) -> Result<Summary> {
     procs::catch_interrupts()?;
     let checked = Scenario::parse(&o.scenario)
         .map_err(|e| Stop::Failed(format!("{}: {e}", o.scenario_name)))?;
-    let say = |line: String| {
-        if o.progress {
-            eprintln!("demo: {line}");
-        }
-    };
     let d = overlay::free_deployment(&checked)?;
     // Declared first, dropped last: the daemons and VMs stop before their files go.
     let dir = RunDir::new(o.keep)?;
     let mut timer = stages::Timer::default();
     timer.restart();
-    say(format!(
-        "starting {} daemons on {}..{} (the Proxy is {})",
-        d.daemons.len(),
-        d.daemons[0].machine,
-        d.daemons[d.daemons.len() - 1].machine,
-        d.daemons[0].host
-    ));
-    let overlay = Overlay::start(&d, &dir.path, o.vnetd.clone())?;
-    let star = dir.path.join("star.vnet");
-    std::fs::write(&star, d.star(&d.checked.start()))
-        .map_err(|e| format!("{}: {e}", star.display()))?;
-    overlay.apply(&dir.path, "apply-star", &star)?;
-    timer.lap("start");
     let missing = stages::unavailable();
-    stages::set_underlay(&d, &overlay)?;
-    let lp = stages::Loop {
-        dir: &dir.path,
-        overlay: &overlay,
-    };
-    if missing.is_empty() {
-        say("measuring the underlay (vnetc measure)".into());
-        lp.measure()?;
-        timer.lap("measure");
-    }
-    let w = &checked.scenario.workload;
-    let full = missing.is_empty();
-    let total = w.seconds
-        + CONNECT
-        + if full {
-            ADAPT_BUDGET + w.seconds
-        } else {
-            INFER_BUDGET
-        };
-    say(format!(
-        "running Patterns ({} {}) in {} user-space VMs for {total:.0} s",
-        w.topology,
-        w.operation,
-        d.vms.len()
-    ));
-    let zero = now();
-    let vms = Vms::start(&d, &dir.path, &o.patterns, total)?;
-    vms.register(&d, &overlay.state_dir)?;
-    procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
-    let start = now();
-    timer.restart();
-    say("inferring the application topology (vnetc infer)".into());
-    let inferred = lp.infer(w.seconds)?;
-    timer.lap("infer");
-    let adapted = if full {
-        say("adapting: solving, migrating, applying (vnetc adapt --apply)".into());
-        let a = lp.adapt()?;
-        timer.lap("adapt");
-        Some(a)
-    } else {
-        None
-    };
-    let stop = now();
-    let report = vms.finish()?;
-    let mut summary = tell(&report, zero, (start, stop), full)?;
-    stages::into_summary(&d, inferred, adapted, &mut summary);
+    let overlay = bring_up(o, &d, &dir.path, &mut timer, missing.is_empty())?;
+    let mut summary = run_loop(o, &d, &dir.path, &overlay, &mut timer, missing.is_empty())?;
     summary.stages = timer.laps;
     if !missing.is_empty() {
         summary.error = Some(format!(
@@ -163,6 +101,104 @@ pub fn run(o: &Options) -> Result<Summary> {
     }
     pictures::draw(&o.out, &d, &mut summary)?;
     drop(overlay);
+    Ok(summary)
+}
+
+fn say(o: &Options, line: String) {
+    if o.progress {
+        eprintln!("demo: {line}");
+    }
+}
+
+/// The daemons, the star, the emulated wide area and (when the loop will run) its
+/// measurement.
+fn bring_up(
+    o: &Options,
+    d: &Deployment,
+    dir: &Path,
+    timer: &mut stages::Timer,
+    full: bool,
+) -> Result<Overlay> {
+    let (first, last) = (&d.daemons[0], &d.daemons[d.daemons.len() - 1]);
+    say(
+        o,
+        format!(
+            "starting {} daemons on {}..{} (the Proxy is {})",
+            d.daemons.len(),
+            first.machine,
+            last.machine,
+            first.host
+        ),
+    );
+    let overlay = Overlay::start(d, dir, o.vnetd.clone())?;
+    let star = dir.join("star.vnet");
+    std::fs::write(&star, d.star(&d.checked.start()))
+        .map_err(|e| format!("{}: {e}", star.display()))?;
+    overlay.apply(dir, "apply-star", &star)?;
+    timer.lap("start");
+    if full {
+        stages::set_underlay(d, &overlay)?;
+        say(o, "measuring the underlay (vnetc measure)".into());
+        stages::Loop {
+            dir,
+            overlay: &overlay,
+        }
+        .measure()?;
+        timer.lap("measure");
+    }
+    Ok(overlay)
+}
+
+/// Patterns in the VMs: the "before" window, infer (and adapt), then "after".
+fn run_loop(
+    o: &Options,
+    d: &Deployment,
+    dir: &Path,
+    overlay: &Overlay,
+    timer: &mut stages::Timer,
+    full: bool,
+) -> Result<Summary> {
+    let w = &d.checked.scenario.workload;
+    let rest = if full {
+        ADAPT_BUDGET + w.seconds
+    } else {
+        INFER_BUDGET
+    };
+    let total = w.seconds + CONNECT + rest;
+    say(
+        o,
+        format!(
+            "running Patterns ({} {}) in {} user-space VMs for {total:.0} s",
+            w.topology,
+            w.operation,
+            d.vms.len()
+        ),
+    );
+    let lp = stages::Loop { dir, overlay };
+    let zero = now();
+    let vms = Vms::start(d, dir, &o.patterns, total)?;
+    vms.register(d, &overlay.state_dir)?;
+    procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
+    let start = now();
+    timer.restart();
+    say(o, "inferring the application topology (vnetc infer)".into());
+    let inferred = lp.infer(w.seconds)?;
+    timer.lap("infer");
+    let adapted = if full {
+        say(
+            o,
+            "adapting: solving, migrating, applying (vnetc adapt --apply)".into(),
+        );
+        let a = lp.adapt()?;
+        timer.lap("adapt");
+        Some(a)
+    } else {
+        None
+    };
+    let stop = now();
+    let report = vms.finish()?;
+    let mut summary = tell(&report, zero, (start, stop), full)?;
+    stages::into_summary(d, inferred, adapted, &mut summary);
     Ok(summary)
 }
 
