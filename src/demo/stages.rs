@@ -73,8 +73,10 @@ impl Loop<'_> {
     /// `vnetc measure`: the underlay between every pair of daemons, before the workload
     /// loads it (the emulated wide area does not change during a run).
     pub fn measure(&self) -> Result<()> {
-        self.vnetc("measure", &["--format", "json"], 120)
-            .map(|_| ())
+        // Short probes: every ordered pair of a dozen daemons is measured, one probe per
+        // daemon at a time, and the demo should take about a minute.
+        let args = ["--format", "json", "--duration", "400ms"];
+        self.vnetc("measure", &args, 120).map(|_| ())
     }
 
     /// `vnetc infer` over the last `window_s` seconds.
