@@ -61,9 +61,16 @@ pub struct Args {
     pub min_gain: f64,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// FILE: VTTIF's answer saved from `vnetc infer FILE --format json`.
+    /// FILE: VTTIF's answer saved from `vnetc infer FILE --format json` [default: ask the
+    /// Proxy now, with --window and --threshold].
     #[arg(long, value_name = "ANSWER.json", requires = "file")]
     pub infer: Option<String>,
+    /// FILE: VTTIF's smoothing window when asking the Proxy (50ms to 60s).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub window: Duration,
+    /// FILE: VTTIF's detection threshold when asking the Proxy (0 to 1).
+    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    pub threshold: f64,
     /// FILE: the underlay measurement saved from `vnetc measure FILE --format json`.
     #[arg(long, value_name = "MEASUREMENT.json", requires = "file")]
     pub measure: Option<String>,
@@ -170,16 +177,29 @@ fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| usage(format!("{flag} {path}: {}: {}", e.path(), e.inner())))
 }
 
+/// VTTIF's answer now, from the Proxy of FILE (`live::infer`, as `vnetc infer`).
+fn ask_proxy(args: &Args, state: &State) -> Result<vnet_vttif::Answer, Failure> {
+    crate::live::infer::check_query(args.window, args.threshold).map_err(usage)?;
+    let key = args.control.load_key().map_err(usage)?;
+    let timeout = args.control.connect_timeout;
+    crate::live::infer::query(&state.hosts, &key, timeout, args.window, args.threshold)
+        .map(|inferred| inferred.answer)
+        .map_err(|e| daemons_failed(&[e], "error: cannot adapt without VTTIF's answer"))
+}
+
 fn live(args: &Args, file: &str, options: &Options, color: bool) -> Outcome {
     let (_, analysis) = load_clean(file, color)?;
     let state = analysis.state;
     let registry = Registry::open(&args.control.state_dir());
     let vms = registry.list().map_err(|e| usage(e.to_string()))?;
-    let inferred = read_json(
-        args.infer.as_ref(),
-        "--infer",
-        "vnetc infer FILE --format json",
-    )?;
+    let inferred = match &args.infer {
+        Some(_) => read_json(
+            args.infer.as_ref(),
+            "--infer",
+            "vnetc infer FILE --format json",
+        )?,
+        None => ask_proxy(args, &state)?,
+    };
     let measured = read_json(
         args.measure.as_ref(),
         "--measure",

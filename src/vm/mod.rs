@@ -21,6 +21,7 @@
 //! after the pause began is either queued to the paused source or relayed to the new place.
 
 pub mod image;
+pub mod libvirt;
 pub mod manager;
 pub mod qmp;
 pub mod registry;

@@ -10,7 +10,9 @@
 //! - `qemu`: a QEMU guest started by vnetc's VM manager and detached from it; moving it starts
 //!   its next QEMU process on the new daemon's interface and migrates over QMP
 //!   ([`super::manager::Detached::migrate`]).
-//! - `libvirt`: a libvirt domain, moved by `virsh migrate --live`.
+//! - `libvirt`: a libvirt domain with a UDP interface, moved by `virsh migrate --live` to the
+//!   libvirt connection of the new daemon's host, its interface repointed in the migration XML
+//!   (see [`super::libvirt`]).
 //! - `none`: nothing here can move it; an adaptation reports it for an operator.
 
 use super::manager::{Detached, MigrateOptions};
@@ -52,8 +54,14 @@ pub enum Driver {
     Patterns { control: PathBuf },
     /// A QEMU guest started by vnetc's VM manager and detached (`Vm::detach`).
     Qemu { vm: Detached },
-    /// A libvirt domain on the connection `uri` (e.g. `qemu:///system`).
-    Libvirt { domain: String, uri: String },
+    /// A libvirt domain on the connection `uri` (e.g. `qemu:///system`); `hosts` is the
+    /// libvirt connection of each daemon's host it may move to (`virsh migrate`'s destination).
+    Libvirt {
+        domain: String,
+        uri: String,
+        #[serde(default)]
+        hosts: std::collections::BTreeMap<String, String>,
+    },
     /// No way to move it from here.
     None,
 }
@@ -269,6 +277,26 @@ pub fn migrate(vm: &VmRecord, to: &Destination, timeout: Duration) -> Result<Mov
             record.driver = Driver::Qemu { vm: next };
             Some(m.downtime_ms)
         }
+        Driver::Libvirt { domain, uri, hosts } => {
+            let dest = hosts.get(&to.host).ok_or_else(|| Error::Unsupported {
+                vm: vm.name.clone(),
+                detail: format!(
+                    "its record names no libvirt connection for daemon {}",
+                    to.host
+                ),
+            })?;
+            let local = super::Attachment::beside(to.dgram).map_err(|e| fail(e.to_string()))?;
+            let scratch = std::env::temp_dir();
+            let downtime =
+                super::libvirt::migrate(uri, dest, domain, vm.mac, to.dgram, local.local, &scratch)
+                    .map_err(fail)?;
+            record.driver = Driver::Libvirt {
+                domain: domain.clone(),
+                uri: dest.clone(),
+                hosts: hosts.clone(),
+            };
+            downtime
+        }
         other => {
             return Err(Error::Unsupported {
                 vm: vm.name.clone(),
@@ -288,7 +316,7 @@ pub fn migrate(vm: &VmRecord, to: &Destination, timeout: Duration) -> Result<Mov
 
 /// Whether [`migrate`] can move VMs of this driver.
 pub fn can_migrate(d: &Driver) -> bool {
-    matches!(d, Driver::Patterns { .. } | Driver::Qemu { .. })
+    !matches!(d, Driver::None)
 }
 
 /// `attach ADDR` on a user-space VM's control socket; the answer must confirm it.
@@ -351,6 +379,7 @@ mod tests {
             Driver::Libvirt {
                 domain: "b".into(),
                 uri: "qemu:///system".into(),
+                hosts: [("127.0.0.2".to_string(), "qemu+ssh://h2/system".to_string())].into(),
             },
         );
         r.register(&b).unwrap();
