@@ -5,11 +5,10 @@
 
 mod live_common;
 
-use live_common::{vnetc_path, vnetd_path, TempDir};
+use live_common::{patterns_path, vnetc_path, vnetd_path, TempDir};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A small wide area: a fast site of two hosts, a slow host, the Proxy's site; three VMs.
@@ -69,26 +68,6 @@ host = "a2"
 name = "vm3"
 host = "b1"
 "#;
-
-/// `vnet-patterns` beside vnetc, built when missing (as `vnetd_path` does for vnetd).
-fn patterns_path() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let path = vnetc_path().with_file_name("vnet-patterns");
-            if !path.is_file() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "vnet-patterns", "--bin", "vnet-patterns"])
-                    .current_dir(env!("CARGO_MANIFEST_DIR"))
-                    .status()
-                    .expect("run cargo build for vnet-patterns");
-                assert!(status.success() && path.is_file(), "no {}", path.display());
-            }
-            path
-        })
-        .clone()
-}
 
 /// A demo's world: its TMPDIR, its output directory and its scenario.
 struct World {
