@@ -68,6 +68,8 @@ enum Command {
     Apply(commands::apply::Args),
     /// Print the application topology VTTIF inferred at the Proxy (as .vnet or JSON).
     Infer(commands::infer::Args),
+    /// Measure latency, loss and bandwidth between the daemons of a file (SPEC 5.2).
+    Measure(commands::measure::Args),
     /// Propose a placement of VMs, overlay links and routes for an adaptation problem (VADAPT).
     Adapt(commands::adapt::Args),
     /// Run the whole adaptive loop on this computer, without root: daemons in the resilient
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         Command::Infer(args) => commands::infer::run(args, color),
         Command::Adapt(args) => commands::adapt::run(args, color),
         Command::Demo(args) => commands::demo::run(args, color),
+        Command::Measure(args) => commands::measure::run(args, color),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

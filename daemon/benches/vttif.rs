@@ -200,8 +200,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     println!("| reporters × pairs | Proxy CPU | Proxy memory | taken |\n| --- | --- | --- | --- |");
-    for (i, reporters) in [16, 32, 64].into_iter().enumerate() {
+    let sizes: Vec<usize> = std::env::var("VNET_BENCH_REPORTERS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![16, 32, 64]);
+    for (i, reporters) in sizes.into_iter().enumerate() {
         cost(reporters, 256, secs, 181 + i as u8);
+    }
+    if std::env::var_os("VNET_BENCH_NO_REACTION").is_some() {
+        return;
     }
     println!("\n| window | first answer on the new topology | settled | changes |\n| --- | --- | --- | --- |");
     for (i, w) in [500, 1000, 2000].into_iter().enumerate() {

@@ -18,6 +18,7 @@ use crate::vttif::Vttif;
 use crate::wire;
 
 mod metrics;
+mod probes;
 mod session;
 mod tcp_links;
 mod udp_links;

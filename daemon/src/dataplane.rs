@@ -24,6 +24,7 @@ use crate::port::Port;
 use crate::proto::FastPathStats;
 use crate::stats::{DropReason, PortStats};
 use crate::sys;
+use crate::underlay::Underlay;
 use crate::wire::{self, Frame, FrameBuf, Reasm, Reassembled, Segmenter};
 use poll::{Epoll, PlaneHandle};
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use vnet_grammar::model::Target;
 
 mod poll;
+mod shaped;
 
 /// Scratch space of the forwarding thread (reused for every frame).
 #[derive(Default)]
@@ -128,8 +130,11 @@ pub(crate) struct DataPlane {
     /// Lookup-cache hits and misses, gathered from the receivers now and then.
     pub(crate) lookups: Mutex<(u64, u64)>,
     fast: Option<Arc<FastPath>>,
+    /// The emulated wide area (off unless configured).
+    pub(crate) underlay: Arc<Underlay>,
     started: Instant,
     stopping: AtomicBool,
+    underlay_started: AtomicBool,
     handle: PlaneHandle,
 }
 
@@ -148,8 +153,10 @@ impl DataPlane {
             udp_peers: RwLock::new(HashMap::new()),
             lookups: Mutex::new((0, 0)),
             fast: fast.map(Arc::new),
+            underlay: Arc::default(),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
+            underlay_started: AtomicBool::new(false),
             handle: PlaneHandle::new()?,
         })
     }
@@ -162,6 +169,7 @@ impl DataPlane {
     /// Ends the forwarding thread (within its idle wake-up).
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
+        self.underlay.stop();
         self.handle.wake();
     }
 
@@ -382,7 +390,9 @@ impl DataPlane {
             return;
         };
         let (route, fresh) = lookup.resolve(&self.engine, src, dst);
-        if let (Some(version), Some(came), Some(fast)) = (fresh, came, &self.fast) {
+        if let (Some(version), Some(came), Some(fast), false) =
+            (fresh, came, &self.fast, self.shaped(&route.outs))
+        {
             let decision = fastpath::Decision {
                 src,
                 dst,
@@ -409,7 +419,7 @@ impl DataPlane {
         }
     }
 
-    fn send_link(&self, l: &Link, f: &mut Frame<'_>, hop: u8, sc: &mut Scratch) {
+    fn send_link_now(&self, l: &Link, f: &mut Frame<'_>, hop: u8, sc: &mut Scratch) {
         if !l.is_up() {
             l.stats.drop(DropReason::LinkDown);
             return;

@@ -16,9 +16,11 @@ pub(crate) mod iface;
 pub(crate) mod lease;
 pub(crate) mod link;
 pub(crate) mod port;
+pub(crate) mod probe;
 pub(crate) mod stats;
 pub(crate) mod store;
 pub(crate) mod sys;
+pub(crate) mod underlay;
 pub(crate) mod vttif;
 pub mod wire;
 

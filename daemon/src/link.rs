@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use vnet_grammar::ast::Transport;
 
+pub(crate) mod estimate;
 pub(crate) mod handshake;
 pub(crate) mod msg;
 
@@ -57,6 +58,8 @@ pub struct Link {
     /// Milliseconds (daemon clock) of the last message received.
     pub last_rx: AtomicU64,
     hs: Mutex<Handshake>,
+    /// The passive latency and loss estimate (from keepalives).
+    pub(crate) passive: estimate::Passive,
     tasks: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
     /// Woken when the link goes down or up, or is deleted.
@@ -90,6 +93,7 @@ impl Link {
             remote: Mutex::new(None),
             last_rx: AtomicU64::new(0),
             hs: Mutex::new(Handshake::default()),
+            passive: Default::default(),
             tasks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             wake: Notify::new(),

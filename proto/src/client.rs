@@ -269,6 +269,57 @@ impl Client {
         }
     }
 
+    /// Replaces the daemon's emulated underlay (for demos and experiments): what it sends to
+    /// each named peer daemon gets that peer's delay and rate; an empty map turns it off.
+    pub fn set_underlay(
+        &mut self,
+        peers: std::collections::BTreeMap<String, Shape>,
+    ) -> Result<UnderlayState> {
+        match self.call(Request::SetUnderlay { peers })? {
+            Response::Underlay(u) => Ok(u),
+            r => Err(Client::unexpected(r)),
+        }
+    }
+
+    /// Opens the daemon's probe socket for probes from `peer` authenticated with `token`
+    /// (hex); returns its address.
+    pub fn probe_serve(&mut self, peer: &str, token: &str, ttl: Duration) -> Result<String> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        match self.call(Request::ProbeServe {
+            peer: peer.to_string(),
+            token: token.to_string(),
+            ttl_ms,
+        })? {
+            Response::ProbeServing { addr } => Ok(addr),
+            r => Err(Client::unexpected(r)),
+        }
+    }
+
+    /// Has the daemon probe `peer` at `addr` for about `duration` (this call waits for it).
+    pub fn probe(
+        &mut self,
+        peer: &str,
+        addr: &str,
+        token: &str,
+        duration: Duration,
+    ) -> Result<ProbeResult> {
+        let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let old = self.stream.read_timeout()?;
+        self.stream
+            .set_read_timeout(Some(duration + Duration::from_secs(10)))?;
+        let r = self.call(Request::Probe {
+            peer: peer.to_string(),
+            addr: addr.to_string(),
+            token: token.to_string(),
+            duration_ms,
+        });
+        self.stream.set_read_timeout(old)?;
+        match r? {
+            Response::Probed(p) => Ok(p),
+            r => Err(Client::unexpected(r)),
+        }
+    }
+
     /// Asks the daemon to exit; it answers before it stops.
     pub fn shutdown(mut self) -> Result<()> {
         match self.call(Request::Shutdown)? {

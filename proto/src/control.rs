@@ -18,7 +18,9 @@
 //! A malformed or unauthenticated request is answered with an error and changes nothing.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use vnet_grammar::model::{LinkDef, LinkKey, RuleDef};
+pub use vnet_underlay::shaper::Shape;
 
 /// The version of this protocol. A daemon refuses clients that speak another one.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -117,8 +119,8 @@ pub enum Change {
     },
 }
 
-/// A request of the control protocol.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A request of the control protocol. (Not `Eq`: an underlay [`Shape`] holds floats.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// Name, instance, generation and counters at a glance.
@@ -155,6 +157,32 @@ pub enum Request {
     },
     /// Give back this connection's lease (nothing happens if it holds none).
     Release,
+
+    // ---- The underlay (SPEC 5.2, 5.4): an emulated wide area and probes.
+    /// Emulate a wide area, for demos and experiments: every link to a peer daemon named here
+    /// (and every probe to it) waits for that peer's rate and then its one-way delay. The set
+    /// replaces the previous one as a whole (declarative, idempotent); empty turns it off.
+    /// Not persisted: a restarted daemon has no emulated underlay.
+    SetUnderlay {
+        peers: BTreeMap<String, Shape>,
+    },
+    /// Be probed by daemon `peer` for `ttl_ms` (clamped to 30 s): open a probe socket that
+    /// answers only datagrams authenticated with `token` (32 random bytes, hex, chosen by the
+    /// client). Answered with [`Response::ProbeServing`].
+    ProbeServe {
+        peer: String,
+        token: String,
+        ttl_ms: u64,
+    },
+    /// Probe daemon `peer`, whose probe socket is at `addr` (from its
+    /// [`Response::ProbeServing`]), for about `duration_ms` (clamped to 10 s): echoes for
+    /// latency and loss, then a packet train for bandwidth. Answered with [`Response::Probed`].
+    Probe {
+        peer: String,
+        addr: String,
+        token: String,
+        duration_ms: u64,
+    },
     // ---- VTTIF (SPEC 5.1): who the Proxy is, the daemons' reports, inference.
     /// Tells a daemon which daemon is the Proxy (the first HOST line) and which daemons may
     /// report to it; `vnetc apply` sends it to every daemon of the file. Idempotent.
@@ -205,7 +233,7 @@ pub struct VttifState {
     pub dropped: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestEnvelope {
     pub id: u64,
     #[serde(flatten)]
@@ -221,6 +249,8 @@ pub struct ReplyEnvelope {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+// One reply per request, built and sent at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     Ok(Response),
     Error(ErrorBody),
@@ -285,6 +315,52 @@ pub enum Response {
     /// The Proxy's inference (SPEC 5.1's JSON less `proxy`).
     Inferred(vnet_vttif::Answer),
     Vttif(VttifState),
+
+    // ---- The underlay.
+    /// The emulated underlay now in force (the answer to [`Request::SetUnderlay`]).
+    Underlay(UnderlayState),
+    /// The probe socket's address, `HOST:PORT`.
+    ProbeServing {
+        addr: String,
+    },
+    Probed(ProbeResult),
+}
+
+/// What an emulated underlay does (for demos and experiments; see [`Request::SetUnderlay`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnderlayState {
+    /// The shape of what is sent to each peer daemon.
+    pub peers: BTreeMap<String, Shape>,
+    /// Frames and probes held back now, and dropped because a peer's queue was full.
+    pub queued: u64,
+    pub dropped: u64,
+}
+
+/// What one probe saw (see [`Request::Probe`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// One-way latency (half the median round trip), ms; `None` if no echo came back.
+    pub lat_ms: Option<f64>,
+    /// The fraction of echoes lost.
+    pub loss: f64,
+    /// Achievable bandwidth from the train's dispersion, Mbit/s; `None` if too few arrived.
+    pub bw_mbps: Option<f64>,
+    pub echoes_sent: u32,
+    pub echoes_back: u32,
+    pub train_sent: u32,
+    pub train_arrived: u32,
+}
+
+/// A link's passive estimate from its keepalives (UDP links) or the kernel's round-trip
+/// estimate (TCP links).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkEstimate {
+    /// Smoothed round-trip time, ms; `None` before the first sample.
+    pub rtt_ms: Option<f64>,
+    /// The fraction of recent keepalives without an answer (UDP links only).
+    pub loss: Option<f64>,
+    /// Where the estimate comes from: `keepalive` or `tcp_info`.
+    pub source: String,
 }
 
 /// A lease on a daemon's tables (see [`Request::Lease`]).
@@ -298,7 +374,7 @@ pub struct LeaseInfo {
     pub expires_in_ms: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub daemon: String,
     pub instance: String,
@@ -318,6 +394,9 @@ pub struct Status {
     /// was reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_path: Option<FastPathState>,
+    /// The emulated underlay, when one is configured (for demos and experiments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<UnderlayState>,
 }
 
 /// Whether the kernel fast path is built in and active, and if not, why.
@@ -366,7 +445,7 @@ pub struct InterfaceInfo {
     pub counters: PortCounters,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinkInfo {
     #[serde(flatten)]
     pub spec: LinkSpec,
@@ -378,6 +457,9 @@ pub struct LinkInfo {
     /// How many times the link came up.
     pub connects: u64,
     pub counters: PortCounters,
+    /// The passive latency and loss estimate (absent from daemons before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<LinkEstimate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,7 +481,7 @@ pub struct PortCounters {
     pub drops: std::collections::BTreeMap<String, u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub generation: u64,
     /// Drops not attributed to one port, by reason.
@@ -413,6 +495,19 @@ pub struct Stats {
     /// The kernel fast path, when it runs (its frames are also in the counters above).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_path: Option<FastPathStats>,
+    /// Each link's passive latency and loss estimate, by peer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub link_estimates: BTreeMap<String, LinkEstimate>,
+    /// The emulated underlay, when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<UnderlayState>,
+    /// Datagrams dropped by probe sockets (not authenticated, malformed or replayed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub probe_garbage: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What the kernel fast path holds and has carried.

@@ -152,6 +152,20 @@ fn requests() -> String {
             threshold_ppm: 100_000,
         },
         Request::Vttif,
+        Request::SetUnderlay {
+            peers: BTreeMap::from([("h2".to_string(), shape())]),
+        },
+        Request::ProbeServe {
+            peer: "h1".into(),
+            token: "00ff".into(),
+            ttl_ms: 5000,
+        },
+        Request::Probe {
+            peer: "h2".into(),
+            addr: "127.0.0.3:40000".into(),
+            token: "00ff".into(),
+            duration_ms: 1000,
+        },
     ];
     requests
         .into_iter()
@@ -161,6 +175,29 @@ fn requests() -> String {
             line("request", &RequestEnvelope { id, request })
         })
         .collect()
+}
+
+fn shape() -> Shape {
+    Shape {
+        delay_ms: 20.0,
+        rate_mbps: Some(100.0),
+    }
+}
+
+fn underlay() -> UnderlayState {
+    UnderlayState {
+        peers: BTreeMap::from([("h2".to_string(), shape())]),
+        queued: 3,
+        dropped: 1,
+    }
+}
+
+fn estimate() -> LinkEstimate {
+    LinkEstimate {
+        rtt_ms: Some(0.25),
+        loss: Some(0.0),
+        source: "keepalive".into(),
+    }
 }
 
 fn lease() -> LeaseInfo {
@@ -190,6 +227,7 @@ fn status() -> Status {
             active: false,
             off_because: Some("--no-fast-path".into()),
         }),
+        underlay: None,
     }
 }
 
@@ -201,6 +239,7 @@ fn responses() -> Vec<Response> {
         remote: Some("127.0.0.2:7000".into()),
         connects: 1,
         counters: counters(),
+        estimate: None,
     };
     let interfaces = ["packet", "tap", "dgram"].map(|name| InterfaceInfo {
         name: name.into(),
@@ -233,7 +272,9 @@ fn responses() -> Vec<Response> {
         Response::Interfaces {
             interfaces: interfaces.to_vec(),
         },
-        Response::Links { links: vec![link] },
+        Response::Links {
+            links: vec![link.clone()],
+        },
         Response::Rules {
             rules: rules.clone(),
         },
@@ -251,6 +292,9 @@ fn responses() -> Vec<Response> {
                 frames: 40,
                 bytes: 4000,
             }),
+            link_estimates: BTreeMap::new(),
+            underlay: None,
+            probe_garbage: 0,
         }),
         Response::TrafficMatrix(TrafficMatrix {
             daemon: "h1".into(),
@@ -278,6 +322,29 @@ fn responses() -> Vec<Response> {
             refused: BTreeMap::from([("unknown_daemon".to_string(), 2)]),
             pairs: 1,
             dropped: 0,
+        }),
+        Response::Status(Status {
+            underlay: Some(underlay()),
+            ..status()
+        }),
+        Response::Links {
+            links: vec![LinkInfo {
+                estimate: Some(estimate()),
+                ..link.clone()
+            }],
+        },
+        Response::Underlay(underlay()),
+        Response::ProbeServing {
+            addr: "127.0.0.3:40000".into(),
+        },
+        Response::Probed(ProbeResult {
+            lat_ms: Some(10.5),
+            loss: 0.0,
+            bw_mbps: Some(98.0),
+            echoes_sent: 20,
+            echoes_back: 20,
+            train_sent: 160,
+            train_arrived: 158,
         }),
     ]
 }

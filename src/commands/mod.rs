@@ -10,6 +10,7 @@ pub mod fmt;
 pub mod graph;
 pub mod infer;
 pub mod live;
+pub mod measure;
 pub mod plan;
 pub mod route;
 pub mod show;

@@ -9,6 +9,7 @@
 //! - [`lease`]: taking every daemon's lease before changing anything.
 //! - [`apply`]: running a plan concurrently across daemons.
 //! - [`infer`]: telling the daemons who the Proxy is, and asking it (VTTIF, SPEC 5.1).
+//! - [`measure`]: probing the underlay between daemons (`vnetc measure`, SPEC 5.2).
 //! - [`up`]: starting and stopping daemons, locally or over ssh.
 //! - [`adapt`]: VADAPT on the running system (`vnetc adapt FILE`).
 
@@ -19,6 +20,7 @@ pub mod fetch;
 pub mod hosts;
 pub mod infer;
 pub mod lease;
+pub mod measure;
 pub mod plan;
 pub mod up;
 

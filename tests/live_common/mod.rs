@@ -3,6 +3,8 @@
 //! the files, and a guard that stops every daemon even when a test fails.
 #![allow(dead_code)]
 
+pub mod daemons;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

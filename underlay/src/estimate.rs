@@ -33,21 +33,13 @@ pub struct Echoes {
 }
 
 impl Echoes {
-    /// One-way latency in ms: half the median round trip (the median, since one late
-    /// scheduling of either daemon must not move it). `None` when nothing came back.
+    /// One-way latency in ms: half the shortest round trip. Noise on a path only adds time
+    /// (a queue, a late scheduling of either daemon), so the least a probe took is the path's
+    /// own latency; a median would carry the noise of a busy machine. `None` when nothing
+    /// came back.
     pub fn latency_ms(&self) -> Option<f64> {
-        let mut rtts = self.rtts.clone();
-        if rtts.is_empty() {
-            return None;
-        }
-        rtts.sort_unstable();
-        let mid = rtts.len() / 2;
-        let median = if !rtts.len().is_multiple_of(2) {
-            rtts[mid] as f64
-        } else {
-            (rtts[mid - 1] as f64 + rtts[mid] as f64) / 2.0
-        };
-        Some(median / 2.0 / 1e6)
+        let min = self.rtts.iter().min()?;
+        Some(*min as f64 / 2.0 / 1e6)
     }
 
     pub fn loss(&self) -> f64 {
@@ -68,16 +60,31 @@ pub struct Train {
 }
 
 impl Train {
-    /// Mbit/s: the bytes after the first arrival over the time they took. `None` with fewer
-    /// than two arrivals or no measurable spread.
+    /// Mbit/s: the rate at which the train's datagrams arrived, as the slope of a least-squares
+    /// line through their arrival times (one every `size` bytes), so that one arrival moved by
+    /// scheduling at either end of the train moves the answer little. `None` with fewer than
+    /// two arrivals or no measurable spread.
     pub fn bandwidth_mbps(&self) -> Option<f64> {
-        let first = *self.arrivals.iter().min()?;
-        let last = *self.arrivals.iter().max()?;
-        if self.arrivals.len() < 2 || last <= first {
+        if self.arrivals.len() < 2 {
             return None;
         }
-        let bits = (self.arrivals.len() - 1) as f64 * self.size as f64 * 8.0;
-        Some(bits / ((last - first) as f64 / 1e9) / 1e6)
+        let mut t: Vec<f64> = self.arrivals.iter().map(|&a| a as f64).collect();
+        t.sort_by(f64::total_cmp);
+        let n = t.len() as f64;
+        let mean_i = (n - 1.0) / 2.0;
+        let mean_t = t.iter().sum::<f64>() / n;
+        let (mut num, mut den) = (0.0, 0.0);
+        for (i, ti) in t.iter().enumerate() {
+            let di = i as f64 - mean_i;
+            num += di * (ti - mean_t);
+            den += di * di;
+        }
+        // Nanoseconds per datagram.
+        let per = num / den;
+        if per.is_nan() || per <= 0.0 {
+            return None;
+        }
+        Some(self.size as f64 * 8.0 / per * 1e3)
     }
 }
 
@@ -89,12 +96,12 @@ mod tests {
     const MS: Nanos = 1_000_000;
 
     #[test]
-    fn latency_is_half_the_median_round_trip() {
+    fn latency_is_half_the_shortest_round_trip() {
         let e = Echoes {
             sent: 5,
             rtts: vec![20 * MS, 21 * MS, 200 * MS, 19 * MS],
         };
-        assert_eq!(e.latency_ms(), Some(10.25));
+        assert_eq!(e.latency_ms(), Some(9.5));
         assert!((e.loss() - 0.2).abs() < 1e-12);
         assert_eq!(
             Echoes {
@@ -145,6 +152,21 @@ mod tests {
                 "bandwidth {bw}, want {rate}"
             );
         }
+    }
+
+    #[test]
+    fn one_late_arrival_moves_the_bandwidth_little() {
+        // 1,250 bytes every 100 us: 100 Mbit/s; the first arrival is 300 us late.
+        let mut arrivals: Vec<Nanos> = (0..40).map(|i| i * 100_000).collect();
+        arrivals[0] += 300_000;
+        let bw = Train {
+            size: 1250,
+            sent: 40,
+            arrivals,
+        }
+        .bandwidth_mbps()
+        .expect("a spread");
+        assert!((bw - 100.0).abs() < 5.0, "{bw}");
     }
 
     #[test]

@@ -225,9 +225,11 @@ impl Daemon {
                 .vttif
                 .set_proxy(proxy)
                 .map(|changed| Response::ProxySet { changed }),
+            // The view takes a report in microseconds: waiting for it here is cheaper than
+            // handing the worker's tasks to another thread (`block_in_place`) 1,280 times a
+            // second at 64 reporters.
             Request::Report { report } => {
-                let v = self.vttif.clone();
-                blocking(move || v.ingest(report, size)).map(|()| Response::Reported)
+                self.vttif.ingest(report, size).map(|()| Response::Reported)
             }
             Request::Infer {
                 window_ms,
@@ -238,6 +240,25 @@ impl Daemon {
                 blocking(move || v.infer(window_ms, threshold_ppm, bound)).map(Response::Inferred)
             }
             Request::Vttif => Ok(Response::Vttif(self.vttif.state())),
+            Request::SetUnderlay { peers } => self
+                .plane
+                .set_underlay(peers)
+                .map(|()| Response::Underlay(self.plane.underlay.state().unwrap_or_default()))
+                .map_err(|message| ErrorBody {
+                    code: ErrorCode::Invalid,
+                    message,
+                }),
+            Request::ProbeServe {
+                peer,
+                token,
+                ttl_ms,
+            } => self.probe_serve(&peer, &token, ttl_ms),
+            Request::Probe {
+                peer,
+                addr,
+                token,
+                duration_ms,
+            } => self.probe(&peer, &addr, &token, duration_ms).await,
         };
         match r {
             Ok(r) => Reply::Ok(r),
@@ -262,6 +283,7 @@ impl Daemon {
             rules: ctl.rules().len(),
             lease: self.leases.current(),
             fast_path: Some(self.fast_path.clone()),
+            underlay: self.plane.underlay.state(),
         }
     }
 
@@ -291,6 +313,7 @@ impl Daemon {
                     remote: l.remote().map(|r| r.to_string()),
                     connects: l.connects.get(),
                     counters: l.stats.snapshot(),
+                    estimate: l.estimate(),
                 })
             })
             .collect()
@@ -351,6 +374,13 @@ impl Daemon {
             cache_hits: hits,
             cache_misses: misses,
             fast_path: self.plane.fast_path_stats(),
+            link_estimates: self
+                .links_read()
+                .values()
+                .filter_map(|l| Some((l.peer.clone(), l.estimate()?)))
+                .collect(),
+            underlay: self.plane.underlay.state(),
+            probe_garbage: self.plane.underlay.probe_garbage.get(),
         }
     }
 }

@@ -46,13 +46,16 @@ impl Daemon {
             LinkMsg::Challenge(c) => self.udp_challenge(&c, from),
             LinkMsg::Proof(p) => self.udp_proof(&p, from),
             LinkMsg::Ready(n) => self.udp_ready(&n, from),
-            LinkMsg::Keepalive(_) => {
-                self.udp_keepalive(from);
+            LinkMsg::Keepalive(n) => {
+                self.udp_keepalive(&n, from);
                 Ok(())
             }
-            LinkMsg::KeepaliveAck(_) => {
+            LinkMsg::KeepaliveAck(n) => {
                 if let Some(l) = self.udp_peer(from) {
                     l.last_rx.store(self.now_ms(), Ordering::Relaxed);
+                    if let Some(at) = n.sent_us {
+                        l.passive.answered(at);
+                    }
                 }
                 Ok(())
             }
@@ -140,12 +143,16 @@ impl Daemon {
         Ok(())
     }
 
-    fn udp_keepalive(&self, from: SocketAddr) {
+    fn udp_keepalive(&self, n: &LinkNote, from: SocketAddr) {
         match self.udp_peer(from) {
             Some(l) => {
                 l.last_rx.store(self.now_ms(), Ordering::Relaxed);
-                let note = LinkNote::new(&self.cfg.name, "");
-                self.udp_send(&LinkMsg::KeepaliveAck(note), from);
+                let note = LinkNote {
+                    sent_us: n.sent_us,
+                    ..LinkNote::new(&self.cfg.name, "")
+                };
+                let ack = LinkMsg::KeepaliveAck(note).encode();
+                self.plane.send_control_to(&l.peer, ack, from);
             }
             None => self.maybe_reset(from),
         }
@@ -193,8 +200,7 @@ impl Daemon {
                     continue;
                 }
                 if let Some(r) = link.udp_remote() {
-                    let note = LinkNote::new(&self.cfg.name, "");
-                    self.udp_send(&LinkMsg::Keepalive(note), r);
+                    self.send_keepalive(&link, r);
                 }
                 backoff = BACKOFF_MIN;
                 continue;
@@ -221,7 +227,16 @@ impl Daemon {
         }
     }
 
-    /// Marks listener-side UDP sessions dead after a silence; runs forever.
+    /// A keepalive stamped for the passive estimate, through the emulated underlay.
+    fn send_keepalive(&self, link: &Link, to: SocketAddr) {
+        let at = crate::link::estimate::now_us();
+        link.passive.sent(at);
+        let msg = LinkMsg::Keepalive(LinkNote::stamped(&self.cfg.name, at)).encode();
+        self.plane.send_control_to(&link.peer, msg, to);
+    }
+
+    /// Marks listener-side UDP sessions dead after a silence, and sends their keepalives
+    /// (for the listener's own estimate); runs forever.
     pub(super) async fn housekeeping(self: Arc<Daemon>) {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -234,6 +249,10 @@ impl Daemon {
                     && now.saturating_sub(l.last_rx.load(Ordering::Relaxed)) > UDP_LISTENER_DEAD_MS
                 {
                     self.plane.udp_session_down(&l, "peer silent");
+                } else if l.transport == Transport::Udp && !l.dials && l.is_up() {
+                    if let Some(r) = l.udp_remote() {
+                        self.send_keepalive(&l, r);
+                    }
                 }
             }
         }

@@ -39,6 +39,10 @@ pub(crate) struct LinkNote {
     pub from: String,
     #[serde(default)]
     pub reason: String,
+    /// KEEPALIVE: the sender's clock (µs) when it sent it; KEEPALIVE_ACK: the same, echoed
+    /// (the passive round-trip estimate). Absent from daemons before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_us: Option<u64>,
 }
 
 impl LinkNote {
@@ -46,6 +50,15 @@ impl LinkNote {
         LinkNote {
             from: from.to_string(),
             reason: reason.to_string(),
+            sent_us: None,
+        }
+    }
+
+    /// A keepalive (or its answer) carrying a send time.
+    pub fn stamped(from: &str, sent_us: u64) -> LinkNote {
+        LinkNote {
+            sent_us: Some(sent_us),
+            ..LinkNote::new(from, "")
         }
     }
 }
