@@ -4,10 +4,12 @@
 
 use super::overlay::Overlay;
 use super::procs::{self, Result, Stop};
+use crate::live::{fetch, parallel};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vnet_demo::story::{Adapted, Inferred, InferredPair};
 use vnet_demo::{Deployment, Summary};
+use vnet_grammar::model::HostDef;
 use vnet_grammar::Mac;
 
 /// Seconds per stage, in order.
@@ -34,14 +36,24 @@ impl Timer {
 
 /// The stages this build cannot run yet, in words.
 pub fn unavailable() -> Vec<&'static str> {
-    vec![
-        "emulate the wide-area underlay (the daemons' SetUnderlay request)",
-        "measure the underlay (`vnetc measure`)",
-    ]
+    Vec::new()
 }
 
 /// Tells every daemon the delay and rate to emulate towards every other daemon.
-pub fn set_underlay(_d: &Deployment, _overlay: &Overlay) -> Result<()> {
+pub fn set_underlay(d: &Deployment, overlay: &Overlay) -> Result<()> {
+    let mut hosts: Vec<&HostDef> = overlay.hosts.iter().collect();
+    let results = parallel(&mut hosts, |h| {
+        let peers = d.underlay(d.host_of(&h.machine).unwrap_or(&h.machine));
+        let mut client =
+            fetch::connect(h, &overlay.key, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+        client
+            .set_underlay(peers)
+            .map(|_| ())
+            .map_err(|e| format!("daemon {}: the emulated underlay: {e}", h.machine))
+    });
+    results
+        .into_iter()
+        .collect::<std::result::Result<Vec<()>, String>>()?;
     Ok(())
 }
 
