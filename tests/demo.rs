@@ -5,11 +5,10 @@
 
 mod live_common;
 
-use live_common::{vnetc_path, vnetd_path, TempDir};
+use live_common::{patterns_path, vnetc_path, vnetd_path, TempDir};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A small wide area: a fast site of two hosts, a slow host, the Proxy's site; three VMs.
@@ -69,26 +68,6 @@ host = "a2"
 name = "vm3"
 host = "b1"
 "#;
-
-/// `vnet-patterns` beside vnetc, built when missing (as `vnetd_path` does for vnetd).
-fn patterns_path() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let path = vnetc_path().with_file_name("vnet-patterns");
-            if !path.is_file() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "vnet-patterns", "--bin", "vnet-patterns"])
-                    .current_dir(env!("CARGO_MANIFEST_DIR"))
-                    .status()
-                    .expect("run cargo build for vnet-patterns");
-                assert!(status.success() && path.is_file(), "no {}", path.display());
-            }
-            path
-        })
-        .clone()
-}
 
 /// A demo's world: its TMPDIR, its output directory and its scenario.
 struct World {
@@ -219,15 +198,7 @@ fn the_demo_runs_and_its_json_has_the_spec_fields() {
         .expect("run vnetc demo");
     let all = text(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&all);
-    for field in [
-        "workload",
-        "before",
-        "after",
-        "speedup",
-        "topology",
-        "migrations",
-        "picture",
-    ] {
+    for field in vnet_demo::story::SPEC_FIELDS {
         assert!(v.get(field).is_some(), "no `{field}`: {all}");
     }
     assert!(
@@ -245,24 +216,44 @@ fn the_demo_runs_and_its_json_has_the_spec_fields() {
         "{svg}"
     );
     assert!(Path::new(throughput).starts_with(w.path("out")));
-    match v["error"].as_str() {
-        // Stages this build cannot run end the run after "before", named, with exit 1.
-        Some(error) => {
-            assert_eq!(out.status.code(), Some(1), "{all}");
-            assert!(error.contains("cannot yet"), "{all}");
-            assert!(v["after"].is_null() && v["speedup"].is_null(), "{all}");
-        }
-        None => {
-            assert_eq!(out.status.code(), Some(0), "{all}");
-            let after = v["after"].as_f64().expect(&all);
-            let speedup = v["speedup"].as_f64().expect(&all);
-            assert!((speedup - after / before).abs() < 1e-9, "{all}");
-            let picture = v["picture"].as_str().expect(&all);
-            assert!(std::fs::read_to_string(picture)
-                .expect(picture)
-                .contains("<svg"));
-        }
-    }
+    // VTTIF saw the ring of three: every VM talks to both others, named as the scenario names them.
+    let mut pairs: Vec<(String, String)> = v["topology"]
+        .as_array()
+        .expect(&all)
+        .iter()
+        .map(|p| {
+            (
+                p["src"].as_str().unwrap_or("?").into(),
+                p["dst"].as_str().unwrap_or("?").into(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    let want: Vec<(String, String)> = [
+        ("vm1", "vm2"),
+        ("vm1", "vm3"),
+        ("vm2", "vm1"),
+        ("vm2", "vm3"),
+        ("vm3", "vm1"),
+        ("vm3", "vm2"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(pairs, want, "{all}");
+    let picture = v["picture"].as_str().expect(&all);
+    assert!(std::fs::read_to_string(picture)
+        .expect(picture)
+        .contains("vm3 @ "));
+    assert!(v["error"].is_null(), "{all}");
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let after = v["after"].as_f64().expect(&all);
+    let speedup = v["speedup"].as_f64().expect(&all);
+    assert!(
+        after > 0.0 && (speedup - after / before).abs() < 1e-9,
+        "{all}"
+    );
+    assert!(v["migrations"].is_array(), "{all}");
     w.assert_clean();
 }
 

@@ -98,6 +98,18 @@ pub struct Migration {
     pub downtime_ms: Option<f64>,
 }
 
+/// A migration `vnetc adapt --apply` carried out (its `moved` list).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Moved {
+    pub vm: String,
+    pub from: String,
+    pub to: String,
+    /// The guest's pause as its driver reports it (QEMU does; a user-space VM cannot tell).
+    pub downtime_ms: Option<f64>,
+    /// The migration's wall-clock time.
+    pub wall_ms: f64,
+}
+
 /// An overlay link of SPEC 5.3's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Link {
@@ -113,7 +125,24 @@ pub struct Adapted {
     pub before: Option<f64>,
     pub migrations: Vec<Migration>,
     pub links: Vec<Link>,
+    /// What `--apply` moved.
+    #[serde(default)]
+    pub moved: Vec<Moved>,
+    /// Why the problem looks as it does (links left out, VMs kept in place).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
+
+/// The fields SPEC 5.4 names in the summary's JSON.
+pub const SPEC_FIELDS: [&str; 7] = [
+    "workload",
+    "before",
+    "after",
+    "speedup",
+    "topology",
+    "migrations",
+    "picture",
+];
 
 /// SPEC 5.4's summary (`vnetc demo --format json`), plus what the pictures and the story use.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -201,7 +230,7 @@ impl Summary {
             let t: Vec<String> = self
                 .stages
                 .iter()
-                .map(|(s, secs)| format!("{s} {secs:.1} s"))
+                .map(|(s, secs)| format!("{s} {secs:.2} s"))
                 .collect();
             out += &format!("stages:   {}\n", t.join(", "));
         }
@@ -245,6 +274,17 @@ impl Summary {
             out += &format!("migrated {}", m.join(", "));
         }
         out += &format!("; {} overlay links on the demands' paths\n", a.links.len());
+        if !a.moved.is_empty() {
+            let ms: Vec<String> = a
+                .moved
+                .iter()
+                .map(|m| format!("{} {:.0} ms", m.vm, m.wall_ms))
+                .collect();
+            out += &format!("          migrations took {}\n", ms.join(", "));
+        }
+        for n in a.notes.iter().take(5) {
+            out += &format!("          note: {n}\n");
+        }
         out
     }
 }
@@ -291,15 +331,7 @@ mod tests {
         let mut s = Summary::new("all-to-all".into(), 10.0);
         s.set_after(25.0);
         let v = serde_json::to_value(&s).expect("json");
-        for field in [
-            "workload",
-            "before",
-            "after",
-            "speedup",
-            "topology",
-            "migrations",
-            "picture",
-        ] {
+        for field in SPEC_FIELDS {
             assert!(v.get(field).is_some(), "{field}");
         }
         assert_eq!(v["speedup"], 2.5);
@@ -315,9 +347,12 @@ mod tests {
         assert_eq!(i.topology[0].dst_daemon, None);
         let adapt = r#"{"objective":"residual","solver":"search","value":12.5,"before":3.0,"optimal":false,
             "bound":null,"mapping":{"vm1":"h2"},"migrations":[{"vm":"vm1","from":"h1","to":"h2"}],
-            "paths":[],"links":[{"from":"h1","to":"h2"}]}"#;
+            "paths":[],"links":[{"from":"h1","to":"h2"}],"notes":["n"],
+            "moved":[{"vm":"vm1","from":"h1","to":"h2","downtime_ms":null,"wall_ms":12}]}"#;
         let a: Adapted = serde_json::from_str(adapt).expect("adapt");
         assert_eq!(a.migrations[0].to, "h2");
         assert_eq!(a.links.len(), 1);
+        assert_eq!(a.moved[0].wall_ms, 12.0);
+        assert_eq!(a.moved[0].downtime_ms, None);
     }
 }

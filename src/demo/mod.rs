@@ -15,7 +15,7 @@ use procs::{Result, Stop};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vnet_demo::story::RankReport;
-use vnet_demo::{Scenario, Summary};
+use vnet_demo::{Deployment, Scenario, Summary};
 use workload::Vms;
 
 /// How long after the "before" window the workload keeps running while the loop measures,
@@ -24,6 +24,9 @@ const ADAPT_BUDGET: f64 = 25.0;
 
 /// How long the VMs get to connect before the "before" window counts.
 const CONNECT: f64 = 2.0;
+
+/// How long the workload runs on while the topology is inferred, when nothing follows.
+const INFER_BUDGET: f64 = 4.0;
 
 /// After the adaptation, the workload settles this long before "after" counts.
 const SETTLE: f64 = 1.0;
@@ -81,72 +84,18 @@ pub fn run(o: &Options) -> Result<Summary> {
     procs::catch_interrupts()?;
     let checked = Scenario::parse(&o.scenario)
         .map_err(|e| Stop::Failed(format!("{}: {e}", o.scenario_name)))?;
-    let say = |line: String| {
-        if o.progress {
-            eprintln!("demo: {line}");
-        }
-    };
     let d = overlay::free_deployment(&checked)?;
     // Declared first, dropped last: the daemons and VMs stop before their files go.
     let dir = RunDir::new(o.keep)?;
     let mut timer = stages::Timer::default();
     timer.restart();
-    say(format!(
-        "starting {} daemons on {}..{} (the Proxy is {})",
-        d.daemons.len(),
-        d.daemons[0].machine,
-        d.daemons[d.daemons.len() - 1].machine,
-        d.daemons[0].host
-    ));
-    let overlay = Overlay::start(&d, &dir.path, o.vnetd.clone())?;
-    let star = dir.path.join("star.vnet");
-    std::fs::write(&star, d.star(&d.checked.start()))
-        .map_err(|e| format!("{}: {e}", star.display()))?;
-    overlay.apply(&dir.path, "apply-star", &star)?;
-    timer.lap("start");
     let missing = stages::unavailable();
-    stages::set_underlay(&d, &overlay)?;
-    let lp = stages::Loop {
-        dir: &dir.path,
-        overlay: &overlay,
-    };
-    if missing.is_empty() {
-        say("measuring the underlay (vnetc measure)".into());
-        lp.measure()?;
-        timer.lap("measure");
-    }
-    let w = &checked.scenario.workload;
-    let total = if missing.is_empty() {
-        2.0 * w.seconds + ADAPT_BUDGET
-    } else {
-        w.seconds
-    };
-    say(format!(
-        "running Patterns ({} {}) in {} user-space VMs for {total:.0} s",
-        w.topology,
-        w.operation,
-        d.vms.len()
-    ));
-    let zero = now();
-    let vms = Vms::start(&d, &dir.path, &o.patterns, total)?;
-    vms.register(&d, &overlay.state_dir)?;
-    let adapted = if missing.is_empty() {
-        procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
-        let start = now();
-        let found = lp.adapt(w.seconds, &mut timer, &say)?;
-        Some((start, now(), found))
-    } else {
-        None
-    };
-    let report = vms.finish()?;
-    let mut summary = tell(&report, zero, adapted.as_ref().map(|a| (a.0, a.1)))?;
-    if let Some((_, _, found)) = adapted {
-        found.into_summary(&d, &mut summary);
-    }
+    let overlay = bring_up(o, &d, &dir.path, &mut timer, missing.is_empty())?;
+    let mut summary = run_loop(o, &d, &dir.path, &overlay, &mut timer, missing.is_empty())?;
     summary.stages = timer.laps;
     if !missing.is_empty() {
         summary.error = Some(format!(
-            "this build cannot yet {}; the run stopped after measuring the workload before adaptation",
+            "this build cannot yet {}; the run stopped after measuring the workload and inferring its topology, before adaptation",
             missing.join(", ")
         ));
     }
@@ -155,13 +104,115 @@ pub fn run(o: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Throughput before (the samples before the adaptation began) and after (those from
-/// `SETTLE` after it ended), on rank 0's own clock.
-fn tell(report: &RankReport, zero: f64, adapted: Option<(f64, f64)>) -> Result<Summary> {
+fn say(o: &Options, line: String) {
+    if o.progress {
+        eprintln!("demo: {line}");
+    }
+}
+
+/// The daemons, the star, the emulated wide area and (when the loop will run) its
+/// measurement.
+fn bring_up(
+    o: &Options,
+    d: &Deployment,
+    dir: &Path,
+    timer: &mut stages::Timer,
+    full: bool,
+) -> Result<Overlay> {
+    let (first, last) = (&d.daemons[0], &d.daemons[d.daemons.len() - 1]);
+    say(
+        o,
+        format!(
+            "starting {} daemons on {}..{} (the Proxy is {})",
+            d.daemons.len(),
+            first.machine,
+            last.machine,
+            first.host
+        ),
+    );
+    let overlay = Overlay::start(d, dir, o.vnetd.clone())?;
+    let star = dir.join("star.vnet");
+    std::fs::write(&star, d.star(&d.checked.start()))
+        .map_err(|e| format!("{}: {e}", star.display()))?;
+    overlay.apply(dir, "apply-star", &star)?;
+    timer.lap("start");
+    if full {
+        stages::set_underlay(d, &overlay)?;
+        say(o, "measuring the underlay (vnetc measure)".into());
+        stages::Loop {
+            dir,
+            overlay: &overlay,
+        }
+        .measure()?;
+        timer.lap("measure");
+    }
+    Ok(overlay)
+}
+
+/// Patterns in the VMs: the "before" window, infer (and adapt), then "after".
+fn run_loop(
+    o: &Options,
+    d: &Deployment,
+    dir: &Path,
+    overlay: &Overlay,
+    timer: &mut stages::Timer,
+    full: bool,
+) -> Result<Summary> {
+    let w = &d.checked.scenario.workload;
+    let rest = if full {
+        ADAPT_BUDGET + w.seconds
+    } else {
+        INFER_BUDGET
+    };
+    let total = w.seconds + CONNECT + rest;
+    say(
+        o,
+        format!(
+            "running Patterns ({} {}) in {} user-space VMs for {total:.0} s",
+            w.topology,
+            w.operation,
+            d.vms.len()
+        ),
+    );
+    let lp = stages::Loop { dir, overlay };
+    let zero = now();
+    let vms = Vms::start(d, dir, &o.patterns, total)?;
+    vms.register(d, &overlay.state_dir)?;
+    procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
+    let start = now();
+    timer.restart();
+    say(o, "inferring the application topology (vnetc infer)".into());
+    let inferred = lp.infer(w.seconds)?;
+    timer.lap("infer");
+    let adapted = if full {
+        say(
+            o,
+            "adapting: solving, migrating, applying (vnetc adapt --apply)".into(),
+        );
+        let a = lp.adapt()?;
+        timer.lap("adapt");
+        Some(a)
+    } else {
+        None
+    };
+    let stop = now();
+    let report = vms.finish()?;
+    let mut summary = tell(&report, zero, (start, stop), full)?;
+    stages::into_summary(d, inferred, adapted, &mut summary);
+    Ok(summary)
+}
+
+/// Throughput before (the samples before the loop began at `start`) and, when it adapted,
+/// after (those from `SETTLE` after it ended at `stop`), on rank 0's own clock.
+fn tell(
+    report: &RankReport,
+    zero: f64,
+    (start, stop): (f64, f64),
+    adapted: bool,
+) -> Result<Summary> {
     let end = report.started_unix + report.seconds + 1.0;
-    let before_end = adapted.map_or(end, |(start, _)| start);
     let before = report
-        .rate_between(report.started_unix, before_end)
+        .rate_between(report.started_unix, start)
         .ok_or_else(|| {
             Stop::Failed(
                 "the workload had not completed one sample interval before the adaptation began"
@@ -170,7 +221,7 @@ fn tell(report: &RankReport, zero: f64, adapted: Option<(f64, f64)>) -> Result<S
         })?;
     let mut summary = Summary::new(report.program.clone(), before);
     summary.samples = report.curve(zero);
-    if let Some((start, stop)) = adapted {
+    if adapted {
         summary.adapted_at = Some((start - zero, stop - zero));
         let after = report.rate_between(stop + SETTLE, end).ok_or_else(|| {
             Stop::Failed(format!(

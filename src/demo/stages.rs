@@ -4,10 +4,12 @@
 
 use super::overlay::Overlay;
 use super::procs::{self, Result, Stop};
+use crate::live::{fetch, parallel};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vnet_demo::story::{Adapted, Inferred, InferredPair};
 use vnet_demo::{Deployment, Summary};
+use vnet_grammar::model::HostDef;
 use vnet_grammar::Mac;
 
 /// Seconds per stage, in order.
@@ -34,22 +36,25 @@ impl Timer {
 
 /// The stages this build cannot run yet, in words.
 pub fn unavailable() -> Vec<&'static str> {
-    vec![
-        "emulate the wide-area underlay (the daemons' SetUnderlay request)",
-        "measure the underlay (`vnetc measure`)",
-        "infer the application topology (`vnetc infer`)",
-    ]
+    Vec::new()
 }
 
 /// Tells every daemon the delay and rate to emulate towards every other daemon.
-pub fn set_underlay(_d: &Deployment, _overlay: &Overlay) -> Result<()> {
+pub fn set_underlay(d: &Deployment, overlay: &Overlay) -> Result<()> {
+    let mut hosts: Vec<&HostDef> = overlay.hosts.iter().collect();
+    let results = parallel(&mut hosts, |h| {
+        let peers = d.underlay(d.host_of(&h.machine).unwrap_or(&h.machine));
+        let mut client =
+            fetch::connect(h, &overlay.key, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+        client
+            .set_underlay(peers)
+            .map(|_| ())
+            .map_err(|e| format!("daemon {}: the emulated underlay: {e}", h.machine))
+    });
+    results
+        .into_iter()
+        .collect::<std::result::Result<Vec<()>, String>>()?;
     Ok(())
-}
-
-/// What the loop found and did.
-pub struct Found {
-    pub inferred: Inferred,
-    pub adapted: Adapted,
 }
 
 /// The child `vnetc` commands of the loop, each on the star's file and the overlay's key
@@ -80,33 +85,33 @@ impl Loop<'_> {
     /// `vnetc measure`: the underlay between every pair of daemons, before the workload
     /// loads it (the emulated wide area does not change during a run).
     pub fn measure(&self) -> Result<()> {
-        self.vnetc("measure", &["--format", "json"], 120)
-            .map(|_| ())
+        // Short probes: every ordered pair of a dozen daemons is measured, one probe per
+        // daemon at a time, and the demo should take about a minute.
+        let args = ["--format", "json", "--duration", "400ms"];
+        self.vnetc("measure", &args, 120).map(|_| ())
     }
 
-    /// `vnetc infer` over the last `window_s` seconds, then `vnetc adapt --apply` with it
-    /// and the measurement.
-    pub fn adapt(&self, window_s: f64, timer: &mut Timer, say: &dyn Fn(String)) -> Result<Found> {
-        timer.restart();
-        say("inferring the application topology (vnetc infer)".into());
+    /// `vnetc infer` over the last `window_s` seconds.
+    pub fn infer(&self, window_s: f64) -> Result<Inferred> {
         let window = format!("{}ms", (window_s.clamp(1.0, 60.0) * 1000.0) as u64);
         let text = self.vnetc("infer", &["--format", "json", "--window", &window], 30)?;
-        let inferred: Inferred = parse("vnetc infer", &text)?;
-        timer.lap("infer");
-        say("adapting: solving, migrating, applying (vnetc adapt --apply)".into());
+        parse("vnetc infer", &text)
+    }
+
+    /// `vnetc adapt --apply` with the saved inference and measurement.
+    pub fn adapt(&self) -> Result<Adapted> {
+        let (infer, measure) = (self.json("infer"), self.json("measure"));
         let args = [
             "--apply",
             "--format",
             "json",
             "--infer",
-            &self.json("infer"),
+            &infer,
             "--measure",
-            &self.json("measure"),
+            &measure,
         ];
         let text = self.vnetc("adapt", &args, 60)?;
-        let adapted: Adapted = parse("vnetc adapt", &text)?;
-        timer.lap("adapt");
-        Ok(Found { inferred, adapted })
+        parse("vnetc adapt", &text)
     }
 }
 
@@ -118,40 +123,44 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
     })
 }
 
-impl Found {
-    /// Puts what was found into the summary, in the scenario's names (VMs for MACs, hosts
-    /// for daemons).
-    pub fn into_summary(self, d: &Deployment, summary: &mut Summary) {
-        let vm = |mac: &str| {
-            mac.parse::<Mac>()
-                .ok()
-                .and_then(|m| d.vm_of(m))
-                .map_or_else(|| mac.to_string(), |v| v.name.clone())
-        };
-        let host = |m: &str| d.host_of(m).unwrap_or(m).to_string();
-        summary.topology = self
-            .inferred
-            .topology
-            .into_iter()
-            .map(|p| InferredPair {
-                src: vm(&p.src),
-                dst: vm(&p.dst),
-                src_daemon: host(&p.src_daemon),
-                dst_daemon: p.dst_daemon.as_deref().map(host),
-                ..p
-            })
-            .collect();
-        let mut adapted = self.adapted;
-        for m in &mut adapted.migrations {
-            m.vm = vm(&m.vm);
-            m.from = m.from.as_deref().map(host);
-            m.to = host(&m.to);
-        }
-        for l in &mut adapted.links {
-            l.from = host(&l.from);
-            l.to = host(&l.to);
-        }
-        summary.migrations = adapted.migrations.clone();
-        summary.adaptation = Some(adapted);
+/// Puts what the loop found and did into the summary, in the scenario's names (VMs for
+/// MACs, hosts for daemons).
+pub fn into_summary(
+    d: &Deployment,
+    inferred: Inferred,
+    adapted: Option<Adapted>,
+    summary: &mut Summary,
+) {
+    let vm = |mac: &str| {
+        mac.parse::<Mac>()
+            .ok()
+            .and_then(|m| d.vm_of(m))
+            .map_or_else(|| mac.to_string(), |v| v.name.clone())
+    };
+    let host = |m: &str| d.host_of(m).unwrap_or(m).to_string();
+    summary.topology = inferred
+        .topology
+        .into_iter()
+        .map(|p| InferredPair {
+            src: vm(&p.src),
+            dst: vm(&p.dst),
+            src_daemon: host(&p.src_daemon),
+            dst_daemon: p.dst_daemon.as_deref().map(host),
+            ..p
+        })
+        .collect();
+    let Some(mut adapted) = adapted else {
+        return;
+    };
+    for m in &mut adapted.migrations {
+        m.vm = vm(&m.vm);
+        m.from = m.from.as_deref().map(host);
+        m.to = host(&m.to);
     }
+    for l in &mut adapted.links {
+        l.from = host(&l.from);
+        l.to = host(&l.to);
+    }
+    summary.migrations = adapted.migrations.clone();
+    summary.adaptation = Some(adapted);
 }

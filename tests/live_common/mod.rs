@@ -19,26 +19,37 @@ pub fn vnetc_path() -> PathBuf {
 pub fn vnetd_path() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let path = vnetc_path().with_file_name("vnetd");
-            if !path.is_file() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let mut cmd = Command::new(cargo);
-                cmd.args(["build", "-p", "vnet-daemon", "--bin", "vnetd"])
-                    .current_dir(env!("CARGO_MANIFEST_DIR"));
-                if !cfg!(debug_assertions) {
-                    cmd.arg("--release");
-                }
-                let status = cmd.status().expect("run cargo build for vnetd");
-                assert!(
-                    status.success() && path.is_file(),
-                    "vnetd is missing at {}: run `cargo build -p vnet-daemon --bin vnetd`",
-                    path.display()
-                );
-            }
-            path
-        })
+        .get_or_init(|| beside_vnetc("vnet-daemon", "vnetd"))
         .clone()
+}
+
+/// `vnet-patterns` beside `vnetc`, built when missing (as `vnetd_path`).
+pub fn patterns_path() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| beside_vnetc("vnet-patterns", "vnet-patterns"))
+        .clone()
+}
+
+/// The binary `bin` of `package` beside `vnetc`, built (in vnetc's profile) when missing.
+fn beside_vnetc(package: &str, bin: &str) -> PathBuf {
+    let path = vnetc_path().with_file_name(bin);
+    if !path.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", package, "--bin", bin])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(
+            status.success() && path.is_file(),
+            "{bin} is missing at {}: run `cargo build -p {package} --bin {bin}`",
+            path.display()
+        );
+    }
+    path
 }
 
 /// A temporary directory, removed on drop.
