@@ -3,6 +3,7 @@
 //! exit status (SPEC 3: 0 success, 1 the subject is wrong, 2 usage or I/O error).
 
 mod commands;
+mod demo;
 mod live;
 mod render;
 mod source;
@@ -67,8 +68,13 @@ enum Command {
     Apply(commands::apply::Args),
     /// Measure latency, loss and bandwidth between the daemons of a file (SPEC 5.2).
     Measure(commands::measure::Args),
+    /// Print the application topology VTTIF inferred at the Proxy (as .vnet or JSON).
+    Infer(commands::infer::Args),
     /// Propose a placement of VMs, overlay links and routes for an adaptation problem (VADAPT).
     Adapt(commands::adapt::Args),
+    /// Run the whole adaptive loop on this computer, without root: daemons in the resilient
+    /// star over an emulated wide area, Patterns in user-space VMs, measure, infer, adapt.
+    Demo(commands::demo::Args),
 }
 
 /// How a command ended, mapped onto SPEC 3's exit codes.
@@ -109,8 +115,10 @@ fn main() -> ExitCode {
         Command::Diff(args) => commands::diff::run(args, color),
         Command::Plan(args) => commands::plan::run(args, color),
         Command::Apply(args) => commands::apply::run(args, color),
+        Command::Infer(args) => commands::infer::run(args, color),
         Command::Adapt(args) => commands::adapt::run(args, color),
         Command::Measure(args) => commands::measure::run(args, color),
+        Command::Demo(args) => commands::demo::run(args, color),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,17 +25,6 @@ const BCAST: &str = "ff:ff:ff:ff:ff:ff";
 const COUNT: u32 = 400;
 const INTERVAL_MS: u64 = 100;
 
-/// VM 1 waits for VM 2, then pings it COUNT times; VM 2 only answers.
-const RUN: &str = r#"
-if [ "$vnet_role" = pinger ]; then
-  i=0
-  while [ $i -lt 150 ] && ! ping -c 1 -W 1 "$vnet_peer" >/dev/null 2>&1; do i=$((i+1)); done
-  echo VNET-PING-START
-  ping -c "$vnet_count" -i "$vnet_interval" "$vnet_peer"
-  echo VNET-PING-END
-fi
-"#;
-
 fn host(i: u8) -> String {
     format!("127.{NET}.0.{i}")
 }
@@ -88,24 +77,6 @@ fn apply(w: &World, file: &str) {
     let out = w.vnetc(&["apply", "--wait", file]);
     expect_code(&out, 0);
     eprintln!("applied {file} in {:?}", t.elapsed());
-}
-
-/// (transmitted, received, sequence numbers answered) from busybox ping's output.
-fn ping_result(console: &str) -> Option<(u32, u32, Vec<u32>)> {
-    let summary = console
-        .lines()
-        .find(|l| l.contains("packets transmitted"))?;
-    let mut nums = summary
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u32>().ok());
-    let (tx, rx) = (nums.next()??, nums.next()??);
-    let seqs = console
-        .lines()
-        .filter_map(|l| l.split("seq=").nth(1))
-        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
-        .collect();
-    Some((tx, rx, seqs))
 }
 
 fn wait_console(v: &mut Vm, what: &str, timeout: Duration, others: &[&Vm]) {
@@ -185,7 +156,7 @@ fn a_vm_migrates_live_and_its_ping_continues_through_the_overlay() {
         &kernel,
         &version,
         &ImageSpec {
-            run: RUN.into(),
+            run: PINGER.into(),
             files: Vec::new(),
         },
     )

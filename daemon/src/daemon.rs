@@ -14,6 +14,7 @@ use crate::port::Port;
 use crate::proto::*;
 use crate::stats::DropReason;
 use crate::store::{Persisted, Store};
+use crate::vttif::Vttif;
 use crate::wire;
 
 mod probes;
@@ -49,6 +50,10 @@ pub struct Config {
     /// Let the kernel forward established flows between packet interfaces and UDP links
     /// (see [`crate::fastpath`]).
     pub fast_path: bool,
+    /// VTTIF report periods per second (0: no reports; SPEC 5.1's default is 20).
+    pub report_hz: u32,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub struct Daemon {
@@ -66,6 +71,8 @@ pub struct Daemon {
     sessions: std::sync::atomic::AtomicU64,
     /// Whether the kernel fast path runs, and if not, why (for `status`).
     fast_path: FastPathState,
+    /// VTTIF: the Proxy setting, the reporter's counters and (on the Proxy) the view.
+    vttif: Arc<Vttif>,
     weak: std::sync::Weak<Daemon>,
 }
 
@@ -129,8 +136,10 @@ impl Daemon {
             saved.as_ref().map_or(0, |s| s.generation),
             saved.as_ref().and_then(|s| s.config_bound_ms),
         );
+        let vttif = Vttif::new(&cfg.name, &cfg.state_dir, cfg.report_hz, cfg.fresh);
         let d = Arc::new_cyclic(|weak| Daemon {
             weak: weak.clone(),
+            vttif,
             instance,
             plane,
             ctl: Mutex::new(ctl),
@@ -193,6 +202,7 @@ impl Daemon {
     pub fn stop(&self) {
         self.shutdown.send_replace(true);
         self.plane.stop();
+        self.vttif.stop();
     }
 
     pub fn stopping(&self) -> watch::Receiver<bool> {
@@ -211,6 +221,7 @@ impl Daemon {
             let d = self.clone();
             tasks.spawn(async move { d.housekeeping().await });
         }
+        self.start_reporter()?;
         let pending = Arc::new(Semaphore::new(256));
         let mut stop = self.stopping();
         loop {
@@ -241,6 +252,25 @@ impl Daemon {
             l.close();
         }
         Ok(())
+    }
+
+    /// Starts the VTTIF reporter on the data plane's matrix (kernel counts credited first).
+    fn start_reporter(&self) -> io::Result<()> {
+        let plane = self.plane.clone();
+        let snapshot = Box::new(move || {
+            plane.credit_fast_path();
+            let (_, cells) = plane.matrix.snapshot(false);
+            cells
+                .into_iter()
+                .map(|(src, dst, frames, bytes)| vnet_vttif::PairCount {
+                    src,
+                    dst,
+                    frames,
+                    bytes,
+                })
+                .collect()
+        });
+        crate::vttif::reporter::start(self.vttif.clone(), self.cfg.key.clone(), snapshot)
     }
 
     fn links_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Link>>> {

@@ -21,6 +21,7 @@ pub(crate) mod stats;
 pub(crate) mod store;
 pub(crate) mod sys;
 pub(crate) mod underlay;
+pub(crate) mod vttif;
 pub mod wire;
 
 pub use daemon::{run, Config};

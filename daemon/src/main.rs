@@ -63,6 +63,15 @@ struct Args {
     #[arg(long)]
     no_fast_path: bool,
 
+    /// VTTIF report periods per second: how often this daemon sends what changed in its
+    /// traffic matrix to the Proxy (SPEC 5.1). 0 turns reporting off.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    report_hz: u32,
+
+    /// Serve Prometheus metrics (text format) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -127,6 +136,8 @@ fn main() -> ExitCode {
         udp_datagram: args.udp_datagram.clamp(576, 65507),
         fsync: args.fsync,
         fast_path: !args.no_fast_path,
+        report_hz: args.report_hz,
+        metrics: args.metrics,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

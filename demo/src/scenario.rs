@@ -89,7 +89,10 @@ impl Scenario {
     /// Parses and checks a scenario; errors say where (a TOML line and column, or the field).
     pub fn parse(text: &str) -> Result<Checked, String> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
-        scenario.check()
+        scenario.check().map_err(|e| match line_of(text, &e) {
+            Some(line) => format!("line {line}: {e}"),
+            None => e,
+        })
     }
 
     fn check(self) -> Result<Checked, String> {
@@ -199,6 +202,26 @@ impl Scenario {
                 w.compute_ratio
             ));
         }
+        let program = vnet_patterns::Program {
+            topology: w
+                .topology
+                .parse()
+                .map_err(|e| format!("workload.topology `{}`: {e}", w.topology))?,
+            operation: w
+                .operation
+                .parse()
+                .map_err(|e| format!("workload.operation `{}`: {e}", w.operation))?,
+            ranks: self.vms.len(),
+            message_size: w.message_size,
+            compute_ratio: w.compute_ratio,
+            length: vnet_patterns::Length::Supersteps(1),
+        };
+        if let Err(e) = program.plan() {
+            return Err(format!(
+                "workload: Patterns cannot run it on {} VMs: {e}",
+                self.vms.len()
+            ));
+        }
         if !(w.seconds.is_finite() && (0.5..=600.0).contains(&w.seconds)) {
             return Err(format!(
                 "workload.seconds {}: between 0.5 and 600",
@@ -213,6 +236,36 @@ impl Scenario {
             .mac
             .unwrap_or(Mac([0x52, 0x54, 0, 0, ((i + 1) >> 8) as u8, (i + 1) as u8]))
     }
+}
+
+/// The line of the place a check error names (`vm[2]`: the third `[[vm]]` header;
+/// `workload.seconds`: the `seconds =` line of `[workload]`; `proxy`: its line).
+fn line_of(text: &str, error: &str) -> Option<usize> {
+    let head = error.split([':', ' ']).next()?;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let find =
+        |from: usize, pred: &dyn Fn(&str) -> bool| (from..lines.len()).find(|&i| pred(lines[i]));
+    let key = |line: &str, k: &str| {
+        line.strip_prefix(k)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    if let Some((table, rest)) = head.split_once('[') {
+        let n: usize = rest.split(']').next()?.parse().ok()?;
+        let header = format!("[[{table}]]");
+        let at = (0..lines.len()).filter(|&i| lines[i] == header).nth(n)?;
+        // `site[0].hosts[1]` or a field of the table: its own line when it has one.
+        let field = rest
+            .split_once("].")
+            .map(|(_, f)| f.split('[').next().unwrap_or(f));
+        let end = find(at + 1, &|l| l.starts_with('[')).unwrap_or(lines.len());
+        let own = field.and_then(|f| (at + 1..end).find(|&i| key(lines[i], f)));
+        return Some(own.unwrap_or(at) + 1);
+    }
+    if let Some(field) = head.strip_prefix("workload.") {
+        let at = find(0, &|l| l == "[workload]")?;
+        return find(at + 1, &|l| key(l, field)).map(|i| i + 1);
+    }
+    find(0, &|l| key(l, head)).map(|i| i + 1)
 }
 
 fn shape(delay_ms: f64, bandwidth: f64) -> Result<Shape, String> {
@@ -476,5 +529,31 @@ mod tests {
         let err = Scenario::parse(&EXAMPLE.replacen("bandwidth = 1000", "bandwidth = -1", 1))
             .expect_err("negative");
         assert!(err.contains("site[0]"), "{err}");
+        let line = |needle: &str| {
+            1 + EXAMPLE
+                .lines()
+                .position(|l| l.contains(needle))
+                .expect(needle)
+        };
+        // Semantic errors name the line too: the VM's table, the field.
+        let err = Scenario::parse(&EXAMPLE.replacen("host = \"cmu\"", "host = \"mars\"", 1))
+            .expect_err("mars");
+        assert!(
+            err.starts_with(&format!("line {}: vm[7]", line("host = \"cmu\"") - 2)),
+            "{err}"
+        );
+        let err = Scenario::parse(&EXAMPLE.replacen("seconds = 8", "seconds = 0.1", 1))
+            .expect_err("short");
+        assert!(
+            err.starts_with(&format!("line {}: workload.seconds", line("seconds = 8"))),
+            "{err}"
+        );
+        let err = Scenario::parse(&EXAMPLE.replacen(
+            "topology = \"all-to-all\"",
+            "topology = \"blob\"",
+            1,
+        ))
+        .expect_err("blob");
+        assert!(err.contains("workload.topology `blob`"), "{err}");
     }
 }

@@ -327,4 +327,41 @@ impl Client {
             r => Err(Client::unexpected(r)),
         }
     }
+
+    // ---- VTTIF (SPEC 5.1).
+
+    /// Tells the daemon which daemon is the Proxy; returns whether that changed anything.
+    pub fn set_proxy(&mut self, proxy: ProxySpec) -> Result<bool> {
+        match self.call(Request::SetProxy { proxy })? {
+            Response::ProxySet { changed } => Ok(changed),
+            r => Err(Client::unexpected(r)),
+        }
+    }
+
+    /// Sends a traffic report to this daemon, which must be the Proxy.
+    pub fn report(&mut self, report: vnet_vttif::Report) -> Result<()> {
+        match self.call(Request::Report { report })? {
+            Response::Reported => Ok(()),
+            r => Err(Client::unexpected(r)),
+        }
+    }
+
+    /// The Proxy's inference over `window_ms` at `threshold` (0 to 1).
+    pub fn infer(&mut self, window_ms: u64, threshold: f64) -> Result<vnet_vttif::Answer> {
+        let threshold_ppm = (threshold.clamp(0.0, 1.0) * 1e6).round() as u32;
+        match self.call(Request::Infer {
+            window_ms,
+            threshold_ppm,
+        })? {
+            Response::Inferred(a) => Ok(a),
+            r => Err(Client::unexpected(r)),
+        }
+    }
+
+    pub fn vttif(&mut self) -> Result<VttifState> {
+        match self.call(Request::Vttif)? {
+            Response::Vttif(s) => Ok(s),
+            r => Err(Client::unexpected(r)),
+        }
+    }
 }

@@ -183,6 +183,55 @@ pub enum Request {
         token: String,
         duration_ms: u64,
     },
+
+    // ---- VTTIF (SPEC 5.1): who the Proxy is, the daemons' reports, inference.
+    /// Tells a daemon which daemon is the Proxy (the first HOST line) and which daemons may
+    /// report to it; `vnetc apply` sends it to every daemon of the file. Idempotent.
+    SetProxy {
+        proxy: ProxySpec,
+    },
+    /// A daemon's traffic report to the Proxy. Refused (and counted) unless this daemon is
+    /// the Proxy and the reporter is one of its members.
+    Report {
+        report: vnet_vttif::Report,
+    },
+    /// The Proxy's answer over a window, with the detection threshold in millionths.
+    Infer {
+        window_ms: u64,
+        threshold_ppm: u32,
+    },
+    /// This daemon's VTTIF state: its Proxy, what it sent, and on the Proxy what it took.
+    Vttif,
+}
+
+/// The Proxy, as told to every daemon of a file (see [`Request::SetProxy`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxySpec {
+    /// The Proxy's daemon name (its HOST machine).
+    pub name: String,
+    /// Its control address, `HOST:PORT`.
+    pub addr: String,
+    /// The daemons that may report to it (the file's HOST machines).
+    pub members: Vec<String>,
+}
+
+/// A daemon's VTTIF state (see [`Request::Vttif`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VttifState {
+    /// The Proxy this daemon reports to, when told.
+    pub proxy: Option<ProxySpec>,
+    /// Report periods per second (0: reporting is off).
+    pub report_hz: u32,
+    /// Reports sent and acknowledged, and reports that could not be delivered.
+    pub reports_sent: u64,
+    pub reports_failed: u64,
+    /// On the Proxy: reports taken, and refused by reason (`unknown_daemon`, `not_proxy`,
+    /// `malformed`, `oversized`, `too_many_daemons`).
+    pub reports_taken: u64,
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// On the Proxy: pairs with a history, and pair updates dropped by its caps.
+    pub pairs: u64,
+    pub dropped: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,6 +315,17 @@ pub enum Response {
         addr: String,
     },
     Probed(ProbeResult),
+
+    // ---- VTTIF (SPEC 5.1).
+    /// The answer to [`Request::SetProxy`]: whether it changed anything.
+    ProxySet {
+        changed: bool,
+    },
+    /// A report was taken into the Proxy's view.
+    Reported,
+    /// The Proxy's inference (SPEC 5.1's JSON less `proxy`).
+    Inferred(vnet_vttif::Answer),
+    Vttif(VttifState),
 }
 
 /// What an emulated underlay does (for demos and experiments; see [`Request::SetUnderlay`]).
@@ -281,7 +341,7 @@ pub struct UnderlayState {
 /// What one probe saw (see [`Request::Probe`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
-    /// One-way latency (half the median round trip), ms; `None` if no echo came back.
+    /// One-way latency (half the shortest round trip), ms; `None` if no echo came back.
     pub lat_ms: Option<f64>,
     /// The fraction of echoes lost.
     pub loss: f64,

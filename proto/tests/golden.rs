@@ -131,6 +131,28 @@ fn requests() -> String {
             ttl_ms: 30_000,
         },
         Request::Release,
+        // ---- VTTIF
+        Request::SetProxy { proxy: proxy() },
+        Request::Report {
+            report: vnet_vttif::Report {
+                daemon: "h1".into(),
+                instance: 9,
+                seq: 3,
+                full: false,
+                pairs: vec![vnet_vttif::PairCount {
+                    src: mac(1),
+                    dst: mac(2),
+                    frames: 10,
+                    bytes: 1500,
+                }],
+            },
+        },
+        Request::Infer {
+            window_ms: 2000,
+            threshold_ppm: 100_000,
+        },
+        Request::Vttif,
+        // ---- The underlay
         Request::SetUnderlay {
             peers: BTreeMap::from([("h2".to_string(), shape())]),
         },
@@ -288,6 +310,21 @@ fn responses() -> Vec<Response> {
         Response::ShuttingDown,
         Response::Leased(lease()),
         Response::Released { held: true },
+        // ---- VTTIF
+        Response::ProxySet { changed: true },
+        Response::Reported,
+        Response::Inferred(answer()),
+        Response::Vttif(VttifState {
+            proxy: Some(proxy()),
+            report_hz: 20,
+            reports_sent: 5,
+            reports_failed: 1,
+            reports_taken: 7,
+            refused: BTreeMap::from([("unknown_daemon".to_string(), 2)]),
+            pairs: 1,
+            dropped: 0,
+        }),
+        // ---- The underlay
         Response::Status(Status {
             underlay: Some(underlay()),
             ..status()
@@ -312,6 +349,37 @@ fn responses() -> Vec<Response> {
             train_arrived: 158,
         }),
     ]
+}
+
+fn proxy() -> ProxySpec {
+    ProxySpec {
+        name: "proxy".into(),
+        addr: "127.0.0.2:7000".into(),
+        members: vec!["proxy".into(), "h1".into()],
+    }
+}
+
+fn answer() -> vnet_vttif::Answer {
+    let pair = vnet_vttif::PairRate {
+        src: mac(1),
+        dst: mac(2),
+        src_daemon: "h1".into(),
+        dst_daemon: Some("h2".into()),
+        bytes_per_s: 125_000.0,
+        frames_per_s: 100.0,
+        intensity: 1.0,
+    };
+    vnet_vttif::Answer {
+        window_ms: 2000,
+        threshold: 0.1,
+        settled: true,
+        settled_for_ms: 2500,
+        changes: 1,
+        pairs: vec![pair.clone()],
+        topology: vec![pair],
+        capped: false,
+        dropped: 0,
+    }
 }
 
 fn replies() -> String {

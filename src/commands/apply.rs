@@ -149,11 +149,25 @@ fn leased(
         }
         (None, None) => return Err(usage("nothing to apply")),
     };
+    run_plan(sessions, &plan, holder, args.lease_ttl, |s| println!("{s}"))?;
+    tell_proxy(sessions, args.control.connect_timeout, |s| println!("{s}"))?;
+    Ok(plan.desired.links.values().cloned().collect())
+}
+
+/// Runs a plan over the leased sessions and reports it (what was done on `say`, or precisely
+/// what was not on stderr).
+fn run_plan(
+    sessions: &mut [Session],
+    plan: &Plan,
+    holder: &str,
+    ttl: Duration,
+    say: fn(&str),
+) -> Result<(), Failure> {
     if plan.steps.is_empty() {
-        println!(
+        say(&format!(
             "No changes: the live daemons already match {}.",
             plan.source
-        );
+        ));
     } else {
         let report = apply::execute(
             sessions,
@@ -161,7 +175,7 @@ fn leased(
             &plan.fingerprint.daemons,
             &apply::Options {
                 holder: holder.to_string(),
-                ttl: args.lease_ttl,
+                ttl,
                 progress: true,
             },
         );
@@ -174,7 +188,7 @@ fn leased(
             print_failure(&plan.steps, &report, &again);
             return Err(Failure::Subject);
         }
-        println!(
+        say(&format!(
             "Apply complete: {} in {} ms ({} change request{}).",
             plan.summary.counts(["added", "changed", "removed"]),
             report.elapsed.as_millis(),
@@ -184,9 +198,68 @@ fn leased(
             } else {
                 "s"
             }
-        );
+        ));
     }
-    Ok(plan.desired.links.values().cloned().collect())
+    Ok(())
+}
+
+/// Makes the daemons of `sessions` equal to `state` (named `name` in messages), as `vnetc
+/// apply FILE --wait` does: leases, plans against what it then reads, runs the plan, releases,
+/// then waits for the state's links. For commands that apply states they computed (`vnetc
+/// adapt --apply`).
+pub fn apply_state(
+    sessions: &mut [Session],
+    name: &str,
+    state: &vnet_grammar::model::State,
+    control: &ControlArgs,
+    wait: Duration,
+) -> Result<(), Failure> {
+    let timeout = control.connect_timeout;
+    let ttl = Duration::from_secs(30);
+    let holder = lease::holder("vnetc adapt");
+    lease::acquire_all(sessions, &holder, ttl, Duration::from_secs(5), timeout).map_err(|e| {
+        daemons_failed(
+            &e,
+            "error: another apply holds these daemons; nothing was changed",
+        )
+    })?;
+    let result = fetch::snapshot_all(sessions, timeout, true)
+        .map_err(|e| daemons_failed(&e, "error: nothing was changed"))
+        .and_then(|snapshots| {
+            let hosts: Vec<_> = sessions.iter().map(|s| s.host.clone()).collect();
+            let live = fetch::assemble(&hosts, snapshots);
+            let plan = Plan::make(name, false, state, &live);
+            run_plan(sessions, &plan, &holder, ttl, |s| eprintln!("{s}"))
+        });
+    lease::release_all(sessions);
+    result?;
+    tell_proxy(sessions, timeout, |s| eprintln!("{s}"))?;
+    let links: Vec<LinkDef> = state.links.values().cloned().collect();
+    apply::wait_links_up(sessions, &links, wait).map_err(|down| {
+        for d in &down {
+            eprintln!("error: link {d}");
+        }
+        Failure::Subject
+    })
+}
+
+/// Tells every daemon who the Proxy is (SPEC 5.1); says so only when that changed something.
+fn tell_proxy(sessions: &mut [Session], timeout: Duration, say: fn(&str)) -> Result<(), Failure> {
+    let changed = crate::live::infer::tell_proxy(sessions, timeout).map_err(|e| {
+        daemons_failed(
+            &e,
+            "error: the tables were applied, but these daemons do not know the Proxy (run the apply again)",
+        )
+    })?;
+    if changed > 0 {
+        let proxy = &sessions[0].host.machine;
+        say(&format!(
+            "VTTIF: {changed} daemon{} now report{} to the Proxy {proxy}.",
+            if changed == 1 { "" } else { "s" },
+            if changed == 1 { "s" } else { "" }
+        ));
+    }
+    Ok(())
 }
 
 /// The precise account of a failed apply: per daemon, what was applied and what was not.

@@ -3,10 +3,12 @@
 pub mod adapt;
 pub mod apply;
 pub mod check;
+pub mod demo;
 pub mod diff;
 pub mod down;
 pub mod fmt;
 pub mod graph;
+pub mod infer;
 pub mod live;
 pub mod measure;
 pub mod plan;

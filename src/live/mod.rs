@@ -9,12 +9,16 @@
 //! - [`lease`]: taking every daemon's lease before changing anything.
 //! - [`apply`]: running a plan concurrently across daemons.
 //! - [`measure`]: probing the underlay between daemons (`vnetc measure`, SPEC 5.2).
+//! - [`infer`]: telling the daemons who the Proxy is, and asking it (VTTIF, SPEC 5.1).
 //! - [`up`]: starting and stopping daemons, locally or over ssh.
+//! - [`adapt`]: VADAPT on the running system (`vnetc adapt FILE`).
 
+pub mod adapt;
 pub mod apply;
 pub mod config;
 pub mod fetch;
 pub mod hosts;
+pub mod infer;
 pub mod lease;
 pub mod measure;
 pub mod plan;

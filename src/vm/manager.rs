@@ -6,6 +6,7 @@
 use super::image::{GuestImage, QEMU};
 use super::qmp::{Announce, MigrateParameters, MigrationInfo, Qmp, StatusInfo};
 use super::Error;
+use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -145,13 +146,14 @@ pub struct Migration {
     pub announced: bool,
 }
 
-/// One QEMU process, killed on drop.
+/// One QEMU process, killed on drop unless handed over to a later vnetc (`keep`).
 struct Qemu {
     child: Child,
     qmp: Qmp,
     at: Attachment,
     console: PathBuf,
     stderr: PathBuf,
+    keep: bool,
 }
 
 impl Qemu {
@@ -214,6 +216,7 @@ impl Qemu {
                 at,
                 console,
                 stderr,
+                keep: false,
             }),
             Err(detail) => {
                 let _ = child.kill();
@@ -237,8 +240,10 @@ impl Qemu {
 
 impl Drop for Qemu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !self.keep {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -344,46 +349,48 @@ impl Vm {
         let n = self.incarnation + 1;
         let socket = self.dir.join(format!("{}.{n}.migrate", self.spec.name));
         let mut dest = Qemu::spawn(&self.dir, &self.spec, to, n, Some(&socket))?;
-        let fail = |detail: String| Error::Migration {
-            vm: self.spec.name.clone(),
-            detail,
-        };
-        let src = &mut self.qemu.qmp;
-        src.migrate_set_parameters(&MigrateParameters {
-            max_bandwidth: Some(o.max_bandwidth),
-            downtime_limit: Some(o.downtime_limit.as_millis() as u64),
-        })?;
-        src.migrate(&format!("unix:{}", socket.display()))?;
-        let info = match converge(src, o, started) {
-            Ok(info) => info,
-            Err(why) => return Err(fail(format!("{why}{}", tail(&dest.stderr)))),
-        };
-        if let Err(why) = wait_running(&mut dest, o.timeout.saturating_sub(started.elapsed())) {
-            // The guest's state is complete at the source: run it there again.
-            let resumed = src.execute_raw("cont", None).is_ok();
-            return Err(fail(format!("{why}; resumed at the source: {resumed}")));
-        }
+        let info = hand_over(
+            &mut self.qemu.qmp,
+            &mut dest,
+            &socket,
+            o,
+            started,
+            &self.spec.name,
+        )?;
         let from = self.qemu.at;
         let mut old = std::mem::replace(&mut self.qemu, dest);
         // The source is paused for good ("postmigrate"); it may exit before answering.
         let _ = old.qmp.quit();
         drop(old);
-        // QEMU announces by itself after a migration; this repeats it at once. The VM runs at
-        // its new place either way, so a refusal is reported, not an error.
-        let announced = self.qemu.qmp.announce_self(Announce::default()).is_ok();
+        let announced = announce(&mut self.qemu);
         self.incarnation = n;
         self.consoles.push(self.qemu.console.clone());
-        let _ = std::fs::remove_file(&socket);
-        Ok(Migration {
-            vm: self.spec.name.clone(),
+        Ok(migration(
+            &self.spec.name,
             from,
             to,
-            downtime_ms: info.downtime.unwrap_or(0),
-            total_ms: info.total_time.unwrap_or(0),
-            wall_ms: started.elapsed().as_millis() as u64,
-            ram_transferred: info.ram.map(|r| r.transferred).unwrap_or(0),
+            &info,
+            started,
             announced,
-        })
+        ))
+    }
+
+    /// Lets the VM run on after this handle is gone, and returns what a later vnetc needs to
+    /// migrate it (`registry::Driver::Qemu`).
+    pub fn detach(mut self) -> Detached {
+        self.qemu.keep = true;
+        Detached {
+            name: self.spec.name.clone(),
+            dir: self.dir.clone(),
+            incarnation: self.incarnation,
+            memory_mb: self.spec.memory_mb,
+            kernel: self.spec.image.kernel.clone(),
+            initrd: self.spec.image.initrd.clone(),
+            args: self.spec.args.clone(),
+            iface: self.qemu.at.iface,
+            local: self.qemu.at.local,
+            pid: self.qemu.child.id(),
+        }
     }
 
     /// Asks QEMU to exit (the handle's drop kills it anyway).
@@ -433,6 +440,142 @@ fn wait_running(dest: &mut Qemu, timeout: Duration) -> Result<(), String> {
             ));
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Migrates from the QEMU on `src` to the waiting `dest` (started with `-incoming` on
+/// `socket`), until the destination runs the guest. On failure the source runs on.
+fn hand_over(
+    src: &mut Qmp,
+    dest: &mut Qemu,
+    socket: &Path,
+    o: &MigrateOptions,
+    started: Instant,
+    vm: &str,
+) -> Result<MigrationInfo, Error> {
+    let fail = |detail: String| Error::Migration {
+        vm: vm.to_string(),
+        detail,
+    };
+    src.migrate_set_parameters(&MigrateParameters {
+        max_bandwidth: Some(o.max_bandwidth),
+        downtime_limit: Some(o.downtime_limit.as_millis() as u64),
+    })?;
+    src.migrate(&format!("unix:{}", socket.display()))?;
+    let info = match converge(src, o, started) {
+        Ok(info) => info,
+        Err(why) => return Err(fail(format!("{why}{}", tail(&dest.stderr)))),
+    };
+    if let Err(why) = wait_running(dest, o.timeout.saturating_sub(started.elapsed())) {
+        // The guest's state is complete at the source: run it there again.
+        let resumed = src.execute_raw("cont", None).is_ok();
+        return Err(fail(format!("{why}; resumed at the source: {resumed}")));
+    }
+    let _ = std::fs::remove_file(socket);
+    Ok(info)
+}
+
+/// QEMU announces by itself after a migration; this repeats it at once. The VM runs at its
+/// new place either way, so a refusal is reported, not an error.
+fn announce(q: &mut Qemu) -> bool {
+    q.qmp.announce_self(Announce::default()).is_ok()
+}
+
+fn migration(
+    vm: &str,
+    from: Attachment,
+    to: Attachment,
+    info: &MigrationInfo,
+    started: Instant,
+    announced: bool,
+) -> Migration {
+    Migration {
+        vm: vm.to_string(),
+        from,
+        to,
+        downtime_ms: info.downtime.unwrap_or(0),
+        total_ms: info.total_time.unwrap_or(0),
+        wall_ms: started.elapsed().as_millis() as u64,
+        ram_transferred: info.ram.as_ref().map(|r| r.transferred).unwrap_or(0),
+        announced,
+    }
+}
+
+/// A QEMU guest that outlives the vnetc that started it: enough to start its next
+/// incarnation with the same definition and to reach the current one on QMP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Detached {
+    pub name: String,
+    pub dir: PathBuf,
+    pub incarnation: u32,
+    pub memory_mb: u32,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub args: Vec<(String, String)>,
+    /// The daemon's `dgram` interface it is attached to, and its own UDP end.
+    pub iface: SocketAddr,
+    pub local: SocketAddr,
+    /// The current QEMU process.
+    pub pid: u32,
+}
+
+impl Detached {
+    pub fn qmp(&self) -> PathBuf {
+        self.dir
+            .join(format!("{}.{}.qmp", self.name, self.incarnation))
+    }
+
+    /// The serial console of incarnation `n`.
+    pub fn console(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("{}.{n}.console", self.name))
+    }
+
+    /// Migrates the guest live to a new QEMU process on the `dgram` interface `iface` (its end
+    /// on a free port beside it), which outlives this process; returns the new incarnation.
+    pub fn migrate(
+        &self,
+        mac: Mac,
+        iface: SocketAddr,
+        o: &MigrateOptions,
+    ) -> Result<(Detached, Migration), Error> {
+        let started = Instant::now();
+        let spec = VmSpec {
+            name: self.name.clone(),
+            mac,
+            memory_mb: self.memory_mb,
+            image: GuestImage {
+                kernel: self.kernel.clone(),
+                initrd: self.initrd.clone(),
+            },
+            args: self.args.clone(),
+            timeout: Duration::from_secs(20),
+        };
+        spec.check()?;
+        let mut src = Qmp::connect(&self.qmp(), spec.timeout)?;
+        let to = Attachment::beside(iface)?;
+        let n = self.incarnation + 1;
+        let socket = self.dir.join(format!("{}.{n}.migrate", self.name));
+        let mut dest = Qemu::spawn(&self.dir, &spec, to, n, Some(&socket))?;
+        let info = hand_over(&mut src, &mut dest, &socket, o, started, &self.name)?;
+        let _ = src.quit();
+        let announced = announce(&mut dest);
+        dest.keep = true;
+        let from = Attachment {
+            iface: self.iface,
+            local: self.local,
+        };
+        let next = Detached {
+            incarnation: n,
+            iface: to.iface,
+            local: to.local,
+            pid: dest.child.id(),
+            ..self.clone()
+        };
+        Ok((
+            next,
+            migration(&self.name, from, to, &info, started, announced),
+        ))
     }
 }
 

@@ -21,11 +21,13 @@
 //! after the pause began is either queued to the paused source or relayed to the new place.
 
 pub mod image;
+pub mod libvirt;
 pub mod manager;
 pub mod qmp;
+pub mod registry;
 
 pub use image::{GuestImage, ImageSpec};
-pub use manager::{Attachment, MigrateOptions, Migration, Vm, VmSpec};
+pub use manager::{Attachment, Detached, MigrateOptions, Migration, Vm, VmSpec};
 
 use std::fmt;
 

@@ -309,3 +309,33 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// (transmitted, received, sequence numbers answered) from busybox ping's output.
+pub fn ping_result(console: &str) -> Option<(u32, u32, Vec<u32>)> {
+    let summary = console
+        .lines()
+        .find(|l| l.contains("packets transmitted"))?;
+    let mut nums = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().ok());
+    let (tx, rx) = (nums.next()??, nums.next()??);
+    let seqs = console
+        .lines()
+        .filter_map(|l| l.split("seq=").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect();
+    Some((tx, rx, seqs))
+}
+
+/// The guest script of the QEMU tests (`vm::image`): the VM with `vnet.role=pinger` waits for
+/// `vnet.peer`, then pings it `vnet.count` times every `vnet.interval` s; the other only answers.
+pub const PINGER: &str = r#"
+if [ "$vnet_role" = pinger ]; then
+  i=0
+  while [ $i -lt 150 ] && ! ping -c 1 -W 1 "$vnet_peer" >/dev/null 2>&1; do i=$((i+1)); done
+  echo VNET-PING-START
+  ping -c "$vnet_count" -i "$vnet_interval" "$vnet_peer"
+  echo VNET-PING-END
+fi
+"#;

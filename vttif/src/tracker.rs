@@ -34,6 +34,9 @@ pub struct Tracker {
     pub last_asked: Millis,
     /// When it last evaluated the raw topology.
     pub last_tick: Millis,
+    /// Kept even when nobody asks (the Proxy's default query, so that a first `vnetc infer`
+    /// finds it already settled).
+    pub pinned: bool,
 }
 
 impl Tracker {
@@ -47,6 +50,7 @@ impl Tracker {
             changes: 0,
             last_asked: now,
             last_tick: now,
+            pinned: false,
         }
     }
 

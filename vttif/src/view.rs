@@ -10,7 +10,7 @@ use crate::report::Report;
 use crate::tracker::{Topology, Tracker};
 use crate::{Millis, BUCKET_MS, MAX_WINDOW_MS};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use vnet_grammar::Mac;
 
@@ -79,7 +79,7 @@ struct Pair {
 }
 
 /// One pair's rates over a window (SPEC 5.1).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairRate {
     pub src: Mac,
     pub dst: Mac,
@@ -91,8 +91,9 @@ pub struct PairRate {
 }
 
 /// The answer to an inference query: SPEC 5.1's JSON less `proxy`, which the caller knows,
-/// plus what capping cost.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// plus what capping cost. It reads back SPEC 5.1's JSON (`vnetc adapt --infer`), whose
+/// `proxy` it ignores and whose lack of the capping fields means nothing was capped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     pub window_ms: Millis,
     pub threshold: f64,
@@ -100,12 +101,15 @@ pub struct Answer {
     /// How long the topology has held unchanged; settled once it reaches `window_ms`.
     pub settled_for_ms: Millis,
     /// Topology changes reported since this (window, threshold) was first asked for.
+    #[serde(default)]
     pub changes: u64,
     pub pairs: Vec<PairRate>,
     pub topology: Vec<PairRate>,
     /// Some pair was dropped by the pair cap within the window: the answer may miss pairs.
+    #[serde(default)]
     pub capped: bool,
     /// Pair updates dropped by the caps since the Proxy started.
+    #[serde(default)]
     pub dropped: u64,
 }
 
@@ -154,6 +158,17 @@ impl View {
     /// Reports refused since the Proxy started.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// Pair updates dropped by the caps since the Proxy started.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Every pair with traffic in the window, heaviest first, without tracking a topology
+    /// (for metrics). The window is clamped to what the history holds.
+    pub fn pairs_now(&mut self, now: Millis, window_ms: Millis) -> Vec<PairRate> {
+        self.rates(now, window_ms.clamp(BUCKET_MS, MAX_WINDOW_MS))
     }
 
     /// Pairs with a history now.
@@ -274,7 +289,7 @@ impl View {
     /// Call it at least once per bucket (50 ms).
     pub fn tick(&mut self, now: Millis) {
         let mut trackers = std::mem::take(&mut self.trackers);
-        trackers.retain(|t| now.saturating_sub(t.last_asked) < MEMORY_MS);
+        trackers.retain(|t| t.pinned || now.saturating_sub(t.last_asked) < MEMORY_MS);
         for t in &mut trackers {
             // A window's answer moves by a twentieth of the window at most per twentieth:
             // evaluating it more often only costs (and a 2 s window is then read at 10 Hz).
@@ -312,6 +327,21 @@ impl View {
         self.known_total -= freed;
         self.seen_at
             .retain(|_, (_, at)| now.saturating_sub(*at) < MEMORY_MS);
+    }
+
+    /// Tracks a (window, threshold) from `now` on whether asked or not: the Proxy's default
+    /// query, so that its first answer is already settled when the traffic is.
+    pub fn keep_tracking(&mut self, now: Millis, window_ms: Millis, threshold: f64) {
+        if self.query(now, window_ms, threshold).is_ok() {
+            let ppm = (threshold * 1e6).round() as u32;
+            if let Some(t) = self
+                .trackers
+                .iter_mut()
+                .find(|t| t.window_ms == window_ms && t.threshold_ppm == ppm)
+            {
+                t.pinned = true;
+            }
+        }
     }
 
     /// The answer for a window and threshold at `now` (SPEC 5.1). A first question for a
@@ -379,11 +409,13 @@ impl View {
             Some(at) => at,
             None => {
                 if self.trackers.len() >= MAX_TRACKERS {
-                    // The least recently asked goes.
+                    // The least recently asked goes (never a pinned one).
                     let oldest = (0..self.trackers.len())
-                        .min_by_key(|&i| self.trackers[i].last_asked)
-                        .unwrap_or(0);
-                    self.trackers.swap_remove(oldest);
+                        .filter(|&i| !self.trackers[i].pinned)
+                        .min_by_key(|&i| self.trackers[i].last_asked);
+                    if let Some(oldest) = oldest {
+                        self.trackers.swap_remove(oldest);
+                    }
                 }
                 let first = sorted_pairs(topology);
                 self.trackers.push(Tracker::new(now, window_ms, ppm, first));

@@ -88,8 +88,8 @@ impl Daemon {
             crate::sys::forwarding_thread();
             probe::run(&ep, to, duration)
         })
-            .await
-            .map_err(|e| internal(format!("probe: {e}")))?;
+        .await
+        .map_err(|e| internal(format!("probe: {e}")))?;
         Ok(Response::Probed(result))
     }
 }

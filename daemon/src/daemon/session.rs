@@ -3,6 +3,7 @@
 
 use super::tcp_links::tune_tcp;
 use super::*;
+use crate::vttif::Refused;
 
 impl Daemon {
     pub(super) async fn connection(
@@ -130,14 +131,19 @@ impl Daemon {
             let (id, reply, shutdown) = match serde_json::from_slice::<RequestEnvelope>(&buf) {
                 Ok(env) => {
                     let shutdown = env.request == Request::Shutdown;
-                    (env.id, self.handle(env.request, session).await, shutdown)
+                    let reply = self.handle(env.request, session, buf.len()).await;
+                    (env.id, reply, shutdown)
                 }
                 Err(e) => {
                     self.plane.global.drop(DropReason::Malformed);
-                    let id = serde_json::from_slice::<serde_json::Value>(&buf)
-                        .ok()
+                    let value = serde_json::from_slice::<serde_json::Value>(&buf).ok();
+                    let id = value
+                        .as_ref()
                         .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
                         .unwrap_or(0);
+                    if value.is_some_and(|v| v.get("request").is_some_and(|r| r == "report")) {
+                        let _ = self.vttif.refuse(Refused::Malformed, e.to_string());
+                    }
                     let error = ErrorBody {
                         code: ErrorCode::Malformed,
                         message: e.to_string(),
@@ -156,7 +162,8 @@ impl Daemon {
 
     // ---------------------------------------------------------------- control
 
-    async fn handle(self: &Arc<Daemon>, request: Request, session: u64) -> Reply {
+    /// Answers one request; `size` is its frame's length (reports have a tighter bound).
+    async fn handle(self: &Arc<Daemon>, request: Request, session: u64, size: usize) -> Reply {
         let locked = |message| ErrorBody {
             code: ErrorCode::Locked,
             message,
@@ -233,6 +240,23 @@ impl Daemon {
                 token,
                 duration_ms,
             } => self.probe(&peer, &addr, &token, duration_ms).await,
+            Request::SetProxy { proxy } => self
+                .vttif
+                .set_proxy(proxy)
+                .map(|changed| Response::ProxySet { changed }),
+            Request::Report { report } => {
+                let v = self.vttif.clone();
+                blocking(move || v.ingest(report, size)).map(|()| Response::Reported)
+            }
+            Request::Infer {
+                window_ms,
+                threshold_ppm,
+            } => {
+                let bound = self.lock_ctl().bound().unwrap_or(0);
+                let v = self.vttif.clone();
+                blocking(move || v.infer(window_ms, threshold_ppm, bound)).map(Response::Inferred)
+            }
+            Request::Vttif => Ok(Response::Vttif(self.vttif.state())),
         };
         match r {
             Ok(r) => Reply::Ok(r),

@@ -251,27 +251,31 @@ impl<'a> Folder<'a> {
         let rank = self.names.ranks();
         let names = &self.names;
         let mut state = self.state;
-        let mut links: Vec<(Pair, LinkVal)> = self.links.into_iter().collect();
-        links.sort_unstable_by_key(|((a, b), _)| {
-            let (a, b) = (rank[*a as usize], rank[*b as usize]);
-            (a.min(b), a.max(b))
-        });
-        let mut rules: Vec<(RuleKey, Option<RuleOrigin>)> = self.rules.into_iter().collect();
-        rules.sort_unstable_by_key(|(key, _)| {
-            let target = match key.target {
-                To::Peer(peer) => (0, rank[peer as usize]),
-                To::Iface(name) => (1, rank[name as usize]),
-            };
-            (rank[key.daemon as usize], key.src, key.dst, target)
-        });
+        // Each element's sort key is computed once, beside it: a key made per comparison
+        // looks ranks up at random, a cache miss each on a large file.
+        let mut links: Vec<(u64, Pair, LinkVal)> = self
+            .links
+            .into_iter()
+            .map(|(ends, link)| {
+                let (a, b) = (rank[ends.0 as usize], rank[ends.1 as usize]);
+                (u64::from(a.min(b)) << 32 | u64::from(a.max(b)), ends, link)
+            })
+            .collect();
+        links.sort_unstable_by_key(|(key, ..)| *key);
+        let mut rules: Vec<([u64; 4], RuleKey, Option<RuleOrigin>)> = self
+            .rules
+            .into_iter()
+            .map(|(key, origin)| (rule_sort_key(&key, &rank), key, origin))
+            .collect();
+        rules.sort_unstable_by_key(|(order, ..)| *order);
         let origins = Origins {
             hosts: self.host_origins,
-            links: links.iter().map(|(_, link)| link.origin).collect(),
-            rules: rules.iter().map(|(_, origin)| *origin).collect(),
+            links: links.iter().map(|(_, _, link)| link.origin).collect(),
+            rules: rules.iter().map(|(_, _, origin)| *origin).collect(),
         };
         state.links = links
             .into_iter()
-            .map(|(ends, link)| {
+            .map(|(_, ends, link)| {
                 let (a, b) = names.ends(ends);
                 let def = LinkDef {
                     transport: link.transport,
@@ -284,7 +288,7 @@ impl<'a> Folder<'a> {
             .collect();
         state.rules = rules
             .into_iter()
-            .map(|(key, _)| names.rule_def(key))
+            .map(|(_, key, _)| names.rule_def(key))
             .collect();
         (state, origins, self.diagnostics)
     }
@@ -702,6 +706,26 @@ impl<'a> Folder<'a> {
             );
         }
     }
+}
+
+/// The order of `RuleDef` (daemon, source, destination, target) as numbers: names by rank,
+/// each field as its `Match` variant above its MAC, a peer before an interface.
+fn rule_sort_key(key: &RuleKey, rank: &[u32]) -> [u64; 4] {
+    let field = |m: Match| -> u64 {
+        let (variant, mac) = match m {
+            Match::None => (0, 0),
+            Match::Any => (1, 0),
+            Match::Not(mac) => (2, mac.to_u64()),
+            Match::Exact(mac) => (3, mac.to_u64()),
+        };
+        variant << 48 | mac
+    };
+    let target = match key.target {
+        To::Peer(peer) => u64::from(rank[peer as usize]),
+        To::Iface(name) => 1 << 32 | u64::from(rank[name as usize]),
+    };
+    let daemon = u64::from(rank[key.daemon as usize]);
+    [daemon, field(key.src), field(key.dst), target]
 }
 
 fn rule_origin(rule: &Rule) -> RuleOrigin {

@@ -23,13 +23,14 @@ pub struct Table<T> {
     by_src: HashMap<Mac, u32>,
     /// The rest: neither field exact.
     generic: Vec<u32>,
-    /// For each entry, the next live rule of its chain, or [`END`]. Beside the entries rather
-    /// than in them, so that scanning the generic rules reads no more.
-    next: Vec<u32>,
-    /// The rules of `by_pair` again, by destination alone (chained through `pair_next`), so
+    /// For each entry, the next live rule of its chain ([`KEY`]) and, for a rule of `by_pair`,
+    /// of its chain in `pairs_by_dst` ([`DST`]), or [`END`]. Beside the entries rather than in
+    /// them, so that scanning the generic rules reads no more; both in one array, so that a
+    /// table costs one allocation for them (the checker builds a table per daemon).
+    next: Vec<[u32; 2]>,
+    /// The rules of `by_pair` again, by destination alone (chained through `next[DST]`), so
     /// that every rule of an exact destination can be listed.
     pairs_by_dst: HashMap<Mac, u32>,
-    pair_next: Vec<u32>,
 }
 
 /// Which list holds a rule, from its fields.
@@ -66,26 +67,37 @@ impl Home {
 /// Ends a chain of `Table::next`.
 const END: u32 = u32::MAX;
 
-/// The chain of rules starting at `heads[key]`, latest first.
+/// Which of an entry's two `next` links a chain follows.
+const KEY: usize = 0;
+const DST: usize = 1;
+
+/// The chain of rules starting at `heads[key]`, latest first, following link `slot`.
 fn chain<'t, K: Hash + Eq>(
     heads: &'t HashMap<K, u32>,
-    next: &'t [u32],
+    next: &'t [[u32; 2]],
+    slot: usize,
     key: &K,
 ) -> impl Iterator<Item = u32> + Clone + 't {
     let mut at = heads.get(key).copied().unwrap_or(END);
     std::iter::from_fn(move || {
         let index = (at != END).then_some(at)?;
-        at = next[index as usize];
+        at = next[index as usize][slot];
         Some(index)
     })
 }
 
-/// Takes rule `index` out of the chain of `key`.
-fn unlink<K: Hash + Eq>(heads: &mut HashMap<K, u32>, next: &mut [u32], key: K, index: u32) {
-    let after = std::mem::replace(&mut next[index as usize], END);
-    let before = chain(heads, next, &key).find(|&i| next[i as usize] == index);
+/// Takes rule `index` out of the chain of `key` (links `slot`).
+fn unlink<K: Hash + Eq>(
+    heads: &mut HashMap<K, u32>,
+    next: &mut [[u32; 2]],
+    slot: usize,
+    key: K,
+    index: u32,
+) {
+    let after = std::mem::replace(&mut next[index as usize][slot], END);
+    let before = chain(heads, next, slot, &key).find(|&i| next[i as usize][slot] == index);
     match before {
-        Some(before) => next[before as usize] = after,
+        Some(before) => next[before as usize][slot] = after,
         None if after == END => {
             heads.remove(&key);
         }
@@ -126,7 +138,6 @@ impl<T> Default for Table<T> {
             generic: Vec::new(),
             next: Vec::new(),
             pairs_by_dst: HashMap::new(),
-            pair_next: Vec::new(),
         }
     }
 }
@@ -141,7 +152,6 @@ impl<T: PartialEq> Table<T> {
         Table {
             entries: Vec::with_capacity(rules),
             next: Vec::with_capacity(rules),
-            pair_next: Vec::with_capacity(rules),
             ..Table::default()
         }
     }
@@ -178,8 +188,7 @@ impl<T: PartialEq> Table<T> {
             target,
             live: true,
         });
-        self.next.push(next);
-        self.pair_next.push(pair_next);
+        self.next.push([next, pair_next]);
         index
     }
 
@@ -191,11 +200,11 @@ impl<T: PartialEq> Table<T> {
         self.entries[index as usize].live = false;
         match Home::of(src, dst) {
             Home::Pair(s, d) => {
-                unlink(&mut self.by_pair, &mut self.next, (s, d), index);
-                unlink(&mut self.pairs_by_dst, &mut self.pair_next, d, index);
+                unlink(&mut self.by_pair, &mut self.next, KEY, (s, d), index);
+                unlink(&mut self.pairs_by_dst, &mut self.next, DST, d, index);
             }
-            Home::Dst(d) => unlink(&mut self.by_dst, &mut self.next, d, index),
-            Home::Src(s) => unlink(&mut self.by_src, &mut self.next, s, index),
+            Home::Dst(d) => unlink(&mut self.by_dst, &mut self.next, KEY, d, index),
+            Home::Src(s) => unlink(&mut self.by_src, &mut self.next, KEY, s, index),
             Home::Generic => self.generic.retain(|i| *i != index),
         }
         true
@@ -204,9 +213,10 @@ impl<T: PartialEq> Table<T> {
     /// The live rules whose destination is exactly `mac` (indices, as [`Table::rule`] takes
     /// them): those with an exact source, then the others, each latest first.
     pub fn exact_rules(&self, mac: Mac) -> impl Iterator<Item = u32> + Clone + '_ {
-        chain(&self.pairs_by_dst, &self.pair_next, &mac).chain(chain(
+        chain(&self.pairs_by_dst, &self.next, DST, &mac).chain(chain(
             &self.by_dst,
             &self.next,
+            KEY,
             &mac,
         ))
     }
@@ -214,9 +224,10 @@ impl<T: PartialEq> Table<T> {
     /// The rules a frame from `src` to `dst` can match, each with its list, best list first.
     fn candidates(&self, src: Mac, dst: Mac) -> impl Iterator<Item = (Home, u32)> + '_ {
         let tag = |home: Home| move |i| (home, i);
-        let pair = chain(&self.by_pair, &self.next, &(src, dst)).map(tag(Home::Pair(src, dst)));
-        let by_dst = chain(&self.by_dst, &self.next, &dst).map(tag(Home::Dst(dst)));
-        let by_src = chain(&self.by_src, &self.next, &src).map(tag(Home::Src(src)));
+        let pair =
+            chain(&self.by_pair, &self.next, KEY, &(src, dst)).map(tag(Home::Pair(src, dst)));
+        let by_dst = chain(&self.by_dst, &self.next, KEY, &dst).map(tag(Home::Dst(dst)));
+        let by_src = chain(&self.by_src, &self.next, KEY, &src).map(tag(Home::Src(src)));
         let generic = self.generic.iter().map(|i| (Home::Generic, *i));
         pair.chain(by_dst).chain(by_src).chain(generic)
     }
@@ -227,9 +238,9 @@ impl<T: PartialEq> Table<T> {
             e.src == src && e.dst == dst && e.target == *target
         };
         match Home::of(src, dst) {
-            Home::Pair(s, d) => chain(&self.by_pair, &self.next, &(s, d)).find(same),
-            Home::Dst(d) => chain(&self.by_dst, &self.next, &d).find(same),
-            Home::Src(s) => chain(&self.by_src, &self.next, &s).find(same),
+            Home::Pair(s, d) => chain(&self.by_pair, &self.next, KEY, &(s, d)).find(same),
+            Home::Dst(d) => chain(&self.by_dst, &self.next, KEY, &d).find(same),
+            Home::Src(s) => chain(&self.by_src, &self.next, KEY, &s).find(same),
             Home::Generic => self.generic.iter().copied().find(same),
         }
     }

@@ -35,9 +35,11 @@ struct Drops {
 pub(super) struct Walk {
     drops: Vec<Vec<Drops>>,
     sent: Vec<Sent>,
-    /// For each walked daemon, for each table index: whether the rule fired for some class.
-    /// Daemons past the work limit have no entry.
-    pub fired: Vec<Vec<bool>>,
+    /// For each rule of the state, by position: whether it fired for some class. One array
+    /// for all daemons rather than one per daemon.
+    fired: Vec<bool>,
+    /// The daemons walked are `0..walked`; the others were past the work limit.
+    walked: u32,
 }
 
 /// An edge of some class's graph: daemon `a` sends frames of its local class (`src`, `dst`) to
@@ -75,12 +77,21 @@ pub(super) fn find_black_holes(net: &Net, walk: Walk, report: &mut Reporter) {
     }
 }
 
+impl Walk {
+    /// Whether rule `index` of daemon `n` fired for some class; `None` when the daemon was
+    /// not walked.
+    pub fn fired(&self, net: &Net, n: NodeId, index: u32) -> Option<bool> {
+        (n < self.walked).then(|| self.fired[net.rule_id(n, index) as usize])
+    }
+}
+
 /// One decision per local class of every daemon: what each daemon drops, and every edge sent.
 /// Realistic daemons drop only frames to addresses they do not know (`dst` = `None`), so the
 /// drop lists are short and the edges are then checked in constant time.
 pub(super) fn walk(net: &Net) -> Walk {
     let mut drops: Vec<Vec<Drops>> = Vec::with_capacity(net.len());
-    let mut fired: Vec<Vec<bool>> = Vec::with_capacity(net.len());
+    let mut fired = vec![false; net.rules.len()];
+    let mut walked = 0;
     let mut sent = Vec::new();
     let mut decision = Decision::default();
     let mut decided = 0usize;
@@ -91,7 +102,7 @@ pub(super) fn walk(net: &Net) -> Walk {
         }
         let node = net.node(a);
         let mut here = Vec::new();
-        let mut fires = vec![false; node.rules.len()];
+        walked = a + 1;
         for dst in std::iter::once(None).chain(node.dsts.iter().copied().map(Some)) {
             let relevant = node.relevant_srcs(dst, net.rep(dst));
             decided += relevant.len() + 1;
@@ -105,7 +116,7 @@ pub(super) fn walk(net: &Net) -> Walk {
                 node.table
                     .decide_into(net.rep(src), net.rep(dst), &mut decision);
                 for &index in &decision.rules {
-                    fires[index as usize] = true;
+                    fired[net.rule_id(a, index) as usize] = true;
                 }
                 if decision.rules.is_empty() {
                     match src {
@@ -146,10 +157,14 @@ pub(super) fn walk(net: &Net) -> Walk {
             }
         }
         drops.push(here);
-        fired.push(fires);
     }
     drops.resize_with(net.len(), Vec::new);
-    Walk { drops, sent, fired }
+    Walk {
+        drops,
+        sent,
+        fired,
+        walked,
+    }
 }
 
 /// A frame (source class, named destination) of the global classes that the edge's local

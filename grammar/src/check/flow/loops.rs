@@ -34,10 +34,17 @@ pub(super) fn find_loops(net: &Net, report: &mut Reporter) {
         work: 0,
     };
     let nodes = net.len() as NodeId;
-    let other: Vec<Vec<NodeId>> = (0..nodes).map(|n| net.bound(n, None)).collect();
-    let (components, _) = search
-        .scc
-        .long_cycle_components(0..nodes, |v| &other[v as usize]);
+    // The bounds of U(other), every daemon's in one array (`other_at` says where each is):
+    // a vector per daemon would be an allocation per daemon.
+    let mut other_edges: Vec<NodeId> = Vec::new();
+    let mut other_at: Vec<usize> = Vec::with_capacity(net.len() + 1);
+    other_at.push(0);
+    for n in 0..nodes {
+        net.bound_into(n, None, &mut other_edges);
+        other_at.push(other_edges.len());
+    }
+    let other = |v: NodeId| &other_edges[other_at[v as usize]..other_at[v as usize + 1]];
+    let (components, _) = search.scc.long_cycle_components(0..nodes, other);
     let mut in_suspect = vec![false; net.len()];
     for component in &components {
         for &n in component {
@@ -61,12 +68,14 @@ pub(super) fn find_loops(net: &Net, report: &mut Reporter) {
         let roots: Vec<NodeId> = namers
             .iter()
             .copied()
-            .filter(|n| in_suspect[*n as usize] || changed.get(n) != Some(&other[*n as usize]))
+            .filter(|n| {
+                in_suspect[*n as usize] || changed.get(n).map(Vec::as_slice) != Some(other(*n))
+            })
             .collect();
         if roots.is_empty() {
             continue;
         }
-        let adj = |v: NodeId| changed.get(&v).unwrap_or(&other[v as usize]).as_slice();
+        let adj = |v: NodeId| changed.get(&v).map_or_else(|| other(v), Vec::as_slice);
         let (components, visited) = search.scc.long_cycle_components(roots, adj);
         search.work += visited;
         for component in components

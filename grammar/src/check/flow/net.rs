@@ -35,8 +35,9 @@ pub(super) enum Tgt {
 pub(super) struct Node<'s> {
     pub name: &'s str,
     pub table: Table<Tgt>,
-    /// The rule behind each table index, as its position in the state.
-    pub rules: Vec<u32>,
+    /// The rules of a daemon are a run of the state's (sorted by daemon): table index `i` is
+    /// the rule at position `first + i`.
+    first: u32,
     /// MACs named in source fields (exact or `NOT`), sorted.
     pub srcs: Vec<Mac>,
     /// MACs named in destination fields (exact or `NOT`), sorted.
@@ -160,6 +161,7 @@ impl<'s> Net<'s> {
     pub fn new(state: &'s State) -> Net<'s> {
         let mut builder = Builder {
             rules: Vec::with_capacity(state.rules.len()),
+            targets: Vec::with_capacity(state.rules.len()),
             ..Builder::default()
         };
         for host in &state.hosts {
@@ -179,7 +181,12 @@ impl<'s> Net<'s> {
             last = Some((&rule.daemon, daemon));
             let target = builder.target(daemon, rule);
             // Positions fit: a rule takes tens of bytes of a text under 4 GiB.
-            builder.pending[daemon as usize].push((id as u32, target));
+            let run = &mut builder.runs[daemon as usize];
+            if run.1 == 0 {
+                run.0 = id as u32;
+            }
+            run.1 += 1;
+            builder.targets.push(target);
             builder.rules.push(rule);
         }
         builder.finish()
@@ -249,6 +256,14 @@ impl<'s> Net<'s> {
     /// source by a rule with source `ANY` (which matches them all). It bounds the search for
     /// loops cheaply; the loops themselves are then confirmed with exact decisions.
     pub fn bound(&self, n: NodeId, dst: Local) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        self.bound_into(n, dst, &mut out);
+        out
+    }
+
+    /// [`Net::bound`] appended to `out`, sorted and without repeats, so that the bounds of
+    /// every daemon can share one array.
+    pub fn bound_into(&self, n: NodeId, dst: Local, out: &mut Vec<NodeId>) {
         let node = self.node(n);
         let rep = self.rep(dst);
         let floor = node.any_src_floor(dst, rep);
@@ -257,23 +272,31 @@ impl<'s> Net<'s> {
             Some(f) if f.dst == Match::Exact(rep).score() => &[],
             _ => &node.generic,
         };
-        let mut out: Vec<NodeId> = node
-            .exact_for(dst)
-            .chain(generic.iter().copied())
-            .filter(|i| node.table.rule(*i).1.matches(rep))
-            .filter_map(|i| {
-                let (src, dst, target) = node.table.rule(i);
-                match target {
-                    Tgt::Link(peer) if floor.is_none_or(|f| Priority::of(src, dst) >= f) => {
-                        Some(*peer)
+        let start = out.len();
+        out.extend(
+            node.exact_for(dst)
+                .chain(generic.iter().copied())
+                .filter(|i| node.table.rule(*i).1.matches(rep))
+                .filter_map(|i| {
+                    let (src, dst, target) = node.table.rule(i);
+                    match target {
+                        Tgt::Link(peer) if floor.is_none_or(|f| Priority::of(src, dst) >= f) => {
+                            Some(*peer)
+                        }
+                        _ => None,
                     }
-                    _ => None,
-                }
-            })
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
+                }),
+        );
+        let mine = &mut out[start..];
+        mine.sort_unstable();
+        let mut kept = 0;
+        for i in 0..mine.len() {
+            if i == 0 || mine[i] != mine[kept - 1] {
+                mine[kept] = mine[i];
+                kept += 1;
+            }
+        }
+        out.truncate(start + kept);
     }
 
     /// A named destination that neither `a`'s nor `b`'s rules name, if any. The destinations
@@ -297,7 +320,7 @@ impl<'s> Net<'s> {
 
     /// The rule behind a table index of daemon `n`, as its position in the state.
     pub fn rule_id(&self, n: NodeId, index: u32) -> u32 {
-        self.node(n).rules[index as usize]
+        self.node(n).first + index
     }
 
     /// The rule behind a table index of daemon `n`.
@@ -313,7 +336,10 @@ struct Builder<'s> {
     ifaces: HashMap<&'s str, u32, FxBuild>,
     /// The links of the state, as sorted pairs.
     links: HashSet<(NodeId, NodeId), FxBuild>,
-    pending: Vec<Vec<(u32, Tgt)>>,
+    /// Each daemon's run of the state's rules: (first position, count).
+    runs: Vec<(u32, u32)>,
+    /// The target of each rule of the state, by position.
+    targets: Vec<Tgt>,
     rules: Vec<&'s RuleDef>,
 }
 
@@ -325,7 +351,7 @@ impl<'s> Builder<'s> {
         let id = self.names.len() as NodeId;
         self.names.push(name);
         self.ids.insert(name, id);
-        self.pending.push(Vec::new());
+        self.runs.push((0, 0));
         id
     }
 
@@ -351,8 +377,9 @@ impl<'s> Builder<'s> {
         let mut all_dsts = Vec::new();
         let mut dst_namers: HashMap<Mac, Vec<NodeId>, FxBuild> = HashMap::default();
         let mut nodes = Vec::with_capacity(self.names.len());
-        for (id, (name, rules)) in self.names.into_iter().zip(self.pending).enumerate() {
-            let node = build_node(name, rules, &self.rules);
+        let mut scratch = Lists::default();
+        for (id, (name, run)) in self.names.into_iter().zip(self.runs).enumerate() {
+            let node = build_node(name, run, &self.rules, &self.targets, &mut scratch);
             all_srcs.extend_from_slice(&node.srcs);
             all_dsts.extend_from_slice(&node.dsts);
             for mac in &node.dsts {
@@ -379,59 +406,69 @@ impl<'s> Builder<'s> {
     }
 }
 
-fn build_node<'s>(name: &'s str, rules: Vec<(u32, Tgt)>, all: &[&RuleDef]) -> Node<'s> {
-    let mut node = Node {
-        name,
-        table: Table::with_capacity(rules.len()),
-        rules: Vec::with_capacity(rules.len()),
-        srcs: Vec::new(),
-        dsts: Vec::new(),
-        dst_at: Vec::new(),
-        generic: Vec::new(),
-        generic_srcs: Vec::new(),
-        generic_named: Vec::new(),
-        generic_any: Vec::new(),
-    };
-    for (id, target) in rules {
+/// Lists of one daemon while its node is built, reused from daemon to daemon: each node then
+/// gets copies of exactly the size it needs (none when empty), one allocation per list.
+#[derive(Default)]
+struct Lists {
+    srcs: Vec<Mac>,
+    dsts: Vec<Mac>,
+    generic: Vec<u32>,
+    generic_srcs: Vec<Mac>,
+    generic_named: Vec<(Priority, Mac)>,
+    generic_any: Vec<u32>,
+}
+
+fn build_node<'s>(
+    name: &'s str,
+    (first, count): (u32, u32),
+    all: &[&RuleDef],
+    targets: &[Tgt],
+    lists: &mut Lists,
+) -> Node<'s> {
+    let mut table = Table::with_capacity(count as usize);
+    for id in first..first + count {
         let rule = all[id as usize];
-        let index = node.table.insert(rule.src, rule.dst, target);
-        // Distinct rules of the state never collide in the table (the target is part of the
-        // rule), but stay safe if they ever did: keep the first rule for the index.
-        if index as usize == node.rules.len() {
-            node.rules.push(id);
-        } else {
+        let index = table.insert(rule.src, rule.dst, targets[id as usize]);
+        // Distinct rules of a daemon differ in source, destination or target, and the table
+        // only merges identical ones, so table index and place in the run agree.
+        debug_assert_eq!(index, id - first);
+        lists.srcs.extend(rule.src.mac());
+        lists.dsts.extend(rule.dst.mac());
+        if let Match::Exact(_) = rule.dst {
             continue;
         }
-        node.srcs.extend(rule.src.mac());
-        node.dsts.extend(rule.dst.mac());
-        match rule.dst {
-            Match::Exact(_) => {}
-            _ => {
-                node.generic.push(index);
-                node.generic_srcs.extend(rule.src.mac());
-                let priority = Priority::of(rule.src, rule.dst);
-                match rule.src.mac() {
-                    Some(mac) => node.generic_named.push((priority, mac)),
-                    None if rule.src == Match::Any => node.generic_any.push(index),
-                    None => {}
-                }
-            }
+        lists.generic.push(index);
+        lists.generic_srcs.extend(rule.src.mac());
+        let priority = Priority::of(rule.src, rule.dst);
+        match rule.src.mac() {
+            Some(mac) => lists.generic_named.push((priority, mac)),
+            None if rule.src == Match::Any => lists.generic_any.push(index),
+            None => {}
         }
     }
-    for list in [&mut node.srcs, &mut node.dsts, &mut node.generic_srcs] {
+    for list in [&mut lists.srcs, &mut lists.dsts, &mut lists.generic_srcs] {
         sort_macs(list);
     }
-    node.generic_named
+    lists
+        .generic_named
         .sort_unstable_by_key(|&(priority, _)| std::cmp::Reverse(priority));
-    // The lists live through the whole analysis, one set per daemon; growth and duplicates
-    // left them up to twice the size they need.
-    for list in [&mut node.srcs, &mut node.dsts, &mut node.generic_srcs] {
-        list.shrink_to_fit();
+    fn take<T: Copy>(list: &mut Vec<T>) -> Vec<T> {
+        let exact = list.as_slice().to_vec();
+        list.clear();
+        exact
     }
-    node.generic.shrink_to_fit();
-    node.generic_named.shrink_to_fit();
-    node.generic_any.shrink_to_fit();
-    node
+    Node {
+        name,
+        table,
+        first,
+        srcs: take(&mut lists.srcs),
+        dsts: take(&mut lists.dsts),
+        dst_at: Vec::new(),
+        generic: take(&mut lists.generic),
+        generic_srcs: take(&mut lists.generic_srcs),
+        generic_named: take(&mut lists.generic_named),
+        generic_any: take(&mut lists.generic_any),
+    }
 }
 
 /// The `k`-th position (from 0) not in `taken`, a strictly increasing list of positions: `k`

@@ -29,14 +29,13 @@ pub(super) fn find_outranked(net: &Net, walk: &Walk, report: &mut Reporter) {
     let mut extra = 0usize;
     for n in 0..net.len() as NodeId {
         let node = net.node(n);
-        let fired = walk.fired.get(n as usize);
         for (index, src, dst, target) in node.table.iter() {
             if matches!(target, Tgt::Missing(_)) {
                 continue; // V106 already; its priority is not the problem.
             }
-            let found = match fired {
-                Some(fired) if fired.get(index as usize) == Some(&true) => None,
-                Some(_) => example(net, n, index, (src, dst), &mut decision),
+            let found = match walk.fired(net, n, index) {
+                Some(true) => None,
+                Some(false) => example(net, n, index, (src, dst), &mut decision),
                 None => outranked(net, n, index, (src, dst), &mut decision, &mut extra),
             };
             if let Some((s, d, winner)) = found {
