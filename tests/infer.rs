@@ -215,3 +215,158 @@ fn every_patterns_topology_is_inferred_exactly_through_a_live_star() {
         assert!(failed.is_empty(), "{t}: {failed}");
     }
 }
+
+/// The statement lines of a program (links and rules), trimmed.
+fn statements(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("LINK") || l.starts_with("FORWARD"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn applying_the_inferred_program_gives_one_hop_paths_and_diff_is_exactly_them() {
+    let star = Star::up("infer-apply", 163, 3);
+    let want = star.told("ring");
+    let vms = star.run("ring", 4000, 8.0);
+    let (answer, took) = star.settle_on(&want, &["--window", "1s"], Duration::from_secs(7));
+    let out = star.world.vnetc(&["infer", &star.file, "--window", "1s"]);
+    let failed = finish(vms);
+    assert!(took.is_some(), "not settled: {answer:#}\n{failed}");
+    expect_code(&out, 0);
+    let program = stdout(&out);
+    assert!(
+        program.contains("# Inferred by VTTIF at the Proxy"),
+        "{program}"
+    );
+    let inferred = star.world.path("inferred.vnet");
+    std::fs::write(&inferred, &program).unwrap();
+    let inferred = inferred.to_string_lossy().into_owned();
+    expect_code(&star.world.vnetc(&["check", &inferred]), 0);
+
+    // What diff adds is exactly the inferred links and rules, and nothing is deleted.
+    let added: BTreeSet<String> = statements(&program)
+        .difference(&statements(&stdout(
+            &star.world.vnetc(&["state", &star.file]),
+        )))
+        .cloned()
+        .collect();
+    assert_eq!(
+        added.iter().filter(|l| l.starts_with("LINK UDP")).count(),
+        3
+    );
+    assert_eq!(
+        added
+            .iter()
+            .filter(|l| l.starts_with("FORWARD EDGE"))
+            .count(),
+        6
+    );
+    let diff = star
+        .world
+        .vnetc(&["diff", "--detailed-exitcode", &inferred]);
+    expect_code(&diff, 2);
+    let patch = stdout(&diff);
+    let (deleted, added_by_diff) = match patch.split_once("\nADD\n") {
+        Some((before, after)) => (statements(before), statements(after)),
+        None => panic!("no ADD block: {patch}"),
+    };
+    assert!(deleted.is_empty(), "{patch}");
+    assert_eq!(added_by_diff, added, "{patch}");
+
+    // Applied, every inferred pair has a one-hop path.
+    expect_code(&star.world.vnetc(&["apply", "--wait", &inferred]), 0);
+    expect_code(
+        &star
+            .world
+            .vnetc(&["diff", "--detailed-exitcode", &inferred]),
+        0,
+    );
+    for (src, dst) in &want {
+        let from = |m: &str| {
+            star.world
+                .addr(usize::from_str_radix(&m[15..], 16).unwrap())
+        };
+        let route = star.world.vnetc(&[
+            "route",
+            &inferred,
+            "--live",
+            "--from",
+            &from(src),
+            "--src",
+            src,
+            "--dst",
+            dst,
+        ]);
+        expect_code(&route, 0);
+        let hop = format!("{} --[UDP]--> {}", from(src), from(dst));
+        assert!(stdout(&route).contains(&hop), "{}", stdout(&route));
+    }
+}
+
+#[test]
+fn an_unreachable_proxy_is_exit_1_naming_it_and_bad_flags_are_exit_2() {
+    let mut w = World::new("infer-unreachable", 164);
+    // Daemons that were never started: nothing listens at 127.164.0.1.
+    let file = w.write("star.vnet", &topology(164, 3, 7000, Shape::Star));
+    std::fs::write(w.key_file(), "a-key-that-is-long-enough-0123456789").unwrap();
+    let out = w.vnetc(&["infer", &file, "--format", "json"]);
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("daemon 127.164.0.1: not running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+    for bad in [
+        &["--window", "10ms"][..],
+        &["--window", "2m"],
+        &["--threshold", "1.5"],
+        &["--window", "soon"],
+    ] {
+        let out = w.vnetc(&[&["infer", &file][..], bad].concat());
+        expect_code(&out, 2);
+    }
+}
+
+#[test]
+fn watch_prints_a_line_per_change_or_settle() {
+    let star = Star::up("infer-watch", 165, 2);
+    let mut watch = star
+        .world
+        .command(
+            &[
+                "infer", &star.file, "--format", "json", "--window", "500ms", "--watch",
+            ],
+            &[],
+        )
+        .spawn()
+        .expect("vnetc infer --watch");
+    let vms = star.run("ring", 4000, 4.0);
+    let failed = finish(vms);
+    std::thread::sleep(Duration::from_millis(1500)); // the traffic fades: another change
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("watch output");
+    assert!(failed.is_empty(), "{failed}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let want = star.told("ring");
+    // Empty first, then the ring (changed, then settled), then empty again as traffic stops.
+    assert!(lines.len() >= 3, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|a| a["settled"] == true && topology_of(a) == want),
+        "{lines:#?}"
+    );
+    assert!(topology_of(lines.last().unwrap()).is_empty(), "{lines:#?}");
+    // No two consecutive lines say the same thing.
+    for pair in lines.windows(2) {
+        let same = topology_of(&pair[0]) == topology_of(&pair[1])
+            && pair[0]["settled"] == pair[1]["settled"];
+        assert!(!same, "{pair:#?}");
+    }
+}

@@ -25,6 +25,7 @@ use common::{must, sh};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use vnet_daemon::proto::ProxySpec;
 use vnet_daemon::{Change, Client, Key, LinkSpec};
 use vnet_grammar::ast::Transport;
 use vnet_grammar::model::{LinkDef, Match, RuleDef, Target};
@@ -251,6 +252,14 @@ fn configure(dir: &std::path::Path, p: &str, transport: Transport) {
                 ],
                 None,
             )
+            .unwrap();
+            // VTTIF as `vnetc apply` sets it up: h1 is the Proxy; both report (unless a
+            // compared command runs with `--report-hz 0`).
+            c.set_proxy(ProxySpec {
+                name: "h1".into(),
+                addr: "192.168.150.1:7000".into(),
+                members: vec!["h1".into(), "h2".into()],
+            })
             .unwrap();
         });
     }

@@ -17,6 +17,7 @@ use crate::store::{Persisted, Store};
 use crate::vttif::Vttif;
 use crate::wire;
 
+mod metrics;
 mod probes;
 mod session;
 mod tcp_links;
@@ -222,6 +223,10 @@ impl Daemon {
             tasks.spawn(async move { d.housekeeping().await });
         }
         self.start_reporter()?;
+        if let Some(addr) = self.cfg.metrics {
+            let d = self.clone();
+            tasks.spawn(async move { d.serve_metrics(addr).await });
+        }
         let pending = Arc::new(Semaphore::new(256));
         let mut stop = self.stopping();
         loop {

@@ -7,8 +7,10 @@ use super::write_output;
 use crate::live::config::{parse_duration, ControlArgs};
 use crate::live::infer::{self, Inferred};
 use crate::{Failure, Outcome};
+use std::collections::BTreeSet;
 use std::time::Duration;
 use vnet_grammar::model::State;
+use vnet_grammar::Mac;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum InferFormat {
@@ -52,7 +54,7 @@ pub fn run(args: Args, color: bool) -> Outcome {
     }
     let (proxy, mut client) =
         infer::connect_proxy(&analysis.state.hosts, &key, timeout).map_err(failed)?;
-    let mut last: Option<(Vec<(String, String)>, bool)> = None;
+    let mut last: Option<(BTreeSet<(Mac, Mac)>, bool)> = None;
     loop {
         let inferred =
             infer::ask(&mut client, &proxy, args.window, args.threshold).map_err(failed)?;
@@ -65,13 +67,11 @@ pub fn run(args: Args, color: bool) -> Outcome {
     }
 }
 
-fn topology_of(inferred: &Inferred) -> Vec<(String, String)> {
-    inferred
-        .answer
-        .topology
-        .iter()
-        .map(|p| (p.src.to_string(), p.dst.to_string()))
-        .collect()
+/// The topology as a set: the answer lists it heaviest first, and an order change alone is
+/// not a change.
+fn topology_of(inferred: &Inferred) -> BTreeSet<(Mac, Mac)> {
+    let pairs = inferred.answer.topology.iter();
+    pairs.map(|p| (p.src, p.dst)).collect()
 }
 
 fn print(args: &Args, desired: &State, inferred: &Inferred) -> Outcome {

@@ -297,7 +297,7 @@ impl Daemon {
             .collect()
     }
 
-    fn link_infos(&self) -> Vec<LinkInfo> {
+    pub(super) fn link_infos(&self) -> Vec<LinkInfo> {
         let ctl = self.lock_ctl();
         let links = self.links_read();
         ctl.links()
@@ -333,7 +333,7 @@ impl Daemon {
             .collect()
     }
 
-    fn stats(&self) -> Stats {
+    pub(super) fn stats(&self) -> Stats {
         let generation = self.lock_ctl().generation();
         let (hits, misses) = *self.plane.lookups.lock().unwrap_or_else(|e| e.into_inner());
         let mut drops: BTreeMap<String, u64> = self.plane.global.snapshot().drops;
