@@ -176,10 +176,15 @@ struct Tabu<'a> {
     /// Small problems route every mapping visited: the estimate ignores how demands share
     /// links, and there routing is cheap.
     route_each: bool,
+    /// Iterations after which an unused swap is forced (long-term aspiration).
+    long_term: u64,
 }
 
 /// The most demand x link pairs for which every visited mapping is routed.
 const ROUTE_EACH_MAX: usize = 4096;
+
+/// Long-term aspiration after this many times n^2 iterations (Taillard's RoTS uses 2-10).
+const LONG_TERM: u64 = 5;
 
 /// The largest table of estimates kept (8 bytes each).
 const TERMS_MAX: usize = 1 << 23;
@@ -220,6 +225,7 @@ impl<'a> Tabu<'a> {
             flow: Flow::new(p, o.objective, pairs),
             route_each: false,
             swaps: None,
+            long_term: LONG_TERM * (p.vms.len() * p.vms.len()) as u64,
         };
         tabu.swaps = tabu.flow.as_ref().map(|f| Swaps::new(f, &tabu.mapping));
         tabu.route_each = !tabu.exact_estimate && p.demands.len() * p.links.len() <= ROUTE_EACH_MAX;
@@ -309,9 +315,14 @@ impl<'a> Tabu<'a> {
     }
 
     /// The best admissible step: not tabu, or better than the best score seen (aspiration).
+    /// A step whose every part was last undone more than `long` iterations ago is taken at
+    /// once (Taillard's long-term aspiration: it diversifies where restarts alone stall).
     fn best_step(&mut self, iter: u64, best_score: f64) -> Option<(Step, f64)> {
         let hosts = self.p.hosts.len();
         let mut chosen: Option<(Step, f64)> = None;
+        let mut forced: Option<(Step, f64)> = None;
+        let long = self.long_term;
+        let stale = |t: &Tabu, v: usize, h: usize| t.tabu[v * hosts + h] + long < iter;
         let mut ties = 0u32;
         let mut consider = |step: Step, delta: f64, tabu: bool, rng: &mut fastrand::Rng| {
             let aspired = check::improves(self.score + delta, best_score);
@@ -355,19 +366,21 @@ impl<'a> Tabu<'a> {
                     continue;
                 }
                 let tabu = self.is_tabu(v, b, iter) && self.is_tabu(w, a, iter);
-                consider(
-                    Step::Swap(v, w),
-                    match &self.swaps {
-                        Some(swaps) => swaps.get(v, w),
-                        None => self.delta(v, b, Some((w, a))),
-                    },
-                    tabu,
-                    &mut rng,
-                );
+                let delta = match &self.swaps {
+                    Some(swaps) => swaps.get(v, w),
+                    None => self.delta(v, b, Some((w, a))),
+                };
+                if forced.is_none() && stale(self, v, b) && stale(self, w, a) {
+                    forced = Some((Step::Swap(v, w), delta));
+                }
+                consider(Step::Swap(v, w), delta, tabu, &mut rng);
             }
         }
         self.rng = rng;
-        chosen
+        match (chosen, forced) {
+            (Some((_, d)), Some(f)) if !check::improves(self.score + d, best_score) => Some(f),
+            (chosen, forced) => chosen.or(forced),
+        }
     }
 
     fn apply(&mut self, step: Step, delta: f64, tenure: u64) {
@@ -430,7 +443,8 @@ impl<'a> Tabu<'a> {
             if since_best > stall {
                 since_best = 0;
                 dull_restarts += 1;
-                self.perturb(&best_mapping);
+                // Kicks grow while restarts find nothing, to leave a deep basin.
+                self.perturb(&best_mapping, 1 + (dull_restarts as usize - 1) % 4);
             }
         }
         keeper.offer(&best_mapping);
@@ -493,14 +507,14 @@ impl<'a> Tabu<'a> {
         steps
     }
 
-    /// Restarts from the best mapping with a few random steps that keep capacities.
-    fn perturb(&mut self, best: &[usize]) {
+    /// Restarts from the best mapping with `strength` x n/4 random steps that keep capacities.
+    fn perturb(&mut self, best: &[usize], strength: usize) {
         // The swap table is rebuilt once at the end, not after every kick.
         let swaps = self.swaps.take();
         self.mapping = best.to_vec();
         self.loads = Loads::of(self.p, &self.mapping);
         self.migrations = check::migrations(self.p, &self.mapping);
-        let kicks = (self.movable.len() / 4).max(2);
+        let kicks = (self.movable.len() / 4).max(2) * strength;
         for _ in 0..kicks {
             let v = self.movable[self.rng.usize(..self.movable.len())];
             let w = self.movable[self.rng.usize(..self.movable.len())];
