@@ -8,7 +8,7 @@
 use crate::check::{self, Objective, Solution, EPS};
 use crate::flow::{Flow, Swaps};
 use crate::pairs::{Loads, Pairs};
-use crate::{greedy, route, unroutable, Error, Found, Options, Problem};
+use crate::{exact, greedy, route, unroutable, Error, Found, Options, Problem};
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -135,6 +135,11 @@ impl Keeper<'_> {
         };
         route::reroute(p, self.obj, mapping, &mut paths, self.deadline);
         let score = self.obj.score(check::value(p, self.obj, &paths));
+        self.keep(mapping, score, paths);
+    }
+
+    /// Keeps a routed mapping if it beats the best so far.
+    fn keep(&mut self, mapping: &[usize], score: f64, paths: Vec<Vec<usize>>) {
         if self
             .best
             .as_ref()
@@ -185,6 +190,9 @@ const ROUTE_EACH_MAX: usize = 4096;
 
 /// Long-term aspiration after this many times n^2 iterations (Taillard's RoTS uses 2-10).
 const LONG_TERM: u64 = 5;
+
+/// Exact-routing descents in a row without a better solution before the search stops.
+const DULL_DESCENTS: usize = 30;
 
 /// The largest table of estimates kept (8 bytes each).
 const TERMS_MAX: usize = 1 << 23;
@@ -419,7 +427,13 @@ impl<'a> Tabu<'a> {
         let mut best_mapping = self.mapping.clone();
         let mut best_score = self.score;
         let (mut iter, mut since_best, mut dull_restarts) = (0u64, 0u64, 0u32);
-        while Instant::now() < keeper.deadline && dull_restarts < 200 {
+        // Small problems keep half the time for the exact-routing descent.
+        let now = Instant::now();
+        let stop = match self.route_each {
+            true => now + keeper.deadline.saturating_duration_since(now) / 2,
+            false => keeper.deadline,
+        };
+        while Instant::now() < stop && dull_restarts < 200 {
             iter += 1;
             let Some((step, delta)) = self.best_step(iter, best_score) else {
                 break;
@@ -450,6 +464,65 @@ impl<'a> Tabu<'a> {
         keeper.offer(&best_mapping);
         if self.route_each {
             self.polish(keeper);
+            self.polish_exactly(keeper);
+        }
+    }
+
+    /// Then iterated descents with every mapping routed exactly (`exact::route_exactly`, cut
+    /// off at the score to beat): the heuristic routing misses how demands that share links
+    /// lower each other's residuals, which is all of `tight`. Each descent starts from the
+    /// best mapping kicked by random steps, growing while descents find nothing better.
+    fn polish_exactly(&mut self, keeper: &mut Keeper) {
+        let Some(best) = &keeper.best else { return };
+        let mut start = (best.solution.mapping.clone(), best.score);
+        let mut dull = 0usize;
+        // Like the tabu's restarts, give up after descents that find nothing better.
+        while Instant::now() < keeper.deadline && dull < DULL_DESCENTS {
+            let before = keeper.best.as_ref().map_or(f64::INFINITY, |b| b.score);
+            self.descend_exactly(keeper, std::mem::take(&mut start.0), start.1);
+            let Some(best) = &keeper.best else { return };
+            dull = if check::improves(best.score, before) {
+                0
+            } else {
+                dull + 1
+            };
+            self.perturb(&best.solution.mapping.clone(), 1 + dull % 4);
+            let kicked = self.mapping.clone();
+            let routed =
+                exact::route_exactly(self.p, self.obj, &kicked, f64::INFINITY, keeper.deadline);
+            if let Some((score, paths)) = routed.0 {
+                keeper.keep(&kicked, score, paths);
+                start = (kicked, score);
+            } else {
+                start.0.clone_from(&best.solution.mapping);
+                start.1 = best.score;
+            }
+        }
+    }
+
+    /// First-improvement descent from `mapping` over moves and swaps, routed exactly.
+    fn descend_exactly(&mut self, keeper: &mut Keeper, mut mapping: Vec<usize>, mut score: f64) {
+        'descent: while Instant::now() < keeper.deadline {
+            self.mapping.clone_from(&mapping);
+            self.loads = Loads::of(self.p, &self.mapping);
+            self.migrations = check::migrations(self.p, &self.mapping);
+            for step in self.steps() {
+                let mut next = mapping.clone();
+                match step {
+                    Step::Move(v, h) => next[v] = h,
+                    Step::Swap(v, w) => next.swap(v, w),
+                }
+                let routed = exact::route_exactly(self.p, self.obj, &next, score, keeper.deadline);
+                if let (Some((s, paths)), _) = routed {
+                    keeper.keep(&next, s, paths);
+                    (mapping, score) = (next, s);
+                    continue 'descent;
+                }
+                if Instant::now() >= keeper.deadline {
+                    return;
+                }
+            }
+            return;
         }
     }
 
