@@ -503,15 +503,7 @@ impl<'a> Tabu<'a> {
     /// First-improvement descent from `mapping` over moves and swaps, routed exactly.
     fn descend_exactly(&mut self, keeper: &mut Keeper, mut mapping: Vec<usize>, mut score: f64) {
         'descent: while Instant::now() < keeper.deadline {
-            self.mapping.clone_from(&mapping);
-            self.loads = Loads::of(self.p, &self.mapping);
-            self.migrations = check::migrations(self.p, &self.mapping);
-            for step in self.steps() {
-                let mut next = mapping.clone();
-                match step {
-                    Step::Move(v, h) => next[v] = h,
-                    Step::Swap(v, w) => next.swap(v, w),
-                }
+            for next in self.neighbours(&mapping) {
                 let routed = exact::route_exactly(self.p, self.obj, &next, score, keeper.deadline);
                 if let (Some((s, paths)), _) = routed {
                     keeper.keep(&next, s, paths);
@@ -532,15 +524,7 @@ impl<'a> Tabu<'a> {
         while Instant::now() < keeper.deadline {
             let Some(best) = &keeper.best else { return };
             let (start, score) = (best.solution.mapping.clone(), best.score);
-            self.mapping.clone_from(&start);
-            self.loads = Loads::of(self.p, &self.mapping);
-            self.migrations = check::migrations(self.p, &self.mapping);
-            for step in self.steps() {
-                let mut next = start.clone();
-                match step {
-                    Step::Move(v, h) => next[v] = h,
-                    Step::Swap(v, w) => next.swap(v, w),
-                }
+            for next in self.neighbours(&start) {
                 keeper.offer_new(&next);
                 if Instant::now() >= keeper.deadline {
                     return;
@@ -554,6 +538,22 @@ impl<'a> Tabu<'a> {
                 return;
             }
         }
+    }
+
+    /// Every mapping one move or swap from `start` (which becomes the current mapping).
+    fn neighbours(&mut self, start: &[usize]) -> Vec<Vec<usize>> {
+        self.mapping = start.to_vec();
+        self.loads = Loads::of(self.p, &self.mapping);
+        self.migrations = check::migrations(self.p, &self.mapping);
+        let step_to = |step: Step| {
+            let mut next = start.to_vec();
+            match step {
+                Step::Move(v, h) => next[v] = h,
+                Step::Swap(v, w) => next.swap(v, w),
+            }
+            next
+        };
+        self.steps().into_iter().map(step_to).collect()
     }
 
     /// Every move and swap that keeps capacities and the migration budget.

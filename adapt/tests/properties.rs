@@ -9,6 +9,20 @@ use vnet_adapt::{solve, Error, Options, Problem, Solution, Solver};
 
 const OBJECTIVES: [Objective; 3] = [Objective::Residual, Objective::Tight, Objective::Cost];
 
+/// The links present among `hosts` x `hosts` optional (bw, lat), row-major, as JSON.
+fn links_json(links: &[Option<(u8, u8)>], hosts: usize) -> Vec<Value> {
+    let name = |i: usize| format!("h{i}");
+    links
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let (a, b) = (i / hosts, i % hosts);
+            let (bw, lat) = (*l)?;
+            (a != b).then(|| json!({"from": name(a), "to": name(b), "bw": bw, "lat": lat}))
+        })
+        .collect()
+}
+
 /// 2–3 hosts, 2–4 VMs, some of the six possible links, 1–4 demands.
 fn problems() -> impl Strategy<Value = Value> {
     (2usize..=3, 2usize..=4).prop_flat_map(|(hosts, vms)| {
@@ -25,15 +39,7 @@ fn problems() -> impl Strategy<Value = Value> {
         )
             .prop_map(move |(caps, links, vm_list, demands, max_hops)| {
                 let name = |i: usize| format!("h{i}");
-                let links: Vec<Value> = links
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, l)| {
-                        let (a, b) = (i / hosts, i % hosts);
-                        let (bw, lat) = (*l)?;
-                        (a != b).then(|| json!({"from": name(a), "to": name(b), "bw": bw, "lat": lat}))
-                    })
-                    .collect();
+                let links = links_json(&links, hosts);
                 let demands: Vec<Value> = demands
                     .iter()
                     .map(|&(s, off, bw, lat)| {
@@ -191,15 +197,7 @@ fn assignment_problems() -> impl Strategy<Value = Value> {
             .prop_map(move |(links, vm_list, demands, max_hops)| {
                 let name = |i: usize| format!("h{i}");
                 let vms = vm_list.len();
-                let links: Vec<Value> = links
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, l)| {
-                        let (a, b) = (i / hosts, i % hosts);
-                        let (bw, lat) = (*l)?;
-                        (a != b).then(|| json!({"from": name(a), "to": name(b), "bw": bw, "lat": lat}))
-                    })
-                    .collect();
+                let links = links_json(&links, hosts);
                 let demands: Vec<Value> = demands
                     .iter()
                     .map(|&(s, off, bw, lat)| {
