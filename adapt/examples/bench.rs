@@ -5,6 +5,9 @@
 //!       in this repository) as GAPVEE problems: one VM per host, max_hops 1, cost objective.
 //!   cargo run --release -p vnet-adapt --example bench -- random [COUNT]
 //!       seeded random GAPVEE problems small enough for exact to prove: gaps to the optimum.
+//!   cargo run --release -p vnet-adapt --example bench -- prove DIR [MAX_N] [SECONDS]
+//!       the exact solver on the QAPLIB instances up to MAX_N, with the per-demand bound alone
+//!       and with the Gilmore–Lawler bound: nodes, time to prove, root bound / optimum.
 //!   cargo run --release -p vnet-adapt --example bench -- scale
 //!       64 VMs on 32 hosts with 300 demands, and the sizes around it.
 
@@ -22,7 +25,14 @@ fn main() {
         ),
         Some("random") => random(arg(1).map_or(20, |s| s.parse().expect("count"))),
         Some("scale") => scale(),
-        _ => eprintln!("usage: bench qap DIR [SECONDS] | random [COUNT] | scale"),
+        Some("prove") => prove(
+            arg(1).expect("a directory of QAPLIB .dat files"),
+            arg(2).map_or(12, |s| s.parse().expect("largest n")),
+            arg(3).map_or(20.0, |s| s.parse().expect("seconds")),
+        ),
+        _ => eprintln!(
+            "usage: bench qap DIR [SECONDS] | random [COUNT] | scale | prove DIR [MAX_N] [SECONDS]"
+        ),
     }
 }
 
@@ -53,14 +63,17 @@ fn numbers(text: &str) -> Vec<f64> {
 
 /// A QAPLIB instance as GAPVEE: VM i has flow A[i][j] to VM j, host k is at distance B[k][l]
 /// from host l, every host holds one VM; `cost` is then sum A[i][j] B[p(i)][p(j)].
-fn qap_problem(text: &str) -> Option<(usize, Problem)> {
+/// Some copies put the optimum after n (`n opt`, then the matrices): it is returned too.
+fn qap_problem(text: &str) -> Option<(usize, Problem, Option<f64>)> {
     let nums = numbers(text);
     let n = *nums.first()? as usize;
-    if nums.len() < 1 + 2 * n * n {
-        return None;
-    }
-    let a = &nums[1..1 + n * n];
-    let b = &nums[1 + n * n..1 + 2 * n * n];
+    let (skip, opt) = match nums.len().checked_sub(1 + 2 * n * n)? {
+        0 => (1, None),
+        1 => (2, Some(nums[1])),
+        _ => return None,
+    };
+    let a = &nums[skip..skip + n * n];
+    let b = &nums[skip + n * n..skip + 2 * n * n];
     // A linear term (both diagonals non-zero) has no GAPVEE counterpart.
     if (0..n).any(|i| a[i * n + i] != 0.0) && (0..n).any(|k| b[k * n + k] != 0.0) {
         return None;
@@ -83,7 +96,7 @@ fn qap_problem(text: &str) -> Option<(usize, Problem)> {
         "vms": (0..n).map(|i| json!({"name": format!("v{i}"), "host": format!("h{i}"), "compute": 1})).collect::<Vec<_>>(),
         "links": links, "demands": demands, "max_hops": 1,
     });
-    Some((n, Problem::from_json(&doc.to_string()).ok()?))
+    Some((n, Problem::from_json(&doc.to_string()).ok()?, opt))
 }
 
 fn gap(value: f64, best: f64) -> f64 {
@@ -91,6 +104,82 @@ fn gap(value: f64, best: f64) -> f64 {
         return if value == 0.0 { 0.0 } else { f64::INFINITY };
     }
     100.0 * (value - best) / best.abs()
+}
+
+/// Every `NAME.dat` in `dir` that reads as a QAP of at most `max_n`, by size, with the
+/// optimum of `NAME.sln` when there is one.
+fn instances(dir: &str, max_n: usize) -> Vec<(usize, String, Option<f64>, Problem)> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("the QAPLIB directory") {
+        let name = entry.expect("a directory entry").file_name();
+        let Some(name) = name.to_str().and_then(|n| n.strip_suffix(".dat")) else {
+            continue;
+        };
+        let dat = std::fs::read_to_string(format!("{dir}/{name}.dat")).expect("an instance");
+        let opt = std::fs::read_to_string(format!("{dir}/{name}.sln"))
+            .ok()
+            .and_then(|s| numbers(&s).get(1).copied());
+        match qap_problem(&dat) {
+            Some((n, p, inline)) if n <= max_n => {
+                rows.push((n, name.to_string(), opt.or(inline), p))
+            }
+            Some(_) => {}
+            None => eprintln!("{name}: skipped (linear terms or unreadable)"),
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    rows
+}
+
+fn prove(dir: &str, max_n: usize, seconds: f64) {
+    println!("| instance | n | optimum | per-demand: nodes, s, root/opt | Gilmore–Lawler: nodes, s, root/opt | nodes ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let o = Options {
+        objective: Objective::Cost,
+        solver: Solver::Exact,
+        time_limit: Duration::from_secs_f64(seconds),
+        ..Options::default()
+    };
+    for (n, name, opt, p) in instances(dir, max_n) {
+        let mut cells = Vec::new();
+        let mut nodes = Vec::new();
+        let mut best = opt;
+        for gl in [false, true] {
+            let deadline = Instant::now() + o.time_limit;
+            match vnet_adapt::exact::prove(&p, &o, deadline, gl) {
+                Ok((found, stats)) => {
+                    if found.optimal {
+                        if opt.is_some_and(|o| (o - found.score).abs() > 1e-6) {
+                            eprintln!(
+                                "{name}: exact proved {} but the optimum is {opt:?}",
+                                found.score
+                            );
+                        }
+                        best = best.or(Some(found.score));
+                    }
+                    if opt.is_some_and(|o| stats.root > o + 1e-6) {
+                        eprintln!("{name}: root bound {} above the optimum", stats.root);
+                    }
+                    let proof = if found.optimal { "" } else { " (limit)" };
+                    cells.push((stats, proof));
+                    nodes.push(stats.nodes as f64);
+                }
+                Err(e) => eprintln!("{name}: {e}"),
+            }
+        }
+        let Some(opt) = best else { continue };
+        let cell = |(s, proof): &(vnet_adapt::exact::Stats, &str)| {
+            format!("{}{proof}, {:.3}, {:.3}", s.nodes, s.seconds, s.root / opt)
+        };
+        if let [a, b] = &cells[..] {
+            println!(
+                "| {name} | {n} | {opt} | {} | {} | {:.1}x |",
+                cell(a),
+                cell(b),
+                nodes[0] / nodes[1]
+            );
+        }
+    }
 }
 
 fn qap(dir: &str, seconds: f64) {
@@ -119,7 +208,7 @@ fn qap(dir: &str, seconds: f64) {
         let Some(&opt) = numbers(&sln).get(1) else {
             continue;
         };
-        let Some((n, p)) = qap_problem(&dat) else {
+        let Some((n, p, _)) = qap_problem(&dat) else {
             eprintln!("{name}: skipped (linear terms or unreadable)");
             continue;
         };

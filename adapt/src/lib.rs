@@ -3,9 +3,11 @@
 //! heuristics, a tabu search that starts from them, and an exact branch and bound. No IO.
 
 pub mod answer;
+mod assign;
 pub mod check;
 pub mod exact;
 pub mod flow;
+mod gilmore;
 pub mod greedy;
 pub mod model;
 pub mod pairs;

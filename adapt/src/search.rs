@@ -8,7 +8,7 @@
 use crate::check::{self, Objective, Solution, EPS};
 use crate::flow::{Flow, Swaps};
 use crate::pairs::{Loads, Pairs};
-use crate::{greedy, route, unroutable, Error, Found, Options, Problem};
+use crate::{exact, greedy, route, unroutable, Error, Found, Options, Problem};
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -135,6 +135,11 @@ impl Keeper<'_> {
         };
         route::reroute(p, self.obj, mapping, &mut paths, self.deadline);
         let score = self.obj.score(check::value(p, self.obj, &paths));
+        self.keep(mapping, score, paths);
+    }
+
+    /// Keeps a routed mapping if it beats the best so far.
+    fn keep(&mut self, mapping: &[usize], score: f64, paths: Vec<Vec<usize>>) {
         if self
             .best
             .as_ref()
@@ -176,10 +181,18 @@ struct Tabu<'a> {
     /// Small problems route every mapping visited: the estimate ignores how demands share
     /// links, and there routing is cheap.
     route_each: bool,
+    /// Iterations after which an unused swap is forced (long-term aspiration).
+    long_term: u64,
 }
 
 /// The most demand x link pairs for which every visited mapping is routed.
 const ROUTE_EACH_MAX: usize = 4096;
+
+/// Long-term aspiration after this many times n^2 iterations (Taillard's RoTS uses 2-10).
+const LONG_TERM: u64 = 5;
+
+/// Exact-routing descents in a row without a better solution before the search stops.
+const DULL_DESCENTS: usize = 30;
 
 /// The largest table of estimates kept (8 bytes each).
 const TERMS_MAX: usize = 1 << 23;
@@ -220,6 +233,7 @@ impl<'a> Tabu<'a> {
             flow: Flow::new(p, o.objective, pairs),
             route_each: false,
             swaps: None,
+            long_term: LONG_TERM * (p.vms.len() * p.vms.len()) as u64,
         };
         tabu.swaps = tabu.flow.as_ref().map(|f| Swaps::new(f, &tabu.mapping));
         tabu.route_each = !tabu.exact_estimate && p.demands.len() * p.links.len() <= ROUTE_EACH_MAX;
@@ -309,9 +323,14 @@ impl<'a> Tabu<'a> {
     }
 
     /// The best admissible step: not tabu, or better than the best score seen (aspiration).
+    /// A step whose every part was last undone more than `long` iterations ago is taken at
+    /// once (Taillard's long-term aspiration: it diversifies where restarts alone stall).
     fn best_step(&mut self, iter: u64, best_score: f64) -> Option<(Step, f64)> {
         let hosts = self.p.hosts.len();
         let mut chosen: Option<(Step, f64)> = None;
+        let mut forced: Option<(Step, f64)> = None;
+        let long = self.long_term;
+        let stale = |t: &Tabu, v: usize, h: usize| t.tabu[v * hosts + h] + long < iter;
         let mut ties = 0u32;
         let mut consider = |step: Step, delta: f64, tabu: bool, rng: &mut fastrand::Rng| {
             let aspired = check::improves(self.score + delta, best_score);
@@ -355,19 +374,21 @@ impl<'a> Tabu<'a> {
                     continue;
                 }
                 let tabu = self.is_tabu(v, b, iter) && self.is_tabu(w, a, iter);
-                consider(
-                    Step::Swap(v, w),
-                    match &self.swaps {
-                        Some(swaps) => swaps.get(v, w),
-                        None => self.delta(v, b, Some((w, a))),
-                    },
-                    tabu,
-                    &mut rng,
-                );
+                let delta = match &self.swaps {
+                    Some(swaps) => swaps.get(v, w),
+                    None => self.delta(v, b, Some((w, a))),
+                };
+                if forced.is_none() && stale(self, v, b) && stale(self, w, a) {
+                    forced = Some((Step::Swap(v, w), delta));
+                }
+                consider(Step::Swap(v, w), delta, tabu, &mut rng);
             }
         }
         self.rng = rng;
-        chosen
+        match (chosen, forced) {
+            (Some((_, d)), Some(f)) if !check::improves(self.score + d, best_score) => Some(f),
+            (chosen, forced) => chosen.or(forced),
+        }
     }
 
     fn apply(&mut self, step: Step, delta: f64, tenure: u64) {
@@ -406,7 +427,13 @@ impl<'a> Tabu<'a> {
         let mut best_mapping = self.mapping.clone();
         let mut best_score = self.score;
         let (mut iter, mut since_best, mut dull_restarts) = (0u64, 0u64, 0u32);
-        while Instant::now() < keeper.deadline && dull_restarts < 200 {
+        // Small problems keep half the time for the exact-routing descent.
+        let now = Instant::now();
+        let stop = match self.route_each {
+            true => now + keeper.deadline.saturating_duration_since(now) / 2,
+            false => keeper.deadline,
+        };
+        while Instant::now() < stop && dull_restarts < 200 {
             iter += 1;
             let Some((step, delta)) = self.best_step(iter, best_score) else {
                 break;
@@ -430,12 +457,64 @@ impl<'a> Tabu<'a> {
             if since_best > stall {
                 since_best = 0;
                 dull_restarts += 1;
-                self.perturb(&best_mapping);
+                // Kicks grow while restarts find nothing, to leave a deep basin.
+                self.perturb(&best_mapping, 1 + (dull_restarts as usize - 1) % 4);
             }
         }
         keeper.offer(&best_mapping);
         if self.route_each {
             self.polish(keeper);
+            self.polish_exactly(keeper);
+        }
+    }
+
+    /// Then iterated descents with every mapping routed exactly (`exact::route_exactly`, cut
+    /// off at the score to beat): the heuristic routing misses how demands that share links
+    /// lower each other's residuals, which is all of `tight`. Each descent starts from the
+    /// best mapping kicked by random steps, growing while descents find nothing better.
+    fn polish_exactly(&mut self, keeper: &mut Keeper) {
+        let Some(best) = &keeper.best else { return };
+        let mut start = (best.solution.mapping.clone(), best.score);
+        let mut dull = 0usize;
+        // Like the tabu's restarts, give up after descents that find nothing better.
+        while Instant::now() < keeper.deadline && dull < DULL_DESCENTS {
+            let before = keeper.best.as_ref().map_or(f64::INFINITY, |b| b.score);
+            self.descend_exactly(keeper, std::mem::take(&mut start.0), start.1);
+            let Some(best) = &keeper.best else { return };
+            dull = if check::improves(best.score, before) {
+                0
+            } else {
+                dull + 1
+            };
+            self.perturb(&best.solution.mapping.clone(), 1 + dull % 4);
+            let kicked = self.mapping.clone();
+            let routed =
+                exact::route_exactly(self.p, self.obj, &kicked, f64::INFINITY, keeper.deadline);
+            if let Some((score, paths)) = routed.0 {
+                keeper.keep(&kicked, score, paths);
+                start = (kicked, score);
+            } else {
+                start.0.clone_from(&best.solution.mapping);
+                start.1 = best.score;
+            }
+        }
+    }
+
+    /// First-improvement descent from `mapping` over moves and swaps, routed exactly.
+    fn descend_exactly(&mut self, keeper: &mut Keeper, mut mapping: Vec<usize>, mut score: f64) {
+        'descent: while Instant::now() < keeper.deadline {
+            for next in self.neighbours(&mapping) {
+                let routed = exact::route_exactly(self.p, self.obj, &next, score, keeper.deadline);
+                if let (Some((s, paths)), _) = routed {
+                    keeper.keep(&next, s, paths);
+                    (mapping, score) = (next, s);
+                    continue 'descent;
+                }
+                if Instant::now() >= keeper.deadline {
+                    return;
+                }
+            }
+            return;
         }
     }
 
@@ -445,15 +524,7 @@ impl<'a> Tabu<'a> {
         while Instant::now() < keeper.deadline {
             let Some(best) = &keeper.best else { return };
             let (start, score) = (best.solution.mapping.clone(), best.score);
-            self.mapping.clone_from(&start);
-            self.loads = Loads::of(self.p, &self.mapping);
-            self.migrations = check::migrations(self.p, &self.mapping);
-            for step in self.steps() {
-                let mut next = start.clone();
-                match step {
-                    Step::Move(v, h) => next[v] = h,
-                    Step::Swap(v, w) => next.swap(v, w),
-                }
+            for next in self.neighbours(&start) {
                 keeper.offer_new(&next);
                 if Instant::now() >= keeper.deadline {
                     return;
@@ -467,6 +538,22 @@ impl<'a> Tabu<'a> {
                 return;
             }
         }
+    }
+
+    /// Every mapping one move or swap from `start` (which becomes the current mapping).
+    fn neighbours(&mut self, start: &[usize]) -> Vec<Vec<usize>> {
+        self.mapping = start.to_vec();
+        self.loads = Loads::of(self.p, &self.mapping);
+        self.migrations = check::migrations(self.p, &self.mapping);
+        let step_to = |step: Step| {
+            let mut next = start.to_vec();
+            match step {
+                Step::Move(v, h) => next[v] = h,
+                Step::Swap(v, w) => next.swap(v, w),
+            }
+            next
+        };
+        self.steps().into_iter().map(step_to).collect()
     }
 
     /// Every move and swap that keeps capacities and the migration budget.
@@ -493,14 +580,14 @@ impl<'a> Tabu<'a> {
         steps
     }
 
-    /// Restarts from the best mapping with a few random steps that keep capacities.
-    fn perturb(&mut self, best: &[usize]) {
+    /// Restarts from the best mapping with `strength` x n/4 random steps that keep capacities.
+    fn perturb(&mut self, best: &[usize], strength: usize) {
         // The swap table is rebuilt once at the end, not after every kick.
         let swaps = self.swaps.take();
         self.mapping = best.to_vec();
         self.loads = Loads::of(self.p, &self.mapping);
         self.migrations = check::migrations(self.p, &self.mapping);
-        let kicks = (self.movable.len() / 4).max(2);
+        let kicks = (self.movable.len() / 4).max(2) * strength;
         for _ in 0..kicks {
             let v = self.movable[self.rng.usize(..self.movable.len())];
             let w = self.movable[self.rng.usize(..self.movable.len())];

@@ -9,6 +9,20 @@ use vnet_adapt::{solve, Error, Options, Problem, Solution, Solver};
 
 const OBJECTIVES: [Objective; 3] = [Objective::Residual, Objective::Tight, Objective::Cost];
 
+/// The links present among `hosts` x `hosts` optional (bw, lat), row-major, as JSON.
+fn links_json(links: &[Option<(u8, u8)>], hosts: usize) -> Vec<Value> {
+    let name = |i: usize| format!("h{i}");
+    links
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let (a, b) = (i / hosts, i % hosts);
+            let (bw, lat) = (*l)?;
+            (a != b).then(|| json!({"from": name(a), "to": name(b), "bw": bw, "lat": lat}))
+        })
+        .collect()
+}
+
 /// 2–3 hosts, 2–4 VMs, some of the six possible links, 1–4 demands.
 fn problems() -> impl Strategy<Value = Value> {
     (2usize..=3, 2usize..=4).prop_flat_map(|(hosts, vms)| {
@@ -25,15 +39,7 @@ fn problems() -> impl Strategy<Value = Value> {
         )
             .prop_map(move |(caps, links, vm_list, demands, max_hops)| {
                 let name = |i: usize| format!("h{i}");
-                let links: Vec<Value> = links
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, l)| {
-                        let (a, b) = (i / hosts, i % hosts);
-                        let (bw, lat) = (*l)?;
-                        (a != b).then(|| json!({"from": name(a), "to": name(b), "bw": bw, "lat": lat}))
-                    })
-                    .collect();
+                let links = links_json(&links, hosts);
                 let demands: Vec<Value> = demands
                     .iter()
                     .map(|&(s, off, bw, lat)| {
@@ -170,6 +176,70 @@ proptest! {
             if let (Some(s), Some(t)) = (scores[1], truth) {
                 prop_assert!(s >= t - 1e-9, "{:?}: search {} beats the optimum {}", obj, s, t);
             }
+        }
+    }
+}
+
+/// Quadratic-assignment-shaped problems, where exact uses the Gilmore–Lawler bound: every host
+/// holds one VM, `cost`; some links missing, pins, latency bounds, narrow links and two hops
+/// keep the bound's shortcuts (least latency, no sharing) honest.
+fn assignment_problems() -> impl Strategy<Value = Value> {
+    (3usize..=4).prop_flat_map(|hosts| {
+        let link = proptest::option::weighted(0.85, (1u8..=6, 1u8..=9));
+        let vm = (proptest::bool::weighted(0.15), 0..hosts);
+        let demand = (0..hosts, 1..hosts, 1u8..=4, proptest::option::weighted(0.2, 2u8..=12));
+        (
+            proptest::collection::vec(link, hosts * hosts),
+            proptest::collection::vec(vm, 2..=hosts),
+            proptest::collection::vec(demand, 1..=5),
+            1usize..=2,
+        )
+            .prop_map(move |(links, vm_list, demands, max_hops)| {
+                let name = |i: usize| format!("h{i}");
+                let vms = vm_list.len();
+                let links = links_json(&links, hosts);
+                let demands: Vec<Value> = demands
+                    .iter()
+                    .map(|&(s, off, bw, lat)| {
+                        let (s, d) = (s % vms, (s + off) % vms);
+                        json!({"src": format!("v{s}"), "dst": format!("v{d}"), "bw": bw, "lat": lat})
+                    })
+                    .filter(|d| d["src"] != d["dst"])
+                    .collect();
+                json!({
+                    "hosts": (0..hosts).map(|i| json!({"name": name(i), "compute": 1})).collect::<Vec<_>>(),
+                    "links": links,
+                    // VM i starts on host i, so the current placement fits; some are pinned.
+                    "vms": vm_list.iter().enumerate().map(|(i, &(pinned, _))| json!({
+                        "name": format!("v{i}"), "host": name(i), "pinned": pinned, "compute": 1})).collect::<Vec<_>>(),
+                    "demands": demands,
+                    "max_hops": max_hops,
+                })
+            })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
+
+    #[test]
+    fn exact_with_the_assignment_bound_equals_enumeration(doc in assignment_problems()) {
+        let p = Problem::from_json(&doc.to_string()).expect("generated problems are well formed");
+        let truth = enumerate(&p, Objective::Cost, None);
+        match solve(&p, &options(Objective::Cost, Solver::Exact, None)) {
+            Ok(a) => {
+                prop_assert!(a.optimal);
+                let t = truth.expect("exact found a solution, so the enumeration does");
+                prop_assert!((a.value - t).abs() < 1e-9, "exact {} != enumeration {}", a.value, t);
+                // The search's first incumbent is often optimal already, so a wrong bound
+                // would only prune: check the bound itself against the optimum.
+                let o = options(Objective::Cost, Solver::Exact, None);
+                let deadline = std::time::Instant::now() + o.time_limit;
+                let (_, stats) = vnet_adapt::exact::prove(&p, &o, deadline, true).expect("solved once");
+                prop_assert!(stats.root <= t + 1e-9, "root bound {} above the optimum {}", stats.root, t);
+            }
+            Err(Error::Infeasible(why)) => prop_assert!(truth.is_none(), "exact: {why}; enumeration {truth:?}"),
+            Err(e) => prop_assert!(false, "{e}"),
         }
     }
 }
