@@ -347,6 +347,36 @@ fn adapt_apply_moves_a_running_vm_and_its_traffic_follows() {
     let proposal: serde_json::Value = serde_json::from_str(&stdout(&dry)).expect("json");
     assert_eq!(proposal["mapping"]["vm1"], c.as_str(), "{proposal}");
     assert_eq!(reg.get("vm1").unwrap().unwrap().host, a);
+    // Without a saved measurement, adapt probes the running daemons itself: every ordered
+    // pair of the three gets a link with a bandwidth and a latency.
+    let saved = w.path("live-problem.json").to_string_lossy().into_owned();
+    let probed = w.vnetc(&[
+        "adapt",
+        &file,
+        "--infer",
+        &infer,
+        "--probe-duration",
+        "200ms",
+        "--save-problem",
+        &saved,
+        "--state-dir",
+        &state_s,
+        "--format",
+        "json",
+    ]);
+    expect_code(&probed, 0);
+    let problem: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("saved problem"))
+            .expect("problem json");
+    let links = problem["links"].as_array().expect("links");
+    assert_eq!(links.len(), 6, "{problem}");
+    assert!(
+        links
+            .iter()
+            .all(|l| l["bw"].as_f64().is_some_and(|b| b > 0.0)
+                && l["lat"].as_f64().is_some_and(|x| x >= 0.0)),
+        "{problem}"
+    );
 
     let vm2 = start_vm(1, M2, &b, &controls[1]);
     let vm1 = start_vm(0, M1, &a, &controls[0]);
@@ -592,10 +622,11 @@ fn the_proposal_checks_and_bad_inputs_are_named() {
         "{}",
         stderr(&out)
     );
+    // Without --measure, the daemons are probed now; they are not running.
     let out = run(&["--infer", &infer]);
-    expect_code(&out, 2);
+    expect_code(&out, 1);
     assert!(
-        stderr(&out).contains("--measure is needed"),
+        stderr(&out).contains("without the underlay measurement"),
         "{}",
         stderr(&out)
     );

@@ -16,6 +16,7 @@ use serde_json::json;
 use std::time::Duration;
 use vnet_adapt::{Answer, Error, Objective, Options, Problem, Solver};
 use vnet_grammar::model::State;
+use vnet_underlay::estimate::Measurement;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ObjectiveArg {
@@ -71,9 +72,13 @@ pub struct Args {
     /// FILE: VTTIF's detection threshold when asking the Proxy (0 to 1).
     #[arg(long, value_name = "F", default_value_t = 0.1)]
     pub threshold: f64,
-    /// FILE: the underlay measurement saved from `vnetc measure FILE --format json`.
+    /// FILE: the underlay measurement saved from `vnetc measure FILE --format json` [default:
+    /// measure now, as `vnetc measure FILE` does, every ordered pair for --probe-duration].
     #[arg(long, value_name = "MEASUREMENT.json", requires = "file")]
     pub measure: Option<String>,
+    /// FILE: how long each directed probe runs when measuring now.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub probe_duration: Duration,
     /// FILE: each host's compute capacity in VMs [default: the most registered VMs any host
     /// runs now, at least 1].
     #[arg(long, value_name = "N", requires = "file")]
@@ -166,11 +171,8 @@ fn read_json<T: serde::de::DeserializeOwned>(
     flag: &str,
     command: &str,
 ) -> Result<T, Failure> {
-    let path = path.ok_or_else(|| {
-        usage(format!(
-            "{flag} is needed: this build cannot ask the daemons yet; save `{command}` and pass it"
-        ))
-    })?;
+    let path =
+        path.ok_or_else(|| usage(format!("{flag} is needed: save `{command}` and pass it")))?;
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{path}: {e}")))?;
     let mut de = serde_json::Deserializer::from_str(&text);
     serde_path_to_error::deserialize(&mut de)
@@ -187,6 +189,22 @@ fn ask_proxy(args: &Args, state: &State) -> Result<vnet_vttif::Answer, Failure> 
         .map_err(|e| daemons_failed(&[e], "error: cannot adapt without VTTIF's answer"))
 }
 
+/// The underlay now, probed between FILE's daemons (`live::measure`, as `vnetc measure`).
+fn measure_now(args: &Args, state: &State) -> Result<Measurement, Failure> {
+    let key = args.control.load_key().map_err(usage)?;
+    let opts = crate::live::measure::Options {
+        pairs: crate::live::measure::Pairs::All,
+        duration: args.probe_duration,
+        connect_timeout: args.control.connect_timeout,
+    };
+    let outcome = crate::live::measure::run(state, &key, &opts)
+        .map_err(|e| daemons_failed(&e, "error: cannot adapt without the underlay measurement"))?;
+    for pair in &outcome.unmeasured {
+        eprintln!("warning: not measured: {pair}");
+    }
+    Ok(outcome.measurement)
+}
+
 fn live(args: &Args, file: &str, options: &Options, color: bool) -> Outcome {
     let (_, analysis) = load_clean(file, color)?;
     let state = analysis.state;
@@ -200,11 +218,14 @@ fn live(args: &Args, file: &str, options: &Options, color: bool) -> Outcome {
         )?,
         None => ask_proxy(args, &state)?,
     };
-    let measured = read_json(
-        args.measure.as_ref(),
-        "--measure",
-        "vnetc measure FILE --format json",
-    )?;
+    let measured = match &args.measure {
+        Some(_) => read_json(
+            args.measure.as_ref(),
+            "--measure",
+            "vnetc measure FILE --format json",
+        )?,
+        None => measure_now(args, &state)?,
+    };
     let settings = Settings {
         vms_per_host: args.vms_per_host,
         max_hops: args.max_hops,
