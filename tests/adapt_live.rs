@@ -214,21 +214,6 @@ fn adapt_args(file: &str, infer: &str, measure: &str, state: &str) -> Vec<String
     args.iter().chain(&more).map(|s| s.to_string()).collect()
 }
 
-fn patterns_path() -> PathBuf {
-    let path = vnetc_path().with_file_name("vnet-patterns");
-    if !path.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "vnet-patterns", "--bin", "vnet-patterns"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success() && path.is_file());
-    }
-    path
-}
-
 /// A `vnet-patterns vm` process, killed on drop unless finished.
 struct PatternsVm(Option<Child>);
 

@@ -7,35 +7,8 @@ mod live_common;
 
 use live_common::*;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// `vnet-patterns` beside `vnetc`, built when missing (as `vnetd_path`).
-fn patterns_path() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let path = vnetc_path().with_file_name("vnet-patterns");
-            if !path.is_file() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let mut cmd = Command::new(cargo);
-                cmd.args(["build", "-p", "vnet-patterns", "--bin", "vnet-patterns"])
-                    .current_dir(env!("CARGO_MANIFEST_DIR"));
-                if !cfg!(debug_assertions) {
-                    cmd.arg("--release");
-                }
-                let status = cmd.status().expect("run cargo build for vnet-patterns");
-                assert!(
-                    status.success() && path.is_file(),
-                    "no vnet-patterns binary"
-                );
-            }
-            path
-        })
-        .clone()
-}
 
 /// A star of `ranks + 1` daemons on 127.NET.0.x: the Proxy, and one host per rank whose
 /// interface `vmI` is a `dgram` interface at 127.NET.0.(I+1):6000 serving VM I (MAC `mac(I)`).
