@@ -262,8 +262,12 @@ fn a_probe_between_two_daemons_sees_the_emulated_delay() {
     // One way shaped: the round trip is 30 ms, the one-way estimate half of it.
     let lat = r.lat_ms.expect("echoes came back");
     assert!((lat - 15.0).abs() < 1.5, "{r:?}");
+    // The train sees the shaped rate, not loopback's Gbit/s. The bound is wider above than
+    // below: on a loaded machine the shaper's release thread wakes late and lets a burst
+    // through, which the dispersion fit reads as a higher rate (seen: 25 Mbit/s at load 4).
+    // The estimator's accuracy against a real bottleneck is `tests/measure.rs`'s job.
     let bw = r.bw_mbps.expect("trains arrived");
-    assert!((bw - 20.0).abs() < 4.0, "{r:?}");
+    assert!((16.0..=27.0).contains(&bw), "{r:?}");
     assert!(r.echoes_back * 20 >= r.echoes_sent * 19, "{r:?}");
 }
 
