@@ -117,10 +117,10 @@ fn probe_pair(
     let fail = |host: &str, what: &str, e: &dyn std::fmt::Display| {
         DaemonError::new(host, format!("{what}: {e}"))
     };
-    let ttl = duration + Duration::from_secs(10);
-    let served = lock(to)
-        .client
-        .probe_serve(&a.machine, &token, ttl)
+    // The probe starts right after the socket opens; a short life keeps the daemon's few probe
+    // sockets free for the next rounds (it serves at most 8 at once).
+    let ttl = duration + Duration::from_secs(2);
+    let served = serve(to, &a.machine, &token, ttl)
         .map_err(|e| fail(&b.machine, "cannot serve a probe", &e))?;
     let addr = reachable(&served, &b).map_err(|e| fail(&b.machine, "probe address", &e))?;
     let r = lock(from)
@@ -128,6 +128,29 @@ fn probe_pair(
         .probe(&b.machine, &addr.to_string(), &token, duration)
         .map_err(|e| fail(&a.machine, &format!("probing {}", b.machine), &e))?;
     Ok(link(&a.machine, &b.machine, &r))
+}
+
+/// Asks `to` to open a probe socket for `peer`. A daemon whose probe sockets are all in use
+/// says "try again later": that is retried for a few seconds, as the earlier rounds' sockets
+/// time out.
+fn serve(
+    to: &Mutex<Session>,
+    peer: &str,
+    token: &str,
+    ttl: Duration,
+) -> Result<String, vnet_proto::client::ClientError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match lock(to).client.probe_serve(peer, token, ttl) {
+            Err(e)
+                if e.to_string().contains("try again later")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The probe socket's address as the prober reaches it: a daemon listening on every address
