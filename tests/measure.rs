@@ -64,6 +64,19 @@ fn measure_sees_the_emulated_underlay_and_nothing_where_it_is_off() {
         c.set_underlay(BTreeMap::from([(addrs[peer].clone(), shape)]))
             .expect("set underlay");
     }
+    // `vnetc show` says which daemons emulate what, in JSON and as comments after the program.
+    let shown = w.vnetc(&["show", &file, "--format", "json"]);
+    expect_code(&shown, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&shown)).expect("show json");
+    let delay = &v["underlay"][&addrs[0]]["peers"][&addrs[1]]["delay_ms"];
+    assert_eq!(delay.as_f64(), Some(20.0), "{v}");
+    assert!(v["underlay"].get(&addrs[2]).is_none(), "{v}");
+    let text = stdout(&w.vnetc(&["show", &file]));
+    let line = format!(
+        "#   {} -> {}: delay 20 ms, rate 50 Mbit/s",
+        addrs[1], addrs[0]
+    );
+    assert!(text.contains(&line), "{text}");
     // The emulated link is a user-space timer: on this shared 2-core machine at load 15 a
     // whole measurement is sometimes scheduled late throughout. One more measurement is
     // allowed; wrong shaping fails both.

@@ -24,11 +24,10 @@ pub struct Args {
 pub fn run(args: Args, color: bool) -> Outcome {
     let (_, analysis) = load_clean(&args.file, color)?;
     let key = args.control.load_key().map_err(usage)?;
-    let (mut sessions, live) =
-        fetch::fetch(&analysis.state.hosts, &key, args.control.connect_timeout)
-            .map_err(|e| daemons_failed(&e, "error: cannot show the live state"))?;
+    let (_, live) = fetch::fetch(&analysis.state.hosts, &key, args.control.connect_timeout)
+        .map_err(|e| daemons_failed(&e, "error: cannot show the live state"))?;
     warn_drift(&live.drift);
-    let underlay = emulated_underlay(&mut sessions);
+    let underlay = emulated_underlay(&live);
     let text = match args.format {
         StateFormat::Vnet => {
             let mut text = live.state.to_program();
@@ -50,14 +49,12 @@ pub fn run(args: Args, color: bool) -> Outcome {
     write_output(None, text.as_bytes())
 }
 
-/// The emulated underlay of each daemon that has one (SPEC 5.4), by daemon.
-fn emulated_underlay(sessions: &mut [fetch::Session]) -> BTreeMap<String, UnderlayState> {
-    sessions
-        .iter_mut()
-        .filter_map(|s| {
-            let u = s.client.status().ok()?.underlay?;
-            Some((s.host.machine.clone(), u))
-        })
+/// The emulated underlay of each daemon that has one (SPEC 5.4), by daemon, as the fetch read
+/// it from the daemons' status.
+fn emulated_underlay(live: &fetch::Live) -> BTreeMap<String, UnderlayState> {
+    live.snapshots
+        .iter()
+        .filter_map(|(name, s)| Some((name.clone(), s.underlay.clone()?)))
         .collect()
 }
 

@@ -6,7 +6,7 @@ use super::{hosts, parallel, DaemonError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vnet_grammar::model::{HostDef, LinkDef, LinkKey, RuleDef, State, Target};
-use vnet_proto::control::{ErrorCode, LeaseInfo, LinkSecurity, LinkSpec};
+use vnet_proto::control::{ErrorCode, LeaseInfo, LinkSecurity, LinkSpec, UnderlayState};
 use vnet_proto::{Client, ClientError, Key};
 
 /// An open control connection to the daemon of one HOST line.
@@ -16,7 +16,7 @@ pub struct Session {
 }
 
 /// One daemon's tables as read at one generation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub daemon: String,
     pub instance: String,
@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub insecure_links: bool,
     /// The security state of its links that are up, by pair.
     pub security: BTreeMap<LinkKey, LinkSecurity>,
+    /// Its emulated underlay, when one is configured (for demos and experiments).
+    pub underlay: Option<UnderlayState>,
 }
 
 /// The live daemons of a file's HOST lines, as the model sees them.
@@ -174,6 +176,7 @@ pub fn snapshot(
             public_key: after.public_key,
             insecure_links: after.insecure_links,
             security,
+            underlay: after.underlay,
         });
     }
     Err(DaemonError::new(
@@ -334,6 +337,7 @@ mod tests {
             public_key: None,
             insecure_links: false,
             security: BTreeMap::new(),
+            underlay: None,
         }
     }
 
