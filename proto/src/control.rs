@@ -284,6 +284,9 @@ pub enum ErrorCode {
     Internal,
     /// Another connection holds the lease (the message names the holder and since when).
     Locked,
+    /// A bounded resource is in use (every probe socket is serving): the same request
+    /// succeeds later, so a client may retry it.
+    Busy,
 }
 
 /// What a request returns.

@@ -412,6 +412,7 @@ fn replies() -> String {
         ErrorCode::Invalid,
         ErrorCode::Internal,
         ErrorCode::Locked,
+        ErrorCode::Busy,
     ] {
         let reply = Reply::Error(ErrorBody {
             code,

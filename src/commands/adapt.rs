@@ -166,13 +166,7 @@ fn pretty(v: &serde_json::Value) -> Result<String, Failure> {
 }
 
 /// A saved answer of another command, read as its type.
-fn read_json<T: serde::de::DeserializeOwned>(
-    path: Option<&String>,
-    flag: &str,
-    command: &str,
-) -> Result<T, Failure> {
-    let path =
-        path.ok_or_else(|| usage(format!("{flag} is needed: save `{command}` and pass it")))?;
+fn read_json<T: serde::de::DeserializeOwned>(path: &str, flag: &str) -> Result<T, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{path}: {e}")))?;
     let mut de = serde_json::Deserializer::from_str(&text);
     serde_path_to_error::deserialize(&mut de)
@@ -211,19 +205,11 @@ fn live(args: &Args, file: &str, options: &Options, color: bool) -> Outcome {
     let registry = Registry::open(&args.control.state_dir());
     let vms = registry.list().map_err(|e| usage(e.to_string()))?;
     let inferred = match &args.infer {
-        Some(_) => read_json(
-            args.infer.as_ref(),
-            "--infer",
-            "vnetc infer FILE --format json",
-        )?,
+        Some(path) => read_json(path, "--infer")?,
         None => ask_proxy(args, &state)?,
     };
     let measured = match &args.measure {
-        Some(_) => read_json(
-            args.measure.as_ref(),
-            "--measure",
-            "vnetc measure FILE --format json",
-        )?,
+        Some(path) => read_json(path, "--measure")?,
         None => measure_now(args, &state)?,
     };
     let settings = Settings {

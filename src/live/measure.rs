@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use vnet_grammar::model::State;
 use vnet_proto::auth::{hex, random_bytes};
-use vnet_proto::control::ProbeResult;
+use vnet_proto::control::{ErrorCode, ProbeResult};
 use vnet_proto::Key;
 use vnet_underlay::estimate::{Link, Measurement};
 use vnet_underlay::schedule;
@@ -131,8 +131,8 @@ fn probe_pair(
 }
 
 /// Asks `to` to open a probe socket for `peer`. A daemon whose probe sockets are all in use
-/// says "try again later": that is retried for a few seconds, as the earlier rounds' sockets
-/// time out.
+/// answers [`ErrorCode::Busy`]: that is retried for a few seconds, as the earlier rounds'
+/// sockets time out.
 fn serve(
     to: &Mutex<Session>,
     peer: &str,
@@ -142,10 +142,7 @@ fn serve(
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match lock(to).client.probe_serve(peer, token, ttl) {
-            Err(e)
-                if e.to_string().contains("try again later")
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(e) if e.code() == Some(ErrorCode::Busy) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
             other => return other,

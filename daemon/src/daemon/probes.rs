@@ -46,10 +46,13 @@ impl Daemon {
         let underlay = self.plane.underlay.clone();
         if underlay.serving.fetch_add(1, Ordering::AcqRel) >= probe::MAX_SERVING {
             underlay.serving.fetch_sub(1, Ordering::AcqRel);
-            return Err(invalid(format!(
-                "already serving {} probes; try again later",
-                probe::MAX_SERVING
-            )));
+            return Err(ErrorBody {
+                code: ErrorCode::Busy,
+                message: format!(
+                    "already serving {} probes; try again later",
+                    probe::MAX_SERVING
+                ),
+            });
         }
         let slot = Slot(underlay);
         let ep = self.endpoint(peer, token)?;
