@@ -56,6 +56,10 @@ impl Held {
 /// a delay without a rate (a fast sender times a long delay).
 const MAX_HELD_BYTES: usize = 64 << 20;
 
+/// A message let go more than this after its due time was let go late: this thread was not
+/// scheduled in time, and the messages behind it leave in a bunch a real link would not make.
+const LATE: Nanos = 1_000_000;
+
 struct Peer {
     shape: Shape,
     shaper: Shaper,
@@ -75,6 +79,8 @@ pub(crate) struct Underlay {
     state: Mutex<State>,
     due: Condvar,
     dropped: Counter,
+    /// Messages let go more than [`LATE`] after their time (see [`Underlay::late_releases`]).
+    late: Counter,
     epoch: Instant,
     /// Datagrams probe sockets dropped (not authenticated, replayed, or not a request).
     pub(crate) probe_garbage: Counter,
@@ -89,6 +95,7 @@ impl Default for Underlay {
             state: Mutex::new(State::default()),
             due: Condvar::new(),
             dropped: Counter::default(),
+            late: Counter::default(),
             epoch: Instant::now(),
             probe_garbage: Counter::default(),
             serving: Default::default(),
@@ -120,6 +127,12 @@ impl Underlay {
     #[inline]
     pub(crate) fn is_on(&self) -> bool {
         self.on.load(Ordering::Relaxed)
+    }
+
+    /// How many held messages were let go late so far: a probe train sent while this grew
+    /// measured this machine's scheduler, not the emulated link.
+    pub(crate) fn late_releases(&self) -> u64 {
+        self.late.get()
     }
 
     pub(crate) fn shapes(&self, peer: &str) -> bool {
@@ -169,7 +182,7 @@ impl Underlay {
             bytes: 0,
         };
         for (_, mut p) in old {
-            while let Some(h) = p.line.pop_due(Nanos::MAX) {
+            while let Some((_, h)) = p.line.pop_due(Nanos::MAX) {
                 flush.line.push(now, h);
             }
         }
@@ -205,6 +218,31 @@ impl Underlay {
             self.due.notify_one();
         }
         Offer::Held
+    }
+
+    /// Holds a burst of messages for `peer`, all offered at one instant (as a sender's burst
+    /// reaches a link), so that the sender being descheduled halfway through cannot open gaps
+    /// in it; a message that then leaves late is counted in [`Underlay::late_releases`]. Gives
+    /// the burst back when the peer is not shaped; what the queue cannot take is dropped.
+    pub(crate) fn offer_burst(&self, peer: &str, burst: Vec<Held>) -> Option<Vec<Held>> {
+        let mut st = self.lock();
+        let now = self.now();
+        let Some(p) = st.peers.get_mut(peer) else {
+            return Some(burst);
+        };
+        for h in burst {
+            let bytes = h.bytes();
+            match p.shaper.admit(now, bytes) {
+                Some(due) if p.bytes + bytes <= MAX_HELD_BYTES => {
+                    p.line.push(due, h);
+                    p.bytes += bytes;
+                }
+                _ => self.dropped.inc(),
+            }
+        }
+        drop(st);
+        self.due.notify_one();
+        None
     }
 
     /// Holds a frame for `link` if its peer is shaped; true when the frame was taken (held or
@@ -265,7 +303,10 @@ impl Underlay {
                 let now = self.now();
                 let mut next: Option<Nanos> = None;
                 for p in st.peers.values_mut() {
-                    while let Some(h) = p.line.pop_due(now) {
+                    while let Some((due, h)) = p.line.pop_due(now) {
+                        if now.saturating_sub(due) > LATE {
+                            self.late.inc();
+                        }
                         p.bytes = p.bytes.saturating_sub(h.bytes());
                         due_now.push(h);
                     }

@@ -96,10 +96,11 @@ impl<T> DelayLine<T> {
         self.queue.push_back((due, item));
     }
 
-    /// The next item due at or before `now`.
-    pub fn pop_due(&mut self, now: Nanos) -> Option<T> {
+    /// The next item due at or before `now`, with the time it was due (so the caller can
+    /// tell how late it lets it go).
+    pub fn pop_due(&mut self, now: Nanos) -> Option<(Nanos, T)> {
         match self.queue.front() {
-            Some(&(due, _)) if due <= now => self.queue.pop_front().map(|(_, item)| item),
+            Some(&(due, _)) if due <= now => self.queue.pop_front(),
             _ => None,
         }
     }
@@ -204,9 +205,9 @@ mod tests {
         line.push(20, 'b');
         assert_eq!(line.pop_due(5), None);
         assert_eq!(line.next_due(), Some(10));
-        assert_eq!(line.pop_due(15), Some('a'));
+        assert_eq!(line.pop_due(15), Some((10, 'a')));
         assert_eq!(line.pop_due(15), None);
-        assert_eq!(line.pop_due(25), Some('b'));
+        assert_eq!(line.pop_due(25), Some((20, 'b')));
         assert!(line.is_empty());
     }
 }
