@@ -282,21 +282,35 @@ impl Drop for Running {
 
 #[test]
 fn an_interrupted_demo_stops_everything_it_started() {
-    let w = World::new("demo-sigint", 60.0);
+    interrupt(&World::new("demo-sigint", 60.0), &[], "vnet-patterns");
+}
+
+/// With `--vms`, interrupted while the guests run: their QEMU processes go too.
+#[test]
+fn an_interrupted_vms_demo_stops_its_guests() {
+    if let Some(why) = qemu_missing() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    interrupt(
+        &World::new("demo-vms-sigint", 60.0),
+        &["--vms"],
+        "qemu-system",
+    );
+}
+
+/// Starts the demo, sends SIGINT once its three VMs (processes whose command line holds
+/// `vm`) and the daemons run, and checks that it ends with 130 and leaves nothing.
+fn interrupt(w: &World, extra: &[&str], vm: &str) {
     let mut demo = Running(
-        w.demo(&[])
+        w.demo(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start vnetc demo"),
     );
-    // Interrupt it while the VMs run: every one of the three is up.
-    wait_until("the VMs", Duration::from_secs(60), || {
-        w.processes()
-            .iter()
-            .filter(|p| p.contains("vnet-patterns"))
-            .count()
-            == 3
+    wait_until("the VMs", Duration::from_secs(90), || {
+        w.processes().iter().filter(|p| p.contains(vm)).count() == 3
     });
     assert!(
         w.processes().iter().any(|p| p.contains("vnetd")),
