@@ -142,7 +142,7 @@ impl Guests {
     fn wait_started(&mut self) -> Result<()> {
         let deadline = Instant::now() + BOOT;
         let mut clock = None;
-        let mut polls = 0u32;
+        let mut checked = Instant::now();
         loop {
             procs::check()?;
             if clock.is_none() {
@@ -156,9 +156,9 @@ impl Guests {
                 self.offset = clock.unwrap_or(0.0);
                 return Ok(());
             }
-            polls += 1;
-            if polls % 50 == 0 {
+            if checked.elapsed() > Duration::from_secs(1) {
                 self.check_running()?;
+                checked = Instant::now();
             }
             if Instant::now() > deadline {
                 return Err(Stop::Failed(format!(
