@@ -12,7 +12,7 @@
 
 use super::now;
 use super::procs::{self, Result, Stop};
-use crate::vm::registry::{Driver, Registry, VmRecord};
+use crate::vm::registry::{Driver, Registry};
 use crate::vm::{self, image, Attachment, Detached, ImageSpec, Vm, VmSpec};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -43,8 +43,11 @@ echo "VNET-REPORT-END $code"
 /// How long a guest may take to boot to its script (TCG on a busy machine).
 const BOOT: Duration = Duration::from_secs(180);
 
-/// How long ranks wait for each other at the start: the guests boot at different speeds.
+/// How long ranks wait for each other at the start (the guests boot at different speeds),
+/// and for a partner's data: TCG guests on a busy host are slow, and a TCP connection whose
+/// frames were lost during migrations backs off for seconds before it retransmits.
 const CONNECT_TIMEOUT: &str = "180";
+const DATA_TIMEOUT: &str = "120";
 
 /// The running guests, detached from their handles at once (QEMU's QMP socket takes one
 /// client, and `vnetc adapt` needs it). Dropping them stops every QEMU process of the run:
@@ -61,8 +64,8 @@ pub struct Guests {
 
 impl Guests {
     /// Builds the guest image, boots one guest per VM of the deployment for a run of
-    /// `seconds`, registers each in the VM registry of `state_dir`, and waits until every
-    /// guest runs its rank.
+    /// `seconds`, and waits until every guest runs its rank; `state_dir`'s VM registry
+    /// will say where each guest's current QEMU process is.
     pub fn start(
         d: &Deployment,
         dir: &Path,
@@ -93,7 +96,6 @@ impl Guests {
             let vm = guests.boot(d, n, &img, seconds)?;
             guests.vms.push(vm.detach());
         }
-        guests.register(d)?;
         guests.wait_started()?;
         Ok(guests)
     }
@@ -104,7 +106,12 @@ impl Guests {
             .daemon(&v.host)
             .ok_or_else(|| format!("VM {}: no daemon for host {}", v.name, v.host))?;
         let mut program = d.program_args(seconds);
-        program.extend(["--connect-timeout".into(), CONNECT_TIMEOUT.into()]);
+        for (flag, value) in [
+            ("--connect-timeout", CONNECT_TIMEOUT),
+            ("--timeout", DATA_TIMEOUT),
+        ] {
+            program.extend([flag.to_string(), value.to_string()]);
+        }
         let mut spec = VmSpec::new(&v.name, v.mac, img.clone())
             .arg("ip", &format!("{}/24", v.rank_addr.ip()))
             .arg("rank", &n.to_string())
@@ -118,24 +125,12 @@ impl Guests {
         Vm::start(&self.dir, spec, at).map_err(|e| Stop::Failed(e.to_string()))
     }
 
-    /// Enters every guest in the registry as a `qemu` VM.
-    fn register(&self, d: &Deployment) -> Result<()> {
-        for (vm, g) in d.vms.iter().zip(&self.vms) {
-            let record = VmRecord {
-                name: vm.name.clone(),
-                mac: vm.mac,
-                host: d
-                    .daemon(&vm.host)
-                    .map_or_else(|| vm.host.clone(), |h| h.machine.clone()),
-                driver: Driver::Qemu { vm: g.clone() },
-                compute: 1.0,
-                pinned: false,
-            };
-            self.registry
-                .register(&record)
-                .map_err(|e| Stop::Failed(format!("registering VM {}: {e}", vm.name)))?;
-        }
-        Ok(())
+    /// How the registry moves each guest: live over QMP.
+    pub fn drivers(&self) -> Vec<Driver> {
+        self.vms
+            .iter()
+            .map(|vm| Driver::Qemu { vm: vm.clone() })
+            .collect()
     }
 
     /// Waits until every guest runs its rank, and reads rank 0's clock offset.

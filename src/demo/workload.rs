@@ -30,12 +30,17 @@ impl Workload {
         seconds: f64,
         qemu: bool,
     ) -> Result<Workload> {
-        if qemu {
-            return Guests::start(d, dir, patterns, state_dir, seconds).map(Workload::Guests);
-        }
-        let vms = Vms::start(d, dir, patterns, seconds)?;
-        vms.register(d, state_dir)?;
-        Ok(Workload::Processes(vms))
+        let (workload, drivers) = if qemu {
+            let guests = Guests::start(d, dir, patterns, state_dir, seconds)?;
+            let drivers = guests.drivers();
+            (Workload::Guests(guests), drivers)
+        } else {
+            let vms = Vms::start(d, dir, patterns, seconds)?;
+            let drivers = vms.drivers();
+            (Workload::Processes(vms), drivers)
+        };
+        register(d, state_dir, drivers)?;
+        Ok(workload)
     }
 
     /// Waits for every rank's end; rank 0's report, its times on this computer's clock.
@@ -45,6 +50,28 @@ impl Workload {
             Workload::Guests(guests) => guests.finish(),
         }
     }
+}
+
+/// Enters every VM in vnetc's VM registry (in `state_dir`) with its driver, so that `vnetc
+/// adapt --apply` can move it.
+fn register(d: &Deployment, state_dir: &Path, drivers: Vec<Driver>) -> Result<()> {
+    let registry = Registry::open(state_dir);
+    for (vm, driver) in d.vms.iter().zip(drivers) {
+        let record = VmRecord {
+            name: vm.name.clone(),
+            mac: vm.mac,
+            host: d
+                .daemon(&vm.host)
+                .map_or_else(|| vm.host.clone(), |h| h.machine.clone()),
+            driver,
+            compute: 1.0,
+            pinned: false,
+        };
+        registry
+            .register(&record)
+            .map_err(|e| Stop::Failed(format!("registering VM {}: {e}", vm.name)))?;
+    }
+    Ok(())
 }
 
 /// The running user-space VMs; dropping them kills any still running.
@@ -80,28 +107,10 @@ impl Vms {
         Ok(vms)
     }
 
-    /// Enters every VM in vnetc's VM registry (in `state_dir`), so that `vnetc adapt
-    /// --apply` can move it through its control socket.
-    fn register(&self, d: &Deployment, state_dir: &Path) -> Result<()> {
-        let registry = Registry::open(state_dir);
-        for (vm, control) in d.vms.iter().zip(&self.controls) {
-            let record = VmRecord {
-                name: vm.name.clone(),
-                mac: vm.mac,
-                host: d
-                    .daemon(&vm.host)
-                    .map_or_else(|| vm.host.clone(), |h| h.machine.clone()),
-                driver: Driver::Patterns {
-                    control: control.clone(),
-                },
-                compute: 1.0,
-                pinned: false,
-            };
-            registry
-                .register(&record)
-                .map_err(|e| Stop::Failed(format!("registering VM {}: {e}", vm.name)))?;
-        }
-        Ok(())
+    /// How the registry moves each VM: through its control socket.
+    fn drivers(&self) -> Vec<Driver> {
+        let control = |c: &PathBuf| Driver::Patterns { control: c.clone() };
+        self.controls.iter().map(control).collect()
     }
 
     /// Waits for every VM to end its run and returns rank 0's report; any VM that fails
