@@ -1,7 +1,7 @@
 //! `vnetc demo` end to end (SPEC 5.4): real daemons, real user-space VMs running Patterns,
-//! as an unprivileged user when the tests run as root. Each test gives the demo a
-//! temporary directory of its own as TMPDIR and checks afterwards that no process mentions
-//! it and nothing is left in it.
+//! and with `--vms` real QEMU guests migrated live, as an unprivileged user when the tests
+//! run as root. Each test gives the demo a temporary directory of its own as TMPDIR and
+//! checks afterwards that no process mentions it and nothing is left in it.
 
 mod live_common;
 
@@ -76,11 +76,16 @@ struct World {
 
 impl World {
     fn new(tag: &str, seconds: f64) -> World {
+        World::with(tag, SMALL, seconds)
+    }
+
+    /// A world whose `small.toml` is `scenario` (SECONDS replaced).
+    fn with(tag: &str, scenario: &str, seconds: f64) -> World {
         let dir = TempDir::new(tag);
         for sub in ["tmp", "out"] {
             std::fs::create_dir_all(dir.0.join(sub)).expect("dir");
         }
-        let scenario = SMALL.replace("SECONDS", &seconds.to_string());
+        let scenario = scenario.replace("SECONDS", &seconds.to_string());
         std::fs::write(dir.0.join("small.toml"), scenario).expect("scenario");
         let world = World { dir };
         world.give_to_nobody();
@@ -277,21 +282,35 @@ impl Drop for Running {
 
 #[test]
 fn an_interrupted_demo_stops_everything_it_started() {
-    let w = World::new("demo-sigint", 60.0);
+    interrupt(&World::new("demo-sigint", 60.0), &[], "vnet-patterns");
+}
+
+/// With `--vms`, interrupted while the guests run: their QEMU processes go too.
+#[test]
+fn an_interrupted_vms_demo_stops_its_guests() {
+    if let Some(why) = qemu_missing() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    interrupt(
+        &World::new("demo-vms-sigint", 60.0),
+        &["--vms"],
+        "qemu-system",
+    );
+}
+
+/// Starts the demo, sends SIGINT once its three VMs (processes whose command line holds
+/// `vm`) and the daemons run, and checks that it ends with 130 and leaves nothing.
+fn interrupt(w: &World, extra: &[&str], vm: &str) {
     let mut demo = Running(
-        w.demo(&[])
+        w.demo(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start vnetc demo"),
     );
-    // Interrupt it while the VMs run: every one of the three is up.
-    wait_until("the VMs", Duration::from_secs(60), || {
-        w.processes()
-            .iter()
-            .filter(|p| p.contains("vnet-patterns"))
-            .count()
-            == 3
+    wait_until("the VMs", Duration::from_secs(90), || {
+        w.processes().iter().filter(|p| p.contains(vm)).count() == 3
     });
     assert!(
         w.processes().iter().any(|p| p.contains("vnetd")),
@@ -335,4 +354,73 @@ fn a_malformed_scenario_is_named_with_its_place() {
     assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(all.contains("vm[2] `vm3`: host `mars`"), "{all}");
     assert!(w.processes().is_empty());
+}
+
+/// Why QEMU guests cannot run here, if they cannot (the packages CI's scripts/setup installs).
+fn qemu_missing() -> Option<String> {
+    let on_path = |cmd: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    };
+    if !on_path("qemu-system-x86_64") {
+        return Some("no qemu-system-x86_64 (package qemu-system-x86)".into());
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        return Some("no /bin/busybox (package busybox-static)".into());
+    }
+    let kernel = std::fs::read_dir("/boot")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"));
+    (!kernel).then(|| "no /boot/vmlinuz-* (package linux-image-cloud-amd64)".into())
+}
+
+/// `--vms`: the ring in three QEMU guests; the one on the slow site is migrated live to the
+/// fast site's free host (a3), reports its downtime, and the ring goes on through it there.
+#[test]
+fn the_demo_with_qemu_vms_migrates_a_guest_live() {
+    if let Some(why) = qemu_missing() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let scenario = SMALL.replace(r#"hosts = ["a1", "a2"]"#, r#"hosts = ["a1", "a2", "a3"]"#);
+    let w = World::with("demo-vms", &scenario, 3.0);
+    let out = w
+        .demo(&["--vms", "--format", "json"])
+        .output()
+        .expect("run vnetc demo --vms");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&all);
+    for field in vnet_demo::story::SPEC_FIELDS {
+        assert!(v.get(field).is_some(), "no `{field}`: {all}");
+    }
+    assert!(v["error"].is_null(), "{all}");
+    let migrations = v["migrations"].as_array().expect(&all);
+    assert!(
+        migrations.iter().any(|m| m["vm"] == "vm3"),
+        "vm3 stays on the slow site: {all}"
+    );
+    for m in migrations {
+        assert_ne!(m["from"], m["to"], "{all}");
+        let downtime = m["downtime_ms"].as_f64().expect(&all);
+        assert!(downtime > 0.0, "{all}");
+    }
+    // The ring needs every rank each superstep: throughput after the move means the
+    // migrated guest answers at its new daemon.
+    let (before, after) = (v["before"].as_f64(), v["after"].as_f64());
+    assert!(before > Some(0.0) && after > Some(0.0), "{all}");
+    let stages: Vec<&str> = v["stages"]
+        .as_array()
+        .expect(&all)
+        .iter()
+        .filter_map(|s| s[0].as_str())
+        .collect();
+    assert_eq!(
+        stages,
+        ["start", "measure", "boot", "infer", "adapt"],
+        "{all}"
+    );
+    w.assert_clean();
 }

@@ -150,27 +150,16 @@ impl Deployment {
             .collect()
     }
 
-    /// The `vnet-patterns vm` arguments of VM `n`, running for `seconds`; `control` is its
-    /// control socket (the migration handle).
-    pub fn patterns_args(&self, n: usize, seconds: f64, control: &str) -> Vec<String> {
+    /// Every rank's address, in rank order (Patterns' `--peers`).
+    pub fn peers(&self) -> Vec<String> {
+        self.vms.iter().map(|v| v.rank_addr.to_string()).collect()
+    }
+
+    /// The scenario's Patterns program for a run of `seconds`, as `vnet-patterns` flags
+    /// (the same for every rank, user-space or QEMU VM).
+    pub fn program_args(&self, seconds: f64) -> Vec<String> {
         let w = &self.checked.scenario.workload;
-        let vm = &self.vms[n];
-        let peers: Vec<String> = self.vms.iter().map(|v| v.rank_addr.to_string()).collect();
-        let dgram = self.daemon(&vm.host).map_or(vm.card, |d| d.dgram);
         [
-            "vm",
-            "--rank",
-            &n.to_string(),
-            "--peers",
-            &peers.join(","),
-            "--udp-local",
-            &vm.card.to_string(),
-            "--udp-remote",
-            &dgram.to_string(),
-            "--mac",
-            &vm.mac.to_string(),
-            "--control",
-            control,
             "--topology",
             &w.topology,
             "--operation",
@@ -189,6 +178,33 @@ impl Deployment {
         .iter()
         .map(|s| s.to_string())
         .collect()
+    }
+
+    /// The `vnet-patterns vm` arguments of VM `n`, running for `seconds`; `control` is its
+    /// control socket (the migration handle).
+    pub fn patterns_args(&self, n: usize, seconds: f64, control: &str) -> Vec<String> {
+        let vm = &self.vms[n];
+        let dgram = self.daemon(&vm.host).map_or(vm.card, |d| d.dgram);
+        let mut args: Vec<String> = [
+            "vm",
+            "--rank",
+            &n.to_string(),
+            "--peers",
+            &self.peers().join(","),
+            "--udp-local",
+            &vm.card.to_string(),
+            "--udp-remote",
+            &dgram.to_string(),
+            "--mac",
+            &vm.mac.to_string(),
+            "--control",
+            control,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.program_args(seconds));
+        args
     }
 }
 

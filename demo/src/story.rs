@@ -223,8 +223,16 @@ impl Summary {
         if let Some(a) = &self.adaptation {
             out += &self.adaptation_story(a);
         }
-        if let (Some(after), Some(speedup)) = (self.after, self.speedup) {
-            out += &format!("after:    {after:.1} supersteps/s\nspeedup:  {speedup:.2}x\n");
+        if let Some(after) = self.after {
+            out += &format!("after:    {after:.1} supersteps/s\n");
+        }
+        match self.speedup {
+            Some(speedup) => out += &format!("speedup:  {speedup:.2}x\n"),
+            // Too slow a start (QEMU guests on a busy machine) to compare with.
+            None if self.after.is_some() => {
+                out += "speedup:  none: no superstep completed before the adaptation\n"
+            }
+            None => {}
         }
         if !self.stages.is_empty() {
             let t: Vec<String> = self
@@ -336,6 +344,12 @@ mod tests {
         }
         assert_eq!(v["speedup"], 2.5);
         assert!(s.story().contains("speedup:  2.50x"));
+        let mut stalled = Summary::new("all-to-all".into(), 0.0);
+        stalled.set_after(3.0);
+        assert_eq!(stalled.speedup, None);
+        let story = stalled.story();
+        assert!(story.contains("after:    3.0 supersteps/s"), "{story}");
+        assert!(story.contains("speedup:  none"), "{story}");
     }
 
     #[test]

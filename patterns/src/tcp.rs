@@ -38,7 +38,11 @@ impl TcpLinks {
         let (tx, events) = sync_channel(setup.in_flight);
         let mut readers = Vec::new();
         for (&p, s) in &streams {
-            s.set_write_timeout(Some(setup.io_timeout))
+            // The handshake's read timeouts (a dial's connect deadline, an accept's patience
+            // of at most 5 s) end here: the engine's timeout governs waits for data, and a
+            // reader whose read timed out would end a healthy connection to a slow partner.
+            s.set_read_timeout(None)
+                .and_then(|()| s.set_write_timeout(Some(setup.io_timeout)))
                 .map_err(|e| io_error(setup, p, e))?;
             let reader = s.try_clone().map_err(|e| io_error(setup, p, e))?;
             readers.push(spawn_reader(p, reader, setup.max_frame, tx.clone()));

@@ -152,3 +152,30 @@ fn a_peer_that_stops_answering_times_out_naming_it() {
         "{errs:?}"
     );
 }
+
+/// A partner silent for longer than the handshake's read timeouts (here paused 7 s; an
+/// accepted connection's hello patience is at most 5 s) but within `--timeout` is waited
+/// for: the run ends normally. (QEMU guests on a busy host and migrating VMs pause so.)
+#[test]
+fn a_peer_paused_within_the_timeout_is_waited_for() {
+    let peers = free_addrs(3);
+    let args = ["-t", "ring", "--duration", "10", "--timeout", "30"];
+    let mut procs: Vec<Proc> = (0..3).map(|r| rank(r, &peers, &args)).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let paused = procs.pop().expect("rank 2");
+    let signal = |s: &str| {
+        let status = Command::new("kill")
+            .args([s, &paused.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(7));
+    signal("-CONT");
+    procs.push(paused);
+    for p in procs {
+        let out = p.wait(Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}

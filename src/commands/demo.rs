@@ -19,7 +19,9 @@ pub struct Args {
     pub out: PathBuf,
     #[arg(long, value_enum, default_value_t = DataFormat::Human)]
     pub format: DataFormat,
-    /// Real QEMU VMs with live migration instead of user-space VMs.
+    /// Real QEMU VMs (TCG, no root: the Debian kernel from /boot and a busybox initramfs
+    /// carrying vnet-patterns) migrated live over QMP, instead of user-space VMs; each
+    /// migration reports its downtime.
     #[arg(long)]
     pub vms: bool,
     /// The vnetd binary [default: next to vnetc, else on PATH].
@@ -34,11 +36,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args, _color: bool) -> Outcome {
-    if args.vms {
-        return Err(Failure::Usage(
-            "--vms (real QEMU VMs) is not implemented yet; run `vnetc demo` without it".into(),
-        ));
-    }
     let (scenario, scenario_name) = match &args.scenario {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -61,6 +58,7 @@ pub fn run(args: Args, _color: bool) -> Outcome {
         patterns: args
             .patterns
             .unwrap_or_else(|| demo::procs::sibling("vnet-patterns")),
+        qemu: args.vms,
         keep: args.keep,
         progress: true,
     };

@@ -1,9 +1,11 @@
 //! `vnetc demo` (SPEC 5.4): the whole adaptive loop on this computer, without root. The
 //! scenario, its layout and the story are the pure `vnet_demo` crate; this module runs
-//! them: daemons ([`overlay`]), user-space VMs ([`workload`]), the stages other commands
-//! own as child `vnetc` processes ([`stages`]), and the pictures ([`pictures`]). Everything
+//! them: daemons ([`overlay`]), the VMs ([`workload`]: user-space, or QEMU guests with
+//! `--vms`, [`guests`]), the stages other commands own as child `vnetc` processes
+//! ([`stages`]), and the pictures ([`pictures`]). Everything
 //! started is stopped by dropping its handle, so an error or Ctrl-C anywhere cleans up.
 
+pub mod guests;
 pub mod overlay;
 pub mod pictures;
 pub mod procs;
@@ -16,17 +18,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vnet_demo::story::RankReport;
 use vnet_demo::{Deployment, Scenario, Summary};
-use workload::Vms;
+use workload::Workload;
 
-/// How long after the "before" window the workload keeps running while the loop measures,
-/// infers and adapts; the "after" window follows.
+/// How long after the "before" window the workload keeps running while the loop infers and
+/// adapts; the "after" window follows. With QEMU guests the budget grows with the VMs (a
+/// new QEMU process per migration, 0.2–0.7 s each under TCG on a busy machine) but starts
+/// lower, since booting them already takes a while.
 const ADAPT_BUDGET: f64 = 25.0;
+const GUEST_ADAPT_BUDGET: (f64, f64) = (12.0, 3.0);
 
 /// How long the VMs get to connect before the "before" window counts.
 const CONNECT: f64 = 2.0;
-
-/// How long the workload runs on while the topology is inferred, when nothing follows.
-const INFER_BUDGET: f64 = 4.0;
 
 /// After the adaptation, the workload settles this long before "after" counts.
 const SETTLE: f64 = 1.0;
@@ -39,6 +41,8 @@ pub struct Options {
     pub out: PathBuf,
     pub vnetd: Option<PathBuf>,
     pub patterns: PathBuf,
+    /// Real QEMU guests (`--vms`) instead of user-space VMs.
+    pub qemu: bool,
     /// Keep the run directory (logs, the daemons' state) instead of removing it.
     pub keep: bool,
     /// Progress lines on stderr.
@@ -78,8 +82,7 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Runs the demo. A stage that this build cannot run yet ends the run after the "before"
-/// measurement with a summary naming it in `error`.
+/// Runs the demo.
 pub fn run(o: &Options) -> Result<Summary> {
     procs::catch_interrupts()?;
     let checked = Scenario::parse(&o.scenario)
@@ -89,16 +92,9 @@ pub fn run(o: &Options) -> Result<Summary> {
     let dir = RunDir::new(o.keep)?;
     let mut timer = stages::Timer::default();
     timer.restart();
-    let missing = stages::unavailable();
-    let overlay = bring_up(o, &d, &dir.path, &mut timer, missing.is_empty())?;
-    let mut summary = run_loop(o, &d, &dir.path, &overlay, &mut timer, missing.is_empty())?;
+    let overlay = bring_up(o, &d, &dir.path, &mut timer)?;
+    let mut summary = run_loop(o, &d, &dir.path, &overlay, &mut timer)?;
     summary.stages = timer.laps;
-    if !missing.is_empty() {
-        summary.error = Some(format!(
-            "this build cannot yet {}; the run stopped after measuring the workload and inferring its topology, before adaptation",
-            missing.join(", ")
-        ));
-    }
     pictures::draw(&o.out, &d, &mut summary)?;
     drop(overlay);
     Ok(summary)
@@ -110,15 +106,8 @@ fn say(o: &Options, line: String) {
     }
 }
 
-/// The daemons, the star, the emulated wide area and (when the loop will run) its
-/// measurement.
-fn bring_up(
-    o: &Options,
-    d: &Deployment,
-    dir: &Path,
-    timer: &mut stages::Timer,
-    full: bool,
-) -> Result<Overlay> {
+/// The daemons, the star, the emulated wide area and its measurement.
+fn bring_up(o: &Options, d: &Deployment, dir: &Path, timer: &mut stages::Timer) -> Result<Overlay> {
     let (first, last) = (&d.daemons[0], &d.daemons[d.daemons.len() - 1]);
     say(
         o,
@@ -136,16 +125,14 @@ fn bring_up(
         .map_err(|e| format!("{}: {e}", star.display()))?;
     overlay.apply(dir, "apply-star", &star)?;
     timer.lap("start");
-    if full {
-        stages::set_underlay(d, &overlay)?;
-        say(o, "measuring the underlay (vnetc measure)".into());
-        stages::Loop {
-            dir,
-            overlay: &overlay,
-        }
-        .measure()?;
-        timer.lap("measure");
+    stages::set_underlay(d, &overlay)?;
+    say(o, "measuring the underlay (vnetc measure)".into());
+    stages::Loop {
+        dir,
+        overlay: &overlay,
     }
+    .measure()?;
+    timer.lap("measure");
     Ok(overlay)
 }
 
@@ -156,60 +143,52 @@ fn run_loop(
     dir: &Path,
     overlay: &Overlay,
     timer: &mut stages::Timer,
-    full: bool,
 ) -> Result<Summary> {
     let w = &d.checked.scenario.workload;
-    let rest = if full {
-        ADAPT_BUDGET + w.seconds
-    } else {
-        INFER_BUDGET
+    let budget = match o.qemu {
+        true => GUEST_ADAPT_BUDGET.0 + GUEST_ADAPT_BUDGET.1 * d.vms.len() as f64,
+        false => ADAPT_BUDGET,
     };
-    let total = w.seconds + CONNECT + rest;
+    let total = w.seconds + CONNECT + budget + w.seconds;
+    let kind = if o.qemu { "QEMU" } else { "user-space" };
     say(
         o,
         format!(
-            "running Patterns ({} {}) in {} user-space VMs for {total:.0} s",
+            "running Patterns ({} {}) in {} {kind} VMs for {total:.0} s",
             w.topology,
             w.operation,
             d.vms.len()
         ),
     );
     let lp = stages::Loop { dir, overlay };
+    let state = &overlay.state_dir;
+    let vms = Workload::start(d, dir, &o.patterns, state, total, o.qemu)?;
+    if o.qemu {
+        timer.lap("boot");
+    }
     let zero = now();
-    let vms = Vms::start(d, dir, &o.patterns, total)?;
-    vms.register(d, &overlay.state_dir)?;
     procs::sleep(Duration::from_secs_f64(w.seconds + CONNECT))?;
     let start = now();
     timer.restart();
     say(o, "inferring the application topology (vnetc infer)".into());
     let inferred = lp.infer(w.seconds)?;
     timer.lap("infer");
-    let adapted = if full {
-        say(
-            o,
-            "adapting: solving, migrating, applying (vnetc adapt --apply)".into(),
-        );
-        let a = lp.adapt()?;
-        timer.lap("adapt");
-        Some(a)
-    } else {
-        None
-    };
+    say(
+        o,
+        "adapting: solving, migrating, applying (vnetc adapt --apply)".into(),
+    );
+    let adapted = lp.adapt()?;
+    timer.lap("adapt");
     let stop = now();
     let report = vms.finish()?;
-    let mut summary = tell(&report, zero, (start, stop), full)?;
+    let mut summary = tell(&report, zero, (start, stop))?;
     stages::into_summary(d, inferred, adapted, &mut summary);
     Ok(summary)
 }
 
-/// Throughput before (the samples before the loop began at `start`) and, when it adapted,
-/// after (those from `SETTLE` after it ended at `stop`), on rank 0's own clock.
-fn tell(
-    report: &RankReport,
-    zero: f64,
-    (start, stop): (f64, f64),
-    adapted: bool,
-) -> Result<Summary> {
+/// Throughput before (the samples before the loop began at `start`) and after (those from
+/// `SETTLE` after it ended at `stop`), on rank 0's own clock.
+fn tell(report: &RankReport, zero: f64, (start, stop): (f64, f64)) -> Result<Summary> {
     let end = report.started_unix + report.seconds + 1.0;
     let before = report
         .rate_between(report.started_unix, start)
@@ -221,16 +200,14 @@ fn tell(
         })?;
     let mut summary = Summary::new(report.program.clone(), before);
     summary.samples = report.curve(zero);
-    if adapted {
-        summary.adapted_at = Some((start - zero, stop - zero));
-        let after = report.rate_between(stop + SETTLE, end).ok_or_else(|| {
-            Stop::Failed(format!(
-                "the adaptation took {:.1} s and left no time to measure the workload after it",
-                stop - start
-            ))
-        })?;
-        summary.set_after(after);
-    }
+    summary.adapted_at = Some((start - zero, stop - zero));
+    let after = report.rate_between(stop + SETTLE, end).ok_or_else(|| {
+        Stop::Failed(format!(
+            "the adaptation took {:.1} s and left no time to measure the workload after it",
+            stop - start
+        ))
+    })?;
+    summary.set_after(after);
     Ok(summary)
 }
 

@@ -34,11 +34,6 @@ impl Timer {
     }
 }
 
-/// The stages this build cannot run yet, in words.
-pub fn unavailable() -> Vec<&'static str> {
-    Vec::new()
-}
-
 /// Tells every daemon the delay and rate to emulate towards every other daemon.
 pub fn set_underlay(d: &Deployment, overlay: &Overlay) -> Result<()> {
     let mut hosts: Vec<&HostDef> = overlay.hosts.iter().collect();
@@ -125,12 +120,7 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
 
 /// Puts what the loop found and did into the summary, in the scenario's names (VMs for
 /// MACs, hosts for daemons).
-pub fn into_summary(
-    d: &Deployment,
-    inferred: Inferred,
-    adapted: Option<Adapted>,
-    summary: &mut Summary,
-) {
+pub fn into_summary(d: &Deployment, inferred: Inferred, adapted: Adapted, summary: &mut Summary) {
     let vm = |mac: &str| {
         mac.parse::<Mac>()
             .ok()
@@ -149,13 +139,22 @@ pub fn into_summary(
             ..p
         })
         .collect();
-    let Some(mut adapted) = adapted else {
-        return;
-    };
+    let mut adapted = adapted;
+    for m in &mut adapted.moved {
+        m.vm = vm(&m.vm);
+        m.from = host(&m.from);
+        m.to = host(&m.to);
+    }
     for m in &mut adapted.migrations {
         m.vm = vm(&m.vm);
         m.from = m.from.as_deref().map(host);
         m.to = host(&m.to);
+        // SPEC 5.4: with QEMU guests each migration carries its downtime.
+        m.downtime_ms = adapted
+            .moved
+            .iter()
+            .find(|done| done.vm == m.vm)
+            .and_then(|done| done.downtime_ms);
     }
     for l in &mut adapted.links {
         l.from = host(&l.from);

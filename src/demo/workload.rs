@@ -1,7 +1,10 @@
-//! The workload: one user-space VM (a `vnet-patterns vm` process) per VM of the scenario,
-//! each on the `dgram` interface of its host's daemon, with a control socket through which
-//! it can be moved to another daemon while it runs.
+//! The workload: one VM per VM of the scenario running its Patterns rank, each on the
+//! `dgram` interface of its host's daemon and registered in vnetc's VM registry so that
+//! `vnetc adapt --apply` can move it. By default a user-space VM (a `vnet-patterns vm`
+//! process, moved through its control socket); with `--vms` a QEMU guest
+//! ([`super::guests`], migrated live over QMP).
 
+use super::guests::Guests;
 use super::procs::{self, Result, Spawned, Stop};
 use crate::vm::registry::{Driver, Registry, VmRecord};
 use std::path::{Path, PathBuf};
@@ -10,7 +13,68 @@ use std::time::{Duration, Instant};
 use vnet_demo::story::RankReport;
 use vnet_demo::Deployment;
 
-/// The running VMs; dropping them kills any still running.
+/// The running workload, in user-space VMs or QEMU guests.
+pub enum Workload {
+    Processes(Vms),
+    Guests(Guests),
+}
+
+impl Workload {
+    /// Starts (and, for guests, boots) every VM for a run of `seconds` and registers it in
+    /// the VM registry of `state_dir`.
+    pub fn start(
+        d: &Deployment,
+        dir: &Path,
+        patterns: &Path,
+        state_dir: &Path,
+        seconds: f64,
+        qemu: bool,
+    ) -> Result<Workload> {
+        let (workload, drivers) = if qemu {
+            let guests = Guests::start(d, dir, patterns, state_dir, seconds)?;
+            let drivers = guests.drivers();
+            (Workload::Guests(guests), drivers)
+        } else {
+            let vms = Vms::start(d, dir, patterns, seconds)?;
+            let drivers = vms.drivers();
+            (Workload::Processes(vms), drivers)
+        };
+        register(d, state_dir, drivers)?;
+        Ok(workload)
+    }
+
+    /// Waits for every rank's end; rank 0's report, its times on this computer's clock.
+    pub fn finish(self) -> Result<RankReport> {
+        match self {
+            Workload::Processes(vms) => vms.finish(),
+            Workload::Guests(guests) => guests.finish(),
+        }
+    }
+}
+
+/// Enters every VM in vnetc's VM registry (in `state_dir`) with its driver, so that `vnetc
+/// adapt --apply` can move it.
+fn register(d: &Deployment, state_dir: &Path, drivers: Vec<Driver>) -> Result<()> {
+    let registry = Registry::open(state_dir);
+    for (vm, driver) in d.vms.iter().zip(drivers) {
+        let record = VmRecord {
+            name: vm.name.clone(),
+            mac: vm.mac,
+            host: d
+                .daemon(&vm.host)
+                .map_or_else(|| vm.host.clone(), |h| h.machine.clone()),
+            driver,
+            compute: 1.0,
+            pinned: false,
+        };
+        registry
+            .register(&record)
+            .map_err(|e| Stop::Failed(format!("registering VM {}: {e}", vm.name)))?;
+    }
+    Ok(())
+}
+
+/// The running user-space VMs; dropping them kills any still running.
 pub struct Vms {
     procs: Vec<Spawned>,
     outputs: Vec<PathBuf>,
@@ -21,7 +85,7 @@ pub struct Vms {
 
 impl Vms {
     /// Starts every VM for a run of `seconds` (rank 0 decides when it ends).
-    pub fn start(d: &Deployment, dir: &Path, patterns: &Path, seconds: f64) -> Result<Vms> {
+    fn start(d: &Deployment, dir: &Path, patterns: &Path, seconds: f64) -> Result<Vms> {
         let mut vms = Vms {
             procs: Vec::new(),
             outputs: Vec::new(),
@@ -43,33 +107,15 @@ impl Vms {
         Ok(vms)
     }
 
-    /// Enters every VM in vnetc's VM registry (in `state_dir`), so that `vnetc adapt
-    /// --apply` can move it through its control socket.
-    pub fn register(&self, d: &Deployment, state_dir: &Path) -> Result<()> {
-        let registry = Registry::open(state_dir);
-        for (vm, control) in d.vms.iter().zip(&self.controls) {
-            let record = VmRecord {
-                name: vm.name.clone(),
-                mac: vm.mac,
-                host: d
-                    .daemon(&vm.host)
-                    .map_or_else(|| vm.host.clone(), |h| h.machine.clone()),
-                driver: Driver::Patterns {
-                    control: control.clone(),
-                },
-                compute: 1.0,
-                pinned: false,
-            };
-            registry
-                .register(&record)
-                .map_err(|e| Stop::Failed(format!("registering VM {}: {e}", vm.name)))?;
-        }
-        Ok(())
+    /// How the registry moves each VM: through its control socket.
+    fn drivers(&self) -> Vec<Driver> {
+        let control = |c: &PathBuf| Driver::Patterns { control: c.clone() };
+        self.controls.iter().map(control).collect()
     }
 
     /// Waits for every VM to end its run and returns rank 0's report; any VM that fails
     /// fails the run, with its log.
-    pub fn finish(mut self) -> Result<RankReport> {
+    fn finish(mut self) -> Result<RankReport> {
         // Connecting, the run itself, and the stragglers' last supersteps.
         let deadline = Instant::now() + Duration::from_secs_f64(self.seconds + 60.0);
         for p in &mut self.procs {

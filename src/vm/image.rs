@@ -171,12 +171,16 @@ pub fn build(
         entries.push(Entry::file(&format!("modules/{name}"), 0o644, data));
     }
     entries.push(Entry::file("modules.order", 0o644, order.into_bytes()));
+    let mut made: HashSet<String> = entries.iter().map(|e| e.path.clone()).collect();
     for (src, dst) in &spec.files {
         let rel = dst.trim_start_matches('/');
         let mut parent = Path::new(rel).parent();
         let mut dirs = Vec::new();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            dirs.push(Entry::dir(&p.to_string_lossy()));
+            let p_s = p.to_string_lossy().into_owned();
+            if made.insert(p_s.clone()) {
+                dirs.push(Entry::dir(&p_s));
+            }
             parent = p.parent();
         }
         entries.extend(dirs.into_iter().rev());
@@ -189,6 +193,58 @@ pub fn build(
         kernel: kernel.to_path_buf(),
         initrd,
     })
+}
+
+/// The files that run `program` in the guest at `at`: the program itself (stripped into
+/// `scratch` when binutils' `strip` is there: a debug build's symbols would fill the guest's
+/// memory) and, when it is dynamically linked, its loader and the libraries `ldd` resolves,
+/// each at its own path (the guest is busybox only). A static build (`-C
+/// target-feature=+crt-static`) needs none, but the ordinary cargo build then runs in the
+/// guest too, with no second target to build.
+pub fn program_files(
+    program: &Path,
+    at: &str,
+    scratch: &Path,
+) -> Result<Vec<(PathBuf, String)>, Error> {
+    let program = program
+        .canonicalize()
+        .map_err(|e| Error::Missing(format!("{}: {e}", program.display())))?;
+    let name = program.file_name().unwrap_or_default();
+    let small = scratch.join(name).with_extension("stripped");
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&small)
+        .arg(&program)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let out = Command::new("ldd")
+        .arg(&program)
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| Error::Missing(format!("ldd (Debian package libc-bin): {e}")))?;
+    let mut files = vec![(if stripped { small } else { program }, at.to_string())];
+    // ldd fails or says "not a dynamic executable" for a static program.
+    if out.status.success() {
+        for lib in shared_libraries(&String::from_utf8_lossy(&out.stdout)) {
+            let to = lib.display().to_string();
+            files.push((lib, to));
+        }
+    }
+    Ok(files)
+}
+
+/// The absolute paths in `ldd`'s answer: `libc.so.6 => /lib/.../libc.so.6 (0x...)` and the
+/// loader's `/lib64/ld-linux-x86-64.so.2 (0x...)`; the kernel's vDSO has none.
+pub fn shared_libraries(ldd: &str) -> Vec<PathBuf> {
+    ldd.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = l.split_once("=> ").map_or(l, |(_, p)| p);
+            let path = path.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
 }
 
 /// A module's plain name and bytes (busybox insmod takes plain `.ko`, so compressed ones are
@@ -316,6 +372,22 @@ mod tests {
         assert!(pos("/failover.ko") < pos("net_failover.ko"));
         assert!(pos("net_failover.ko") < pos("virtio_net.ko.xz"));
         assert!(virtio_modules("").is_empty());
+    }
+
+    #[test]
+    fn ldd_answers_give_the_loader_and_libraries() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+            \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f01)\n\
+            \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f02)\n\
+            \t/lib64/ld-linux-x86-64.so.2 (0x00007f03)\n";
+        let libs = shared_libraries(ldd);
+        let want = [
+            "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib64/ld-linux-x86-64.so.2",
+        ];
+        assert_eq!(libs, want.map(PathBuf::from));
+        assert!(shared_libraries("\tnot a dynamic executable\n").is_empty());
     }
 
     #[test]

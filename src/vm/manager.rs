@@ -28,11 +28,14 @@ pub struct VmSpec {
 }
 
 impl VmSpec {
+    /// Enough for the Debian kernel, busybox and a small workload.
+    pub const DEFAULT_MEMORY_MB: u32 = 128;
+
     pub fn new(name: &str, mac: Mac, image: GuestImage) -> VmSpec {
         VmSpec {
             name: name.to_string(),
             mac,
-            memory_mb: 128,
+            memory_mb: VmSpec::DEFAULT_MEMORY_MB,
             image,
             args: Vec::new(),
             timeout: Duration::from_secs(20),
@@ -68,7 +71,9 @@ impl VmSpec {
     }
 
     fn append(&self) -> String {
-        let mut s = String::from("console=ttyS0 quiet panic=-1");
+        // no_timer_check: on a busy host TCG's timer may miss the kernel's IO-APIC check,
+        // which then panics ("IO-APIC + timer doesn't work").
+        let mut s = String::from("console=ttyS0 quiet panic=-1 no_timer_check");
         for (k, v) in &self.args {
             s.push_str(&format!(" vnet.{k}={v}"));
         }
@@ -379,6 +384,12 @@ impl Vm {
     /// migrate it (`registry::Driver::Qemu`).
     pub fn detach(mut self) -> Detached {
         self.qemu.keep = true;
+        self.describe()
+    }
+
+    /// What a later vnetc needs to migrate the VM, while this handle keeps owning its
+    /// current QEMU process (killed on drop unless a migration has replaced it by then).
+    pub fn describe(&self) -> Detached {
         Detached {
             name: self.spec.name.clone(),
             dir: self.dir.clone(),
@@ -526,6 +537,11 @@ impl Detached {
             .join(format!("{}.{}.qmp", self.name, self.incarnation))
     }
 
+    /// Whether its current QEMU process still runs (not gone, not a zombie).
+    pub fn running(&self) -> bool {
+        !cmdline(self.pid).is_empty()
+    }
+
     /// The serial console of incarnation `n`.
     pub fn console(&self, n: u32) -> PathBuf {
         self.dir.join(format!("{}.{n}.console", self.name))
@@ -579,6 +595,49 @@ impl Detached {
     }
 }
 
+/// Kills every QEMU process whose command line names `dir` (a VM directory of this run):
+/// the incarnations a child vnetc started and detached, and any destination a killed
+/// migration left behind. Waits until each is gone or a zombie (up to 5 s); returns their pids.
+pub fn stop_all_in(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    let found: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let cmd = cmdline(pid);
+            cmd.first().is_some_and(|exe| exe.ends_with(QEMU))
+                && cmd.iter().any(|a| a.contains(&needle))
+        })
+        .collect();
+    let pid = |p: u32| nix::unistd::Pid::from_raw(p as i32);
+    for &p in &found {
+        let _ = nix::sys::signal::kill(pid(p), nix::sys::signal::Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while found.iter().any(|&p| !cmdline(p).is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Reap those that are this process's children (detached ones); others' parents do.
+    for &p in &found {
+        let _ = nix::sys::wait::waitpid(pid(p), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+    found
+}
+
+/// A process's arguments; empty when it is gone or a zombie.
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,7 +655,7 @@ mod tests {
         assert!(spec().arg("ip", "10.0.0.1/24").check().is_ok());
         assert_eq!(
             spec().arg("ip", "10.0.0.1/24").append(),
-            "console=ttyS0 quiet panic=-1 vnet.ip=10.0.0.1/24"
+            "console=ttyS0 quiet panic=-1 no_timer_check vnet.ip=10.0.0.1/24"
         );
         let e = spec().arg("run", "rm -rf /").check().unwrap_err();
         assert!(e.to_string().contains("vnet.run=rm -rf /"), "{e}");
