@@ -54,6 +54,7 @@ pub fn propose(base: &State, a: &Assembled, answer: &Answer) -> Proposal {
             })
         })
         .collect();
+    let moves = vacate_first(moves);
     let mut state = base.clone();
     for m in &moves {
         state = follow(&state, m);
@@ -93,6 +94,29 @@ pub fn propose(base: &State, a: &Assembled, answer: &Answer) -> Proposal {
         prepare,
         switched,
     }
+}
+
+/// Orders the moves so that a VM leaves a daemon before another arrives there: VMs attach to
+/// a daemon's `dgram` interface, and two VMs on one interface would take turns being its
+/// peer until one leaves. Moves that wait on each other in a cycle (a swap) cannot all wait;
+/// the cycle is broken at the first move another waits on, and the overlap lasts that one
+/// migration.
+pub fn vacate_first(mut waiting: Vec<Move>) -> Vec<Move> {
+    let mut order = Vec::with_capacity(waiting.len());
+    while !waiting.is_empty() {
+        let free = waiting
+            .iter()
+            .position(|m| !waiting.iter().any(|o| o.from == m.to))
+            .or_else(|| {
+                // Every move waits: the first one another waits on sits on a cycle's way.
+                waiting
+                    .iter()
+                    .position(|m| waiting.iter().any(|o| o.to == m.from))
+            })
+            .unwrap_or(0);
+        order.push(waiting.remove(free));
+    }
+    order
 }
 
 fn edge(daemon: &str, src: Match, dst: Match, peer: &str) -> RuleDef {

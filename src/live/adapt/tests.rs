@@ -291,3 +291,36 @@ fn any_set_of_moves_ends_in_a_state_that_delivers() {
     );
     assert_eq!(a.problem.demands.len(), 2);
 }
+
+#[test]
+fn moves_vacate_a_daemon_before_another_vm_arrives() {
+    use super::proposal::{vacate_first, Move};
+    let mv = |vm: &str, from: &str, to: &str| Move {
+        vm: vm.into(),
+        mac: mac(M1),
+        from: from.into(),
+        to: to.into(),
+    };
+    let names = |ms: &[Move]| ms.iter().map(|m| m.vm.clone()).collect::<Vec<_>>();
+    // A chain in the worst order: vm1 goes where vm2 is, vm2 where vm3 is.
+    let chain = vec![
+        mv("vm1", "f1", "f5"),
+        mv("vm2", "f5", "f6"),
+        mv("vm3", "f6", "f7"),
+    ];
+    assert_eq!(names(&vacate_first(chain)), ["vm3", "vm2", "vm1"]);
+    // Independent moves keep the solver's order.
+    let apart = vec![mv("a", "h1", "h2"), mv("b", "h3", "h4")];
+    assert_eq!(names(&vacate_first(apart)), ["a", "b"]);
+    // A swap plus one that waits on it: the cycle breaks at its first move, and the move
+    // into the swap's daemon still comes after that daemon is left.
+    let swap = vec![
+        mv("x", "h9", "h1"),
+        mv("s1", "h1", "h2"),
+        mv("s2", "h2", "h1"),
+    ];
+    let order = names(&vacate_first(swap));
+    assert_eq!(order.len(), 3);
+    let at = |n: &str| order.iter().position(|o| o == n).expect("every move");
+    assert!(at("s1") < at("x"), "{order:?}");
+}
