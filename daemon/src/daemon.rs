@@ -71,6 +71,10 @@ pub struct Daemon {
     /// The control tables (ground state); the links, engine and store follow them.
     ctl: Mutex<Control>,
     links: RwLock<HashMap<String, Arc<Link>>>,
+    /// Changes take turns: held from staging a batch to committing it, across the disk write
+    /// (so the journal's order is the generations' order, and readers of `ctl` never wait for
+    /// the disk).
+    turn: tokio::sync::Mutex<()>,
     store: Store,
     shutdown: watch::Sender<bool>,
     /// The lease on the tables, and the id of the next control session (leases belong to one).
@@ -124,8 +128,8 @@ impl Daemon {
             tracing::warn!("INSECURE LINKS: --insecure-links sends every frame in clear and unauthenticated after the handshake; for measurements only");
         }
         let seal = crate::link::seal::Crypto::new(keys, cfg.insecure_links, cfg.rekey);
-        let store = Store::new(&cfg.state_dir, cfg.fsync);
-        let saved = load_saved(&cfg, &store)?;
+        let store = Store::open(&cfg.state_dir, cfg.fsync)?;
+        let saved = load_saved(&cfg, &store).await?;
         let listener = bind_tcp(cfg.listen)?;
         let listen = listener.local_addr()?;
         tracing::info!(name = %cfg.name, %listen, "vnetd listening (TCP: control and TCP links; UDP: UDP links)");
@@ -157,6 +161,7 @@ impl Daemon {
             plane,
             ctl: Mutex::new(ctl),
             links: RwLock::new(HashMap::new()),
+            turn: Default::default(),
             store,
             shutdown,
             leases: Default::default(),
@@ -180,7 +185,7 @@ impl Daemon {
         }
         // A fresh snapshot (and an empty journal) to append this run's changes to.
         let p = d.persisted();
-        d.store.save(&p)?;
+        d.store.save(p).await?;
         Ok((d, listener))
     }
 
@@ -303,9 +308,11 @@ impl Daemon {
         self.lock_ctl().persisted()
     }
 
-    /// Applies changes atomically ([`Control::apply`]), persists them (taken back if that
-    /// fails), then makes them live. Peer addresses are resolved before the tables are locked;
-    /// links are closed and dialers started after the lock is released.
+    /// Applies changes atomically: stages them ([`Control::stage`]), makes them durable (the
+    /// journal's append, on the store's writer thread), then commits them and makes them live.
+    /// Peer addresses are resolved before anything is locked; links are closed and dialers
+    /// started after the lock is released. Changes take turns (`turn`), so nothing changes
+    /// the tables between a batch's staging and its commit.
     pub async fn change(
         &self,
         changes: Vec<Change>,
@@ -313,14 +320,28 @@ impl Daemon {
         persist: bool,
     ) -> Result<Changed, ErrorBody> {
         let resolved = resolve_peers(&changes).await;
-        let work = || self.change_locked(&changes, expect.as_ref(), persist, &resolved);
-        // With --fsync a change waits for the disk: let the runtime move its other tasks to
-        // another worker meanwhile. (Without it, the append is one write to the page cache.)
-        let (reply, closed, opened) = if self.cfg.fsync {
-            blocking(work)
+        let _turn = self.turn.lock().await;
+        let staged = self.lock_ctl().stage(&changes, expect.as_ref())?;
+        if !staged.applied.changed() {
+            return Ok(staged.applied.reply(&self.instance));
+        }
+        let compact = if persist {
+            self.persist(staged.applied.generation, &changes).await?
         } else {
-            work()
-        }?;
+            false
+        };
+        let (reply, closed, opened) = {
+            let mut ctl = self.lock_ctl();
+            let applied = ctl.commit(staged);
+            let (closed, opened) = self.make_live(&applied, &changes, &resolved);
+            (applied.reply(&self.instance), closed, opened)
+        };
+        if compact {
+            // Still this batch's turn: no later append can come before the new snapshot.
+            if let Err(e) = self.store.save(self.persisted()).await {
+                tracing::warn!("compacting the tables' journal: {e}");
+            }
+        }
         for old in closed {
             old.close();
         }
@@ -330,34 +351,17 @@ impl Daemon {
         Ok(reply)
     }
 
-    /// The part of [`Daemon::change`] under the tables' lock: apply, persist, make live.
-    /// Returns the reply, the links to close and the links opened.
-    fn change_locked(
-        &self,
-        changes: &[Change],
-        expect: Option<&Expect>,
-        persist: bool,
-        resolved: &HashMap<String, SocketAddr>,
-    ) -> Result<LiveChange, ErrorBody> {
-        let mut ctl = self.lock_ctl();
-        let applied = ctl.apply(changes, expect)?;
-        if !applied.changed() {
-            return Ok((applied.reply(&self.instance), Vec::new(), Vec::new()));
-        }
-        if persist {
-            let saved = self
-                .store
-                .record(applied.generation, changes, || ctl.persisted());
-            if let Err(err) = saved {
-                ctl.revert(applied);
-                return Err(ErrorBody {
-                    code: ErrorCode::Internal,
-                    message: format!("could not save the tables (nothing changed): {err}"),
-                });
-            }
-        }
-        let (closed, opened) = self.make_live(&applied, changes, resolved);
-        Ok((applied.reply(&self.instance), closed, opened))
+    /// Appends a staged batch to the journal (durable before it is acknowledged); whether the
+    /// journal is due for compaction. On failure nothing has changed.
+    async fn persist(&self, generation: u64, changes: &[Change]) -> Result<bool, ErrorBody> {
+        let saved = match crate::store::journal_line(generation, changes) {
+            Ok(line) => self.store.append(line).await,
+            Err(e) => Err(e),
+        };
+        saved.map_err(|err| ErrorBody {
+            code: ErrorCode::Internal,
+            message: format!("could not save the tables (nothing changed): {err}"),
+        })
     }
 
     /// Brings the links and the engine in step with applied changes: links first (their
@@ -439,8 +443,12 @@ impl Daemon {
 }
 
 /// The saved tables, unless `--fresh`; refused when they belong to another daemon.
-fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
-    let saved = if cfg.fresh { None } else { store.load()? };
+async fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
+    let saved = if cfg.fresh {
+        None
+    } else {
+        store.load().await?
+    };
     if let Some(s) = &saved {
         if s.daemon != cfg.name {
             return Err(io::Error::new(
@@ -456,9 +464,6 @@ fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
     }
     Ok(saved)
 }
-
-/// The reply to a change, the links it closed and the links it opened.
-type LiveChange = (Changed, Vec<Arc<Link>>, Vec<Arc<Link>>);
 
 /// The addresses of the peers of the links a batch adds (resolved before any lock is
 /// taken; a name that does not resolve is tried again by the link's dialer).
