@@ -444,11 +444,7 @@ impl Daemon {
 
 /// The saved tables, unless `--fresh`; refused when they belong to another daemon.
 async fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
-    let saved = if cfg.fresh {
-        None
-    } else {
-        store.load().await?
-    };
+    let saved = if cfg.fresh { None } else { store.load().await? };
     if let Some(s) = &saved {
         if s.daemon != cfg.name {
             return Err(io::Error::new(

@@ -170,10 +170,18 @@ impl DataPlane {
         r
     }
 
+    /// Voids the fast path after a table change (on the control side: the routes to the UDP
+    /// sessions' peers are read again here, not on the forwarding thread).
     fn void_fast_path(&self) {
         if let Some(f) = &self.fast {
+            f.learn_routes(self.udp_session_addrs());
             f.invalidate();
         }
+    }
+
+    fn udp_session_addrs(&self) -> Vec<SocketAddr> {
+        let peers = self.udp_peers.read().unwrap_or_else(|e| e.into_inner());
+        peers.keys().copied().collect()
     }
 
     /// What a link calls when it goes up or down.
@@ -192,6 +200,10 @@ impl DataPlane {
         peers.retain(|_, l| !Arc::ptr_eq(l, link));
         peers.insert(addr, link.clone());
         drop(peers);
+        if let Some(f) = &self.fast {
+            // Before the link is up (and the fast path may carry its frames).
+            f.learn_routes(self.udp_session_addrs());
+        }
         link.udp_up(addr, self.now_ms());
     }
 

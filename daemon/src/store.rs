@@ -419,7 +419,13 @@ mod tests {
         assert_eq!(s.load().await.unwrap(), None);
         s.save(empty()).await.unwrap();
         for g in 1..=50u64 {
-            let line = journal_line(g, &[Change::AddRule { rule: rule(g as u8) }]).unwrap();
+            let line = journal_line(
+                g,
+                &[Change::AddRule {
+                    rule: rule(g as u8),
+                }],
+            )
+            .unwrap();
             assert!(!s.append(line).await.unwrap());
         }
         let got = s.load().await.unwrap().unwrap();
