@@ -27,7 +27,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -68,9 +68,9 @@ pub struct Daemon {
     pub instance: String,
     /// The forwarding thread's state (engine, interfaces, UDP sessions, fast path).
     plane: Arc<DataPlane>,
-    /// The control tables (ground state); the links, engine and store follow them.
+    /// The control tables (ground state); the live links (the data plane's), engine and store
+    /// follow them.
     ctl: Mutex<Control>,
-    links: RwLock<HashMap<String, Arc<Link>>>,
     /// Changes take turns: held from staging a batch to committing it, across the disk write
     /// (so the journal's order is the generations' order, and readers of `ctl` never wait for
     /// the disk).
@@ -160,7 +160,6 @@ impl Daemon {
             instance,
             plane,
             ctl: Mutex::new(ctl),
-            links: RwLock::new(HashMap::new()),
             turn: Default::default(),
             store,
             shutdown,
@@ -270,8 +269,7 @@ impl Daemon {
         }
         tracing::info!("shutting down");
         tasks.shutdown().await;
-        let links: Vec<_> = self.links_read().values().cloned().collect();
-        for l in links {
+        for l in self.plane.links() {
             l.close();
         }
         Ok(())
@@ -296,12 +294,8 @@ impl Daemon {
         crate::vttif::reporter::start(self.vttif.clone(), self.cfg.key.clone(), snapshot)
     }
 
-    fn links_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Link>>> {
-        self.links.read().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn link(&self, peer: &str) -> Option<Arc<Link>> {
-        self.links_read().get(peer).cloned()
+        self.plane.link(peer)
     }
 
     fn persisted(&self) -> Persisted {
@@ -364,8 +358,9 @@ impl Daemon {
         })
     }
 
-    /// Brings the links and the engine in step with applied changes: links first (their
-    /// ports), then the rules, in one engine update.
+    /// Brings the live links and the engine in step with applied changes: links first (their
+    /// ports), then the rules, in one engine update. Returns the links to close and the links
+    /// opened.
     fn make_live(
         &self,
         applied: &Applied,
@@ -373,44 +368,16 @@ impl Daemon {
         resolved: &HashMap<String, SocketAddr>,
     ) -> (Vec<Arc<Link>>, Vec<Arc<Link>>) {
         let me = &self.cfg.name;
-        let (mut closed, mut opened) = (Vec::new(), Vec::new());
-        {
-            let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
-            for key in &applied.close {
-                if let Some(old) = key.peer_of(me).and_then(|peer| links.remove(peer)) {
-                    closed.push(old);
-                }
-            }
-            for spec in &applied.open {
+        let close: Vec<&str> = applied.close.iter().filter_map(|k| k.peer_of(me)).collect();
+        let opened: Vec<Arc<Link>> = applied
+            .open
+            .iter()
+            .filter_map(|spec| {
                 let addr = resolved.get(&spec.peer_addr).copied();
-                let on_change = self.plane.on_link_change();
-                if let Some(l) = Link::new(spec.clone(), me, addr, on_change) {
-                    let l = Arc::new(l);
-                    links.insert(l.peer.clone(), l.clone());
-                    opened.push(l);
-                }
-            }
-        }
-        if !closed.is_empty() {
-            let mut peers = self
-                .plane
-                .udp_peers
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            peers.retain(|_, l| !closed.iter().any(|c| Arc::ptr_eq(c, l)));
-        }
-        self.plane.update_engine(|e| {
-            for old in &closed {
-                e.remove_port(&Target::Link {
-                    peer: old.peer.clone(),
-                });
-            }
-            for l in &opened {
-                let target = Target::Link {
-                    peer: l.peer.clone(),
-                };
-                e.set_port(target, Port::Link(l.clone()));
-            }
+                Link::new(spec.clone(), me, addr, self.plane.on_link_change()).map(Arc::new)
+            })
+            .collect();
+        let closed = self.plane.update_links(&close, &opened, |e| {
             for c in changes {
                 match c {
                     Change::AddRule { rule } => {

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use vnet_grammar::model::Target;
 
+mod links;
 mod poll;
 mod shaped;
 mod tcp_rx;
@@ -111,7 +112,7 @@ pub(crate) struct DataPlane {
     pub(crate) ifaces: Vec<Arc<Iface>>,
     pub(crate) udp: UdpPort,
     /// The UDP link of each peer address with a session.
-    pub(crate) udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
+    udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
     /// Lookup-cache hits and misses, gathered from the receivers now and then.
     pub(crate) lookups: Mutex<(u64, u64)>,
     fast: Option<Arc<FastPath>>,

@@ -268,7 +268,7 @@ impl Daemon {
 
     fn status(&self) -> Status {
         let ctl = self.lock_ctl();
-        let links = self.links_read();
+        let links = self.plane.links();
         Status {
             daemon: self.cfg.name.clone(),
             instance: self.instance.clone(),
@@ -279,7 +279,7 @@ impl Daemon {
             config_bound_ms: ctl.bound(),
             interfaces: self.plane.ifaces.len(),
             links: links.len(),
-            links_up: links.values().filter(|l| l.is_up()).count(),
+            links_up: links.iter().filter(|l| l.is_up()).count(),
             rules: ctl.rules().len(),
             lease: self.leases.current(),
             fast_path: Some(self.fast_path.clone()),
@@ -303,7 +303,12 @@ impl Daemon {
 
     pub(super) fn link_infos(&self) -> Vec<LinkInfo> {
         let ctl = self.lock_ctl();
-        let links = self.links_read();
+        let links: std::collections::HashMap<String, _> = self
+            .plane
+            .links()
+            .into_iter()
+            .map(|l| (l.peer.clone(), l))
+            .collect();
         ctl.links()
             .filter_map(|spec| {
                 let peer = spec.peer_of(&self.cfg.name)?.to_string();
@@ -348,13 +353,13 @@ impl Daemon {
             no_rule += i.stats.drops(DropReason::NoRule);
         }
         let links: Vec<_> = {
-            let l = self.links_read();
+            let l = self.plane.links();
             let mut v: Vec<_> = l
-                .values()
+                .iter()
                 .map(|l| (l.peer.clone(), l.stats.snapshot()))
                 .collect();
             no_rule += l
-                .values()
+                .iter()
                 .map(|l| l.stats.drops(DropReason::NoRule))
                 .sum::<u64>();
             v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -378,8 +383,9 @@ impl Daemon {
             cache_misses: misses,
             fast_path: self.plane.fast_path_stats(),
             link_estimates: self
-                .links_read()
-                .values()
+                .plane
+                .links()
+                .iter()
                 .filter_map(|l| Some((l.peer.clone(), l.estimate()?)))
                 .collect(),
             underlay: self.plane.underlay.state(),
