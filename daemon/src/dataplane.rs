@@ -527,7 +527,7 @@ impl DataPlane {
             for raw in datagrams {
                 let record = seal::is_record(raw);
                 if !record {
-                    let Some((kind, _, _)) = wire::parse_header(raw) else {
+                    let Some(wire::LinkHeader { kind, .. }) = wire::LinkHeader::parse(raw) else {
                         self.global.drop(DropReason::Malformed);
                         continue;
                     };
@@ -579,8 +579,8 @@ impl DataPlane {
                         continue;
                     }
                 };
-                let Some((kind, hop, flags)) = wire::parse_header(msg)
-                    .filter(|(k, _, _)| *k == wire::KIND_FRAME || *k == wire::KIND_FRAGMENT)
+                let Some(wire::LinkHeader { kind, hop, flags }) =
+                    wire::LinkHeader::parse(msg).filter(wire::LinkHeader::is_data)
                 else {
                     link.stats.drop(DropReason::Malformed);
                     continue;
