@@ -204,22 +204,7 @@ impl Daemon {
                 rules: self.rule_infos(),
             }),
             Request::Stats => Ok(Response::Stats(self.stats())),
-            Request::TrafficMatrix { reset } => {
-                let (window_ms, cells) = self.plane.matrix.snapshot(reset);
-                Ok(Response::TrafficMatrix(TrafficMatrix {
-                    daemon: self.cfg.name.clone(),
-                    window_ms,
-                    entries: cells
-                        .into_iter()
-                        .map(|(src, dst, frames, bytes)| TrafficEntry {
-                            src,
-                            dst,
-                            frames,
-                            bytes,
-                        })
-                        .collect(),
-                }))
-            }
+            Request::TrafficMatrix { reset } => Ok(Response::TrafficMatrix(self.traffic(reset))),
             Request::Shutdown => Ok(Response::ShuttingDown),
             Request::SetProxy { proxy } => self
                 .vttif
@@ -240,14 +225,7 @@ impl Daemon {
                 blocking(move || v.infer(window_ms, threshold_ppm, bound)).map(Response::Inferred)
             }
             Request::Vttif => Ok(Response::Vttif(self.vttif.state())),
-            Request::SetUnderlay { peers } => self
-                .plane
-                .set_underlay(peers)
-                .map(|()| Response::Underlay(self.plane.underlay.state().unwrap_or_default()))
-                .map_err(|message| ErrorBody {
-                    code: ErrorCode::Invalid,
-                    message,
-                }),
+            Request::SetUnderlay { peers } => self.set_underlay(peers),
             Request::ProbeServe {
                 peer,
                 token,
@@ -264,6 +242,33 @@ impl Daemon {
             Ok(r) => Reply::Ok(r),
             Err(e) => Reply::Error(e),
         }
+    }
+
+    fn traffic(&self, reset: bool) -> TrafficMatrix {
+        let (window_ms, cells) = self.plane.matrix.snapshot(reset);
+        TrafficMatrix {
+            daemon: self.cfg.name.clone(),
+            window_ms,
+            entries: cells
+                .into_iter()
+                .map(|(src, dst, frames, bytes)| TrafficEntry {
+                    src,
+                    dst,
+                    frames,
+                    bytes,
+                })
+                .collect(),
+        }
+    }
+
+    fn set_underlay(&self, peers: BTreeMap<String, Shape>) -> Result<Response, ErrorBody> {
+        self.plane
+            .set_underlay(peers)
+            .map(|()| Response::Underlay(self.plane.underlay.state().unwrap_or_default()))
+            .map_err(|message| ErrorBody {
+                code: ErrorCode::Invalid,
+                message,
+            })
     }
 
     fn status(&self) -> Status {
