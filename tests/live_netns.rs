@@ -6,29 +6,9 @@
 mod live_common;
 
 use live_common::*;
-use std::process::{Command, Stdio};
 
 const NET: u8 = 158;
 const TAG: u8 = 158;
-
-fn sh(cmd: &str) -> (bool, String) {
-    match Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
-}
 
 fn skip_reason() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {

@@ -18,7 +18,7 @@ pub(crate) struct Control {
     rules: BTreeSet<RuleDef>,
 }
 
-/// What a batch of changes did.
+/// What a batch of changes did (or, staged, will do).
 #[derive(Debug)]
 pub(crate) struct Applied {
     pub generation: u64,
@@ -28,17 +28,19 @@ pub(crate) struct Applied {
     pub close: Vec<LinkKey>,
     /// Links to open (added or replaced).
     pub open: Vec<LinkSpec>,
-    undo: Undo,
 }
 
-/// How to take a batch back (when it cannot be persisted).
+/// A batch checked against the tables and not yet made (see [`Control::stage`]).
 #[derive(Debug)]
-struct Undo {
-    generation: u64,
+pub(crate) struct Staged {
+    pub applied: Applied,
+    /// The generation it was staged at.
+    base: u64,
     bound: Option<u64>,
+    /// Each link the batch changed, as it ends up (`None`: deleted), in the order changed.
     links: Vec<(LinkKey, Option<LinkSpec>)>,
-    /// (added, rule), in the order applied.
-    rules: Vec<(bool, RuleDef)>,
+    /// Each rule the batch changed: whether it ends up in the tables.
+    rules: BTreeMap<RuleDef, bool>,
 }
 
 impl Applied {
@@ -102,12 +104,21 @@ impl Control {
 
     /// Applies the changes in order, all or (on any error) none; the generation goes up by one
     /// if anything changed. With `expect`, refused unless this is that instance at that
-    /// generation.
+    /// generation. (The daemon stages and commits, with the disk write in between.)
+    #[cfg(test)]
     pub fn apply(
         &mut self,
         changes: &[Change],
         expect: Option<&Expect>,
     ) -> Result<Applied, ErrorBody> {
+        let staged = self.stage(changes, expect)?;
+        Ok(self.commit(staged))
+    }
+
+    /// What [`Control::apply`] would do, without doing it: the tables are unchanged until
+    /// [`Control::commit`] (so the daemon can make a batch durable first, and nobody reads a
+    /// change that might still be refused by the disk).
+    pub fn stage(&self, changes: &[Change], expect: Option<&Expect>) -> Result<Staged, ErrorBody> {
         for c in changes {
             self.validate(c).map_err(|message| ErrorBody {
                 code: ErrorCode::Invalid,
@@ -125,100 +136,96 @@ impl Control {
                 });
             }
         }
-        let mut undo = Undo {
-            generation: self.generation,
+        let mut staged = Staged {
+            applied: Applied {
+                generation: self.generation,
+                effective: Vec::with_capacity(changes.len()),
+                close: Vec::new(),
+                open: Vec::new(),
+            },
+            base: self.generation,
             bound: self.bound,
             links: Vec::new(),
-            rules: Vec::new(),
+            rules: BTreeMap::new(),
         };
-        let effective: Vec<bool> = changes.iter().map(|c| self.one(c, &mut undo)).collect();
-        let (mut close, mut open) = (Vec::new(), Vec::new());
-        for (key, before) in &undo.links {
-            if before.is_some() {
-                close.push(key.clone());
+        for c in changes {
+            let e = self.one(c, &mut staged);
+            staged.applied.effective.push(e);
+        }
+        for (key, now) in &staged.links {
+            if self.links.contains_key(key) {
+                staged.applied.close.push(key.clone());
             }
-            if let Some(now) = self.links.get(key) {
-                open.push(now.clone());
+            if let Some(now) = now {
+                staged.applied.open.push(now.clone());
             }
         }
-        if effective.iter().any(|e| *e) {
-            self.generation += 1;
+        if staged.applied.changed() {
+            staged.applied.generation += 1;
         }
-        Ok(Applied {
-            generation: self.generation,
-            effective,
-            close,
-            open,
-            undo,
-        })
+        Ok(staged)
     }
 
-    /// One change; whether it changed anything. Records how to undo it (a link's spec before
-    /// the batch is recorded once, at its first change).
-    fn one(&mut self, c: &Change, undo: &mut Undo) -> bool {
-        let mut note_link = |key: &LinkKey, before: Option<LinkSpec>| {
-            if !undo.links.iter().any(|(k, _)| k == key) {
-                undo.links.push((key.clone(), before));
-            }
-        };
+    /// One change staged on top of the earlier ones of its batch; whether it changes anything.
+    fn one(&self, c: &Change, staged: &mut Staged) -> bool {
         match c {
             Change::AddLink { link } => {
                 let key = link.link.key();
-                if self.links.get(&key) == Some(link) {
+                if staged.link(self, &key) == Some(link) {
                     return false;
                 }
-                let before = self.links.insert(key.clone(), link.clone());
-                note_link(&key, before);
+                staged.set_link(key, Some(link.clone()));
                 true
             }
             Change::DeleteLink { key } => {
                 let key = LinkKey::new(&key.0, &key.1);
-                let Some(before) = self.links.remove(&key) else {
+                if staged.link(self, &key).is_none() {
                     return false;
-                };
-                note_link(&key, Some(before));
+                }
+                staged.set_link(key, None);
                 true
             }
-            Change::AddRule { rule } => {
-                let e = self.rules.insert(rule.clone());
-                if e {
-                    undo.rules.push((true, rule.clone()));
+            Change::AddRule { rule } | Change::DeleteRule { rule } => {
+                let add = matches!(c, Change::AddRule { .. });
+                let now = staged
+                    .rules
+                    .get(rule)
+                    .copied()
+                    .unwrap_or_else(|| self.rules.contains(rule));
+                if now == add {
+                    return false;
                 }
-                e
-            }
-            Change::DeleteRule { rule } => {
-                let e = self.rules.remove(rule);
-                if e {
-                    undo.rules.push((false, rule.clone()));
-                }
-                e
+                staged.rules.insert(rule.clone(), add);
+                true
             }
             Change::SetConfigBound { millis } => {
-                let e = self.bound != Some(*millis);
-                self.bound = Some(*millis);
+                let e = staged.bound != Some(*millis);
+                staged.bound = Some(*millis);
                 e
             }
         }
     }
 
-    /// Takes back a batch [`Control::apply`] just made (nothing else changed since).
-    pub fn revert(&mut self, applied: Applied) {
-        let undo = applied.undo;
-        self.generation = undo.generation;
-        self.bound = undo.bound;
-        for (key, before) in undo.links {
-            match before {
+    /// Makes a staged batch. Nothing may have changed the tables since it was staged (the
+    /// daemon stages and commits changes one at a time).
+    pub fn commit(&mut self, staged: Staged) -> Applied {
+        debug_assert_eq!(staged.base, self.generation, "tables changed since staged");
+        self.generation = staged.applied.generation;
+        self.bound = staged.bound;
+        for (key, now) in staged.links {
+            match now {
                 Some(spec) => self.links.insert(key, spec),
                 None => self.links.remove(&key),
             };
         }
-        for (added, r) in undo.rules.into_iter().rev() {
-            if added {
-                self.rules.remove(&r);
+        for (rule, present) in staged.rules {
+            if present {
+                self.rules.insert(rule);
             } else {
-                self.rules.insert(r);
+                self.rules.remove(&rule);
             }
         }
+        staged.applied
     }
 
     fn validate(&self, c: &Change) -> Result<(), String> {
@@ -274,6 +281,23 @@ impl Control {
                 Ok(())
             }
             Change::DeleteLink { .. } | Change::SetConfigBound { .. } => Ok(()),
+        }
+    }
+}
+
+impl Staged {
+    /// A link's spec as the batch has left it so far.
+    fn link<'a>(&'a self, ctl: &'a Control, key: &LinkKey) -> Option<&'a LinkSpec> {
+        match self.links.iter().find(|(k, _)| k == key) {
+            Some((_, now)) => now.as_ref(),
+            None => ctl.links.get(key),
+        }
+    }
+
+    fn set_link(&mut self, key: LinkKey, now: Option<LinkSpec>) {
+        match self.links.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => *slot = now,
+            None => self.links.push((key, now)),
         }
     }
 }
@@ -423,32 +447,38 @@ mod tests {
     }
 
     #[test]
-    fn revert_restores_the_tables_exactly() {
-        let mut c = ctl();
-        c.apply(
-            &[
-                add_link(link(Transport::Tcp, "b")),
-                Change::AddRule { rule: rule(1) },
-                Change::SetConfigBound { millis: 5 },
-            ],
-            None,
-        )
-        .unwrap();
-        let before = c.persisted();
-        let a = c
-            .apply(
-                &[
-                    Change::DeleteRule { rule: rule(1) },
-                    Change::AddRule { rule: rule(2) },
-                    add_link(link(Transport::Udp, "b")),
-                    add_link(link(Transport::Tcp, "c")),
-                    Change::SetConfigBound { millis: 9 },
-                ],
-                None,
-            )
-            .unwrap();
-        assert_eq!(c.generation(), 2);
-        c.revert(a);
-        assert_eq!(c.persisted(), before);
+    fn a_staged_batch_changes_nothing_until_committed() {
+        let setup = [
+            add_link(link(Transport::Tcp, "b")),
+            Change::AddRule { rule: rule(1) },
+            Change::SetConfigBound { millis: 5 },
+        ];
+        let batch = [
+            Change::DeleteRule { rule: rule(1) },
+            Change::AddRule { rule: rule(2) },
+            add_link(link(Transport::Udp, "b")),
+            add_link(link(Transport::Tcp, "c")),
+            Change::SetConfigBound { millis: 9 },
+            Change::AddRule { rule: rule(1) },
+        ];
+        let (mut staging, mut applying) = (ctl(), ctl());
+        staging.apply(&setup, None).unwrap();
+        applying.apply(&setup, None).unwrap();
+        let before = staging.persisted();
+        let staged = staging.stage(&batch, None).unwrap();
+        assert_eq!(staging.persisted(), before);
+        assert_eq!(staged.applied.generation, 2);
+        // A batch that is dropped (the disk refused it) leaves the tables as they were.
+        drop(staging.stage(&batch, None).unwrap());
+        assert_eq!(staging.persisted(), before);
+        let committed = staging.commit(staged);
+        let applied = applying.apply(&batch, None).unwrap();
+        assert_eq!(staging.persisted(), applying.persisted());
+        assert_ne!(staging.persisted(), before);
+        assert_eq!(committed.effective, [true, true, true, true, true, true]);
+        assert_eq!(committed.effective, applied.effective);
+        assert_eq!(committed.close, [LinkKey::new("a", "b")]);
+        assert_eq!(committed.open, applied.open);
+        assert_eq!(staging.generation(), 2);
     }
 }

@@ -27,7 +27,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -68,9 +68,13 @@ pub struct Daemon {
     pub instance: String,
     /// The forwarding thread's state (engine, interfaces, UDP sessions, fast path).
     plane: Arc<DataPlane>,
-    /// The control tables (ground state); the links, engine and store follow them.
+    /// The control tables (ground state); the live links (the data plane's), engine and store
+    /// follow them.
     ctl: Mutex<Control>,
-    links: RwLock<HashMap<String, Arc<Link>>>,
+    /// Changes take turns: held from staging a batch to committing it, across the disk write
+    /// (so the journal's order is the generations' order, and readers of `ctl` never wait for
+    /// the disk).
+    turn: tokio::sync::Mutex<()>,
     store: Store,
     shutdown: watch::Sender<bool>,
     /// The lease on the tables, and the id of the next control session (leases belong to one).
@@ -124,8 +128,8 @@ impl Daemon {
             tracing::warn!("INSECURE LINKS: --insecure-links sends every frame in clear and unauthenticated after the handshake; for measurements only");
         }
         let seal = crate::link::seal::Crypto::new(keys, cfg.insecure_links, cfg.rekey);
-        let store = Store::new(&cfg.state_dir, cfg.fsync);
-        let saved = load_saved(&cfg, &store)?;
+        let store = Store::open(&cfg.state_dir, cfg.fsync)?;
+        let saved = load_saved(&cfg, &store).await?;
         let listener = bind_tcp(cfg.listen)?;
         let listen = listener.local_addr()?;
         tracing::info!(name = %cfg.name, %listen, "vnetd listening (TCP: control and TCP links; UDP: UDP links)");
@@ -156,7 +160,7 @@ impl Daemon {
             instance,
             plane,
             ctl: Mutex::new(ctl),
-            links: RwLock::new(HashMap::new()),
+            turn: Default::default(),
             store,
             shutdown,
             leases: Default::default(),
@@ -180,7 +184,7 @@ impl Daemon {
         }
         // A fresh snapshot (and an empty journal) to append this run's changes to.
         let p = d.persisted();
-        d.store.save(&p)?;
+        d.store.save(p).await?;
         Ok((d, listener))
     }
 
@@ -265,8 +269,7 @@ impl Daemon {
         }
         tracing::info!("shutting down");
         tasks.shutdown().await;
-        let links: Vec<_> = self.links_read().values().cloned().collect();
-        for l in links {
+        for l in self.plane.links() {
             l.close();
         }
         Ok(())
@@ -291,21 +294,19 @@ impl Daemon {
         crate::vttif::reporter::start(self.vttif.clone(), self.cfg.key.clone(), snapshot)
     }
 
-    fn links_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Link>>> {
-        self.links.read().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn link(&self, peer: &str) -> Option<Arc<Link>> {
-        self.links_read().get(peer).cloned()
+        self.plane.link(peer)
     }
 
     fn persisted(&self) -> Persisted {
         self.lock_ctl().persisted()
     }
 
-    /// Applies changes atomically ([`Control::apply`]), persists them (taken back if that
-    /// fails), then makes them live. Peer addresses are resolved before the tables are locked;
-    /// links are closed and dialers started after the lock is released.
+    /// Applies changes atomically: stages them ([`Control::stage`]), makes them durable (the
+    /// journal's append, on the store's writer thread), then commits them and makes them live.
+    /// Peer addresses are resolved before anything is locked; links are closed and dialers
+    /// started after the lock is released. Changes take turns (`turn`), so nothing changes
+    /// the tables between a batch's staging and its commit.
     pub async fn change(
         &self,
         changes: Vec<Change>,
@@ -313,14 +314,28 @@ impl Daemon {
         persist: bool,
     ) -> Result<Changed, ErrorBody> {
         let resolved = resolve_peers(&changes).await;
-        let work = || self.change_locked(&changes, expect.as_ref(), persist, &resolved);
-        // With --fsync a change waits for the disk: let the runtime move its other tasks to
-        // another worker meanwhile. (Without it, the append is one write to the page cache.)
-        let (reply, closed, opened) = if self.cfg.fsync {
-            blocking(work)
+        let _turn = self.turn.lock().await;
+        let staged = self.lock_ctl().stage(&changes, expect.as_ref())?;
+        if !staged.applied.changed() {
+            return Ok(staged.applied.reply(&self.instance));
+        }
+        let compact = if persist {
+            self.persist(staged.applied.generation, &changes).await?
         } else {
-            work()
-        }?;
+            false
+        };
+        let (reply, closed, opened) = {
+            let mut ctl = self.lock_ctl();
+            let applied = ctl.commit(staged);
+            let (closed, opened) = self.make_live(&applied, &changes, &resolved);
+            (applied.reply(&self.instance), closed, opened)
+        };
+        if compact {
+            // Still this batch's turn: no later append can come before the new snapshot.
+            if let Err(e) = self.store.save(self.persisted()).await {
+                tracing::warn!("compacting the tables' journal: {e}");
+            }
+        }
         for old in closed {
             old.close();
         }
@@ -330,38 +345,22 @@ impl Daemon {
         Ok(reply)
     }
 
-    /// The part of [`Daemon::change`] under the tables' lock: apply, persist, make live.
-    /// Returns the reply, the links to close and the links opened.
-    fn change_locked(
-        &self,
-        changes: &[Change],
-        expect: Option<&Expect>,
-        persist: bool,
-        resolved: &HashMap<String, SocketAddr>,
-    ) -> Result<LiveChange, ErrorBody> {
-        let mut ctl = self.lock_ctl();
-        let applied = ctl.apply(changes, expect)?;
-        if !applied.changed() {
-            return Ok((applied.reply(&self.instance), Vec::new(), Vec::new()));
-        }
-        if persist {
-            let saved = self
-                .store
-                .record(applied.generation, changes, || ctl.persisted());
-            if let Err(err) = saved {
-                ctl.revert(applied);
-                return Err(ErrorBody {
-                    code: ErrorCode::Internal,
-                    message: format!("could not save the tables (nothing changed): {err}"),
-                });
-            }
-        }
-        let (closed, opened) = self.make_live(&applied, changes, resolved);
-        Ok((applied.reply(&self.instance), closed, opened))
+    /// Appends a staged batch to the journal (durable before it is acknowledged); whether the
+    /// journal is due for compaction. On failure nothing has changed.
+    async fn persist(&self, generation: u64, changes: &[Change]) -> Result<bool, ErrorBody> {
+        let saved = match crate::store::journal_line(generation, changes) {
+            Ok(line) => self.store.append(line).await,
+            Err(e) => Err(e),
+        };
+        saved.map_err(|err| ErrorBody {
+            code: ErrorCode::Internal,
+            message: format!("could not save the tables (nothing changed): {err}"),
+        })
     }
 
-    /// Brings the links and the engine in step with applied changes: links first (their
-    /// ports), then the rules, in one engine update.
+    /// Brings the live links and the engine in step with applied changes: links first (their
+    /// ports), then the rules, in one engine update. Returns the links to close and the links
+    /// opened.
     fn make_live(
         &self,
         applied: &Applied,
@@ -369,44 +368,16 @@ impl Daemon {
         resolved: &HashMap<String, SocketAddr>,
     ) -> (Vec<Arc<Link>>, Vec<Arc<Link>>) {
         let me = &self.cfg.name;
-        let (mut closed, mut opened) = (Vec::new(), Vec::new());
-        {
-            let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
-            for key in &applied.close {
-                if let Some(old) = key.peer_of(me).and_then(|peer| links.remove(peer)) {
-                    closed.push(old);
-                }
-            }
-            for spec in &applied.open {
+        let close: Vec<&str> = applied.close.iter().filter_map(|k| k.peer_of(me)).collect();
+        let opened: Vec<Arc<Link>> = applied
+            .open
+            .iter()
+            .filter_map(|spec| {
                 let addr = resolved.get(&spec.peer_addr).copied();
-                let on_change = self.plane.on_link_change();
-                if let Some(l) = Link::new(spec.clone(), me, addr, on_change) {
-                    let l = Arc::new(l);
-                    links.insert(l.peer.clone(), l.clone());
-                    opened.push(l);
-                }
-            }
-        }
-        if !closed.is_empty() {
-            let mut peers = self
-                .plane
-                .udp_peers
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            peers.retain(|_, l| !closed.iter().any(|c| Arc::ptr_eq(c, l)));
-        }
-        self.plane.update_engine(|e| {
-            for old in &closed {
-                e.remove_port(&Target::Link {
-                    peer: old.peer.clone(),
-                });
-            }
-            for l in &opened {
-                let target = Target::Link {
-                    peer: l.peer.clone(),
-                };
-                e.set_port(target, Port::Link(l.clone()));
-            }
+                Link::new(spec.clone(), me, addr, self.plane.on_link_change()).map(Arc::new)
+            })
+            .collect();
+        let closed = self.plane.update_links(&close, &opened, |e| {
             for c in changes {
                 match c {
                     Change::AddRule { rule } => {
@@ -439,8 +410,8 @@ impl Daemon {
 }
 
 /// The saved tables, unless `--fresh`; refused when they belong to another daemon.
-fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
-    let saved = if cfg.fresh { None } else { store.load()? };
+async fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
+    let saved = if cfg.fresh { None } else { store.load().await? };
     if let Some(s) = &saved {
         if s.daemon != cfg.name {
             return Err(io::Error::new(
@@ -456,9 +427,6 @@ fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
     }
     Ok(saved)
 }
-
-/// The reply to a change, the links it closed and the links it opened.
-type LiveChange = (Changed, Vec<Arc<Link>>, Vec<Arc<Link>>);
 
 /// The addresses of the peers of the links a batch adds (resolved before any lock is
 /// taken; a name that does not resolve is tried again by the link's dialer).

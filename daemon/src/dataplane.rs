@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use vnet_grammar::model::Target;
 
+mod links;
 mod poll;
 mod shaped;
 mod tcp_rx;
@@ -111,7 +112,7 @@ pub(crate) struct DataPlane {
     pub(crate) ifaces: Vec<Arc<Iface>>,
     pub(crate) udp: UdpPort,
     /// The UDP link of each peer address with a session.
-    pub(crate) udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
+    udp_peers: RwLock<HashMap<SocketAddr, Arc<Link>>>,
     /// Lookup-cache hits and misses, gathered from the receivers now and then.
     pub(crate) lookups: Mutex<(u64, u64)>,
     fast: Option<Arc<FastPath>>,
@@ -170,10 +171,18 @@ impl DataPlane {
         r
     }
 
+    /// Voids the fast path after a table change (on the control side: the routes to the UDP
+    /// sessions' peers are read again here, not on the forwarding thread).
     fn void_fast_path(&self) {
         if let Some(f) = &self.fast {
+            f.learn_routes(self.udp_session_addrs());
             f.invalidate();
         }
+    }
+
+    fn udp_session_addrs(&self) -> Vec<SocketAddr> {
+        let peers = self.udp_peers.read().unwrap_or_else(|e| e.into_inner());
+        peers.keys().copied().collect()
     }
 
     /// What a link calls when it goes up or down.
@@ -192,6 +201,10 @@ impl DataPlane {
         peers.retain(|_, l| !Arc::ptr_eq(l, link));
         peers.insert(addr, link.clone());
         drop(peers);
+        if let Some(f) = &self.fast {
+            // Before the link is up (and the fast path may carry its frames).
+            f.learn_routes(self.udp_session_addrs());
+        }
         link.udp_up(addr, self.now_ms());
     }
 
@@ -514,7 +527,7 @@ impl DataPlane {
             for raw in datagrams {
                 let record = seal::is_record(raw);
                 if !record {
-                    let Some((kind, _, _)) = wire::parse_header(raw) else {
+                    let Some(wire::LinkHeader { kind, .. }) = wire::LinkHeader::parse(raw) else {
                         self.global.drop(DropReason::Malformed);
                         continue;
                     };
@@ -566,8 +579,8 @@ impl DataPlane {
                         continue;
                     }
                 };
-                let Some((kind, hop, flags)) = wire::parse_header(msg)
-                    .filter(|(k, _, _)| *k == wire::KIND_FRAME || *k == wire::KIND_FRAGMENT)
+                let Some(wire::LinkHeader { kind, hop, flags }) =
+                    wire::LinkHeader::parse(msg).filter(wire::LinkHeader::is_data)
                 else {
                     link.stats.drop(DropReason::Malformed);
                     continue;

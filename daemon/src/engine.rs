@@ -106,6 +106,14 @@ impl<P: Clone> Engine<P> {
         self.ports.remove(target)
     }
 
+    pub fn port(&self, target: &Target) -> Option<&P> {
+        self.ports.get(target)
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = &P> {
+        self.ports.values()
+    }
+
     /// Resolves where a frame from `src` to `dst` that came from `came_from` goes: the rules of
     /// the top priority fire ([`Table::decide_into`]), their destinations deduplicated minus
     /// `came_from` ([`Table::forward`]), mapped to this daemon's ports.

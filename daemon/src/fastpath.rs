@@ -26,6 +26,8 @@
 use crate::engine::{PairCounters, RuleCounters};
 use crate::link::Link;
 use crate::port::Port;
+use crate::route::RouteTable;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use vnet_grammar::Mac;
@@ -130,6 +132,8 @@ type Map<K, V> = aya::maps::HashMap<aya::maps::MapData, K, V>;
 /// The running fast path, owned by the data plane (one per daemon).
 pub struct FastPath {
     inner: Mutex<Inner>,
+    /// The interface the daemon's UDP link traffic leaves by.
+    underlay_name: String,
 }
 
 struct Inner {
@@ -139,12 +143,15 @@ struct Inner {
     decap: Map<DecapKey, DecapVal>,
     config: aya::maps::Array<aya::maps::MapData, ConfigVal>,
     cfg: ConfigVal,
-    encap_credits: std::collections::HashMap<EncapKey, Credit>,
-    decap_credits: std::collections::HashMap<DecapKey, Credit>,
+    encap_credits: HashMap<EncapKey, Credit>,
+    decap_credits: HashMap<DecapKey, Credit>,
     /// The daemon's UDP link address, and the interface and MTU its traffic leaves by.
     local: SocketAddrV4,
     underlay: u32,
-    underlay_name: String,
+    /// For each UDP session's peer address: whether the kernel routes it out of the underlay
+    /// (read on the control side by [`FastPath::learn_routes`], so that arming an entry on the
+    /// forwarding thread reads no files).
+    routed: HashMap<Ipv4Addr, bool>,
     max_len: u16,
     /// Frames and bytes the kernel has forwarded (credited so far).
     carried: (u64, u64),
@@ -274,10 +281,11 @@ pub fn start(
             decap_credits: Default::default(),
             local,
             underlay,
-            underlay_name: underlay_name.clone(),
+            routed: HashMap::new(),
             max_len: max_len.min(u16::MAX as u32) as u16,
             carried: (0, 0),
         }),
+        underlay_name: underlay_name.clone(),
     };
     tracing::info!(underlay = %underlay_name, mtu, "kernel fast path on");
     Ok(fast)
@@ -325,45 +333,34 @@ fn local_interface(ip: Ipv4Addr) -> Option<String> {
     })
 }
 
-/// The interface the main routing table sends `ip` out of (`/proc/net/route`, longest
-/// prefix, then lowest metric); local addresses leave by the interface holding them.
-fn route_interface(ip: Ipv4Addr) -> Option<String> {
-    if let Some(local) = local_interface(ip) {
-        return Some(local);
-    }
-    let table = std::fs::read_to_string("/proc/net/route").ok()?;
-    let addr = u32::from_ne_bytes(ip.octets());
-    let mut best: Option<(u32, u32, String)> = None;
-    for line in table.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(name), Some(dest), Some(flags), Some(metric), Some(mask)) =
-            (f.first(), f.get(1), f.get(3), f.get(6), f.get(7))
-        else {
-            continue;
-        };
-        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-        let (Some(dest), Some(flags), Some(mask)) = (hex(dest), hex(flags), hex(mask)) else {
-            continue;
-        };
-        let metric: u32 = metric.parse().unwrap_or(u32::MAX);
-        // The table's words are in memory order, like `addr`.
-        if flags & 1 == 0 || addr & mask != dest {
-            continue;
-        }
-        let bits = mask.count_ones();
-        if best
-            .as_ref()
-            .is_none_or(|(b, m, _)| bits > *b || (bits == *b && metric < *m))
-        {
-            best = Some((bits, metric, name.to_string()));
-        }
-    }
-    best.map(|(_, _, name)| name)
+/// The interface `table` sends `ip` out of; local addresses leave by the interface holding
+/// them.
+fn route_interface(table: &RouteTable, ip: Ipv4Addr) -> Option<String> {
+    local_interface(ip).or_else(|| table.interface_for(ip).map(str::to_string))
 }
 
 impl FastPath {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads which of `peers` (the UDP sessions' addresses) the kernel sends out of the
+    /// underlay: on the control side, when the tables or the sessions change, outside the
+    /// lock the forwarding thread takes; [`FastPath::offer`] only looks the answer up.
+    pub fn learn_routes(&self, peers: impl IntoIterator<Item = SocketAddr>) {
+        let table = RouteTable::read();
+        let routed: HashMap<Ipv4Addr, bool> = peers
+            .into_iter()
+            .filter_map(|p| match p {
+                SocketAddr::V4(p) => Some(*p.ip()),
+                SocketAddr::V6(_) => None,
+            })
+            .map(|ip| {
+                let out = route_interface(&table, ip);
+                (ip, out.as_deref() == Some(self.underlay_name.as_str()))
+            })
+            .collect();
+        self.lock().routed = routed;
     }
 
     /// Voids every entry (after a table or link change), before the change is answered.
@@ -410,9 +407,9 @@ impl FastPath {
                 if g.encap_credits.contains_key(&key) {
                     return;
                 }
-                // The kernel sends out of the underlay only; a peer routed elsewhere stays
-                // with the daemon (whose socket follows the routing table).
-                if route_interface(*peer.ip()).as_deref() != Some(g.underlay_name.as_str()) {
+                // The kernel sends out of the underlay only; a peer routed elsewhere (or not
+                // learnt yet) stays with the daemon (whose socket follows the routing table).
+                if g.routed.get(peer.ip()) != Some(&true) {
                     return;
                 }
                 let val = EncapVal {

@@ -630,15 +630,10 @@ impl Tap {
 /// Names of interfaces vnetd must not attach to without an explicit `=packet`: the one
 /// carrying the default route and the one holding the overlay (listen) address.
 pub fn protected_interfaces(listen: &SocketAddr) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(routes) = std::fs::read_to_string("/proc/net/route") {
-        for line in routes.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 2 && f[1] == "00000000" {
-                out.push(f[0].to_string());
-            }
-        }
-    }
+    let mut out: Vec<String> = crate::route::RouteTable::read()
+        .default_interfaces()
+        .map(str::to_string)
+        .collect();
     if !listen.ip().is_unspecified() {
         if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
             for a in addrs {

@@ -18,6 +18,7 @@ pub(crate) mod lease;
 pub(crate) mod link;
 pub(crate) mod port;
 pub(crate) mod probe;
+pub(crate) mod route;
 pub(crate) mod stats;
 pub(crate) mod store;
 pub(crate) mod sys;

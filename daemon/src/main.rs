@@ -126,14 +126,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_STATE_HOME")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-            .unwrap_or_else(|| PathBuf::from("."));
-        base.join("vnet").join(format!("vnetd-{}", args.name))
-    });
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&args.name));
+    let threads = args.threads;
     let cfg = Config {
         name: args.name,
         listen: args.listen,
@@ -152,9 +149,24 @@ fn main() -> ExitCode {
         report_hz: args.report_hz,
         metrics: args.metrics,
     };
+    serve(cfg, threads)
+}
+
+/// `$XDG_STATE_HOME/vnet/vnetd-NAME` (or under `~/.local/state`).
+fn default_state_dir(name: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("vnet").join(format!("vnetd-{name}"))
+}
+
+/// Runs the daemon on a runtime of `threads` workers until SIGINT or SIGTERM.
+fn serve(cfg: Config, threads: Option<usize>) -> ExitCode {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
-    if let Some(t) = args.threads {
+    if let Some(t) = threads {
         rt.worker_threads(t.max(1));
     }
     let rt = match rt.build() {

@@ -16,6 +16,10 @@
 //! generation (a crash between a snapshot's rename and the journal's truncation) are skipped.
 //! With `fsync`, every append is flushed to the disk (`fdatasync`) before the change is
 //! acknowledged, and a snapshot (file and directory) before the journal is emptied.
+//!
+//! Who does the IO: [`Files`] is the synchronous core; [`Store`] hands every file operation
+//! to its own writer thread, in the order asked, so no tokio worker ever waits for the disk
+//! and no lock is held while it does.
 
 use crate::proto::{Change, LinkSpec};
 use serde::{Deserialize, Serialize};
@@ -23,7 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
 use vnet_grammar::model::{LinkKey, RuleDef};
 
 pub const FILE: &str = "tables.json";
@@ -63,34 +68,94 @@ pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join(JOURNAL)
 }
 
-/// The tables of one state directory.
-pub struct Store {
+/// The journal line of a change batch that produced `generation`.
+pub(crate) fn journal_line(generation: u64, changes: &[Change]) -> io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(&Entry {
+        generation,
+        changes,
+    })
+    .map_err(io::Error::other)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// The tables of one state directory, written by a thread of their own: each call hands its
+/// work to that thread and waits (asynchronously) for it to be done, so a change is on disk
+/// before the caller acknowledges it, and calls are carried out in the order they are made.
+pub(crate) struct Store {
+    jobs: mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce(&mut Files) + Send>;
+
+impl Store {
+    /// Starts the writer thread of `dir`'s tables.
+    pub fn open(dir: &Path, fsync: bool) -> io::Result<Store> {
+        let mut files = Files::new(dir, fsync);
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("vnetd-store".into())
+            .spawn(move || {
+                // Ends when the store is dropped (its sender with it).
+                for job in rx {
+                    job(&mut files);
+                }
+            })?;
+        Ok(Store { jobs })
+    }
+
+    /// Runs `f` on the writer thread, after everything asked before it.
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Files) -> io::Result<R> + Send + 'static,
+    ) -> io::Result<R> {
+        let (tx, rx) = oneshot::channel();
+        let stopped = || io::Error::other("the tables' writer thread has stopped");
+        self.jobs
+            .send(Box::new(move |files: &mut Files| {
+                let _ = tx.send(f(files));
+            }))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Reads the saved tables; `None` when there are none.
+    pub async fn load(&self) -> io::Result<Option<Persisted>> {
+        self.run(|files| files.load()).await
+    }
+
+    /// Writes `state` as the new snapshot and empties the journal.
+    pub async fn save(&self, state: Persisted) -> io::Result<()> {
+        self.run(move |files| files.snapshot(&state)).await
+    }
+
+    /// Appends a journal line ([`journal_line`]); returns whether the journal is due for
+    /// compaction (then [`Store::save`] the tables, before the next append).
+    pub async fn append(&self, line: Vec<u8>) -> io::Result<bool> {
+        self.run(move |files| files.append(&line)).await
+    }
+}
+
+/// The snapshot and journal files of one state directory (synchronous: the writer thread's).
+pub(crate) struct Files {
     dir: PathBuf,
     fsync: bool,
     compact_min: u64,
-    journal: Mutex<Journal>,
-}
-
-#[derive(Default)]
-struct Journal {
-    file: Option<File>,
+    journal: Option<File>,
     bytes: u64,
     snapshot_bytes: u64,
-    line: Vec<u8>,
 }
 
-impl Store {
-    pub fn new(dir: &Path, fsync: bool) -> Store {
-        Store {
+impl Files {
+    pub fn new(dir: &Path, fsync: bool) -> Files {
+        Files {
             dir: dir.to_path_buf(),
             fsync,
             compact_min: COMPACT_MIN_BYTES,
-            journal: Mutex::new(Journal::default()),
+            journal: None,
+            bytes: 0,
+            snapshot_bytes: 0,
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Journal> {
-        self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads the saved tables (snapshot, then the journal's later changes); `None` when there
@@ -120,60 +185,32 @@ impl Store {
         Ok(Some(state))
     }
 
-    /// Writes `state` as the new snapshot and empties the journal.
-    pub fn save(&self, state: &Persisted) -> io::Result<()> {
-        let mut j = self.lock();
-        self.compact(&mut j, state)
-    }
-
-    /// Records an acknowledged change batch that produced `generation` (one append). When the
-    /// journal is due for compaction, `state` gives the tables for a new snapshot (a failed
-    /// compaction is logged; the change is safe in the journal either way).
-    pub fn record(
-        &self,
-        generation: u64,
-        changes: &[Change],
-        state: impl FnOnce() -> Persisted,
-    ) -> io::Result<()> {
-        let mut j = self.lock();
-        let j = &mut *j;
-        if j.file.is_none() {
-            j.file = Some(
+    /// Appends one journal line (flushed to the disk with `fsync`); returns whether the
+    /// journal is now due for compaction into a new snapshot.
+    pub fn append(&mut self, line: &[u8]) -> io::Result<bool> {
+        if self.journal.is_none() {
+            self.journal = Some(
                 OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(journal_path(&self.dir))?,
             );
         }
-        j.line.clear();
-        serde_json::to_writer(
-            &mut j.line,
-            &Entry {
-                generation,
-                changes,
-            },
-        )
-        .map_err(io::Error::other)?;
-        j.line.push(b'\n');
-        let f = j.file.as_mut().expect("opened above");
-        if let Err(e) = f.write_all(&j.line) {
+        let f = self.journal.as_mut().expect("opened above");
+        if let Err(e) = f.write_all(line) {
             // The line may be partly written: cut it off, so the next one starts cleanly.
-            let _ = f.set_len(j.bytes);
+            let _ = f.set_len(self.bytes);
             return Err(e);
         }
         if self.fsync {
             f.sync_data()?;
         }
-        j.bytes += j.line.len() as u64;
-        if j.bytes >= self.compact_min.max(2 * j.snapshot_bytes) {
-            if let Err(e) = self.compact(j, &state()) {
-                tracing::warn!("compacting the tables' journal: {e}");
-            }
-        }
-        Ok(())
+        self.bytes += line.len() as u64;
+        Ok(self.bytes >= self.compact_min.max(2 * self.snapshot_bytes))
     }
 
-    fn compact(&self, j: &mut Journal, state: &Persisted) -> io::Result<()> {
+    /// Writes `state` as the new snapshot and empties the journal.
+    pub fn snapshot(&mut self, state: &Persisted) -> io::Result<()> {
         let tmp = self.dir.join(format!(".{FILE}.tmp"));
         let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
         {
@@ -196,9 +233,9 @@ impl Store {
         if self.fsync {
             f.sync_data()?;
         }
-        j.file = Some(f);
-        j.bytes = 0;
-        j.snapshot_bytes = bytes.len() as u64;
+        self.journal = Some(f);
+        self.bytes = 0;
+        self.snapshot_bytes = bytes.len() as u64;
         Ok(())
     }
 }
@@ -275,36 +312,40 @@ mod tests {
         }
     }
 
+    /// Appends a change batch as the daemon does.
+    fn record(files: &mut Files, generation: u64, changes: &[Change]) -> bool {
+        files
+            .append(&journal_line(generation, changes).unwrap())
+            .unwrap()
+    }
+
     #[test]
     fn changes_are_journalled_and_replayed_a_torn_line_is_ignored() {
         let d = dir("journal");
-        let s = Store::new(&d, false);
-        s.save(&empty()).unwrap();
+        let mut s = Files::new(&d, false);
+        s.snapshot(&empty()).unwrap();
         let link = LinkSpec {
             link: LinkDef::new(Transport::Tcp, "a", "a", "b"),
             peer_addr: "127.0.0.2:7000".into(),
             peer_key: None,
         };
-        s.record(1, &[Change::AddLink { link: link.clone() }], empty)
-            .unwrap();
-        s.record(
+        record(&mut s, 1, &[Change::AddLink { link: link.clone() }]);
+        record(
+            &mut s,
             2,
             &[
                 Change::AddRule { rule: rule(1) },
                 Change::AddRule { rule: rule(2) },
             ],
-            empty,
-        )
-        .unwrap();
-        s.record(
+        );
+        record(
+            &mut s,
             3,
             &[
                 Change::DeleteRule { rule: rule(1) },
                 Change::SetConfigBound { millis: 40 },
             ],
-            empty,
-        )
-        .unwrap();
+        );
         // A crash in the middle of the next append.
         let mut f = OpenOptions::new()
             .append(true)
@@ -312,23 +353,21 @@ mod tests {
             .unwrap();
         f.write_all(br#"{"generation":4,"changes":[{"op":"#)
             .unwrap();
-        let got = Store::new(&d, false).load().unwrap().unwrap();
+        let got = Files::new(&d, false).load().unwrap().unwrap();
         assert_eq!(got.generation, 3);
         assert_eq!(got.links, vec![link]);
         assert_eq!(got.rules, vec![rule(2)]);
         assert_eq!(got.config_bound_ms, Some(40));
         // A new snapshot empties the journal; what it held is in the snapshot.
-        let s = Store::new(&d, false);
-        s.save(&got).unwrap();
+        let mut s = Files::new(&d, false);
+        s.snapshot(&got).unwrap();
         assert_eq!(std::fs::metadata(journal_path(&d)).unwrap().len(), 0);
-        assert_eq!(Store::new(&d, false).load().unwrap().unwrap(), got);
+        assert_eq!(Files::new(&d, false).load().unwrap().unwrap(), got);
         // Entries at or below the snapshot's generation (a crash before the truncation) are
         // skipped.
-        s.record(3, &[Change::AddRule { rule: rule(9) }], empty)
-            .unwrap();
-        s.record(4, &[Change::AddRule { rule: rule(3) }], empty)
-            .unwrap();
-        let again = Store::new(&d, true).load().unwrap().unwrap();
+        record(&mut s, 3, &[Change::AddRule { rule: rule(9) }]);
+        record(&mut s, 4, &[Change::AddRule { rule: rule(3) }]);
+        let again = Files::new(&d, true).load().unwrap().unwrap();
         assert_eq!(again.generation, 4);
         assert_eq!(again.rules, vec![rule(2), rule(3)]);
         let _ = std::fs::remove_dir_all(&d);
@@ -337,12 +376,12 @@ mod tests {
     #[test]
     fn a_long_journal_is_compacted_into_the_snapshot() {
         let d = dir("compact");
-        let mut s = Store::new(&d, false);
+        let mut s = Files::new(&d, false);
         s.compact_min = 16 << 10;
-        s.save(&empty()).unwrap();
+        s.snapshot(&empty()).unwrap();
         let mut state = empty();
         let mut model = BTreeSet::new();
-        let mut compacted = false;
+        let mut compacted = 0;
         for g in 1..=2_000u64 {
             let r = rule((g % 251) as u8);
             let c = if g % 3 == 0 {
@@ -354,14 +393,12 @@ mod tests {
             };
             state.rules = model.iter().cloned().collect();
             state.generation = g;
-            let snapshot = state.clone();
-            s.record(g, &[c], || {
-                compacted = true;
-                snapshot
-            })
-            .unwrap();
+            if record(&mut s, g, &[c]) {
+                s.snapshot(&state).unwrap();
+                compacted += 1;
+            }
         }
-        assert!(compacted);
+        assert!(compacted > 1, "{compacted}");
         // Well under the 2,000 lines appended: the journal was emptied along the way.
         let snapshot = std::fs::metadata(path(&d)).unwrap().len();
         let journal = std::fs::metadata(journal_path(&d)).unwrap().len();
@@ -369,9 +406,37 @@ mod tests {
             journal <= s.compact_min.max(2 * snapshot),
             "{journal} {snapshot}"
         );
-        let got = Store::new(&d, false).load().unwrap().unwrap();
+        let got = Files::new(&d, false).load().unwrap().unwrap();
         assert_eq!(got.generation, 2_000);
         assert_eq!(got.rules, state.rules);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn the_writer_thread_keeps_the_order_of_calls_and_reports_errors() {
+        let d = dir("writer");
+        let s = Store::open(&d, true).unwrap();
+        assert_eq!(s.load().await.unwrap(), None);
+        s.save(empty()).await.unwrap();
+        for g in 1..=50u64 {
+            let line = journal_line(
+                g,
+                &[Change::AddRule {
+                    rule: rule(g as u8),
+                }],
+            )
+            .unwrap();
+            assert!(!s.append(line).await.unwrap());
+        }
+        let got = s.load().await.unwrap().unwrap();
+        assert_eq!(got.generation, 50);
+        assert_eq!(got.rules.len(), 50);
+        // A directory that is gone: the error comes back to the caller, the thread lives on.
+        let _ = std::fs::remove_dir_all(&d);
+        assert!(s.save(got).await.is_err());
+        std::fs::create_dir_all(&d).unwrap();
+        s.save(empty()).await.unwrap();
+        assert_eq!(s.load().await.unwrap(), Some(empty()));
         let _ = std::fs::remove_dir_all(&d);
     }
 }

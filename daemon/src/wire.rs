@@ -184,14 +184,14 @@ impl<'a> Frame<'a> {
         let body = LINK_HDR + VNET_HDR_LEN + self.len;
         let start = self.at - PREFIX;
         self.buf[start..start + 4].copy_from_slice(&crate::framing::header(body));
-        self.buf[start + 4..self.at].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
+        self.buf[start + 4..self.at].copy_from_slice(&LinkHeader::frame(hop).encode());
         &self.buf[start..self.at + VNET_HDR_LEN + self.len]
     }
 
     /// Writes a UDP link header in front; returns the (unfragmented) datagram.
     pub fn udp_message(&mut self, hop: u8) -> &[u8] {
         let start = self.at - LINK_HDR;
-        self.buf[start..self.at].copy_from_slice(&[MAGIC, KIND_FRAME, hop, FLAG_VNET_HDR]);
+        self.buf[start..self.at].copy_from_slice(&LinkHeader::frame(hop).encode());
         &self.buf[start..self.at + VNET_HDR_LEN + self.len]
     }
 }
@@ -384,7 +384,11 @@ pub fn pack_fragments(
     }
     out.clear();
     for (i, piece) in body.chunks(chunk).enumerate() {
-        out.extend_from_slice(&[MAGIC, KIND_FRAGMENT, hop, FLAG_VNET_HDR]);
+        let header = LinkHeader {
+            kind: KIND_FRAGMENT,
+            ..LinkHeader::frame(hop)
+        };
+        out.extend_from_slice(&header.encode());
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&(i as u16).to_be_bytes());
         out.extend_from_slice(&(count as u16).to_be_bytes());
@@ -500,12 +504,57 @@ impl Reasm {
     }
 }
 
-/// Parses the 4-byte link header.
-pub fn parse_header(msg: &[u8]) -> Option<(u8, u8, u8)> {
-    if msg.len() < LINK_HDR || msg[0] != MAGIC {
-        return None;
+/// The 4-byte header of every link message: `[MAGIC, kind, hop limit, flags]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkHeader {
+    /// `KIND_*`.
+    pub kind: u8,
+    /// The hop limit (frames and fragments; 0 in control messages).
+    pub hop: u8,
+    /// `FLAG_*`.
+    pub flags: u8,
+}
+
+impl LinkHeader {
+    /// A frame's header: a virtio-net header follows.
+    pub fn frame(hop: u8) -> LinkHeader {
+        LinkHeader {
+            kind: KIND_FRAME,
+            hop,
+            flags: FLAG_VNET_HDR,
+        }
     }
-    Some((msg[1], msg[2], msg[3]))
+
+    /// A control message's header (no hop limit, no flags).
+    pub fn control(kind: u8) -> LinkHeader {
+        LinkHeader {
+            kind,
+            hop: 0,
+            flags: 0,
+        }
+    }
+
+    /// Reads the header at the start of `msg`; `None` when it is too short or not a link
+    /// message (another magic byte).
+    pub fn parse(msg: &[u8]) -> Option<LinkHeader> {
+        match msg {
+            [MAGIC, kind, hop, flags, ..] => Some(LinkHeader {
+                kind: *kind,
+                hop: *hop,
+                flags: *flags,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether a frame or fragment (data, not a control message).
+    pub fn is_data(&self) -> bool {
+        self.kind == KIND_FRAME || self.kind == KIND_FRAGMENT
+    }
+
+    pub fn encode(self) -> [u8; LINK_HDR] {
+        [MAGIC, self.kind, self.hop, self.flags]
+    }
 }
 
 #[cfg(test)]
@@ -597,7 +646,7 @@ mod tests {
         assert!(datagrams[..n - 1].iter().all(|d| d.len() == 1472));
         let mut r = Reasm::default();
         for (i, d) in datagrams.iter().enumerate() {
-            let (kind, hop, flags) = parse_header(d).unwrap();
+            let LinkHeader { kind, hop, flags } = LinkHeader::parse(d).unwrap();
             assert_eq!((kind, hop), (KIND_FRAGMENT, 12));
             let want = if i + 1 == n {
                 Reassembled::Done
@@ -638,9 +687,11 @@ mod tests {
             &m[..4],
             &((LINK_HDR + VNET_HDR_LEN + 14) as u32).to_be_bytes()
         );
-        assert_eq!(parse_header(&m[4..]), Some((KIND_FRAME, 2, FLAG_VNET_HDR)));
+        assert_eq!(LinkHeader::parse(&m[4..]), Some(LinkHeader::frame(2)));
         let d = f.udp_message(5).to_vec();
-        assert_eq!(parse_header(&d), Some((KIND_FRAME, 5, FLAG_VNET_HDR)));
+        assert_eq!(LinkHeader::parse(&d), Some(LinkHeader::frame(5)));
+        assert_eq!(LinkHeader::parse(&d[..3]), None);
+        assert_eq!(LinkHeader::parse(b"{\"op\""), None);
         assert_eq!(&d[LINK_HDR + VNET_HDR_LEN..], &[1; 14]);
     }
 }

@@ -5,6 +5,8 @@ use super::{vnetd_path, wait_until, World};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use vnet_proto::{Client, Key};
+#[allow(unused_imports)]
+pub use vnet_testkit::sh;
 
 /// vnetd processes, killed on drop.
 pub struct Daemons(pub Vec<Child>);
@@ -15,21 +17,6 @@ impl Drop for Daemons {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-}
-
-/// Runs a shell command; whether it succeeded and what it printed.
-pub fn sh(cmd: &str) -> (bool, String) {
-    match Command::new("sh").arg("-c").arg(cmd).output() {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (false, e.to_string()),
     }
 }
 

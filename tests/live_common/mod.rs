@@ -8,7 +8,6 @@ pub mod daemons;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 pub fn vnetc_path() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vnetc"))
@@ -52,27 +51,8 @@ fn beside_vnetc(package: &str, bin: &str) -> PathBuf {
     path
 }
 
-/// A temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let p =
-            std::env::temp_dir().join(format!("vnetc-live-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[allow(unused_imports)] // each test binary uses some of them
+pub use vnet_testkit::{sh, wait_until, TempDir};
 
 /// One test's world: its directory (key, state, files) and its loopback network 127.NET.0.x.
 /// Dropping it stops every daemon it started.
@@ -305,17 +285,6 @@ pub fn topology(net: u8, n: usize, port: u16, shape: Shape) -> String {
 /// Every daemon's interface as an unprivileged UDP datagram interface on a free port, so the
 /// tests need no root and never collide (the bare `dgram` kind: 127.0.0.1, a free port).
 pub const DGRAM: [&str; 2] = ["--iface-kind", "dgram"];
-
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    f()
-}
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()

@@ -204,22 +204,7 @@ impl Daemon {
                 rules: self.rule_infos(),
             }),
             Request::Stats => Ok(Response::Stats(self.stats())),
-            Request::TrafficMatrix { reset } => {
-                let (window_ms, cells) = self.plane.matrix.snapshot(reset);
-                Ok(Response::TrafficMatrix(TrafficMatrix {
-                    daemon: self.cfg.name.clone(),
-                    window_ms,
-                    entries: cells
-                        .into_iter()
-                        .map(|(src, dst, frames, bytes)| TrafficEntry {
-                            src,
-                            dst,
-                            frames,
-                            bytes,
-                        })
-                        .collect(),
-                }))
-            }
+            Request::TrafficMatrix { reset } => Ok(Response::TrafficMatrix(self.traffic(reset))),
             Request::Shutdown => Ok(Response::ShuttingDown),
             Request::SetProxy { proxy } => self
                 .vttif
@@ -240,14 +225,7 @@ impl Daemon {
                 blocking(move || v.infer(window_ms, threshold_ppm, bound)).map(Response::Inferred)
             }
             Request::Vttif => Ok(Response::Vttif(self.vttif.state())),
-            Request::SetUnderlay { peers } => self
-                .plane
-                .set_underlay(peers)
-                .map(|()| Response::Underlay(self.plane.underlay.state().unwrap_or_default()))
-                .map_err(|message| ErrorBody {
-                    code: ErrorCode::Invalid,
-                    message,
-                }),
+            Request::SetUnderlay { peers } => self.set_underlay(peers),
             Request::ProbeServe {
                 peer,
                 token,
@@ -266,9 +244,36 @@ impl Daemon {
         }
     }
 
+    fn traffic(&self, reset: bool) -> TrafficMatrix {
+        let (window_ms, cells) = self.plane.matrix.snapshot(reset);
+        TrafficMatrix {
+            daemon: self.cfg.name.clone(),
+            window_ms,
+            entries: cells
+                .into_iter()
+                .map(|(src, dst, frames, bytes)| TrafficEntry {
+                    src,
+                    dst,
+                    frames,
+                    bytes,
+                })
+                .collect(),
+        }
+    }
+
+    fn set_underlay(&self, peers: BTreeMap<String, Shape>) -> Result<Response, ErrorBody> {
+        self.plane
+            .set_underlay(peers)
+            .map(|()| Response::Underlay(self.plane.underlay.state().unwrap_or_default()))
+            .map_err(|message| ErrorBody {
+                code: ErrorCode::Invalid,
+                message,
+            })
+    }
+
     fn status(&self) -> Status {
         let ctl = self.lock_ctl();
-        let links = self.links_read();
+        let links = self.plane.links();
         Status {
             daemon: self.cfg.name.clone(),
             instance: self.instance.clone(),
@@ -279,7 +284,7 @@ impl Daemon {
             config_bound_ms: ctl.bound(),
             interfaces: self.plane.ifaces.len(),
             links: links.len(),
-            links_up: links.values().filter(|l| l.is_up()).count(),
+            links_up: links.iter().filter(|l| l.is_up()).count(),
             rules: ctl.rules().len(),
             lease: self.leases.current(),
             fast_path: Some(self.fast_path.clone()),
@@ -303,7 +308,12 @@ impl Daemon {
 
     pub(super) fn link_infos(&self) -> Vec<LinkInfo> {
         let ctl = self.lock_ctl();
-        let links = self.links_read();
+        let links: std::collections::HashMap<String, _> = self
+            .plane
+            .links()
+            .into_iter()
+            .map(|l| (l.peer.clone(), l))
+            .collect();
         ctl.links()
             .filter_map(|spec| {
                 let peer = spec.peer_of(&self.cfg.name)?.to_string();
@@ -348,13 +358,13 @@ impl Daemon {
             no_rule += i.stats.drops(DropReason::NoRule);
         }
         let links: Vec<_> = {
-            let l = self.links_read();
+            let l = self.plane.links();
             let mut v: Vec<_> = l
-                .values()
+                .iter()
                 .map(|l| (l.peer.clone(), l.stats.snapshot()))
                 .collect();
             no_rule += l
-                .values()
+                .iter()
                 .map(|l| l.stats.drops(DropReason::NoRule))
                 .sum::<u64>();
             v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -378,8 +388,9 @@ impl Daemon {
             cache_misses: misses,
             fast_path: self.plane.fast_path_stats(),
             link_estimates: self
-                .links_read()
-                .values()
+                .plane
+                .links()
+                .iter()
                 .filter_map(|l| Some((l.peer.clone(), l.estimate()?)))
                 .collect(),
             underlay: self.plane.underlay.state(),

@@ -16,8 +16,9 @@ impl Daemon {
     /// configured UDP link's peer, tell it to say hello again (a restarted listener).
     fn maybe_reset(&self, from: SocketAddr) {
         let known = self
-            .links_read()
-            .values()
+            .plane
+            .links()
+            .iter()
             .any(|l| l.transport == Transport::Udp && l.peer_addr == Some(from));
         if known {
             let note = LinkNote::new(&self.cfg.name, "no session");
@@ -79,12 +80,7 @@ impl Daemon {
     }
 
     fn udp_peer(&self, from: SocketAddr) -> Option<Arc<Link>> {
-        let peers = self
-            .plane
-            .udp_peers
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        peers.get(&from).cloned()
+        self.plane.udp_session_link(from)
     }
 
     fn udp_hello(&self, h: &LinkHello, from: SocketAddr) -> Result<(), Refused> {
@@ -271,7 +267,7 @@ impl Daemon {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let now = self.now_ms();
-            let links: Vec<_> = self.links_read().values().cloned().collect();
+            let links = self.plane.links();
             for l in links {
                 if l.transport == Transport::Udp
                     && !l.dials

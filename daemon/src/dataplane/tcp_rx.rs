@@ -157,7 +157,8 @@ impl DataPlane {
             link.stats.drop(DropReason::Malformed);
             why.to_string()
         };
-        let Some((kind, hop, flags)) = wire::parse_header(&rx.buf[at..at + wire::LINK_HDR]) else {
+        let header = wire::LinkHeader::parse(&rx.buf[at..at + wire::LINK_HDR]);
+        let Some(wire::LinkHeader { kind, hop, flags }) = header else {
             return Err(malformed("malformed message"));
         };
         if len > wire::MAX_LINK_MSG {

@@ -139,7 +139,7 @@ impl LinkMsg {
             LinkMsg::Reset(n) => (wire::KIND_RESET, serde_json::to_vec(n)),
             LinkMsg::Refused(n) => (wire::KIND_REFUSED, serde_json::to_vec(n)),
         };
-        let mut out = vec![MAGIC, kind, 0, 0];
+        let mut out = wire::LinkHeader::control(kind).encode().to_vec();
         // Serialising these plain structs of strings cannot fail.
         out.extend_from_slice(&json.unwrap_or_default());
         out

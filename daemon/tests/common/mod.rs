@@ -14,30 +14,8 @@ use vnet_grammar::ast::Transport;
 use vnet_grammar::model::{LinkDef, Match, RuleDef, Target};
 use vnet_grammar::Mac;
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let p =
-            std::env::temp_dir().join(format!("vnetd-test-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[allow(unused_imports)] // each test binary uses some of them
+pub use vnet_testkit::{have, is_root, must, sh, wait_until, TempDir};
 
 pub const KEY: &[u8] = b"test-key-0123456789abcdef0123456789";
 
@@ -370,39 +348,4 @@ impl Vm {
         }
         false
     }
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-pub fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Runs `cmd` with `sh -c`: did it succeed, and its stdout and stderr.
-pub fn sh(cmd: &str) -> (bool, String) {
-    match Command::new("sh").arg("-c").arg(cmd).output() {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
-}
-
-/// Runs `cmd` and fails the test (or benchmark) with its output when it fails.
-pub fn must(cmd: &str) {
-    let (ok, out) = sh(cmd);
-    assert!(ok, "{cmd}: {out}");
 }
