@@ -192,9 +192,11 @@ fn a_topology_switch_settles_on_the_new_topology() {
         }
         let after =
             settled_after.unwrap_or_else(|| panic!("window {window}: never settled on the star"));
-        // The ring fades out of the window, then the star holds for one window.
+        // The ring fades out of the window; by then the traffic has been the star's for
+        // (about) a window, so the answer settles without holding another window: within
+        // issue 11's target of window + 0.5 s.
         assert!(
-            after <= 2 * window + 2 * TICK,
+            after <= window + 500,
             "window {window}: settled after {after} ms"
         );
     }
@@ -233,6 +235,47 @@ fn topologies_faster_than_the_window_give_their_union() {
         "{} changes: it oscillated",
         answer.changes
     );
+}
+
+#[test]
+fn alternations_slower_than_half_a_window_still_give_the_union() {
+    // Ring and star alternate every 1.2 s under a 2 s window: a half of the window may hold
+    // one of them only, so the traffic is not always steady, but the answer is the union
+    // throughout, without oscillation, and settles by holding (SPEC's one window unchanged).
+    let mut view = View::new(Limits::default());
+    let mut d = vec![Daemon::new("a"), Daemon::new("b")];
+    let mut now = 0;
+    let alternate = |now: u64, d: &mut [Daemon]| {
+        if (now / 1200).is_multiple_of(2) {
+            ring(now, d)
+        } else {
+            star(now, d)
+        }
+    };
+    run(&mut view, &mut d, &mut now, 60, alternate, |_, _| false);
+    view.query(now, 2000, 0.1).unwrap();
+    let union = pairs(&[
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 0),
+        (1, 0),
+        (2, 0),
+        (0, 2),
+        (0, 3),
+    ]);
+    let mut changes = None;
+    for _ in 0..100 {
+        run(&mut view, &mut d, &mut now, 1, alternate, |_, _| false);
+        let answer = view.query(now, 2000, 0.1).unwrap();
+        assert_eq!(topology(&mut view, now, 2000, 0.1), union, "at {now} ms");
+        assert_eq!(
+            *changes.get_or_insert(answer.changes),
+            answer.changes,
+            "oscillated"
+        );
+    }
+    assert!(view.query(now, 2000, 0.1).unwrap().settled);
 }
 
 #[test]
