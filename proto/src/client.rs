@@ -347,7 +347,7 @@ impl Client {
     pub fn report(&mut self, report: &vnet_vttif::Report) -> Result<()> {
         let id = self.next_id;
         self.next_id += 1;
-        write_frame(&mut self.stream, &crate::report::encode(id, &report))?;
+        write_frame(&mut self.stream, &crate::report::encode(id, report))?;
         match self.reply(id)? {
             Response::Reported => Ok(()),
             r => Err(Client::unexpected(r)),
