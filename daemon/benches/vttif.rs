@@ -44,7 +44,7 @@ fn report(p: &Vnetd, name: &str, stop: &AtomicBool, pairs: &dyn Fn(u64) -> Vec<P
     let mut period = 0u64;
     while !stop.load(Ordering::Relaxed) {
         if let Some(rep) = r.next(pairs(period)) {
-            c.report(rep).expect("report");
+            c.report(&rep).expect("report");
         }
         period += 1;
         let next = started + Duration::from_millis(period * 1000 / HZ);

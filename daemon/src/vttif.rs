@@ -21,14 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use vnet_proto::report::DecodeError;
 use vnet_vttif::{Answer, Report};
 
 /// The file in the state directory that remembers the Proxy.
 const PROXY_FILE: &str = "proxy.json";
-
-/// The largest report (bytes of JSON) the Proxy takes: a full matrix of 65,536 pairs is
-/// about 6 MB.
-pub(crate) const MAX_REPORT_BYTES: usize = 8 << 20;
 
 /// Why the Proxy refused a report; each has a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +36,7 @@ pub(crate) enum Refused {
     UnknownDaemon,
     /// Not a report, or a report that fails its checks.
     Malformed,
-    /// Over [`MAX_REPORT_BYTES`], too many pairs, or too long a name.
+    /// Over `vnet_proto::report::MAX_FRAME` bytes, too many pairs, or too long a name.
     Oversized,
     /// The view's daemon cap, or the Proxy's queue, is full.
     TooMany,
@@ -160,15 +157,28 @@ impl Vttif {
         }
     }
 
+    /// A binary report frame (`vnet_proto::report`), received at this daemon as the Proxy:
+    /// decoded, then taken as [`Vttif::ingest`] does. Returns the frame's request id (0 when
+    /// the frame is too short to carry one) and the outcome.
+    pub(crate) fn ingest_frame(&self, frame: &[u8]) -> (u64, Result<(), ErrorBody>) {
+        let id = vnet_proto::report::request_id(frame).unwrap_or(0);
+        let (why, kind) = match vnet_proto::report::decode(frame) {
+            Ok((id, report)) => return (id, self.ingest(report)),
+            Err(DecodeError::Oversized(why)) => (why, Refused::Oversized),
+            Err(DecodeError::Malformed(why)) => (why, Refused::Malformed),
+        };
+        let error = ErrorBody {
+            code: ErrorCode::Malformed,
+            ..self.refuse(kind, why)
+        };
+        (id, Err(error))
+    }
+
     /// A report, received at this daemon as the Proxy: checked, then given to the view.
-    pub(crate) fn ingest(&self, report: Report, bytes: usize) -> Result<(), ErrorBody> {
+    pub(crate) fn ingest(&self, report: Report) -> Result<(), ErrorBody> {
         let Some(spec) = self.proxy().filter(|p| p.name == self.name) else {
             return Err(self.refuse(Refused::NotProxy, "this daemon is not the Proxy".into()));
         };
-        if bytes > MAX_REPORT_BYTES {
-            let why = format!("{bytes} bytes (at most {MAX_REPORT_BYTES})");
-            return Err(self.refuse(Refused::Oversized, why));
-        }
         if let Err(why) = report.check() {
             let kind = if report.pairs.len() > vnet_vttif::report::MAX_PAIRS
                 || report.daemon.len() > vnet_vttif::report::MAX_NAME

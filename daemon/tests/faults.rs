@@ -144,7 +144,7 @@ fn garbage_on_the_control_port_and_on_links_changes_nothing() {
             0 => junk,
             1 => [&(u32::MAX).to_be_bytes()[..], &junk].concat(),
             2 => frame(b"{\"request\":\"change\",\"changes\":[{\"op\":\"delete_rule\"}]}"),
-            3 => [frame(br#"{"protocol":"vnet-control","version":1,"client_nonce":"00112233445566778899aabbccddeeff"}"#), frame(br#"{"proof":"00"}"#), frame(br#"{"id":1,"request":"shutdown"}"#)].concat(),
+            3 => [frame(format!(r#"{{"protocol":"vnet-control","version":{},"client_nonce":"00112233445566778899aabbccddeeff"}}"#, vnet_daemon::proto::PROTOCOL_VERSION).as_bytes()), frame(br#"{"proof":"00"}"#), frame(br#"{"id":1,"request":"shutdown"}"#)].concat(),
             _ => [frame(&[wire::MAGIC, wire::KIND_HELLO, 0, 0]), junk].concat(),
         };
         let _ = s.write_all(&msg);

@@ -202,7 +202,7 @@ fn raw_session(d: &Vnetd) -> TcpStream {
     let mut s = TcpStream::connect(d.addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let nonce = auth::random_bytes::<32>();
-    let hello = serde_json::json!({"protocol": "vnet-control", "version": 1, "client_nonce": auth::hex(&nonce)});
+    let hello = serde_json::json!({"protocol": "vnet-control", "version": vnet_daemon::proto::PROTOCOL_VERSION, "client_nonce": auth::hex(&nonce)});
     framing::write_frame(&mut s, hello.to_string().as_bytes()).unwrap();
     let mut buf = Vec::new();
     framing::read_frame(&mut s, &mut buf, 1 << 20).unwrap();
@@ -238,7 +238,7 @@ fn reports_from_strangers_and_garbage_are_refused_and_counted() {
     let p = loopback_vnetd(dir.path(), 174, 1, "p");
     let a = loopback_vnetd(dir.path(), 174, 2, "a");
     // Not yet the Proxy: reports and questions are refused, naming why.
-    let e = p.client().report(report("a", 1)).unwrap_err().to_string();
+    let e = p.client().report(&report("a", 1)).unwrap_err().to_string();
     assert!(e.contains("not_proxy"), "{e}");
     let e = p.client().infer(1000, 0.1).unwrap_err().to_string();
     assert!(e.contains("never told who the Proxy is"), "{e}");
@@ -248,19 +248,21 @@ fn reports_from_strangers_and_garbage_are_refused_and_counted() {
 
     let e = p
         .client()
-        .report(report("stranger", 1))
+        .report(&report("stranger", 1))
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown_daemon"), "{e}");
     let e = p
         .client()
-        .report(report("a", 70_000))
+        .report(&report("a", 70_000))
         .unwrap_err()
         .to_string();
     assert!(e.contains("oversized"), "{e}");
     let mut s = raw_session(&p);
-    let junk = r#"{"id":9,"request":"report","report":{"daemon":7,"pairs":"many"}}"#;
-    framing::write_frame(&mut s, junk.as_bytes()).unwrap();
+    // A binary report frame cut inside its header: answered under its id, counted.
+    let mut junk = vnet_proto::report::encode(9, &report("a", 1));
+    junk.truncate(20);
+    framing::write_frame(&mut s, &junk).unwrap();
     let mut buf = Vec::new();
     framing::read_frame(&mut s, &mut buf, 1 << 20).unwrap();
     let reply: serde_json::Value = serde_json::from_slice(&buf).unwrap();
@@ -289,7 +291,7 @@ fn reports_from_strangers_and_garbage_are_refused_and_counted() {
     std::thread::sleep(Duration::from_millis(1200));
     assert!(state(&p).reports_taken > taken);
     p.client()
-        .report(report("a", 3))
+        .report(&report("a", 3))
         .expect("a member's report");
     assert!(p.client().infer(1000, 0.1).is_ok());
 }
@@ -377,4 +379,119 @@ fn the_prometheus_endpoint_matches_stats() {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+}
+
+/// Sends `frames` frames of 1,000 bytes for each (source, destination) of `pairs` through
+/// `vm`'s socket (the VM speaks for every source MAC behind its daemon); the bytes sent.
+fn burst(vm: &Vm, pairs: &[(u8, u8)], frames: usize) -> u64 {
+    let mut sent = 0;
+    for &(s, d) in pairs {
+        for _ in 0..frames {
+            let f = frame_from(mac(s), mac(d), 1000);
+            vm.sock.send_to(&f, vm.daemon_iface).expect("send");
+            sent += f.len() as u64;
+        }
+    }
+    sent
+}
+
+/// SPEC 5.1's union, live: two topologies alternating every 200 ms, far faster than a 2 s
+/// window, between VMs 1, 2 (behind daemon `a`) and 3, 4 (behind `b`), every frame crossing
+/// the Proxy `p` in the middle. The answer is the union of both topologies, settled, and
+/// stays put (no change reported while the alternation goes on); each frame is counted once,
+/// by the daemon where it entered the overlay, although three daemons forward it.
+#[test]
+fn alternating_topologies_give_their_union_counted_once() {
+    let dir = TempDir::new("vttif-union");
+    let net = 176;
+    let p = loopback_vnetd(dir.path(), net, 1, "p");
+    let a = loopback_vnetd(dir.path(), net, 2, "a");
+    let b = loopback_vnetd(dir.path(), net, 3, "b");
+    connect(Transport::Udp, &a, &p);
+    connect(Transport::Tcp, &b, &p);
+    for (d, to) in [(&a, &p), (&b, &p)] {
+        let rule = edge(d, Match::Any, Match::Any, to);
+        d.client().add_rule(rule).expect("edge rule");
+    }
+    for (m, behind) in [(1, &a), (2, &a), (3, &b), (4, &b)] {
+        let rule = edge(&p, Match::Any, Match::Exact(mac(m)), behind);
+        p.client().add_rule(rule).expect("rule at the Proxy");
+        let deliver = to_iface(behind, Match::Any, Match::Exact(mac(m)), "vm");
+        behind.client().add_rule(deliver).expect("delivery rule");
+    }
+    wait_links_up(&[&a, &b, &p], Duration::from_secs(10));
+    tell(&p, &[&p, &a, &b]);
+    let (vm_a, vm_b) = (loopback_vm(net, 2, mac(1)), loopback_vm(net, 3, mac(3)));
+    // Ring 1→3→2→4→1 and star around VM 1 share 1→3.
+    let ring = [(1, 3), (3, 2), (2, 4), (4, 1)];
+    let star = [(1, 3), (1, 4), (3, 1), (4, 1)];
+    let union: Vec<(Mac, Mac)> = {
+        let mut u: Vec<_> = ring
+            .iter()
+            .chain(&star)
+            .map(|&(s, d)| (mac(s), mac(d)))
+            .collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    let (window, threshold) = (2000, 0.1);
+    p.client().infer(window, threshold).expect("start tracking");
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut answers = Vec::new();
+    let mut tick = 0u64;
+    while started.elapsed() < Duration::from_secs(8) {
+        let phase = if (started.elapsed().as_millis() / 200).is_multiple_of(2) {
+            &ring
+        } else {
+            &star
+        };
+        for vm in [&vm_a, &vm_b] {
+            let mine: Vec<(u8, u8)> = phase
+                .iter()
+                .copied()
+                .filter(|&(s, _)| (s <= 2) == (vm.mac == mac(1)))
+                .collect();
+            sent += burst(vm, &mine, 2);
+        }
+        tick += 1;
+        if tick.is_multiple_of(10) && started.elapsed() > Duration::from_secs(4) {
+            answers.push(p.client().infer(window, threshold).expect("infer"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rate_sent = sent as f64 / started.elapsed().as_secs_f64();
+    assert!(answers.len() >= 10, "{} answers", answers.len());
+    for answer in &answers {
+        let mut got = pairs(answer, true);
+        got.sort();
+        assert_eq!(got, union, "not the union: {answer:?}");
+        assert!(answer.settled, "{answer:?}");
+    }
+    let (first, last) = (&answers[0], &answers[answers.len() - 1]);
+    assert_eq!(first.changes, last.changes, "it oscillated: {last:?}");
+    // Counted once: at the daemon where the frames entered; the Proxy and the far daemon,
+    // which forward them, add nothing (twice or three times the sent rate if they did).
+    for pair in &last.pairs {
+        let entered = if pair.src.0[5] <= 2 { "a" } else { "b" };
+        assert_eq!(pair.src_daemon, entered, "{pair:?}");
+    }
+    let measured: f64 = last.pairs.iter().map(|p| p.bytes_per_s).sum();
+    assert!(
+        (0.6 * rate_sent..=1.3 * rate_sent).contains(&measured),
+        "measured {measured:.0} B/s for {rate_sent:.0} B/s sent: {last:?}"
+    );
+    // 1→3 runs in both topologies, the others in one: twice their rate.
+    let rate = |s: u8, d: u8| {
+        last.pairs
+            .iter()
+            .find(|x| (x.src, x.dst) == (mac(s), mac(d)))
+            .map_or(0.0, |x| x.bytes_per_s)
+    };
+    let ratio = rate(1, 3) / rate(3, 2);
+    assert!(
+        (1.5..=2.7).contains(&ratio),
+        "1→3 / 3→2 = {ratio:.2}: {last:?}"
+    );
 }

@@ -159,6 +159,11 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         self.send(&RequestEnvelope { id, request })?;
+        self.reply(id)
+    }
+
+    /// Reads the reply to request `id`.
+    fn reply(&mut self, id: u64) -> Result<Response> {
         read_frame(&mut self.stream, &mut self.buf, MAX_CONTROL_FRAME)?;
         let reply: ReplyEnvelope =
             serde_json::from_slice(&self.buf).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -338,9 +343,12 @@ impl Client {
         }
     }
 
-    /// Sends a traffic report to this daemon, which must be the Proxy.
-    pub fn report(&mut self, report: vnet_vttif::Report) -> Result<()> {
-        match self.call(Request::Report { report })? {
+    /// Sends a traffic report to this daemon, which must be the Proxy (as a binary frame).
+    pub fn report(&mut self, report: &vnet_vttif::Report) -> Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        write_frame(&mut self.stream, &crate::report::encode(id, report))?;
+        match self.reply(id)? {
             Response::Reported => Ok(()),
             r => Err(Client::unexpected(r)),
         }

@@ -14,6 +14,8 @@
 //!    so the client knows it talks to a daemon holding the same key), or an [`ErrorBody`] and
 //!    the connection closes,
 //! 5. then any number of [`RequestEnvelope`] → [`ReplyEnvelope`] exchanges, answered in order.
+//!    A VTTIF report is the one request that is not JSON: a binary frame (first byte
+//!    [`crate::report::TAG`]) carrying its own request id, answered like any other.
 //!
 //! A malformed or unauthenticated request is answered with an error and changes nothing.
 
@@ -23,7 +25,9 @@ use vnet_grammar::model::{LinkDef, LinkKey, RuleDef};
 pub use vnet_underlay::shaper::Shape;
 
 /// The version of this protocol. A daemon refuses clients that speak another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Version 2: a VTTIF report is a binary frame ([`crate::report`]), no longer a JSON request.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest control frame either side accepts (bytes of JSON).
 pub const MAX_CONTROL_FRAME: usize = 16 << 20;
@@ -194,11 +198,6 @@ pub enum Request {
     SetProxy {
         proxy: ProxySpec,
     },
-    /// A daemon's traffic report to the Proxy. Refused (and counted) unless this daemon is
-    /// the Proxy and the reporter is one of its members.
-    Report {
-        report: vnet_vttif::Report,
-    },
     /// The Proxy's answer over a window, with the detection threshold in millionths.
     Infer {
         window_ms: u64,
@@ -318,7 +317,7 @@ pub enum Response {
     ProxySet {
         changed: bool,
     },
-    /// A report was taken into the Proxy's view.
+    /// A report (a binary frame, see [`crate::report`]) was taken into the Proxy's view.
     Reported,
     /// The Proxy's inference (SPEC 5.1's JSON less `proxy`).
     Inferred(vnet_vttif::Answer),

@@ -4,6 +4,7 @@
 //!   golden file `tests/snapshots/golden__protocol.snap`);
 //! - [`framing`]: the one implementation of the `u32 length ‖ payload` framing that control
 //!   connections and TCP overlay links use;
+//! - [`report`]: the binary frame that carries a VTTIF report (the one message not in JSON);
 //! - [`Client`]: a blocking client of the protocol;
 //! - [`Key`] ([`auth`]): the pre-shared key and the HMAC-SHA256 challenge-response on it.
 //!
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod client;
 pub mod control;
 pub mod framing;
+pub mod report;
 
 pub use auth::Key;
 pub use client::{Client, ClientError};

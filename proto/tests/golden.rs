@@ -1,5 +1,6 @@
-//! The protocol's JSON, pinned. Every message kind is written here once, as it travels on
-//! the wire; `tests/snapshots/golden__protocol.snap` is the golden file. A change to it is a
+//! The protocol's JSON, and its one binary frame (the VTTIF report), pinned. Every message
+//! kind is written here once, as it travels on the wire;
+//! `tests/snapshots/golden__protocol.snap` is the golden file. A change to it is a
 //! change of the wire protocol (renaming a field of the grammar's `RuleDef` included): make it
 //! a decision (additive and optional, or a new `PROTOCOL_VERSION`), then accept the new
 //! snapshot (`cargo insta review`, or `INSTA_UPDATE=always`).
@@ -134,20 +135,6 @@ fn requests() -> String {
         Request::Release,
         // ---- VTTIF
         Request::SetProxy { proxy: proxy() },
-        Request::Report {
-            report: vnet_vttif::Report {
-                daemon: "h1".into(),
-                instance: 9,
-                seq: 3,
-                full: false,
-                pairs: vec![vnet_vttif::PairCount {
-                    src: mac(1),
-                    dst: mac(2),
-                    frames: 10,
-                    bytes: 1500,
-                }],
-            },
-        },
         Request::Infer {
             window_ms: 2000,
             threshold_ppm: 100_000,
@@ -423,12 +410,56 @@ fn replies() -> String {
     out
 }
 
+/// The binary report frame (protocol version 2), as hex: one line per field, so a change of
+/// the layout shows here field by field.
+fn report_frame() -> String {
+    let report = vnet_vttif::Report {
+        daemon: "h1".into(),
+        instance: 9,
+        seq: 3,
+        full: false,
+        pairs: vec![vnet_vttif::PairCount {
+            src: mac(1),
+            dst: mac(2),
+            frames: 10,
+            bytes: 1500,
+        }],
+    };
+    let frame = vnet_proto::report::encode(13, &report);
+    assert_eq!(vnet_proto::report::decode(&frame), Ok((13, report)));
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let fields = [
+        ("tag", 1),
+        ("version", 1),
+        ("id", 8),
+        ("instance", 8),
+        ("seq", 8),
+        ("flags", 1),
+        ("name_len", 1),
+        ("name", 2),
+        ("count", 4),
+        ("pair.src", 6),
+        ("pair.dst", 6),
+        ("pair.frames", 8),
+        ("pair.bytes", 8),
+    ];
+    let mut at = 0;
+    let mut out = String::from("binary report frame:\n");
+    for (name, len) in fields {
+        out += &format!("  {name}: {}\n", hex(&frame[at..at + len]));
+        at += len;
+    }
+    assert_eq!(at, frame.len(), "every byte of the frame is listed");
+    out
+}
+
 #[test]
 fn protocol() {
     let text = format!(
-        "protocol version {PROTOCOL_VERSION}\n{}{}{}",
+        "protocol version {PROTOCOL_VERSION}\n{}{}{}{}",
         handshake(),
         requests(),
+        report_frame(),
         replies()
     );
     insta::assert_snapshot!("protocol", text);

@@ -4,7 +4,7 @@
 use super::live::{load_clean, usage};
 use crate::live::config::{parse_duration, ControlArgs};
 use crate::live::parallel;
-use crate::live::up::{self, IfaceKind, Started};
+use crate::live::up::{self, IfaceKind, MetricsAddr, Started};
 use crate::{Failure, Outcome};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +46,14 @@ pub struct StartArgs {
     /// Start with empty tables instead of the saved ones.
     #[arg(long)]
     pub fresh: bool,
+    /// VTTIF report periods per second of every started daemon (vnetd's `--report-hz`;
+    /// 0 turns reporting off) [default: vnetd's, 20].
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub report_hz: Option<u32>,
+    /// Serve MACHINE's Prometheus metrics at http://ADDR/metrics (vnetd's `--metrics`;
+    /// repeatable, one per machine).
+    #[arg(long, value_name = "MACHINE=ADDR")]
+    pub metrics: Vec<MetricsAddr>,
     /// How long to wait for each started daemon to answer.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub start_timeout: Duration,
@@ -61,6 +69,8 @@ impl StartArgs {
             iface_kind: self.iface_kind.clone(),
             ifaces: self.ifaces.clone(),
             fresh: self.fresh,
+            report_hz: self.report_hz,
+            metrics: self.metrics.clone(),
             wait: self.start_timeout,
         }
     }
@@ -92,6 +102,23 @@ pub fn start_all(
     for m in &options.remote {
         if !hosts.iter().any(|h| &h.machine == m) {
             eprintln!("warning: --remote {m}: no HOST line declares it");
+        }
+    }
+    for m in &options.metrics {
+        if !hosts.iter().any(|h| h.machine == m.machine) {
+            return Err(usage(format!(
+                "--metrics {}={}: no HOST line declares {}",
+                m.machine, m.addr, m.machine
+            )));
+        }
+        if options
+            .metrics
+            .iter()
+            .filter(|o| o.machine == m.machine)
+            .count()
+            > 1
+        {
+            return Err(usage(format!("--metrics names {} twice", m.machine)));
         }
     }
     if options.ssh_command.split_whitespace().next().is_none() {

@@ -92,6 +92,8 @@ impl Overlay {
                 iface_kind: None,
                 ifaces,
                 fresh: true,
+                report_hz: None,
+                metrics: Vec::new(),
                 wait: Duration::from_secs(15),
             },
         };

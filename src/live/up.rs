@@ -57,8 +57,37 @@ pub struct Options {
     pub ifaces: Vec<IfaceKind>,
     /// Start with empty tables.
     pub fresh: bool,
+    /// vnetd's `--report-hz` for every daemon (vnetd's default when `None`).
+    pub report_hz: Option<u32>,
+    /// vnetd's `--metrics`, per machine.
+    pub metrics: Vec<MetricsAddr>,
     /// How long to wait for a started daemon to answer.
     pub wait: Duration,
+}
+
+/// `--metrics MACHINE=ADDR`: where one daemon serves Prometheus metrics (vnetd's `--metrics`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsAddr {
+    pub machine: String,
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MetricsAddr, String> {
+        let expected = || format!("`{s}`: expected MACHINE=ADDR:PORT");
+        let (machine, addr) = s.split_once('=').ok_or_else(expected)?;
+        if machine.is_empty() {
+            return Err(expected());
+        }
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("`{s}`: `{addr}` is not an address and port ({e})"))?;
+        Ok(MetricsAddr {
+            machine: machine.to_string(),
+            addr,
+        })
+    }
 }
 
 /// Where the daemon of a HOST line runs.
@@ -113,6 +142,22 @@ pub fn iface_arg(host: &HostDef, options: &Options) -> String {
         Some(kind) => format!("{}={kind}", host.iface),
         None => host.iface.clone(),
     }
+}
+
+/// The vnetd flags that follow from `options` alone (after name, address, interface, key and
+/// state directory), the same for a local and a remote start.
+pub fn daemon_flags(host: &HostDef, options: &Options) -> Vec<String> {
+    let mut flags = Vec::new();
+    if options.fresh {
+        flags.push("--fresh".to_string());
+    }
+    if let Some(hz) = options.report_hz {
+        flags.extend(["--report-hz".to_string(), hz.to_string()]);
+    }
+    if let Some(m) = options.metrics.iter().find(|m| m.machine == host.machine) {
+        flags.extend(["--metrics".to_string(), m.addr.to_string()]);
+    }
+    flags
 }
 
 /// Is a daemon answering at `addr` as `machine`? `Ok(false)` when nothing is there.
@@ -206,12 +251,10 @@ fn start_local(
         .arg(&key_path)
         .arg("--state-dir")
         .arg(&dir)
+        .args(daemon_flags(host, options))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log);
-    if options.fresh {
-        cmd.arg("--fresh");
-    }
     // Its own process group: a Ctrl-C meant for vnetc does not stop the daemons it started.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd
@@ -321,8 +364,9 @@ fn start_remote(
         shell_quote(&addr.to_string()),
         shell_quote(&iface_arg(host, options)),
     );
-    if options.fresh {
-        daemon.push_str(" --fresh");
+    for flag in daemon_flags(host, options) {
+        daemon.push(' ');
+        daemon.push_str(&shell_quote(&flag));
     }
     let script = format!(
         "set -e; d={dir}; mkdir -p \"$d\"; umask 077; cat > \"$d/control.key\"; \
@@ -485,6 +529,8 @@ mod tests {
             iface_kind: None,
             ifaces: vec![],
             fresh: false,
+            report_hz: None,
+            metrics: vec![],
             wait: Duration::from_secs(1),
         };
         assert_eq!(iface_arg(&host, &o), "vm");
@@ -495,6 +541,17 @@ mod tests {
         o.ifaces.push("m1/vm=dgram:127.0.0.1:0".parse().unwrap());
         assert_eq!(iface_arg(&host, &o), "vm=dgram:127.0.0.1:0");
         assert!("novalue".parse::<IfaceKind>().is_err());
+        assert!(daemon_flags(&host, &o).is_empty(), "vnetd's defaults");
+        o.fresh = true;
+        o.report_hz = Some(0);
+        o.metrics.push("m2=127.0.0.1:9000".parse().unwrap());
+        o.metrics.push("m1=127.0.0.1:9001".parse().unwrap());
+        assert_eq!(
+            daemon_flags(&host, &o),
+            ["--fresh", "--report-hz", "0", "--metrics", "127.0.0.1:9001"]
+        );
+        assert!("m1=nowhere".parse::<MetricsAddr>().is_err());
+        assert!("=127.0.0.1:1".parse::<MetricsAddr>().is_err());
         assert!("/x=tap".parse::<IfaceKind>().is_err());
     }
 

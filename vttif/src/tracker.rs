@@ -54,9 +54,23 @@ impl Tracker {
         }
     }
 
-    /// Takes the topology the matrix shows now; `min_change_ms` is the configuration-time
-    /// bound. Returns what happened to the reported answer.
-    pub fn observe(&mut self, now: Millis, raw: Topology, min_change_ms: Millis) -> Option<Event> {
+    /// Takes the topology the matrix shows now, and whether the traffic kept that one pattern
+    /// through the whole window (`steady`, see [`crate::view`]); `min_change_ms` is the
+    /// configuration-time bound. Returns what happened to the reported answer.
+    ///
+    /// Settled (SPEC 5.1: the topology has not changed for one window) is read two ways, and
+    /// either suffices: the answer has held for a window, or the traffic itself shows the
+    /// answer's pattern in every part of the window. The second comes about half a window to
+    /// a window sooner after a switch: the old pairs must fade from the window before the
+    /// answer changes (that is the union rule), and then the traffic has already been the
+    /// new pattern for a window.
+    pub fn observe(
+        &mut self,
+        now: Millis,
+        raw: Topology,
+        steady: bool,
+        min_change_ms: Millis,
+    ) -> Option<Event> {
         self.last_tick = now;
         if raw != self.reported {
             if now.saturating_sub(self.since) < min_change_ms {
@@ -68,7 +82,7 @@ impl Tracker {
             self.changes += 1;
             return Some(Event::Changed);
         }
-        if !self.settled && self.held_for(now) >= self.window_ms {
+        if !self.settled && (steady || self.held_for(now) >= self.window_ms) {
             self.settled = true;
             return Some(Event::Settled);
         }
@@ -108,26 +122,67 @@ mod tests {
     #[test]
     fn settles_after_one_window_unchanged() {
         let mut t = Tracker::new(0, 1000, 100_000, topo(&[(1, 2)]));
-        assert_eq!(t.observe(500, topo(&[(1, 2)]), 0), None);
-        assert_eq!(t.observe(1000, topo(&[(1, 2)]), 0), Some(Event::Settled));
+        assert_eq!(t.observe(500, topo(&[(1, 2)]), false, 0), None);
+        assert_eq!(
+            t.observe(1000, topo(&[(1, 2)]), false, 0),
+            Some(Event::Settled)
+        );
         assert!(t.settled());
-        assert_eq!(t.observe(1100, topo(&[(2, 3)]), 0), Some(Event::Changed));
+        assert_eq!(
+            t.observe(1100, topo(&[(2, 3)]), false, 0),
+            Some(Event::Changed)
+        );
         assert!(!t.settled());
-        assert_eq!(t.observe(2099, topo(&[(2, 3)]), 0), None);
-        assert_eq!(t.observe(2100, topo(&[(2, 3)]), 0), Some(Event::Settled));
+        assert_eq!(t.observe(2099, topo(&[(2, 3)]), false, 0), None);
+        assert_eq!(
+            t.observe(2100, topo(&[(2, 3)]), false, 0),
+            Some(Event::Settled)
+        );
         assert_eq!(t.changes(), 1);
+    }
+
+    #[test]
+    fn steady_traffic_settles_at_once_but_never_hides_a_change() {
+        let mut t = Tracker::new(0, 1000, 100_000, topo(&[(1, 2)]));
+        assert_eq!(
+            t.observe(50, topo(&[(1, 2)]), true, 0),
+            Some(Event::Settled)
+        );
+        // A change is reported as a change even when the new pattern is already steady;
+        // it settles at the next look.
+        assert_eq!(
+            t.observe(100, topo(&[(2, 3)]), true, 0),
+            Some(Event::Changed)
+        );
+        assert!(!t.settled());
+        assert_eq!(t.observe(150, topo(&[(2, 3)]), false, 0), None);
+        assert_eq!(
+            t.observe(200, topo(&[(2, 3)]), true, 0),
+            Some(Event::Settled)
+        );
     }
 
     #[test]
     fn the_configuration_time_bound_holds_changes_back() {
         let mut t = Tracker::new(0, 1000, 100_000, topo(&[(1, 2)]));
-        assert_eq!(t.observe(100, topo(&[(1, 2)]), 300), None);
-        assert_eq!(t.observe(200, topo(&[(2, 3)]), 300), None, "too soon");
-        assert_eq!(t.topology(), &topo(&[(1, 2)]));
-        assert_eq!(t.observe(300, topo(&[(2, 3)]), 300), Some(Event::Changed));
-        assert_eq!(t.observe(400, topo(&[(1, 2)]), 300), None, "too soon again");
+        assert_eq!(t.observe(100, topo(&[(1, 2)]), false, 300), None);
         assert_eq!(
-            t.observe(500, topo(&[(2, 3)]), 300),
+            t.observe(200, topo(&[(2, 3)]), false, 300),
+            None,
+            "too soon"
+        );
+        assert_eq!(t.topology(), &topo(&[(1, 2)]));
+        assert_eq!(
+            t.observe(300, topo(&[(2, 3)]), false, 300),
+            Some(Event::Changed)
+        );
+        assert_eq!(
+            t.observe(400, topo(&[(1, 2)]), false, 300),
+            None,
+            "too soon again"
+        );
+        assert_eq!(
+            t.observe(500, topo(&[(2, 3)]), false, 300),
             None,
             "and back: never shown"
         );

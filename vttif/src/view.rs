@@ -295,7 +295,11 @@ impl View {
             // evaluating it more often only costs (and a 2 s window is then read at 10 Hz).
             if now.saturating_sub(t.last_tick) >= (t.window_ms / 20).max(BUCKET_MS) {
                 let raw = self.topology_now(now, t.window_ms, t.threshold_ppm);
-                t.observe(now, raw, self.min_change_ms);
+                // Only an unsettled answer that matches the traffic needs the halves read.
+                let steady = !t.settled()
+                    && raw == *t.topology()
+                    && self.steady(now, t.window_ms, t.threshold_ppm, &raw);
+                t.observe(now, raw, steady, self.min_change_ms);
             }
         }
         self.trackers = trackers;
@@ -418,7 +422,12 @@ impl View {
                     }
                 }
                 let first = sorted_pairs(topology);
-                self.trackers.push(Tracker::new(now, window_ms, ppm, first));
+                // A first question about traffic that has kept one pattern for the window
+                // is answered settled at once.
+                let steady = self.steady(now, window_ms, ppm, &first);
+                let mut t = Tracker::new(now, window_ms, ppm, first.clone());
+                t.observe(now, first, steady, self.min_change_ms);
+                self.trackers.push(t);
                 self.trackers.len() - 1
             }
         };
@@ -482,6 +491,23 @@ impl View {
     fn topology_now(&mut self, now: Millis, window_ms: Millis, ppm: u32) -> Topology {
         self.history.advance(now);
         let (first, last) = window_buckets(now, window_ms);
+        self.topology_in(first, last, ppm)
+    }
+
+    /// Whether the traffic kept the pattern `whole` (the window's topology) through the
+    /// window: each half of it, thresholded on its own, shows the same pairs. A switch of
+    /// topology leaves the old pairs in the older half until a window has passed; topologies
+    /// alternating faster than half a window show their union in both halves.
+    fn steady(&mut self, now: Millis, window_ms: Millis, ppm: u32, whole: &Topology) -> bool {
+        self.history.advance(now);
+        let (first, last) = window_buckets(now, window_ms);
+        let mid = first + (last - first) / 2;
+        *whole == self.topology_in(first, mid, ppm)
+            && *whole == self.topology_in(mid + 1, last, ppm)
+    }
+
+    /// The pairs at or above the threshold over the buckets `[first, last]`.
+    fn topology_in(&mut self, first: u64, last: u64, ppm: u32) -> Topology {
         let bytes = self.history.sums(first, last, false).bytes;
         let heaviest = bytes.iter().copied().fold(0.0, f64::max);
         let mut pairs: Topology = bytes

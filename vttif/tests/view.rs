@@ -113,6 +113,31 @@ fn star(_: u64, d: &mut [Daemon]) {
     }
 }
 
+/// Ring and star in turn, each for `phase` ms.
+fn alternate(phase: u64) -> impl Fn(u64, &mut [Daemon]) {
+    move |now, d| {
+        if (now / phase).is_multiple_of(2) {
+            ring(now, d)
+        } else {
+            star(now, d)
+        }
+    }
+}
+
+/// The pairs of the ring and the star together.
+fn ring_and_star() -> Vec<(Mac, Mac)> {
+    pairs(&[
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 0),
+        (1, 0),
+        (2, 0),
+        (0, 2),
+        (0, 3),
+    ])
+}
+
 #[test]
 fn rates_intensities_and_locations() {
     let mut view = View::new(Limits::default());
@@ -192,9 +217,11 @@ fn a_topology_switch_settles_on_the_new_topology() {
         }
         let after =
             settled_after.unwrap_or_else(|| panic!("window {window}: never settled on the star"));
-        // The ring fades out of the window, then the star holds for one window.
+        // The ring fades out of the window; by then the traffic has been the star's for
+        // (about) a window, so the answer settles without holding another window: within
+        // issue 11's target of window + 0.5 s.
         assert!(
-            after <= 2 * window + 2 * TICK,
+            after <= window + 500,
             "window {window}: settled after {after} ms"
         );
     }
@@ -205,27 +232,12 @@ fn topologies_faster_than_the_window_give_their_union() {
     let mut view = View::new(Limits::default());
     let mut d = vec![Daemon::new("a"), Daemon::new("b")];
     let mut now = 0;
-    let alternate = |now: u64, d: &mut [Daemon]| {
-        if (now / 200).is_multiple_of(2) {
-            ring(now, d)
-        } else {
-            star(now, d)
-        }
-    };
-    run(&mut view, &mut d, &mut now, 40, alternate, |_, _| false);
+    let alternate = alternate(200);
+    run(&mut view, &mut d, &mut now, 40, &alternate, |_, _| false);
     view.query(now, 2000, 0.1).unwrap();
-    run(&mut view, &mut d, &mut now, 200, alternate, |_, _| false);
+    run(&mut view, &mut d, &mut now, 200, &alternate, |_, _| false);
     let answer = view.query(now, 2000, 0.1).unwrap();
-    let union = pairs(&[
-        (0, 1),
-        (1, 2),
-        (2, 3),
-        (3, 0),
-        (1, 0),
-        (2, 0),
-        (0, 2),
-        (0, 3),
-    ]);
+    let union = ring_and_star();
     assert_eq!(topology(&mut view, now, 2000, 0.1), union);
     assert!(answer.settled);
     assert!(
@@ -233,6 +245,32 @@ fn topologies_faster_than_the_window_give_their_union() {
         "{} changes: it oscillated",
         answer.changes
     );
+}
+
+#[test]
+fn alternations_slower_than_half_a_window_still_give_the_union() {
+    // Ring and star alternate every 1.2 s under a 2 s window: a half of the window may hold
+    // one of them only, so the traffic is not always steady, but the answer is the union
+    // throughout, without oscillation, and settles by holding (SPEC's one window unchanged).
+    let mut view = View::new(Limits::default());
+    let mut d = vec![Daemon::new("a"), Daemon::new("b")];
+    let mut now = 0;
+    let alternate = alternate(1200);
+    run(&mut view, &mut d, &mut now, 60, &alternate, |_, _| false);
+    view.query(now, 2000, 0.1).unwrap();
+    let union = ring_and_star();
+    let mut changes = None;
+    for _ in 0..100 {
+        run(&mut view, &mut d, &mut now, 1, &alternate, |_, _| false);
+        let answer = view.query(now, 2000, 0.1).unwrap();
+        assert_eq!(topology(&mut view, now, 2000, 0.1), union, "at {now} ms");
+        assert_eq!(
+            *changes.get_or_insert(answer.changes),
+            answer.changes,
+            "oscillated"
+        );
+    }
+    assert!(view.query(now, 2000, 0.1).unwrap().settled);
 }
 
 #[test]

@@ -157,8 +157,8 @@ impl Sender {
     /// Sends one report; on failure, why and whether the connection is broken.
     fn send(&mut self, report: Report) -> Result<(), (String, bool)> {
         match &mut self.link {
-            Some((_, Sink::Local)) => self.room.ingest(report, 0).map_err(|e| (e.message, false)),
-            Some((_, Sink::Remote(client))) => match client.report(report) {
+            Some((_, Sink::Local)) => self.room.ingest(report).map_err(|e| (e.message, false)),
+            Some((_, Sink::Remote(client))) => match client.report(&report) {
                 Ok(()) => Ok(()),
                 Err(ClientError::Daemon(body)) => Err((body.message, false)),
                 Err(e) => Err((e.to_string(), true)),
