@@ -478,6 +478,23 @@ fn soon(f: impl Fn() -> bool) -> bool {
     f()
 }
 
+/// A UDP link control message: the link header and its JSON body.
+fn control_msg(kind: u8, body: serde_json::Value) -> Vec<u8> {
+    let mut m = vec![vnet_daemon::wire::MAGIC, kind, 0, 0];
+    m.extend_from_slice(body.to_string().as_bytes());
+    m
+}
+
+/// A HELLO from `a` to `b` with valid framing and junk Noise (it costs the listener a
+/// Diffie-Hellman computation before it fails).
+fn junk_hello() -> Vec<u8> {
+    let hello = serde_json::json!({
+        "from": "a", "to": "b", "transport": "udp",
+        "nonce": "00".repeat(32), "noise": "01000000".to_string() + &"ab".repeat(96),
+    });
+    control_msg(vnet_daemon::wire::KIND_HELLO, hello)
+}
+
 /// An attacker on the underlay of a sealed UDP link: replays, flipped bits, truncated records,
 /// a daemon with the right name and control key but another static key, and a handshake
 /// flood. Each is refused and counted; the VMs' traffic goes on.
@@ -567,17 +584,7 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
     assert!(!link_of(&impostor).up);
     // A flood of handshakes (valid framing, junk Noise) from one address.
     let flood = std::net::UdpSocket::bind(format!("127.{tag}.0.9:0")).unwrap();
-    let hello = serde_json::json!({
-        "from": "a", "to": "b", "transport": "udp",
-        "nonce": "00".repeat(32), "noise": "01000000".to_string() + &"ab".repeat(96),
-    });
-    let mut msg = vec![
-        vnet_daemon::wire::MAGIC,
-        vnet_daemon::wire::KIND_HELLO,
-        0,
-        0,
-    ];
-    msg.extend_from_slice(hello.to_string().as_bytes());
+    let msg = junk_hello();
     for _ in 0..2000 {
         let _ = flood.send_to(&msg, b.addr);
     }
@@ -596,14 +603,9 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
             )
     };
     assert!(!packets.iter().any(clear_keepalive), "a clear keepalive");
-    let control = |kind: u8, body: serde_json::Value| {
-        let mut m = vec![vnet_daemon::wire::MAGIC, kind, 0, 0];
-        m.extend_from_slice(body.to_string().as_bytes());
-        m
-    };
     let d0 = drops(&b, "downgrade");
     let keepalive = serde_json::json!({"from": "a", "sent_us": 1});
-    tap.inject(pa, pb, &control(vnet_daemon::wire::KIND_KEEPALIVE, keepalive));
+    tap.inject(pa, pb, &control_msg(vnet_daemon::wire::KIND_KEEPALIVE, keepalive));
     assert!(soon(|| drops(&b, "downgrade") > d0), "clear keepalive");
     let u0 = drops(&a, "unauthenticated");
     let epoch = u32::from_le_bytes(records[0][4..8].try_into().unwrap());
@@ -612,7 +614,7 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
         serde_json::json!({"from": "b", "reason": "no session"}),
         serde_json::json!({"from": "b", "epoch": epoch, "counter": counter, "tag": "00".repeat(16)}),
     ] {
-        tap.inject(pb, pa, &control(vnet_daemon::wire::KIND_RESET, reset));
+        tap.inject(pb, pa, &control_msg(vnet_daemon::wire::KIND_RESET, reset));
     }
     assert!(
         soon(|| drops(&a, "unauthenticated") >= u0 + 2),
@@ -648,17 +650,7 @@ fn a_spoofed_handshake_flood_gets_cookies_and_the_real_peer_still_connects() {
     };
     b.client().add_link(spec(&a)).unwrap();
     let pb = std::net::SocketAddrV4::new([127, tag, 0, 2].into(), 7000);
-    let hello = serde_json::json!({
-        "from": "a", "to": "b", "transport": "udp",
-        "nonce": "00".repeat(32), "noise": "01000000".to_string() + &"ab".repeat(96),
-    });
-    let mut msg = vec![
-        vnet_daemon::wire::MAGIC,
-        vnet_daemon::wire::KIND_HELLO,
-        0,
-        0,
-    ];
-    msg.extend_from_slice(hello.to_string().as_bytes());
+    let msg = junk_hello();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (up, sent, cookies) = std::thread::scope(|s| {
         let flood = s.spawn(|| {
