@@ -605,7 +605,11 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
     assert!(!packets.iter().any(clear_keepalive), "a clear keepalive");
     let d0 = drops(&b, "downgrade");
     let keepalive = serde_json::json!({"from": "a", "sent_us": 1});
-    tap.inject(pa, pb, &control_msg(vnet_daemon::wire::KIND_KEEPALIVE, keepalive));
+    tap.inject(
+        pa,
+        pb,
+        &control_msg(vnet_daemon::wire::KIND_KEEPALIVE, keepalive),
+    );
     assert!(soon(|| drops(&b, "downgrade") > d0), "clear keepalive");
     let u0 = drops(&a, "unauthenticated");
     let epoch = u32::from_le_bytes(records[0][4..8].try_into().unwrap());
