@@ -5,10 +5,13 @@
 //! A sealed link message is a `vnet-seal` record whose plaintext is the clear message (link
 //! header and body): a UDP datagram is one record; a TCP message is its 4-byte length and one
 //! record. The first byte tells records (4) from clear messages ([`crate::wire::MAGIC`]), so
-//! handshakes, keepalives and resets stay clear and everything after the handshake is sealed.
+//! handshakes (and cookie replies) stay clear and everything after the handshake is sealed,
+//! keepalives and rekey requests included; a listener's RESET, sent without session keys,
+//! carries the tag of the two static keys instead ([`vnet_seal::PairKey`]).
 //! The dialer starts every handshake, the first and each rekey (by time or volume, checked by
-//! its keepalive or connection loop); the epoch of the first is 0, so a listener replaces the
-//! keys of a restarted dialer and takes a rekey's keys in beside the old ones.
+//! its keepalive or connection loop, or asked for by the listener's sealed REKEY when the
+//! listener's keys are due); the epoch of the first is 0, so a listener replaces the keys of a
+//! restarted dialer and takes a rekey's keys in beside the old ones.
 
 use super::handshake::Refused;
 use super::msg::{LinkHello, LinkReset};
