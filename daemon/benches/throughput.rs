@@ -17,6 +17,9 @@
 //! `VNET_BENCH_COMPARE=CMD[,CMD...]` (other `vnetd` commands: an older build, or this one behind
 //! a wrapper, e.g. `taskset -c 0 THIS`, where THIS stands for this build's binary) their UDP and
 //! TCP links are measured too, interleaved with the others (keys `udp-b1`, `tcp-b1`, ...).
+//! When `wireguard-go` and `wg` are installed, the yardstick of issue 14 runs too (key `wg`):
+//! wireguard-go between the same kind of hosts, routing the VMs' traffic (layer 3: VM route MTU
+//! 1420, WireGuard's default, since its tunnel cannot carry 1450-byte packets in 1500).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -82,10 +85,13 @@ impl Path {
 /// links, and the UDP and TCP links of each `VNET_BENCH_COMPARE` binary.
 const LETTERS: [&str; 9] = ["x", "u", "t", "U", "T", "V", "S", "W", "R"];
 
+/// The letter of the wireguard-go path's namespaces.
+const WG: &str = "g";
+
 /// Namespaces of every path: veth `tbc{1,2}`; the others `tb{letter}{h,v}{1,2}` (hosts, VMs).
 fn namespaces() -> Vec<String> {
     let mut v = vec!["tbc1".to_string(), "tbc2".to_string()];
-    for p in LETTERS {
+    for p in LETTERS.iter().chain([&WG]) {
         for r in ["h", "v"] {
             for n in 1..=2 {
                 v.push(format!("tb{p}{r}{n}"));
@@ -124,9 +130,12 @@ fn two_hosts(p: &str) {
     }
 }
 
-fn setup(compared: usize) {
+fn setup(compared: usize, wg: bool) {
     cleanup();
-    let letters = &LETTERS[..3 + 2 * compared];
+    let mut letters = LETTERS[..3 + 2 * compared].to_vec();
+    if wg {
+        letters.push(WG);
+    }
     for ns in namespaces()
         .into_iter()
         .filter(|n| n == "tbc1" || n == "tbc2" || letters.contains(&&n[2..3]))
@@ -141,7 +150,7 @@ fn setup(compared: usize) {
             "ip -n tbc{n} link set e0 mtu 1450 up && ip -n tbc{n} addr add 10.151.0.{n}/24 dev e0"
         ));
     }
-    for p in letters {
+    for p in &letters {
         two_hosts(p);
     }
     // Kernel VXLAN: a bridge per host joining the VM's veth and a VXLAN device.
@@ -155,6 +164,51 @@ fn setup(compared: usize) {
         ));
         must(&format!(
             "ip -n tbxh{n} link set vx0 master br0 up && ip -n tbxh{n} link set tbt{n} master br0"
+        ));
+    }
+}
+
+/// wireguard-go (in the foreground, so that its CPU time is counted) on both hosts of the `WG`
+/// path, each VM routed through it: VM n is 10.152.n.2, its host 10.152.n.1.
+fn wireguard(dir: &std::path::Path, children: &mut Vec<Child>) {
+    let key = |n: u8| {
+        let private = dir.join(format!("wg{n}.key"));
+        must(&format!("umask 077; wg genkey > {}", private.display()));
+        let (ok, public) = sh(&format!("wg pubkey < {}", private.display()));
+        assert!(ok, "wg pubkey: {public}");
+        (private, public.trim().to_string())
+    };
+    let keys = [key(1), key(2)];
+    for n in 1..=2u8 {
+        let (h, v, other) = (format!("tb{WG}h{n}"), format!("tb{WG}v{n}"), 3 - n);
+        // Distinct device names: wireguard-go's control socket path is not per namespace.
+        let dev = format!("tbwg{n}");
+        let log = std::fs::File::create(dir.join(format!("wg{n}.log"))).unwrap();
+        let c = Command::new("ip")
+            .args(["netns", "exec", &h, "wireguard-go", "-f", &dev])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("wireguard-go");
+        children.push(c);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sh(&format!("ip -n {h} link show {dev}")).0 {
+            assert!(Instant::now() < deadline, "wireguard-go made no {dev}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        must(&format!(
+            "ip netns exec {h} wg set {dev} private-key {} listen-port 51820 peer {} allowed-ips 10.152.{other}.0/24 endpoint 192.168.150.{other}:51820",
+            keys[n as usize - 1].0.display(),
+            keys[2 - n as usize].1,
+        ));
+        must(&format!(
+            "ip -n {h} link set {dev} mtu 1420 up && ip -n {h} route add 10.152.{other}.0/24 dev {dev}"
+        ));
+        must(&format!(
+            "ip netns exec {h} sysctl -qw net.ipv4.ip_forward=1 && ip -n {h} addr add 10.152.{n}.1/24 dev tbt{n}"
+        ));
+        must(&format!(
+            "ip -n {v} addr add 10.152.{n}.2/24 dev e0 && ip -n {v} route add 10.152.0.0/16 via 10.152.{n}.1 mtu 1420"
         ));
     }
 }
@@ -419,7 +473,8 @@ fn main() {
         .unwrap_or_default();
     assert!(compare.len() <= 3, "at most 3 VNET_BENCH_COMPARE binaries");
     let mut guard = Cleanup(Vec::new());
-    setup(compare.len());
+    let wg = wanted("wg") && sh("command -v wireguard-go && command -v wg").0;
+    setup(compare.len(), wg);
     let mut paths = vec![
         Path::new(
             "veth",
@@ -481,6 +536,17 @@ fn main() {
             ));
             vnetd_paths.push((key.into(), letter, t, bin.clone()));
         }
+    }
+    if wg {
+        let mut p = Path::new(
+            "wg",
+            "wireguard-go (Debian, layer 3, MTU 1420)",
+            format!("tb{WG}v1"),
+            format!("tb{WG}v2"),
+            "10.152.2.2",
+        );
+        wireguard(&dir, &mut p.daemons);
+        paths.push(p);
     }
     paths.retain(|p| wanted(p.key));
     for p in &mut paths {
@@ -608,7 +674,7 @@ fn main() {
     for p in &paths {
         if p.cpu_s > 0.0 && p.bytes > 0.0 {
             println!(
-                "{}: both vnetd processes used {:.2} CPU s per GB carried ({:.0}% of one core at the mean rate)",
+                "{}: both daemons used {:.2} CPU s per GB carried ({:.0}% of one core at the mean rate)",
                 p.label,
                 p.cpu_s / (p.bytes / 1e9),
                 100.0 * p.cpu_s / (secs as f64 * p.gbps.len() as f64)

@@ -56,8 +56,10 @@ struct Scratch {
 pub(crate) enum UdpCtl {
     /// A handshake, keepalive or reset message (the whole message, sender).
     Msg(Vec<u8>, SocketAddr),
-    /// A frame from an address without a session.
-    NoSession(SocketAddr),
+    /// A keepalive opened from a record of the sender's session (the clear message, sender).
+    Sealed(Vec<u8>, SocketAddr),
+    /// A frame from an address without a session (and the record's header, when it was one).
+    NoSession(SocketAddr, Option<vnet_seal::Header>),
 }
 
 /// Control messages waiting for the async task; more are dropped (a flood cannot grow memory).
@@ -94,8 +96,6 @@ const IFACE_ERROR_PAUSE: Duration = Duration::from_millis(100);
 struct UdpRx {
     batch: UdpBatch,
     fb: FrameBuf,
-    /// An opened record (the clear datagram it held).
-    opened: Vec<u8>,
     per_link: HashMap<String, (Lookup<Port>, Reasm)>,
     ctl: mpsc::Sender<UdpCtl>,
 }
@@ -307,7 +307,6 @@ impl DataPlane {
         let mut udp = UdpRx {
             batch: UdpBatch::default(),
             fb: FrameBuf::new(),
-            opened: Vec::new(),
             per_link: HashMap::new(),
             ctl,
         };
@@ -512,11 +511,11 @@ impl DataPlane {
         let UdpRx {
             batch,
             fb,
-            opened,
             per_link,
             ctl,
         } = rx;
         let now = self.now_ms();
+        let wall = seal::wall_ns();
         for i in 0..n {
             let (from, datagrams) = batch.datagrams(i);
             // A buffer holds datagrams of one sender (a GRO run): find its link and receiving
@@ -561,31 +560,41 @@ impl DataPlane {
                 }
                 let (Some(link), Some((lookup, reasm))) = (&link, state.as_deref_mut()) else {
                     self.global.drop(DropReason::Unauthenticated);
-                    let _ = ctl.try_send(UdpCtl::NoSession(from));
+                    let answered = vnet_seal::Header::read(raw).ok().filter(|_| record);
+                    let _ = ctl.try_send(UdpCtl::NoSession(from, answered));
                     continue;
                 };
                 // A sealed link takes records only; a clear one, clear frames only.
                 let msg = match (record, link.is_sealed()) {
-                    (true, true) => match link.open_datagram(raw, opened) {
-                        Ok(m) => m,
+                    (true, true) => match link.open_in_place(raw, wall) {
+                        Ok(n) => &raw[vnet_seal::HEADER_LEN..vnet_seal::HEADER_LEN + n],
                         Err(why) => {
                             link.stats.drop(why);
                             continue;
                         }
                     },
-                    (false, false) => raw,
+                    (false, false) => &*raw,
                     _ => {
                         link.stats.drop(DropReason::Downgrade);
                         continue;
                     }
                 };
-                let Some(wire::LinkHeader { kind, hop, flags }) =
-                    wire::LinkHeader::parse(msg).filter(wire::LinkHeader::is_data)
+                let Some(wire::LinkHeader { kind, hop, flags }) = wire::LinkHeader::parse(msg)
                 else {
                     link.stats.drop(DropReason::Malformed);
                     continue;
                 };
                 link.last_rx.store(now, Ordering::Relaxed);
+                if kind != wire::KIND_FRAME && kind != wire::KIND_FRAGMENT {
+                    // Only a record gets here (clear control messages went to the task above):
+                    // an authenticated keepalive or rekey request.
+                    if kind == wire::KIND_REKEY {
+                        link.ask_rekey();
+                    } else if ctl.try_send(UdpCtl::Sealed(msg.to_vec(), from)).is_err() {
+                        link.stats.drop(DropReason::Malformed);
+                    }
+                    continue;
+                }
                 let body = &msg[wire::LINK_HDR..];
                 let frame = if kind == wire::KIND_FRAME {
                     if !fb.load_body(flags, body) {

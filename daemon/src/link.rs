@@ -38,6 +38,10 @@ pub struct Handshake {
     pub(crate) listener: Option<handshake::Challenged>,
     /// Listener: the keys of the challenge sent, installed when the proof holds.
     pub(crate) listener_keys: Option<vnet_seal::Established>,
+    /// Dialer: the listener's last cookie (hex) and when it came.
+    pub(crate) cookie: Option<(String, std::time::Instant)>,
+    /// Dialer: whether the hello in flight carried that cookie.
+    pub(crate) cookie_sent: bool,
 }
 
 /// Called after a link goes up or down: the data plane voids the kernel's copies of
@@ -342,11 +346,12 @@ impl Default for UdpBatch {
 }
 
 impl UdpBatch {
-    /// The datagrams of buffer `i` of the last receive, with their sender.
-    pub fn datagrams(&self, i: usize) -> (SocketAddr, impl Iterator<Item = &[u8]>) {
+    /// The datagrams of buffer `i` of the last receive, with their sender (mutable: sealed
+    /// records are opened where they arrived).
+    pub fn datagrams(&mut self, i: usize) -> (SocketAddr, impl Iterator<Item = &mut [u8]>) {
         let m = &self.meta[i];
         let stride = m.stride.max(1);
-        (m.addr, self.bufs[i][..m.len].chunks(stride))
+        (m.addr, self.bufs[i][..m.len].chunks_mut(stride))
     }
 }
 

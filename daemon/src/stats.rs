@@ -61,9 +61,12 @@ pub enum DropReason {
     Downgrade,
     /// A link handshake over the rate limit (a flood), not answered.
     HandshakeLimit,
+    /// A UDP link handshake without a valid cookie while the handshake budget was in use:
+    /// answered with a cookie, not processed.
+    HandshakeCookie,
 }
 
-pub const DROP_REASONS: [DropReason; 16] = [
+pub const DROP_REASONS: [DropReason; 17] = [
     DropReason::NoRule,
     DropReason::HopLimit,
     DropReason::Malformed,
@@ -80,6 +83,7 @@ pub const DROP_REASONS: [DropReason; 16] = [
     DropReason::UnknownKey,
     DropReason::Downgrade,
     DropReason::HandshakeLimit,
+    DropReason::HandshakeCookie,
 ];
 
 impl DropReason {
@@ -101,6 +105,7 @@ impl DropReason {
             DropReason::UnknownKey => "unknown_key",
             DropReason::Downgrade => "downgrade",
             DropReason::HandshakeLimit => "handshake_limit",
+            DropReason::HandshakeCookie => "handshake_cookie",
         }
     }
 }

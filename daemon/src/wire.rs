@@ -26,6 +26,10 @@ pub const KIND_FRAGMENT: u8 = 8;
 /// "I have no session with you": the dialer should say hello again.
 pub const KIND_RESET: u8 = 9;
 pub const KIND_REFUSED: u8 = 10;
+/// A listener over its handshake budget: retry the hello with this cookie (UDP).
+pub const KIND_COOKIE: u8 = 11;
+/// A listener's keys are due: the dialer should start a new handshake (sent sealed).
+pub const KIND_REKEY: u8 = 12;
 
 pub const FLAG_VNET_HDR: u8 = 1;
 
@@ -377,6 +381,20 @@ pub fn pack_fragments(
     hop: u8,
     max: usize,
 ) -> Option<usize> {
+    pack_fragments_spaced(out, body, id, hop, max, (0, 0))
+}
+
+/// [`pack_fragments`] with `room.0` bytes before and `room.1` after each fragment message, so
+/// that slots of `room.0 + max + room.1` bytes lie end to end: a sealed link writes each
+/// record's header and tag there and seals the fragment where it lies.
+pub fn pack_fragments_spaced(
+    out: &mut Vec<u8>,
+    body: &[u8],
+    id: u32,
+    hop: u8,
+    max: usize,
+    room: (usize, usize),
+) -> Option<usize> {
     let chunk = max.checked_sub(LINK_HDR + FRAG_HDR).filter(|c| *c > 0)?;
     let count = body.len().div_ceil(chunk);
     if count > u16::MAX as usize {
@@ -384,6 +402,7 @@ pub fn pack_fragments(
     }
     out.clear();
     for (i, piece) in body.chunks(chunk).enumerate() {
+        out.resize(out.len() + room.0, 0);
         let header = LinkHeader {
             kind: KIND_FRAGMENT,
             ..LinkHeader::frame(hop)
@@ -393,6 +412,7 @@ pub fn pack_fragments(
         out.extend_from_slice(&(i as u16).to_be_bytes());
         out.extend_from_slice(&(count as u16).to_be_bytes());
         out.extend_from_slice(piece);
+        out.resize(out.len() + room.1, 0);
     }
     Some(count)
 }
@@ -620,6 +640,20 @@ mod tests {
 
     /// A frame cut into GSO-ready fragments (equal datagrams, a shorter last one) comes back
     /// whole from the reassembler; a missing fragment loses the frame and is counted.
+    #[test]
+    fn spaced_fragments_are_the_same_fragments_with_room_around_each() {
+        let body: Vec<u8> = (0..5000u32).map(|i| (i * 31) as u8).collect();
+        let (mut plain, mut spaced) = (Vec::new(), Vec::new());
+        let n = pack_fragments(&mut plain, &body, 3, 9, 1000).unwrap();
+        let m = pack_fragments_spaced(&mut spaced, &body, 3, 9, 1000, (16, 16)).unwrap();
+        assert_eq!(n, m);
+        let slots: Vec<&[u8]> = spaced.chunks(1032).collect();
+        assert_eq!(slots.len(), n);
+        for (slot, msg) in slots.iter().zip(plain.chunks(1000)) {
+            assert_eq!(&slot[16..slot.len() - 16], msg);
+        }
+    }
+
     #[test]
     fn fragments_round_trip_and_losses_are_counted() {
         let mut fb = FrameBuf::new();

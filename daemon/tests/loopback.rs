@@ -353,19 +353,33 @@ fn interfaces_are_listed_with_their_kind_and_address() {
 /// both ends move to new epochs, and a UDP link loses no frame to it.
 #[test]
 fn sealed_links_rekey_under_traffic() {
-    for (net, transport) in [(25u8, Transport::Udp), (26, Transport::Tcp)] {
+    rekey_under_traffic([(25, Transport::Udp), (26, Transport::Tcp)], true);
+}
+
+/// Only the listener's keys are due (it alone runs with `--rekey-seconds 1`): it asks its
+/// dialer, which starts the handshakes, and both ends move to new epochs.
+#[test]
+fn a_listener_whose_keys_are_due_has_its_dialer_rekey() {
+    rekey_under_traffic([(28, Transport::Udp), (29, Transport::Tcp)], false);
+}
+
+/// Frames a (dialer) → b (listener) while keys are renewed every second, on both ends
+/// (`both`) or on the listener only.
+fn rekey_under_traffic(nets: [(u8, Transport); 2], both: bool) {
+    for (net, transport) in nets {
         let dir = TempDir::new(&format!("rekey{net}"));
-        let start = |h: u8, name: &str| {
+        let start = |h: u8, name: &str, due: bool| {
             let ip = format!("127.{net}.0.{h}");
+            let extra: &[&str] = if due { &["--rekey-seconds", "1"] } else { &[] };
             Vnetd::start_with(
                 dir.path(),
                 name,
                 &format!("{ip}:7000"),
                 &[&format!("vm=dgram:{ip}:6000")],
-                &["--rekey-seconds", "1"],
+                extra,
             )
         };
-        let (a, b) = (start(1, "a"), start(2, "b"));
+        let (a, b) = (start(1, "a", both), start(2, "b", true));
         connect(transport, &a, &b);
         a.client()
             .add_rule(edge(&a, Match::Any, Match::Exact(mac(2)), &b))

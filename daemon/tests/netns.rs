@@ -478,6 +478,23 @@ fn soon(f: impl Fn() -> bool) -> bool {
     f()
 }
 
+/// A UDP link control message: the link header and its JSON body.
+fn control_msg(kind: u8, body: serde_json::Value) -> Vec<u8> {
+    let mut m = vec![vnet_daemon::wire::MAGIC, kind, 0, 0];
+    m.extend_from_slice(body.to_string().as_bytes());
+    m
+}
+
+/// A HELLO from `a` to `b` with valid framing and junk Noise (it costs the listener a
+/// Diffie-Hellman computation before it fails).
+fn junk_hello() -> Vec<u8> {
+    let hello = serde_json::json!({
+        "from": "a", "to": "b", "transport": "udp",
+        "nonce": "00".repeat(32), "noise": "01000000".to_string() + &"ab".repeat(96),
+    });
+    control_msg(vnet_daemon::wire::KIND_HELLO, hello)
+}
+
 /// An attacker on the underlay of a sealed UDP link: replays, flipped bits, truncated records,
 /// a daemon with the right name and control key but another static key, and a handshake
 /// flood. Each is refused and counted; the VMs' traffic goes on.
@@ -567,17 +584,7 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
     assert!(!link_of(&impostor).up);
     // A flood of handshakes (valid framing, junk Noise) from one address.
     let flood = std::net::UdpSocket::bind(format!("127.{tag}.0.9:0")).unwrap();
-    let hello = serde_json::json!({
-        "from": "a", "to": "b", "transport": "udp",
-        "nonce": "00".repeat(32), "noise": "01000000".to_string() + &"ab".repeat(96),
-    });
-    let mut msg = vec![
-        vnet_daemon::wire::MAGIC,
-        vnet_daemon::wire::KIND_HELLO,
-        0,
-        0,
-    ];
-    msg.extend_from_slice(hello.to_string().as_bytes());
+    let msg = junk_hello();
     for _ in 0..2000 {
         let _ = flood.send_to(&msg, b.addr);
     }
@@ -585,9 +592,111 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
         soon(|| drops(&b, "handshake_limit") >= 100),
         "flood limited"
     );
+    // Link control messages are sealed too: no clear keepalive crossed the underlay, a clear
+    // one "from a" is a downgrade, and resets "from b" (clear, and with a forged tag for a
+    // record a sent) are refused, where a clear reset used to take the link down.
+    let clear_keepalive = |p: &capture::Packet| {
+        p.udp_payload.first() == Some(&vnet_daemon::wire::MAGIC)
+            && matches!(
+                p.udp_payload.get(1),
+                Some(&vnet_daemon::wire::KIND_KEEPALIVE | &vnet_daemon::wire::KIND_KEEPALIVE_ACK)
+            )
+    };
+    assert!(!packets.iter().any(clear_keepalive), "a clear keepalive");
+    let d0 = drops(&b, "downgrade");
+    let keepalive = serde_json::json!({"from": "a", "sent_us": 1});
+    tap.inject(
+        pa,
+        pb,
+        &control_msg(vnet_daemon::wire::KIND_KEEPALIVE, keepalive),
+    );
+    assert!(soon(|| drops(&b, "downgrade") > d0), "clear keepalive");
+    let u0 = drops(&a, "unauthenticated");
+    let epoch = u32::from_le_bytes(records[0][4..8].try_into().unwrap());
+    let counter = u64::from_le_bytes(records[0][8..16].try_into().unwrap());
+    for reset in [
+        serde_json::json!({"from": "b", "reason": "no session"}),
+        serde_json::json!({"from": "b", "epoch": epoch, "counter": counter, "tag": "00".repeat(16)}),
+    ] {
+        tap.inject(pb, pa, &control_msg(vnet_daemon::wire::KIND_RESET, reset));
+    }
+    assert!(
+        soon(|| drops(&a, "unauthenticated") >= u0 + 2),
+        "forged resets"
+    );
     // The legitimate link never went down, and carries traffic still.
     assert!(link_of(&a).up && link_of(&b).up);
     let (ok, out) = vms.ping(3);
     assert!(ok, "ping after the attacks:\n{out}\n{}", b.log_text());
     assert_eq!(link_of(&b).security.unwrap().handshakes, 1);
+    assert_eq!(link_of(&a).security.unwrap().handshakes, 1);
+}
+
+/// A handshake flood from ever new spoofed source addresses (a raw socket, 2,000 hellos a
+/// second: ten times the listener's overall budget) while a legitimate dialer connects. Once
+/// half the budget is used, the listener answers unproven hellos with cookies (which the
+/// spoofed sources never see); the dialer receives its cookie, retries with it, and its link
+/// comes up during the flood.
+#[test]
+fn a_spoofed_handshake_flood_gets_cookies_and_the_real_peer_still_connects() {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let tag = 48;
+    let dir = TempDir::new("cookie");
+    let a = Vnetd::start(dir.path(), "a", &format!("127.{tag}.0.1:7000"), &[]);
+    let b = Vnetd::start(dir.path(), "b", &format!("127.{tag}.0.2:7000"), &[]);
+    let spec = |peer: &Vnetd| vnet_daemon::LinkSpec {
+        link: vnet_grammar::model::LinkDef::new(Transport::Udp, "a", "a", "b"),
+        peer_addr: peer.addr.to_string(),
+        peer_key: Some(peer.public_key()),
+    };
+    b.client().add_link(spec(&a)).unwrap();
+    let pb = std::net::SocketAddrV4::new([127, tag, 0, 2].into(), 7000);
+    let msg = junk_hello();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (up, sent, cookies) = std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            let tap = capture::Tap::open();
+            let start = std::time::Instant::now();
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(20)
+            {
+                for _ in 0..20 {
+                    let [_, _, hi, lo] = sent.to_be_bytes();
+                    let src = std::net::SocketAddrV4::new(
+                        [127, tag, 1 + hi % 250, 1 + lo % 250].into(),
+                        40_000 + (sent % 1000) as u16,
+                    );
+                    tap.inject(src, pb, &msg);
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        });
+        // The flood uses up half the budget, and is answered with cookies from then on.
+        let cookies_before_dial = soon(|| drops(&b, "handshake_cookie") >= 100);
+        a.client().add_link(spec(&b)).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        let mut up = false;
+        while !up && std::time::Instant::now() < end {
+            up = links_of(&a).first().is_some_and(|l| l.up) && links_of(&b)[0].up;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let cookies = drops(&b, "handshake_cookie");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(cookies_before_dial, "no cookies under the flood");
+        (up, flood.join().expect("flood"), cookies)
+    });
+    eprintln!("{sent} spoofed hellos; {cookies} answered with cookies");
+    assert!(
+        up,
+        "the real peer did not connect during the flood\n--- a\n{}\n--- b\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    assert_eq!(link_of(&b).security.expect("up").mode, "sealed");
 }

@@ -157,8 +157,18 @@ impl Session {
         self.confirmed
     }
 
-    /// Whether the sending keys are due for a new handshake under `policy`.
+    /// Whether this side sealed the record with this header under its current sending keys
+    /// (a reset naming it answers something this session really sent).
+    pub fn has_sealed(&self, answered: Header) -> bool {
+        answered.epoch == self.current.id && answered.counter < self.current.next_counter
+    }
+
+    /// Whether the sending keys are due for a new handshake under `policy` (not while a
+    /// responder waits for the initiator to use the keys of one already done).
     pub fn needs_rekey(&self, now_ns: u64, policy: &RekeyPolicy) -> bool {
+        if self.pending.is_some() {
+            return false;
+        }
         let e = &self.current;
         policy.needs_rekey(
             now_ns.saturating_sub(e.started_ns),

@@ -131,7 +131,7 @@ impl Daemon {
         ) {
             (Ok((c, state)), Some(link)) => self
                 .seal
-                .answer(&link, hello.noise.as_deref(), peer.ip())
+                .answer(&link, &hello, peer, Transport::Tcp)
                 .map(|keys| (c, state, link, keys)),
             (Ok(_), None) => Err(Refused::Stale),
             (Err(why), _) => Err(why),

@@ -2,10 +2,14 @@
 //! `link::handshake`), keepalives, resets after a listener restart, and the dialer.
 
 use super::*;
+use crate::link::msg::{LinkCookie, LinkReset};
+use vnet_seal::Header;
 
 const UDP_KEEPALIVE: Duration = Duration::from_millis(500);
 const UDP_DEAD_MS: u64 = 2500;
 const UDP_LISTENER_DEAD_MS: u64 = 10_000;
+/// How long a dialer uses a listener's cookie (its secret lasts this long, and one more).
+const COOKIE_LIFETIME: Duration = Duration::from_nanos(vnet_seal::cookie::SECRET_LIFETIME_NS);
 
 impl Daemon {
     fn udp_send(&self, msg: &LinkMsg, to: SocketAddr) {
@@ -13,16 +17,17 @@ impl Daemon {
     }
 
     /// A frame or keepalive from an address without a session: if it is the address of a
-    /// configured UDP link's peer, tell it to say hello again (a restarted listener).
-    fn maybe_reset(&self, from: SocketAddr) {
-        let known = self
+    /// configured UDP link's peer, tell it to say hello again (a restarted listener). A record
+    /// (`answered`: its header) is answered with a reset the static keys authenticate.
+    fn maybe_reset(&self, from: SocketAddr, answered: Option<Header>) {
+        let link = self
             .plane
             .links()
-            .iter()
-            .any(|l| l.transport == Transport::Udp && l.peer_addr == Some(from));
-        if known {
-            let note = LinkNote::new(&self.cfg.name, "no session");
-            self.udp_send(&LinkMsg::Reset(note), from);
+            .into_iter()
+            .find(|l| l.transport == Transport::Udp && l.peer_addr == Some(from));
+        if let Some(l) = link {
+            let reset = self.seal.reset(&l, &self.cfg.name, answered);
+            self.udp_send(&LinkMsg::Reset(reset), from);
         }
     }
 
@@ -33,8 +38,9 @@ impl Daemon {
         }
     }
 
-    /// A UDP link control message (handshakes, keepalives, resets) from `from`.
-    fn udp_control(&self, msg: &[u8], from: SocketAddr) {
+    /// A UDP link control message (handshakes, keepalives, resets) from `from`; `sealed`: it
+    /// came in a record of the session with `from` (keepalives on a sealed link must).
+    fn udp_control(&self, msg: &[u8], from: SocketAddr, sealed: bool) {
         let msg = match LinkMsg::decode(msg) {
             Ok(m) => m,
             Err(e) => {
@@ -42,7 +48,11 @@ impl Daemon {
                 return self.plane.global.drop(DropReason::Malformed);
             }
         };
+        let clear_on_sealed = !sealed && self.udp_peer(from).is_some_and(|l| l.is_sealed());
         let done = match msg {
+            LinkMsg::Keepalive(_) | LinkMsg::KeepaliveAck(_) if clear_on_sealed => {
+                return self.plane.global.drop(DropReason::Downgrade)
+            }
             LinkMsg::Hello(h) => self.udp_hello(&h, from),
             LinkMsg::Challenge(c) => self.udp_challenge(&c, from),
             LinkMsg::Proof(p) => self.udp_proof(&p, from),
@@ -60,11 +70,12 @@ impl Daemon {
                 }
                 Ok(())
             }
-            LinkMsg::Reset(n) => {
-                self.udp_reset(&n, from);
-                Ok(())
+            LinkMsg::Reset(r) => self.udp_reset(&r, from),
+            LinkMsg::Cookie(c) => self.udp_cookie(&c, from),
+            // A rekey request counts only sealed (the forwarding thread takes those).
+            LinkMsg::Refused(_) | LinkMsg::Rekey(_) => {
+                return self.plane.global.drop(DropReason::Malformed)
             }
-            LinkMsg::Refused(_) => return self.plane.global.drop(DropReason::Malformed),
         };
         if let Err(why) = done {
             tracing::debug!(%from, "UDP link handshake refused: {why}");
@@ -95,7 +106,18 @@ impl Daemon {
                 .on_hello(h, Transport::Udp, from, configured, nonce)?;
         // on_hello refuses links not configured here, so there is one.
         let link = link.ok_or(Refused::Stale)?;
-        let keys = self.seal.answer(&link, h.noise.as_deref(), from.ip())?;
+        let keys = match self.seal.answer(&link, h, from, Transport::Udp) {
+            Err(Refused::Busy(cookie)) => {
+                let c = LinkCookie {
+                    from: self.cfg.name.clone(),
+                    echo: h.nonce.clone(),
+                    cookie: hex(&cookie),
+                };
+                self.udp_send(&LinkMsg::Cookie(c), from);
+                return Err(Refused::Busy(cookie));
+            }
+            keys => keys?,
+        };
         let mut hs = link.hs();
         hs.listener = Some(state);
         (hs.listener_keys, c.noise) = keys.map(|(e, r)| (Some(e), Some(r))).unwrap_or_default();
@@ -157,21 +179,58 @@ impl Daemon {
                     ..LinkNote::new(&self.cfg.name, "")
                 };
                 let ack = LinkMsg::KeepaliveAck(note).encode();
-                self.plane.send_control_to(&l.peer, ack, from);
+                if let Some(ack) = l.seal_message(&ack) {
+                    self.plane.send_control_to(&l.peer, ack, from);
+                }
             }
-            None => self.maybe_reset(from),
+            None => self.maybe_reset(from, None),
         }
     }
 
-    /// The listener has no session with us (it restarted): down, and the dialer says hello.
-    fn udp_reset(&self, n: &LinkNote, from: SocketAddr) {
-        if let Some(l) = self
-            .link(&n.from)
+    /// The listener has no session with us (it restarted). A clear link goes down and the
+    /// dialer says hello; a sealed one takes only a reset the static keys authenticate, for a
+    /// record of its current keys, and answers it with a new handshake (the link stays up
+    /// meanwhile, so a replayed reset costs a handshake, never the link).
+    fn udp_reset(&self, r: &LinkReset, from: SocketAddr) -> Result<(), Refused> {
+        let Some(l) = self
+            .link(&r.from)
             .filter(|l| l.dials && l.udp_remote() == Some(from))
-        {
+        else {
+            return Ok(());
+        };
+        if !l.is_sealed() {
             self.plane
                 .udp_session_down(&l, "peer has no session (restarted?)");
+            return Ok(());
         }
+        if !self.seal.check_reset(&l, r) {
+            return Err(Refused::WrongKey);
+        }
+        if l.ask_rekey() {
+            tracing::info!(link = %l.peer, "peer has no session (restarted?): new handshake");
+            self.udp_say_hello(&l, from);
+        }
+        Ok(())
+    }
+
+    /// A busy listener's cookie for our hello: kept, and the hello retried with it at once
+    /// (unless the hello it answers carried a cookie already: then the dialer's own retry
+    /// sends the new one).
+    fn udp_cookie(&self, c: &LinkCookie, from: SocketAddr) -> Result<(), Refused> {
+        let link = self.udp_link(&c.from, true)?;
+        let retry = {
+            let mut hs = link.hs();
+            let d = hs.dialer.as_ref().ok_or(Refused::Stale)?;
+            if !d.sent_nonce(&c.echo) {
+                return Err(Refused::Stale);
+            }
+            hs.cookie = Some((c.cookie.clone(), std::time::Instant::now()));
+            !hs.cookie_sent
+        };
+        if retry {
+            self.udp_say_hello(&link, from);
+        }
+        Ok(())
     }
 
     /// Handles UDP link control messages in order (handshakes, keepalives, resets).
@@ -183,8 +242,9 @@ impl Daemon {
                 m = rx.recv() => m,
             };
             match m {
-                Some(UdpCtl::Msg(msg, from)) => self.udp_control(&msg, from),
-                Some(UdpCtl::NoSession(from)) => self.maybe_reset(from),
+                Some(UdpCtl::Msg(msg, from)) => self.udp_control(&msg, from, false),
+                Some(UdpCtl::Sealed(msg, from)) => self.udp_control(&msg, from, true),
+                Some(UdpCtl::NoSession(from, answered)) => self.maybe_reset(from, answered),
                 None => return,
             }
         }
@@ -238,7 +298,26 @@ impl Daemon {
         let at = crate::link::estimate::now_us();
         link.passive.sent(at);
         let msg = LinkMsg::Keepalive(LinkNote::stamped(&self.cfg.name, at)).encode();
-        self.plane.send_control_to(&link.peer, msg, to);
+        if let Some(msg) = link.seal_message(&msg) {
+            self.plane.send_control_to(&link.peer, msg, to);
+        }
+    }
+
+    /// A listener whose keys are due asks its dialer for a handshake (only dialers start
+    /// them: they may be behind NAT, and a TCP rekey is a new connection), sealed, every
+    /// housekeeping round until new keys are in use.
+    fn ask_for_rekey(&self, l: &Link) {
+        let msg = LinkMsg::Rekey(LinkNote::new(&self.cfg.name, "keys due")).encode();
+        match l.transport {
+            Transport::Udp => {
+                if let (Some(to), Some(m)) = (l.udp_remote(), l.seal_message(&msg)) {
+                    self.plane.send_control_to(&l.peer, m, to);
+                }
+            }
+            Transport::Tcp => {
+                l.send_tcp_control(&msg);
+            }
+        }
     }
 
     /// Starts a handshake (a link's first, or a rekey while it is up): HELLO with the Noise
@@ -256,19 +335,29 @@ impl Daemon {
         let mut hello = d.hello();
         let mut hs = link.hs();
         hs.dialer = Some(d);
+        hello.cookie = hs
+            .cookie
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < COOKIE_LIFETIME)
+            .map(|(c, _)| c.clone());
+        hs.cookie_sent = hello.cookie.is_some();
         (hs.initiator, hello.noise) = noise.map(|(i, m)| (Some(i), Some(m))).unwrap_or_default();
         drop(hs);
         self.udp_send(&LinkMsg::Hello(hello), to);
     }
 
     /// Marks listener-side UDP sessions dead after a silence, and sends their keepalives
-    /// (for the listener's own estimate); runs forever.
+    /// (for the listener's own estimate); asks the dialer of any link whose listener-side keys
+    /// are due for a new handshake; runs forever.
     pub(super) async fn housekeeping(self: Arc<Daemon>) {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let now = self.now_ms();
             let links = self.plane.links();
             for l in links {
+                if !l.dials && l.is_up() && l.is_sealed() && l.needs_rekey(&self.seal.policy) {
+                    self.ask_for_rekey(&l);
+                }
                 if l.transport == Transport::Udp
                     && !l.dials
                     && l.is_up()

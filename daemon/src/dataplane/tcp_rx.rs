@@ -113,13 +113,15 @@ impl DataPlane {
             // A sealed link takes records only; a clear one, clear messages only.
             let record = seal::is_record(&rx.buf[s + 4..]);
             let (at, len) = match (record, link.is_sealed()) {
-                (true, true) => match link.open_in_place(&mut rx.buf[s + 4..s + total]) {
-                    Ok(n) => (s + 4 + vnet_seal::HEADER_LEN, n),
-                    Err(why) => {
-                        link.stats.drop(why);
-                        continue;
+                (true, true) => {
+                    match link.open_in_place(&mut rx.buf[s + 4..s + total], seal::wall_ns()) {
+                        Ok(n) => (s + 4 + vnet_seal::HEADER_LEN, n),
+                        Err(why) => {
+                            link.stats.drop(why);
+                            continue;
+                        }
                     }
-                },
+                }
                 (false, false) => (s + 4, len),
                 // A clear message on a sealed link (or a record on a clear one): the stream
                 // is not the peer's (records authenticate it), so it is closed.
@@ -164,8 +166,11 @@ impl DataPlane {
         if len > wire::MAX_LINK_MSG {
             return Err(malformed("malformed length"));
         }
-        // Other kinds (keepalives and the like) are skipped.
+        // A (sealed) rekey request is noted for the dialer; other kinds are skipped.
         if kind != wire::KIND_FRAME {
+            if kind == wire::KIND_REKEY {
+                link.ask_rekey();
+            }
             return Ok(());
         }
         let (start, body) = (at + wire::LINK_HDR, len - wire::LINK_HDR);

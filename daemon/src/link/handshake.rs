@@ -37,6 +37,9 @@ pub(crate) enum Refused {
     NoPeerKey,
     /// Over the handshake rate limit (see `link::seal`).
     RateLimited,
+    /// The handshake budget is in use and the hello had no valid cookie: the UDP listener
+    /// answers with this cookie instead of doing the handshake's work.
+    Busy(vnet_seal::Cookie),
     /// The Noise handshake refused (unknown key, downgrade, replay, ...).
     Seal(vnet_seal::Refused),
 }
@@ -47,6 +50,7 @@ impl Refused {
         use crate::stats::DropReason;
         match self {
             Refused::RateLimited => DropReason::HandshakeLimit,
+            Refused::Busy(_) => DropReason::HandshakeCookie,
             Refused::Seal(vnet_seal::Refused::UnknownKey(_)) => DropReason::UnknownKey,
             Refused::Seal(vnet_seal::Refused::Downgrade) => DropReason::Downgrade,
             _ => DropReason::Unauthenticated,
@@ -66,6 +70,7 @@ impl std::fmt::Display for Refused {
                 "no public key pinned for the peer (run `vnetc apply`, or --insecure-links)"
             ),
             Refused::RateLimited => write!(f, "over the handshake rate limit"),
+            Refused::Busy(_) => write!(f, "handshake budget in use: answered with a cookie"),
             Refused::Seal(why) => write!(f, "{why}"),
         }
     }
@@ -186,7 +191,13 @@ impl Dialer {
             transport: self.transport,
             nonce: hex(&self.nonce),
             noise: None,
+            cookie: None,
         }
+    }
+
+    /// Whether a cookie reply echoing `nonce` answers this dialer's hello.
+    pub fn sent_nonce(&self, nonce: &str) -> bool {
+        unhex(nonce).is_some_and(|n| n == self.nonce)
     }
 
     /// Checks the listener's CHALLENGE, which arrived from `from`; the PROOF to send back.

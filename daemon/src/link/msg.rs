@@ -19,6 +19,33 @@ pub(crate) struct LinkHello {
     /// The Noise IK first message, hex (absent only under `--insecure-links` without keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<String>,
+    /// The listener's last cookie for this address, hex (UDP, when it asked for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+}
+
+/// A busy listener's answer to a hello without a valid cookie: the cookie for the hello's
+/// source address, and the hello's nonce (so that only the sender of that hello takes it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LinkCookie {
+    pub from: String,
+    pub echo: String,
+    pub cookie: String,
+}
+
+/// RESET: the sender has no session for a record it received. On a sealed link it names that
+/// record (epoch and counter) and carries the tag of the two static keys (`vnet_seal::PairKey`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LinkReset {
+    pub from: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// The listener's answer: its nonce and its proof of the key.
@@ -39,7 +66,7 @@ pub(crate) struct LinkProof {
     pub proof: String,
 }
 
-/// The body of READY, KEEPALIVE, KEEPALIVE_ACK, RESET and REFUSED.
+/// The body of READY, KEEPALIVE, KEEPALIVE_ACK, REFUSED and REKEY.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LinkNote {
     pub from: String,
@@ -79,9 +106,13 @@ pub(crate) enum LinkMsg {
     Keepalive(LinkNote),
     KeepaliveAck(LinkNote),
     /// "I have no session with you": the dialer says hello again (a restarted listener).
-    Reset(LinkNote),
+    Reset(LinkReset),
     /// The listener refuses the link (TCP), with the reason.
     Refused(LinkNote),
+    /// Retry the hello with this cookie.
+    Cookie(LinkCookie),
+    /// The listener's keys are due for renewal (sealed).
+    Rekey(LinkNote),
 }
 
 /// Why bytes are not a link control message.
@@ -120,6 +151,8 @@ impl LinkMsg {
             wire::KIND_KEEPALIVE_ACK => LinkMsg::KeepaliveAck(body("keepalive ack", b)?),
             wire::KIND_RESET => LinkMsg::Reset(body("reset", b)?),
             wire::KIND_REFUSED => LinkMsg::Refused(body("refused", b)?),
+            wire::KIND_COOKIE => LinkMsg::Cookie(body("cookie", b)?),
+            wire::KIND_REKEY => LinkMsg::Rekey(body("rekey", b)?),
             k @ (wire::KIND_FRAME | wire::KIND_FRAGMENT) => {
                 return Err(Malformed(format!("kind {k} is data, not control")))
             }
@@ -138,6 +171,8 @@ impl LinkMsg {
             LinkMsg::KeepaliveAck(n) => (wire::KIND_KEEPALIVE_ACK, serde_json::to_vec(n)),
             LinkMsg::Reset(n) => (wire::KIND_RESET, serde_json::to_vec(n)),
             LinkMsg::Refused(n) => (wire::KIND_REFUSED, serde_json::to_vec(n)),
+            LinkMsg::Cookie(c) => (wire::KIND_COOKIE, serde_json::to_vec(c)),
+            LinkMsg::Rekey(n) => (wire::KIND_REKEY, serde_json::to_vec(n)),
         };
         let mut out = wire::LinkHeader::control(kind).encode().to_vec();
         // Serialising these plain structs of strings cannot fail.
@@ -163,6 +198,7 @@ mod tests {
                 transport: Transport::Udp,
                 nonce: "00".into(),
                 noise: Some("0102".into()),
+                cookie: Some("0a".into()),
             }),
             LinkMsg::Challenge(LinkChallenge {
                 from: "b".into(),
@@ -177,8 +213,20 @@ mod tests {
             LinkMsg::Ready(note()),
             LinkMsg::Keepalive(note()),
             LinkMsg::KeepaliveAck(note()),
-            LinkMsg::Reset(note()),
+            LinkMsg::Reset(LinkReset {
+                from: "b".into(),
+                reason: "no session".into(),
+                epoch: Some(3),
+                counter: Some(9),
+                tag: Some("44".into()),
+            }),
             LinkMsg::Refused(note()),
+            LinkMsg::Cookie(LinkCookie {
+                from: "b".into(),
+                echo: "00".into(),
+                cookie: "55".into(),
+            }),
+            LinkMsg::Rekey(note()),
         ];
         for m in msgs {
             assert_eq!(LinkMsg::decode(&m.encode()), Ok(m));
@@ -191,9 +239,18 @@ mod tests {
         let bytes = LinkMsg::Ready(LinkNote::new("b", "")).encode();
         assert_eq!(&bytes[..4], &[0x56, 5, 0, 0]);
         assert_eq!(&bytes[4..], br#"{"from":"b","reason":""}"#);
-        // A note without a reason is still a note.
-        let m = LinkMsg::decode(b"\x56\x09\0\0{\"from\":\"a\"}");
-        assert_eq!(m, Ok(LinkMsg::Reset(LinkNote::new("a", ""))));
+        // A note without a reason is still a note; a reset of an older daemon, a clear reset.
+        let m = LinkMsg::decode(b"\x56\x0a\0\0{\"from\":\"a\"}");
+        assert_eq!(m, Ok(LinkMsg::Refused(LinkNote::new("a", ""))));
+        let m = LinkMsg::decode(b"\x56\x09\0\0{\"from\":\"a\",\"reason\":\"x\"}");
+        let clear = LinkReset {
+            from: "a".into(),
+            reason: "x".into(),
+            epoch: None,
+            counter: None,
+            tag: None,
+        };
+        assert_eq!(m, Ok(LinkMsg::Reset(clear)));
     }
 
     #[test]

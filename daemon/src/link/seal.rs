@@ -5,12 +5,16 @@
 //! A sealed link message is a `vnet-seal` record whose plaintext is the clear message (link
 //! header and body): a UDP datagram is one record; a TCP message is its 4-byte length and one
 //! record. The first byte tells records (4) from clear messages ([`crate::wire::MAGIC`]), so
-//! handshakes, keepalives and resets stay clear and everything after the handshake is sealed.
+//! handshakes (and cookie replies) stay clear and everything after the handshake is sealed,
+//! keepalives and rekey requests included; a listener's RESET, sent without session keys,
+//! carries the tag of the two static keys instead ([`vnet_seal::PairKey`]).
 //! The dialer starts every handshake, the first and each rekey (by time or volume, checked by
-//! its keepalive or connection loop); the epoch of the first is 0, so a listener replaces the
-//! keys of a restarted dialer and takes a rekey's keys in beside the old ones.
+//! its keepalive or connection loop, or asked for by the listener's sealed REKEY when the
+//! listener's keys are due); the epoch of the first is 0, so a listener replaces the keys of a
+//! restarted dialer and takes a rekey's keys in beside the old ones.
 
 use super::handshake::Refused;
+use super::msg::{LinkHello, LinkReset};
 use super::{Link, UdpPort};
 use crate::auth::{hex, unhex};
 use crate::proto::LinkSecurity;
@@ -22,9 +26,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
+use vnet_grammar::ast::Transport;
 use vnet_seal::{
-    Established, Initiator, KeyPair, Known, Mode, Offer, PublicKey, Reject, RekeyPolicy, Responder,
-    Session, OVERHEAD,
+    CookieJar, Established, Header, Initiator, KeyPair, Known, Mode, Offer, PairKey, PublicKey,
+    Reject, RekeyPolicy, Responder, Session, HEADER_LEN, OVERHEAD, TAG_LEN,
 };
 
 /// Nanoseconds of wall-clock time: hellos must be newer than the last one accepted from a key
@@ -44,6 +49,18 @@ pub(crate) struct Crypto {
     pub policy: RekeyPolicy,
     responder: Responder,
     limit: Mutex<Limiter>,
+    cookies: CookieJar,
+}
+
+/// A UDP source address as the cookie MACs it (IP and port: the port is part of what the
+/// sender proves it receives at).
+fn source_bytes(from: SocketAddr) -> Vec<u8> {
+    let mut b = match from.ip() {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    b.extend_from_slice(&from.port().to_be_bytes());
+    b
 }
 
 impl Crypto {
@@ -54,7 +71,73 @@ impl Crypto {
             insecure,
             policy,
             limit: Mutex::new(Limiter::default()),
+            cookies: CookieJar::new(crate::auth::random_bytes::<32>()),
         }
+    }
+
+    /// Whether a hello from `from` may cost a handshake now. `proven`: the sender showed it
+    /// receives at its address (a TCP connection, or a UDP hello with a valid cookie); an
+    /// unproven UDP hello while the budget is in use gets [`Refused::Busy`] with its cookie.
+    fn admit(
+        &self,
+        from: SocketAddr,
+        over: Transport,
+        cookie: Option<&str>,
+    ) -> Result<(), Refused> {
+        let now = wall_ns();
+        let source = source_bytes(from);
+        let proven = over == Transport::Tcp
+            || cookie
+                .and_then(unhex)
+                .is_some_and(|c| self.cookies.check(now, &source, &c));
+        match lock(&self.limit).gate(from.ip(), proven, std::time::Instant::now()) {
+            Gate::Allow => Ok(()),
+            Gate::Deny => Err(Refused::RateLimited),
+            Gate::Cookie => Err(Refused::Busy(self.cookies.make(now, &source))),
+        }
+    }
+
+    /// The static-pair key of `link` (made once per link; `None` without a pinned key).
+    fn pair_key<R>(&self, link: &Link, f: impl FnOnce(&PairKey) -> R) -> Option<R> {
+        let mut st = lock(&link.seal);
+        if st.pair.is_none() {
+            st.pair = link.peer_key.and_then(|k| PairKey::new(&self.keys, &k));
+        }
+        st.pair.as_ref().map(f)
+    }
+
+    /// The RESET this side sends over `link` for a record of the peer it has no keys for:
+    /// authenticated by the static keys when the link is sealed, clear otherwise.
+    pub fn reset(&self, link: &Link, me: &str, answered: Option<Header>) -> LinkReset {
+        let mut r = LinkReset {
+            from: me.to_string(),
+            reason: "no session".into(),
+            epoch: None,
+            counter: None,
+            tag: None,
+        };
+        if let Some(h) = answered.filter(|_| !self.insecure) {
+            r.tag = self.pair_key(link, |k| hex(&k.reset(h)));
+            (r.epoch, r.counter) = (Some(h.epoch), Some(h.counter));
+        }
+        r
+    }
+
+    /// Whether a RESET on a sealed `link` is the peer's, for a record this side sealed with
+    /// its current keys.
+    pub fn check_reset(&self, link: &Link, r: &LinkReset) -> bool {
+        let (Some(epoch), Some(counter), Some(tag)) = (r.epoch, r.counter, r.tag.as_deref()) else {
+            return false;
+        };
+        let answered = Header { epoch, counter };
+        let sent = lock(&link.seal)
+            .session
+            .as_ref()
+            .is_some_and(|s| s.has_sealed(answered));
+        sent && unhex(tag).is_some_and(|t| {
+            self.pair_key(link, |k| k.check_reset(answered, &t))
+                .unwrap_or(false)
+        })
     }
 
     fn mode(&self) -> Mode {
@@ -102,25 +185,25 @@ impl Crypto {
         }
     }
 
-    /// The listener's answer to a HELLO's Noise message from `from` for `link`: the reply for
-    /// CHALLENGE and the keys to install once the proof holds. Rate-limited per source address
-    /// and overall, before any public-key work.
+    /// The listener's answer to a HELLO that came `over` a transport from `from` for `link`:
+    /// the reply for CHALLENGE and the keys to install once the proof holds. Rate-limited per
+    /// source address and overall, with cookies on UDP (see `admit`), before any public-key
+    /// work.
     pub fn answer(
         &self,
         link: &Link,
-        noise: Option<&str>,
-        from: IpAddr,
+        hello: &LinkHello,
+        from: SocketAddr,
+        over: Transport,
     ) -> Result<Option<(Established, String)>, Refused> {
-        let Some(noise) = noise else {
+        let Some(noise) = hello.noise.as_deref() else {
             return if self.insecure {
                 Ok(None)
             } else {
                 Err(Refused::Seal(vnet_seal::Refused::Downgrade))
             };
         };
-        if !lock(&self.limit).allow(from, std::time::Instant::now()) {
-            return Err(Refused::RateLimited);
-        }
+        self.admit(from, over, hello.cookie.as_deref())?;
         let bytes = unhex(noise).ok_or(Refused::Seal(vnet_seal::Refused::Malformed(
             "hello is not hex",
         )))?;
@@ -144,6 +227,19 @@ impl Crypto {
 /// thread (which never handshakes) alone.
 const PER_SOURCE: f64 = 20.0;
 const OVERALL: f64 = 200.0;
+/// Below this much of the overall budget, hellos from unproven sources get cookies: the rest
+/// is kept for senders that proved their address.
+const UNDER_LOAD: f64 = OVERALL / 2.0;
+
+/// What the limiter says of one hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    Allow,
+    /// Over the source's own rate: dropped unanswered.
+    Deny,
+    /// Budget in use and the source not proven: answered with a cookie.
+    Cookie,
+}
 
 /// Token buckets of handshakes, per source address and overall.
 #[derive(Default)]
@@ -152,10 +248,14 @@ struct Limiter {
     all: Option<(f64, std::time::Instant)>,
 }
 
-fn take(bucket: &mut (f64, std::time::Instant), rate: f64, now: std::time::Instant) -> bool {
-    let refill = now.saturating_duration_since(bucket.1).as_secs_f64() * rate;
-    bucket.0 = (bucket.0 + refill).min(rate);
+fn refill(bucket: &mut (f64, std::time::Instant), rate: f64, now: std::time::Instant) {
+    let more = now.saturating_duration_since(bucket.1).as_secs_f64() * rate;
+    bucket.0 = (bucket.0 + more).min(rate);
     bucket.1 = now;
+}
+
+fn take(bucket: &mut (f64, std::time::Instant), rate: f64, now: std::time::Instant) -> bool {
+    refill(bucket, rate, now);
     if bucket.0 >= 1.0 {
         bucket.0 -= 1.0;
         true
@@ -165,7 +265,8 @@ fn take(bucket: &mut (f64, std::time::Instant), rate: f64, now: std::time::Insta
 }
 
 impl Limiter {
-    fn allow(&mut self, from: IpAddr, now: std::time::Instant) -> bool {
+    /// A hello from `from`; `proven`: its sender showed it receives at that address.
+    fn gate(&mut self, from: IpAddr, proven: bool, now: std::time::Instant) -> Gate {
         if self.sources.len() > 4096 {
             // Forget sources that have refilled (bounded memory under a spoofed flood).
             self.sources
@@ -173,9 +274,20 @@ impl Limiter {
         }
         let source = self.sources.entry(from).or_insert((PER_SOURCE, now));
         if !take(source, PER_SOURCE, now) {
-            return false;
+            return Gate::Deny;
         }
-        take(self.all.get_or_insert((OVERALL, now)), OVERALL, now)
+        let all = self.all.get_or_insert((OVERALL, now));
+        refill(all, OVERALL, now);
+        if !proven && all.0 < UNDER_LOAD {
+            return Gate::Cookie;
+        }
+        if take(all, OVERALL, now) {
+            Gate::Allow
+        } else if proven {
+            Gate::Deny
+        } else {
+            Gate::Cookie
+        }
     }
 }
 
@@ -187,6 +299,8 @@ pub(crate) struct SealState {
     mode: Option<Mode>,
     /// The clock of the last hello accepted from the peer (a replayed one is refused).
     last_hello_ns: Option<u64>,
+    /// The key of this side's and the peer's static keys, for resets.
+    pair: Option<PairKey>,
     /// Sealed TCP messages are built here (under the link's send lock).
     out: Vec<u8>,
 }
@@ -197,6 +311,9 @@ pub(crate) struct SealState {
 pub(crate) struct LinkSeal {
     state: Mutex<SealState>,
     sealed: AtomicBool,
+    /// The peer asked for new keys (its REKEY, or an authenticated RESET): the dialer starts
+    /// a handshake; cleared when new keys are installed.
+    rekey_asked: AtomicBool,
     pub handshakes: Counter,
 }
 
@@ -252,6 +369,7 @@ impl Link {
         let Some(est) = est else {
             *st = SealState {
                 last_hello_ns: st.last_hello_ns,
+                pair: st.pair.take(),
                 ..SealState::default()
             };
             self.seal.sealed.store(false, Ordering::Release);
@@ -268,16 +386,57 @@ impl Link {
             _ => st.session = sealed.then_some(est.session),
         }
         self.seal.sealed.store(sealed, Ordering::Release);
+        self.seal.rekey_asked.store(false, Ordering::Release);
         let fp = est.peer.fingerprint();
         tracing::info!(link = %self.peer, peer_key = %fp, mode = ?est.mode, "link keys installed");
     }
 
-    /// Whether the dialer should start a new handshake now (time or volume of the keys).
+    /// Whether this side's keys are due (time or volume), or (at the dialer) the peer asked
+    /// for new ones.
     pub(crate) fn needs_rekey(&self, policy: &RekeyPolicy) -> bool {
+        if self.dials && self.seal.rekey_asked.load(Ordering::Acquire) {
+            return true;
+        }
         let st = lock(&self.seal);
         st.session
             .as_ref()
             .is_some_and(|s| s.needs_rekey(wall_ns(), policy))
+    }
+
+    /// The peer asked for new keys; whether this is news (no request pending yet). Only a
+    /// dialer starts handshakes, so only its links take requests.
+    pub(crate) fn ask_rekey(&self) -> bool {
+        self.dials && self.is_sealed() && !self.seal.rekey_asked.swap(true, Ordering::AcqRel)
+    }
+
+    /// A link control message as it goes on this link: a record on a sealed link (or `None`
+    /// when its keys are gone), the message itself on a clear one.
+    pub(crate) fn seal_message(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        if !self.is_sealed() {
+            return Some(msg.to_vec());
+        }
+        let mut out = vec![0u8; msg.len() + OVERHEAD];
+        let n = self.seal_with(|s| s.seal(msg, &mut out)).ok()?;
+        out.truncate(n);
+        Some(out)
+    }
+
+    /// Sends a link control message on a TCP link's connection (sealed when the link is);
+    /// whether it went out whole.
+    pub(crate) fn send_tcp_control(&self, msg: &[u8]) -> bool {
+        let mut framed = crate::framing::header(msg.len()).to_vec();
+        framed.extend_from_slice(msg);
+        let mut guard = lock(&self.tcp_tx);
+        let Some((_, w)) = guard.as_mut() else {
+            return false;
+        };
+        let sent = if self.is_sealed() {
+            self.seal_tcp(&framed, |m| super::send_whole(w, m))
+                .and_then(|r| r)
+        } else {
+            super::send_whole(w, &framed)
+        };
+        matches!(sent, Ok(true))
     }
 
     /// The security state for `show`/`list-links`, when the link is up.
@@ -300,30 +459,34 @@ impl Link {
         })
     }
 
-    /// Opens a sealed UDP datagram into `out`; the clear link message it held.
-    pub(crate) fn open_datagram<'a>(
+    /// Opens a sealed record (a UDP datagram where it was received, a TCP message body) in
+    /// place; the length of the clear message now at `record[HEADER_LEN..]`. `now_ns`:
+    /// [`wall_ns`], read once per receive batch.
+    pub(crate) fn open_in_place(
         &self,
-        record: &[u8],
-        out: &'a mut Vec<u8>,
-    ) -> Result<&'a [u8], DropReason> {
+        record: &mut [u8],
+        now_ns: u64,
+    ) -> Result<usize, DropReason> {
         let mut st = lock(&self.seal);
         let Some(s) = st.session.as_mut() else {
             return Err(DropReason::Downgrade);
         };
-        let n = s.open_into(wall_ns(), record, out).map_err(reject_reason)?;
-        Ok(&out[..n])
-    }
-
-    /// Opens a sealed TCP message body in place; the length of the clear message now at
-    /// `record[HEADER_LEN..]`.
-    pub(crate) fn open_in_place(&self, record: &mut [u8]) -> Result<usize, DropReason> {
-        let mut st = lock(&self.seal);
-        let Some(s) = st.session.as_mut() else {
-            return Err(DropReason::Downgrade);
-        };
-        s.open(wall_ns(), record)
+        s.open(now_ns, record)
             .map(|p| p.len())
             .map_err(reject_reason)
+    }
+
+    /// Runs `f` with the link's sending keys (under the link's seal lock).
+    pub(crate) fn seal_with(
+        &self,
+        f: impl FnOnce(&mut Session) -> Result<usize, vnet_seal::SealError>,
+    ) -> io::Result<usize> {
+        let mut st = lock(&self.seal);
+        let s = st
+            .session
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no keys"))?;
+        f(s).map_err(seal_error)
     }
 
     /// Seals a TCP link message (`u32 length ‖ clear message`) and passes the sealed one
@@ -342,19 +505,16 @@ impl Link {
     }
 }
 
-/// Scratch space of the forwarding thread for sealing and opening UDP datagrams.
+/// Scratch space of the forwarding thread for sealing UDP datagrams: sealed datagrams, at a
+/// stride of the datagram size.
 #[derive(Default)]
-pub(crate) struct SealScratch {
-    /// Clear fragments before sealing.
-    clear: Vec<u8>,
-    /// Sealed datagrams, at a stride of the datagram size.
-    sealed: Vec<u8>,
-}
+pub(crate) struct SealScratch(Vec<u8>);
 
 impl UdpPort {
     /// [`UdpPort::send_frame`] for a sealed link: each datagram (whole frame or fragment,
     /// cut `OVERHEAD` bytes smaller) becomes one record, and runs of them go out in UDP GSO
-    /// sends as clear fragments do.
+    /// sends as clear fragments do. Fragments are packed with room for the record's header
+    /// and tag around each and sealed where they lie (no copy between packing and sending).
     pub(crate) fn send_sealed(
         &self,
         link: &Link,
@@ -364,29 +524,25 @@ impl UdpPort {
         sc: &mut SealScratch,
     ) -> io::Result<()> {
         let inner = self.max - OVERHEAD;
-        let mut st = lock(&link.seal);
-        let s = st
-            .session
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no keys"))?;
+        let out = &mut sc.0;
         if wire::LINK_HDR + wire::VNET_HDR_LEN + f.len <= inner {
             let msg = f.udp_message(hop);
-            sc.sealed.resize(msg.len() + OVERHEAD, 0);
-            let n = s.seal(msg, &mut sc.sealed).map_err(seal_error)?;
-            drop(st);
-            return self.transmit(&sc.sealed[..n], None, to);
+            out.resize(msg.len() + OVERHEAD, 0);
+            let n = link.seal_with(|s| s.seal(msg, out))?;
+            return self.transmit(&out[..n], None, to);
         }
         let id = self.frag_id.fetch_add(1, Ordering::Relaxed);
-        let count = wire::pack_fragments(&mut sc.clear, f.vnet_and_frame(), id, hop, inner)
+        let room = (HEADER_LEN, TAG_LEN);
+        let count = wire::pack_fragments_spaced(out, f.vnet_and_frame(), id, hop, inner, room)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-        sc.sealed.resize(count * self.max, 0);
-        let mut len = 0;
-        for (i, piece) in sc.clear.chunks(inner).enumerate() {
-            let at = i * self.max;
-            len = at + s.seal(piece, &mut sc.sealed[at..]).map_err(seal_error)?;
-        }
-        drop(st);
-        self.send_datagrams(&sc.sealed[..len], count, self.max, to)
+        link.seal_with(|s| {
+            for slot in out.chunks_mut(self.max) {
+                let len = slot.len() - OVERHEAD;
+                s.seal_in_place(slot, len)?;
+            }
+            Ok(0)
+        })?;
+        self.send_datagrams(out, count, self.max, to)
     }
 }
 
@@ -400,16 +556,35 @@ mod tests {
         let mut l = Limiter::default();
         let t0 = Instant::now();
         let a: IpAddr = [10, 0, 0, 1].into();
-        let granted = (0..100).filter(|_| l.allow(a, t0)).count();
-        assert_eq!(granted, PER_SOURCE as usize, "one source's burst");
+        let granted = (0..100).filter(|_| l.gate(a, false, t0) == Gate::Allow);
+        assert_eq!(granted.count(), PER_SOURCE as usize, "one source's burst");
+        assert_eq!(l.gate(a, true, t0), Gate::Deny, "a proven source too");
         // A second later the source has its rate back.
         let t1 = t0 + Duration::from_secs(1);
-        assert!(l.allow(a, t1));
-        // Many sources (a spoofed flood) are held to the overall rate.
-        let many = (0..2000u32)
-            .filter(|i| l.allow(IpAddr::from(i.to_be_bytes()), t1))
-            .count();
-        assert!(many < OVERALL as usize, "{many} granted");
+        assert_eq!(l.gate(a, false, t1), Gate::Allow);
+        // Many sources (a spoofed flood) use half the overall budget, then get cookies.
+        let gates: Vec<Gate> = (0..2000u32)
+            .map(|i| l.gate(IpAddr::from(i.to_be_bytes()), false, t1))
+            .collect();
+        let allowed = gates.iter().filter(|g| **g == Gate::Allow).count();
+        assert!(
+            allowed <= (OVERALL - UNDER_LOAD) as usize + 1,
+            "{allowed} granted"
+        );
+        assert!(gates[1000..].iter().all(|g| *g == Gate::Cookie));
+        // A source that proved its address (a cookie) still gets the other half.
+        let proven = (0..50u32)
+            .filter(|i| l.gate(IpAddr::from((i + 5000).to_be_bytes()), true, t1) == Gate::Allow);
+        assert_eq!(proven.count(), 50);
+    }
+
+    #[test]
+    fn cookies_are_bound_to_the_source_address_and_port() {
+        let a: SocketAddr = "10.0.0.1:7000".parse().unwrap();
+        let b: SocketAddr = "10.0.0.1:7001".parse().unwrap();
+        let c: SocketAddr = "[::1]:7000".parse().unwrap();
+        assert_ne!(source_bytes(a), source_bytes(b));
+        assert_eq!(source_bytes(c).len(), 18);
     }
 
     #[test]
