@@ -359,6 +359,49 @@ impl Stmt {
     }
 }
 
+/// The editor benchmarks' program (`lsp/benches/latency.rs`, `examples/edit_cost.rs`) of
+/// `lines` lines: 100 daemons in a star around the Proxy, each with its VMs' MACs delivered
+/// locally and routed from the Proxy, a comment on every other line; it has no diagnostics.
+pub fn editor_program(lines_wanted: usize) -> String {
+    let daemons = 100;
+    let mut lines = vec![
+        "# A large overlay for the latency benchmark.".to_string(),
+        "BEGIN".to_string(),
+    ];
+    for d in 0..daemons {
+        lines.push(format!("HOST vnet AT node{d} 5000 tap{d}"));
+    }
+    lines.push(String::new());
+    lines.push("ADD".to_string());
+    for d in 1..daemons {
+        lines.push(format!("    LINK TCP node{d} node{d} node0"));
+    }
+    let mut n = 0u32;
+    while lines.len() < lines_wanted.saturating_sub(1) {
+        let d = (n as usize % (daemons - 1)) + 1;
+        let mac = format!(
+            "02:00:{:02x}:{:02x}:{:02x}:01",
+            (n >> 16) & 0xff,
+            (n >> 8) & 0xff,
+            n & 0xff
+        );
+        lines.push(format!(
+            "    FORWARD INTERFACE node{d} ANY {mac} tap{d} # VM {n}"
+        ));
+        lines.push(format!("    FORWARD EDGE node0 ANY {mac} node0 node{d}"));
+        n += 1;
+    }
+    lines.truncate(lines_wanted.saturating_sub(1));
+    lines.push("END".to_string());
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// The line of [`editor_program`] the editor benchmarks type into: a FORWARD INTERFACE rule
+/// with a comment (`INTERFACE` starts at column 12).
+pub const EDITOR_RULE_LINE: usize = 3 + 100 + 1 + 99 + 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,7 +77,60 @@ fn statement() -> impl Strategy<Value = String> {
 }
 
 fn program() -> impl Strategy<Value = String> {
-    proptest::collection::vec(statement(), 0..25).prop_map(|lines| {
+    program_of(statement())
+}
+
+/// FORWARD statements only (and links first): the edit the incremental fold patches in place.
+fn rules_program() -> impl Strategy<Value = String> {
+    let link =
+        (machine(), machine(), machine()).prop_map(|(d, a, b)| format!("LINK TCP {d} {a} {b}"));
+    (
+        proptest::collection::vec(link, 0..5),
+        proptest::collection::vec(rule(), 1..25),
+    )
+        .prop_map(|(links, rules)| {
+            let mut text = String::from("# header\nBEGIN\n");
+            for m in MACHINES {
+                text.push_str(&format!("HOST u AT {m} 7000 tap-{m}\n"));
+            }
+            text.push_str("ADD\n");
+            for line in links.iter().chain(&rules) {
+                text.push_str(&format!("    {line}\n"));
+            }
+            text.push_str("END\n# trailer\n");
+            text
+        })
+}
+
+fn rule() -> impl Strategy<Value = String> {
+    prop_oneof![
+        5 => (machine(), field(), field(), machine()).prop_map(|(d, s, t, peer)| {
+            format!("FORWARD EDGE {d} {s} {t} {d} {peer}")
+        }),
+        2 => (machine(), field(), field()).prop_map(|(d, s, t)| {
+            format!("FORWARD INTERFACE {d} {s} {t} tap-{d}")
+        }),
+    ]
+}
+
+/// An edit among the rules: a rule inserted, a character typed, a few deleted.
+fn rule_edit() -> impl Strategy<Value = (f64, usize, String, bool)> {
+    let insertion = prop_oneof![
+        3 => "[a-zA-Z0-9: ]",
+        3 => rule().prop_map(|s| format!("{s}\n    ")),
+        1 => proptest::sample::select(MACS).prop_map(str::to_string),
+        1 => Just("FORWARD ".to_string()),
+    ];
+    (
+        0.15..=0.95f64,
+        prop_oneof![3 => Just(0usize), 2 => 1..3usize, 1 => 1..40usize],
+        insertion,
+        proptest::bool::weighted(0.1),
+    )
+}
+
+fn program_of(statement: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
+    proptest::collection::vec(statement, 0..25).prop_map(|lines| {
         let mut text = String::from("# header\nBEGIN\n");
         for m in MACHINES {
             text.push_str(&format!("HOST u AT {m} 7000 tap-{m}\n"));
@@ -158,6 +211,14 @@ proptest! {
     fn edits_to_programs_analyse_as_the_whole_text(
         text in program(),
         edits in proptest::collection::vec(edit(), 1..12),
+    ) {
+        check_sequence(text, edits)?;
+    }
+
+    #[test]
+    fn rule_edits_analyse_as_the_whole_text(
+        text in rules_program(),
+        edits in proptest::collection::vec(rule_edit(), 1..16),
     ) {
         check_sequence(text, edits)?;
     }

@@ -13,50 +13,13 @@ mod common;
 use common::{range, Lsp};
 use serde_json::json;
 use std::time::{Duration, Instant};
+use vnet_grammar::gen::{editor_program, EDITOR_RULE_LINE};
 
 const SIZES: [usize; 4] = [1_000, 3_000, 10_000, 30_000];
 /// Rounds of each kind of keystroke (typed, then deleted).
 const ROUNDS: usize = 30;
 const BURSTS: usize = 10;
 const URI: &str = "file:///bench/big.vnet";
-
-/// A program of `lines` lines: 100 daemons in a star around the Proxy, each with its VMs'
-/// MACs delivered locally and sent to the Proxy otherwise, and the Proxy forwarding to each.
-fn program(lines_wanted: usize) -> String {
-    let daemons = 100;
-    let mut lines = vec![
-        "# A large overlay for the latency benchmark.".to_string(),
-        "BEGIN".to_string(),
-    ];
-    for d in 0..daemons {
-        lines.push(format!("HOST vnet AT node{d} 5000 tap{d}"));
-    }
-    lines.push(String::new());
-    lines.push("ADD".to_string());
-    for d in 1..daemons {
-        lines.push(format!("    LINK TCP node{d} node{d} node0"));
-    }
-    let mut n = 0u32;
-    while lines.len() < lines_wanted - 1 {
-        let d = (n as usize % (daemons - 1)) + 1;
-        let mac = format!(
-            "02:00:{:02x}:{:02x}:{:02x}:01",
-            (n >> 16) & 0xff,
-            (n >> 8) & 0xff,
-            n & 0xff
-        );
-        lines.push(format!(
-            "    FORWARD INTERFACE node{d} ANY {mac} tap{d} # VM {n}"
-        ));
-        lines.push(format!("    FORWARD EDGE node0 ANY {mac} node0 node{d}"));
-        n += 1;
-    }
-    lines.truncate(lines_wanted - 1);
-    lines.push("END".to_string());
-    let mut text = lines.join("\n");
-    text.push('\n');
-    text
-}
 
 fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -98,7 +61,7 @@ struct Keystroke {
 }
 
 fn keystrokes(text: &str) -> [Keystroke; 3] {
-    let rule_line = 3 + 100 + 1 + 99 + 10; // a FORWARD INTERFACE line with a comment
+    let rule_line = EDITOR_RULE_LINE;
     let link_line = 3 + 100 + 1 + 50;
     let line = text.lines().nth(rule_line).unwrap_or_default();
     let comment = line.find('#').map_or(0, |c| c + 2) as u32;
@@ -131,7 +94,7 @@ fn keystrokes(text: &str) -> [Keystroke; 3] {
 }
 
 fn run(lines: usize) {
-    let text = program(lines);
+    let text = editor_program(lines);
     assert_eq!(text.lines().count(), lines);
     let (mut lsp, _) = Lsp::start();
     let pid = lsp.pid();

@@ -217,6 +217,7 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
     folder.finish()
 }
 
+#[derive(Default)]
 struct Folder<'a> {
     /// The hosts; links and rules are kept in the hash maps below until the end.
     state: State,
@@ -706,6 +707,82 @@ impl<'a> Folder<'a> {
             );
         }
     }
+}
+
+/// What re-folding the rules an edit touched gives (see [`refold_rules`]).
+pub(crate) struct Refolded {
+    /// Each rule the edit touched, as the state now holds it: with where it is first added,
+    /// or `None` when no statement adds it any more.
+    pub rules: Vec<(RuleDef, Option<RuleOrigin>)>,
+    /// The fold's diagnostics of the statements in `statements`, as a whole fold gives them.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The spans of the statements those diagnostics are about, in file order: every FORWARD
+    /// whose rule the edit touched, and every FORWARD in the edited region.
+    pub statements: Vec<Span>,
+}
+
+/// The fold of `file` limited to the rules an edit touched, for a file whose only change is
+/// a run of FORWARD statements (`removed` became the statements within `region`). A rule's
+/// fold depends only on the hosts, the links and the statements naming the same rule, so
+/// only those statements are folded: the rest are read for their rule alone. `None` when
+/// the file has a DELETE block, whose rules and links fold in an order this does not keep.
+pub(crate) fn refold_rules(
+    file: &SourceFile,
+    removed: &[Rule],
+    region: std::ops::Range<usize>,
+) -> Option<Refolded> {
+    if file.blocks.iter().any(|b| b.kind == BlockKind::Delete) {
+        return None;
+    }
+    let mut folder = Folder::default();
+    for host in &file.hosts {
+        folder.declare(host);
+    }
+    for link in file.blocks.iter().flat_map(|b| &b.links) {
+        if let Some((ends, def)) = folder.link_def(link) {
+            folder.add_link(link, ends, def);
+        }
+    }
+    let rules = || file.blocks.iter().flat_map(|b| &b.rules);
+    let inside = |rule: &Rule| region.start <= rule.span.start() && rule.span.end() <= region.end;
+    let mut touched: HashSet<RuleKey> = HashSet::default();
+    for rule in removed.iter().chain(rules().filter(|r| inside(r))) {
+        touched.extend(folder.rule_def(rule));
+    }
+    folder.diagnostics.clear();
+    // Only a rule on a touched rule's daemon can be that rule: skip the others unread.
+    let daemons: HashSet<&str> = touched
+        .iter()
+        .map(|k| folder.names.text(k.daemon))
+        .collect();
+    let mut statements = Vec::new();
+    for rule in rules() {
+        if !daemons.contains(&*rule.daemon.text) && !inside(rule) {
+            continue;
+        }
+        let mark = folder.diagnostics.len();
+        match folder.rule_def(rule) {
+            Some(key) if touched.contains(&key) => {
+                folder.add_rule(rule, key);
+                statements.push(rule.span);
+            }
+            _ if inside(rule) => statements.push(rule.span),
+            _ => folder.diagnostics.truncate(mark),
+        }
+    }
+    folder.report_dangling_rules();
+    let rules = touched
+        .into_iter()
+        .map(|key| {
+            let origin = folder.rules.get(&key).copied().flatten();
+            (folder.names.rule_def(key), origin)
+        })
+        .collect();
+    Some(Refolded {
+        rules,
+        diagnostics: folder.diagnostics,
+        statements,
+    })
 }
 
 /// The order of `RuleDef` (daemon, source, destination, target) as numbers: names by rank,

@@ -5,6 +5,7 @@
 mod flow;
 mod fold;
 
+pub(crate) use fold::refold_rules;
 pub use fold::{Origins, RuleOrigin};
 
 use crate::ast::SourceFile;

@@ -11,10 +11,11 @@
 //! Where the edit is is found by comparing the texts, so the caller may skip versions.
 
 mod chunks;
+mod rules;
 mod spans;
 
 use crate::ast::SourceFile;
-use crate::check::{self, Checked, Origins};
+use crate::check::{self, Origins};
 use crate::diag::{self, Diagnostic, MAX_DIAGNOSTICS};
 use crate::model::State;
 use crate::parse::Structure;
@@ -40,9 +41,19 @@ pub struct Incremental {
 
 struct Last {
     analysis: Arc<Analysis>,
-    /// The flow analysis's share of `analysis.diagnostics`, before they were sorted and capped;
-    /// `None` when the analysis came from [`crate::analyze`] whole.
-    flow: Option<Vec<Diagnostic>>,
+    /// Where `analysis.diagnostics` came from, before they were sorted and capped; `None`
+    /// when the analysis came from [`crate::analyze`] whole.
+    parts: Option<Parts>,
+}
+
+/// An analysis's diagnostics by the phase that found them (the parse's other diagnostics
+/// are the statements' own, kept with them).
+#[derive(Clone, Default)]
+struct Parts {
+    /// The structure pass's: statements out of place, a missing END.
+    structure: Vec<Diagnostic>,
+    fold: Vec<Diagnostic>,
+    flow: Vec<Diagnostic>,
 }
 
 /// How an analysis ended.
@@ -73,8 +84,19 @@ impl Incremental {
         };
         let mut last = self.last.take();
         if let Some(map) = moved.same() {
-            if let Some((analysis, flow)) = last.take().and_then(|last| self.moved(last, map)) {
-                return self.done(analysis, flow);
+            if let Some((analysis, parts)) = last.take().and_then(|last| self.moved(last, map)) {
+                return self.done(analysis, parts);
+            }
+        }
+        if let Moved::Edited {
+            map,
+            same: false,
+            old,
+            fresh,
+        } = &moved
+        {
+            if let Some(outcome) = self.rule_edit(&mut last, map, old, fresh.clone(), cancelled) {
+                return outcome;
             }
         }
         self.retired
@@ -82,7 +104,7 @@ impl Incremental {
         if cancelled() {
             return Outcome::Cancelled;
         }
-        let (file, parse_diagnostics, lexical) = self.assemble();
+        let (file, parse_diagnostics, structure, lexical) = self.assemble();
         if lexical >= MAX_DIAGNOSTICS {
             // The whole text's lexer gives up here; let `analyze` say how.
             let analysis = crate::analyze(text);
@@ -92,16 +114,10 @@ impl Incremental {
         if cancelled() {
             return Outcome::Cancelled;
         }
-        let reused = match (&mut last, moved.map()) {
-            (Some(last), Some(map)) => reused_flow(last, &folded, map),
-            _ => None,
-        };
-        let flow = match reused {
-            Some(flow) => flow,
-            None => check::check_flow(&folded.state, &folded.origins),
-        };
+        let flow = self.flow(&mut last, moved.map(), &folded.state, &folded.origins);
         let mut diagnostics = parse_diagnostics;
-        diagnostics.extend(folded.diagnostics);
+        diagnostics.extend(structure.iter().cloned());
+        diagnostics.extend(folded.diagnostics.iter().cloned());
         diagnostics.extend(flow.iter().cloned());
         let analysis = Analysis {
             file,
@@ -109,14 +125,87 @@ impl Incremental {
             origins: folded.origins,
             diagnostics: diag::finish(diagnostics, 0),
         };
-        self.done(analysis, Some(flow))
+        let parts = Parts {
+            structure,
+            fold: folded.diagnostics,
+            flow,
+        };
+        self.done(analysis, Some(parts))
     }
 
-    fn done(&mut self, analysis: Analysis, flow: Option<Vec<Diagnostic>>) -> Outcome {
+    /// The flow diagnostics of a new state: the last ones moved when the state and where its
+    /// parts were written did not change, else the flow analysis run again.
+    fn flow(
+        &mut self,
+        last: &mut Option<Last>,
+        map: Option<&PosMap>,
+        state: &State,
+        origins: &Origins,
+    ) -> Vec<Diagnostic> {
+        let reused = match (last, map) {
+            (Some(last), Some(map)) => reused_flow(last, state, origins, map),
+            _ => None,
+        };
+        reused.unwrap_or_else(|| check::check_flow(state, origins))
+    }
+
+    /// An edit of FORWARD statements only, from the previous analysis patched (see
+    /// [`rules`]); `None` when the edit is not one, and the statements are analysed whole.
+    fn rule_edit(
+        &mut self,
+        last: &mut Option<Last>,
+        map: &PosMap,
+        old: &[Chunk],
+        fresh: std::ops::Range<usize>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Option<Outcome> {
+        let edit = rules::RuleEdit {
+            old,
+            fresh: &self.chunks[fresh],
+            chunks: &self.chunks,
+        };
+        if !rules::only_rules(edit.old) || !rules::only_rules(edit.fresh) {
+            return None;
+        }
+        if last.as_ref().is_none_or(|last| last.parts.is_none()) {
+            return None;
+        }
+        let (statements, lexical, _) = self.statement_diagnostics();
+        if lexical >= MAX_DIAGNOSTICS {
+            return None;
+        }
+        let Last { analysis, parts } = last.take()?;
+        let parts = parts?;
+        // Patched in place when no one else holds it (the editor lets go of it when a change
+        // arrives); should the patch give up, the whole path runs without it.
+        let analysis = Arc::try_unwrap(analysis).unwrap_or_else(|shared| {
+            let copy = (*shared).clone();
+            self.retired.push(shared);
+            copy
+        });
+        let (mut analysis, mut new_parts, changed) = rules::patch(analysis, &parts, &edit, map)?;
+        if cancelled() {
+            return Some(Outcome::Cancelled);
+        }
+        analysis.file.comments = self.comments();
+        let mut flow = parts.flow;
+        if changed || map.apply(&mut flow).is_none() {
+            flow = check::check_flow(&analysis.state, &analysis.origins);
+        }
+        new_parts.flow = flow;
+        let mut diagnostics = statements;
+        diagnostics.extend(new_parts.structure.iter().cloned());
+        diagnostics.extend(new_parts.fold.iter().cloned());
+        diagnostics.extend(new_parts.flow.iter().cloned());
+        analysis.diagnostics = diag::finish(diagnostics, 0);
+        Some(self.done(analysis, Some(new_parts)))
+    }
+
+    fn done(&mut self, analysis: Analysis, parts: Option<Parts>) -> Outcome {
         let analysis = Arc::new(analysis);
         self.last = Some(Last {
             analysis: Arc::clone(&analysis),
-            flow,
+            parts,
         });
         Outcome::Done(analysis)
     }
@@ -164,19 +253,25 @@ impl Incremental {
         for chunk in &mut self.chunks[j..] {
             chunk.start = chunk.start.checked_add_signed(edit.delta)?;
         }
-        self.chunks.splice(first..j, fresh);
+        let placed = first..first + fresh.len();
+        let old = self.chunks.splice(first..j, fresh).collect();
         self.text.clear();
         self.text.push_str(text);
-        Some(Moved::Edited { map, same })
+        Some(Moved::Edited {
+            map,
+            same,
+            old,
+            fresh: placed,
+        })
     }
 
     /// The previous analysis (and its flow diagnostics) for a text whose statements all read
     /// the same: spans moved, comments read again. Moved in place when no one else holds it.
     /// `None` when a position has no known place (what was half moved is dropped).
-    fn moved(&mut self, last: Last, map: &PosMap) -> Option<(Analysis, Option<Vec<Diagnostic>>)> {
-        let mut flow = last.flow;
-        if let Some(flow) = &mut flow {
-            if map.apply(flow).is_none() {
+    fn moved(&mut self, last: Last, map: &PosMap) -> Option<(Analysis, Option<Parts>)> {
+        let mut parts = last.parts;
+        if let Some(parts) = &mut parts {
+            if map.apply(parts).is_none() {
                 self.retired.push(last.analysis);
                 return None;
             }
@@ -191,7 +286,7 @@ impl Incremental {
             return None;
         }
         analysis.file.comments = self.comments();
-        Some((analysis, flow))
+        Some((analysis, parts))
     }
 
     /// Frees what the last update replaced; call it when no one waits (after publishing).
@@ -206,9 +301,26 @@ impl Incremental {
             .collect()
     }
 
-    /// The statements put together as [`crate::parse`] does: the tree, the parse's
-    /// diagnostics in its order, and how many lexical diagnostics there were.
-    fn assemble(&self) -> (SourceFile, Vec<Diagnostic>, usize) {
+    /// The statements put together as [`crate::parse`] does: the tree, the statements' own
+    /// diagnostics and the structure pass's (together in the parse's order), and how many
+    /// lexical diagnostics there were.
+    fn assemble(&self) -> (SourceFile, Vec<Diagnostic>, Vec<Diagnostic>, usize) {
+        let (diagnostics, lexical, eof_reported) = self.statement_diagnostics();
+        let mut structure = Structure::default();
+        for chunk in &self.chunks {
+            for stmt in &chunk.stmts {
+                structure.push(shifted(stmt, chunk.start));
+            }
+        }
+        let mut structure_diagnostics = Vec::new();
+        let mut file = structure.finish(self.text.len(), eof_reported, &mut structure_diagnostics);
+        file.comments = self.comments();
+        (file, diagnostics, structure_diagnostics, lexical)
+    }
+
+    /// The statements' own diagnostics: lexical, then syntax errors, in text order; how many
+    /// were lexical; and whether a syntax error is at the end of the text.
+    fn statement_diagnostics(&self) -> (Vec<Diagnostic>, usize, bool) {
         let len = self.text.len();
         let mut diagnostics: Vec<Diagnostic> = self
             .chunks
@@ -217,8 +329,10 @@ impl Incremental {
             .collect();
         let lexical = diagnostics.len();
         let mut eof_reported = false;
-        let mut structure = Structure::default();
         for (i, chunk) in self.chunks.iter().enumerate() {
+            if chunk.errors.is_empty() {
+                continue;
+            }
             let next = self.chunks.get(i + 1).and_then(|next| {
                 let (tok, span) = next.keyword?;
                 Some((tok, shifted(&span, next.start)))
@@ -228,24 +342,24 @@ impl Incremental {
                 eof_reported |= d.span.start() == len;
                 diagnostics.push(d);
             }
-            for stmt in &chunk.stmts {
-                structure.push(shifted(stmt, chunk.start));
-            }
         }
-        let mut file = structure.finish(len, eof_reported, &mut diagnostics);
-        file.comments = self.comments();
-        (file, diagnostics, lexical)
+        (diagnostics, lexical, eof_reported)
     }
 }
 
 /// The flow diagnostics of the last analysis, moved, when the new fold is the same state
 /// written in the same places: the flow analysis reads nothing else.
-fn reused_flow(last: &mut Last, folded: &Checked, map: &PosMap) -> Option<Vec<Diagnostic>> {
+fn reused_flow(
+    last: &mut Last,
+    state: &State,
+    origins: &Origins,
+    map: &PosMap,
+) -> Option<Vec<Diagnostic>> {
     let previous = &last.analysis;
-    if previous.state != folded.state || !same_origins(&previous.origins, &folded.origins, map) {
+    if previous.state != *state || !same_origins(&previous.origins, origins, map) {
         return None;
     }
-    let mut flow = last.flow.take()?;
+    let mut flow = std::mem::take(&mut last.parts.as_mut()?.flow);
     map.apply(&mut flow)?;
     Some(flow)
 }
@@ -262,8 +376,14 @@ fn same_origins(old: &Origins, new: &Origins, map: &PosMap) -> bool {
 enum Moved {
     /// Read from scratch: nothing is known of the previous text.
     Fresh,
-    /// Some statements read again; `same` when they all read as before.
-    Edited { map: PosMap, same: bool },
+    /// Some statements read again; `same` when they all read as before. `old` are the
+    /// chunks replaced, `fresh` where the new ones are in [`Incremental::chunks`].
+    Edited {
+        map: PosMap,
+        same: bool,
+        old: Vec<Chunk>,
+        fresh: std::ops::Range<usize>,
+    },
 }
 
 impl Moved {
@@ -276,7 +396,9 @@ impl Moved {
 
     fn same(&self) -> Option<&PosMap> {
         match self {
-            Moved::Edited { map, same: true } => Some(map),
+            Moved::Edited {
+                map, same: true, ..
+            } => Some(map),
             _ => None,
         }
     }
@@ -374,6 +496,15 @@ impl PosMap {
             delta: edit.delta,
             old_len,
             new_len,
+        }
+    }
+
+    /// Where the statements that were not read again start in the new text (`usize::MAX`
+    /// when none follow).
+    fn new_resume(&self) -> usize {
+        match self.resume {
+            usize::MAX => usize::MAX,
+            resume => resume.checked_add_signed(self.delta).unwrap_or(usize::MAX),
         }
     }
 

@@ -177,3 +177,11 @@ impl MapSpans for Analysis {
         self.diagnostics.map_spans(map);
     }
 }
+
+impl MapSpans for super::Parts {
+    fn map_spans(&mut self, map: &impl Fn(usize) -> usize) {
+        self.structure.map_spans(map);
+        self.fold.map_spans(map);
+        self.flow.map_spans(map);
+    }
+}
