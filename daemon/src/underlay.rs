@@ -67,6 +67,22 @@ struct Peer {
     bytes: usize,
 }
 
+impl Peer {
+    /// Admits a message of `bytes` offered at `now` to this emulated link and holds `make()`
+    /// until it is due; false (nothing held, the link's time untouched) when the queue is full.
+    fn hold(&mut self, now: Nanos, bytes: usize, make: impl FnOnce() -> Held) -> bool {
+        if self.bytes + bytes > MAX_HELD_BYTES {
+            return false;
+        }
+        let Some(due) = self.shaper.admit(now, bytes) else {
+            return false;
+        };
+        self.line.push(due, make());
+        self.bytes += bytes;
+        true
+    }
+}
+
 #[derive(Default)]
 struct State {
     peers: HashMap<String, Peer>,
@@ -202,17 +218,11 @@ impl Underlay {
         let Some(p) = st.peers.get_mut(peer) else {
             return Offer::NotShaped;
         };
-        if p.bytes + bytes > MAX_HELD_BYTES {
+        let was_empty = p.line.is_empty();
+        if !p.hold(now, bytes, make) {
             self.dropped.inc();
             return Offer::Dropped;
         }
-        let Some(due) = p.shaper.admit(now, bytes) else {
-            self.dropped.inc();
-            return Offer::Dropped;
-        };
-        let was_empty = p.line.is_empty();
-        p.line.push(due, make());
-        p.bytes += bytes;
         drop(st);
         if was_empty {
             self.due.notify_one();
@@ -231,13 +241,8 @@ impl Underlay {
             return Some(burst);
         };
         for h in burst {
-            let bytes = h.bytes();
-            match p.shaper.admit(now, bytes) {
-                Some(due) if p.bytes + bytes <= MAX_HELD_BYTES => {
-                    p.line.push(due, h);
-                    p.bytes += bytes;
-                }
-                _ => self.dropped.inc(),
+            if !p.hold(now, h.bytes(), || h) {
+                self.dropped.inc();
             }
         }
         drop(st);
