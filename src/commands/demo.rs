@@ -30,7 +30,8 @@ pub struct Args {
     /// The vnet-patterns binary [default: next to vnetc, else on PATH].
     #[arg(long, value_name = "PATH")]
     pub patterns: Option<PathBuf>,
-    /// Keep the run's directory (daemons' logs and state, the VMs' reports) and say where.
+    /// Keep the run's directory (daemons' logs, state and last counters, the VMs' reports) and
+    /// say where.
     #[arg(long)]
     pub keep: bool,
 }

@@ -119,7 +119,7 @@ fn bring_up(o: &Options, d: &Deployment, dir: &Path, timer: &mut stages::Timer) 
             first.host
         ),
     );
-    let overlay = Overlay::start(d, dir, o.vnetd.clone())?;
+    let overlay = Overlay::start(d, dir, o.vnetd.clone(), o.keep)?;
     let star = dir.join("star.vnet");
     std::fs::write(&star, d.star(&d.checked.start()))
         .map_err(|e| format!("{}: {e}", star.display()))?;

@@ -53,12 +53,19 @@ pub struct Overlay {
     pub key_path: PathBuf,
     pub state_dir: PathBuf,
     options: up::Options,
+    /// Whether each daemon's counters are written beside its log before it stops (`--keep`).
+    keep_stats: bool,
 }
 
 impl Overlay {
     /// Starts every host's daemon at once, with its `dgram` interface at the address the
     /// deployment gives it.
-    pub fn start(d: &Deployment, dir: &Path, vnetd: Option<PathBuf>) -> Result<Overlay> {
+    pub fn start(
+        d: &Deployment,
+        dir: &Path,
+        vnetd: Option<PathBuf>,
+        keep_stats: bool,
+    ) -> Result<Overlay> {
         let key_path = dir.join("control.key");
         let key =
             Key::generate_file(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
@@ -96,6 +103,7 @@ impl Overlay {
                 metrics: Vec::new(),
                 wait: Duration::from_secs(15),
             },
+            keep_stats,
         };
         procs::check()?;
         let mut hosts: Vec<&HostDef> = overlay.hosts.iter().collect();
@@ -142,8 +150,30 @@ impl Overlay {
     }
 }
 
+impl Overlay {
+    /// Writes daemon `h`'s counters (drops by reason included) to `stats.json` in its state
+    /// directory, so a kept run says where frames were lost.
+    fn save_stats(&self, h: &HostDef) -> std::result::Result<(), String> {
+        let addr = crate::live::hosts::resolve(h)?;
+        let mut client =
+            vnet_proto::Client::connect_timeout(addr, &self.key, Duration::from_secs(1))
+                .map_err(|e| format!("connecting for its counters: {e}"))?;
+        let stats = client.stats().map_err(|e| format!("its counters: {e}"))?;
+        let path = up::daemon_dir(&self.state_dir, &h.machine).join("stats.json");
+        let json = serde_json::to_string_pretty(&stats).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 impl Drop for Overlay {
     fn drop(&mut self) {
+        if self.keep_stats {
+            for h in &self.hosts {
+                if let Err(e) = self.save_stats(h) {
+                    eprintln!("warning: daemon {}: {e}", h.machine);
+                }
+            }
+        }
         let mut hosts: Vec<&HostDef> = self.hosts.iter().collect();
         let results = parallel(&mut hosts, |h| {
             up::down_one(h, &self.key, &self.state_dir, &self.options)

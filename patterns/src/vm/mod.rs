@@ -430,6 +430,48 @@ impl VmLinks {
         }
         self.conns = conns;
     }
+
+    /// The TCP side of the connection with `peer`, for an error that says where it stuck.
+    fn describe(&self, peer: usize) -> String {
+        let Some(c) = self.conns.get(&peer) else {
+            return "no connection".into();
+        };
+        let s = self.sockets.get::<tcp::Socket>(c.handle);
+        format!(
+            "TCP {}, {} bytes unsent, {} unacknowledged, {} unread, {} frames undelivered",
+            s.state(),
+            c.outbox.len(),
+            s.send_queue(),
+            s.recv_queue() + c.inbox.len(),
+            self.events.len()
+        )
+    }
+}
+
+/// How long a close left half-way ([`Ending::Settled`]) is given to complete.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How far a connection has come in closing, worst first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ending {
+    /// Data or our FIN not yet acknowledged.
+    Open,
+    /// Nothing owed either way, but one FIN is missing: ours was acknowledged and the
+    /// partner's has not come (FIN-WAIT-2), or the partner's came and ours, lost, will
+    /// never be sent again: smoltcp (0.12) stops the retransmission timer on entering
+    /// CLOSING. After the last superstep a partner sends nothing more, so neither waits.
+    Settled,
+    /// Both FINs acknowledged or sent (TIME-WAIT, LAST-ACK), or gone.
+    Clean,
+}
+
+fn ending(s: &tcp::Socket) -> Ending {
+    match s.state() {
+        State::TimeWait | State::Closed | State::LastAck => Ending::Clean,
+        State::FinWait2 => Ending::Settled,
+        State::Closing if s.send_queue() == 0 => Ending::Settled,
+        _ => Ending::Open,
+    }
 }
 
 impl Links for VmLinks {
@@ -478,31 +520,44 @@ impl Links for VmLinks {
         }
     }
 
-    /// Sends everything, closes, and stays until every partner has closed too and has our
-    /// close, so that no partner waits for data or a FIN this stack never sent.
+    /// Sends everything, closes, and stays until every partner has all our data and our FIN
+    /// and has closed too, so that no partner waits for data or a FIN this stack never sent.
+    /// A close left half-way without anything owed ([`Ending::Settled`]) is accepted after
+    /// [`CLOSE_GRACE`], in which a lost segment is sent again.
     fn finish(&mut self) -> Result<(), Error> {
-        let deadline = Instant::now() + self.io_timeout;
+        let started = Instant::now();
+        let deadline = started + self.io_timeout;
         loop {
             self.pump_partners();
-            let mut open = None;
+            let mut worst = (Ending::Clean, None);
             for (&p, c) in &self.conns {
                 let s = self.sockets.get_mut::<tcp::Socket>(c.handle);
                 if c.outbox.is_empty() && matches!(s.state(), State::Established | State::CloseWait)
                 {
                     s.close();
                 }
-                let done = matches!(s.state(), State::TimeWait | State::Closed | State::LastAck);
-                if !done && open.is_none() {
-                    open = Some(p);
+                let e = if c.outbox.is_empty() {
+                    ending(s)
+                } else {
+                    Ending::Open
+                };
+                if e < worst.0 {
+                    worst = (e, Some(p));
                 }
             }
-            let Some(p) = open else { break };
-            if Instant::now() >= deadline {
-                return Err(Error(format!(
-                    "{} did not close its connection within {:.1} s of the last superstep",
-                    self.name(p),
-                    self.io_timeout.as_secs_f64()
-                )));
+            let now = Instant::now();
+            match worst {
+                (Ending::Clean, _) => break,
+                (Ending::Settled, _) if now >= started + CLOSE_GRACE => break,
+                (_, Some(p)) if now >= deadline => {
+                    return Err(Error(format!(
+                        "{} did not close its connection within {:.1} s of the last superstep ({})",
+                        self.name(p),
+                        self.io_timeout.as_secs_f64(),
+                        self.describe(p)
+                    )));
+                }
+                _ => {}
             }
             self.wait(deadline);
         }
