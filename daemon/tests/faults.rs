@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 use vnet_daemon::auth::{hex, unhex};
 use vnet_daemon::{framing, wire, LinkSpec};
@@ -121,20 +121,41 @@ fn garbage_on_the_control_port_and_on_links_changes_nothing() {
     let (_a, b, c, vm1, _vm2, vm3) = chain(32, &dir);
     let rules_before = b.client().list_rules().unwrap();
     let gen_before = b.client().status().unwrap().generation;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seed = 0x1234_5678_9abc_def0u64;
-    let mut rand = move || {
+    let mut rand = xorshift(0x1234_5678_9abc_def0);
+    spray_control_port(b.addr, &mut rand, Instant::now() + Duration::from_secs(20));
+    spray_udp_port(b.addr, &mut rand);
+    // Still serving, tables intact, traffic flowing.
+    let mut cb = b.client();
+    assert_eq!(cb.list_rules().unwrap(), rules_before);
+    assert_eq!(cb.status().unwrap().generation, gen_before);
+    assert!(eventually(&vm1, &vm3, mac(3), "after garbage", WAIT));
+    let stats = cb.stats().unwrap();
+    assert!(
+        stats.drops.get("malformed").copied().unwrap_or(0) > 0,
+        "{stats:?}"
+    );
+    a_rogue_link_peer_is_refused_and_counted(&b, &mut cb);
+    assert!(eventually(&vm3, &vm1, mac(1), "still", WAIT));
+    let _ = c;
+}
+
+/// A reproducible stream of pseudo-random numbers (xorshift64).
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         seed
-    };
-    // Control port: random bytes, oversized lengths, JSON junk, a hello then junk.
+    }
+}
+
+/// The control port gets random bytes, oversized lengths, JSON junk, a hello then junk.
+fn spray_control_port(addr: SocketAddr, rand: &mut impl FnMut() -> u64, deadline: Instant) {
     for i in 0..200 {
         if Instant::now() > deadline {
             break;
         }
-        let Ok(mut s) = TcpStream::connect(b.addr) else {
+        let Ok(mut s) = TcpStream::connect(addr) else {
             continue;
         };
         let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
@@ -151,26 +172,23 @@ fn garbage_on_the_control_port_and_on_links_changes_nothing() {
         let mut sink = [0u8; 256];
         let _ = s.read(&mut sink);
     }
-    // UDP port: random datagrams, some with the link magic.
+}
+
+/// The UDP port gets random datagrams, half of them with the link magic.
+fn spray_udp_port(addr: SocketAddr, rand: &mut impl FnMut() -> u64) {
     let u = UdpSocket::bind("127.32.0.9:0").unwrap();
     for i in 0..2000 {
         let mut d: Vec<u8> = (0..(rand() % 200 + 1)).map(|_| rand() as u8).collect();
         if i % 2 == 0 {
             d[0] = wire::MAGIC;
         }
-        let _ = u.send_to(&d, b.addr);
+        let _ = u.send_to(&d, addr);
     }
-    // Still serving, tables intact, traffic flowing.
-    let mut cb = b.client();
-    assert_eq!(cb.list_rules().unwrap(), rules_before);
-    assert_eq!(cb.status().unwrap().generation, gen_before);
-    assert!(eventually(&vm1, &vm3, mac(3), "after garbage", WAIT));
-    let stats = cb.stats().unwrap();
-    assert!(
-        stats.drops.get("malformed").copied().unwrap_or(0) > 0,
-        "{stats:?}"
-    );
-    // An authenticated but misbehaving link peer: malformed frames are dropped and counted.
+}
+
+/// An authenticated but misbehaving link peer: a clear handshake is a downgrade; malformed
+/// and forged records are dropped and counted; a clear message closes the stream.
+fn a_rogue_link_peer_is_refused_and_counted(b: &Vnetd, cb: &mut vnet_daemon::Client) {
     let rogue_keys = vnet_seal::KeyPair::generate().unwrap();
     let rogue_link = LinkDef::new(Transport::Tcp, "rogue", "b", "rogue");
     cb.add_link(LinkSpec {
@@ -179,15 +197,14 @@ fn garbage_on_the_control_port_and_on_links_changes_nothing() {
         peer_key: Some(rogue_keys.public.to_string()),
     })
     .unwrap();
-    // Without the Noise handshake (clear records): refused as a downgrade.
     let downgrades = cb.stats().unwrap().drops.get("downgrade").copied();
     assert!(
-        rogue_handshake(&b, None).is_none(),
+        rogue_handshake(b, None).is_none(),
         "a clear link was accepted"
     );
     let now = cb.stats().unwrap().drops.get("downgrade").copied();
     assert_eq!(now, Some(downgrades.unwrap_or(0) + 1));
-    let (mut s, mut keys) = rogue_handshake(&b, Some(&rogue_keys)).expect("sealed handshake");
+    let (mut s, mut keys) = rogue_handshake(b, Some(&rogue_keys)).expect("sealed handshake");
     // A frame too short to be Ethernet, sealed, then bad magic.
     let mut sealed = |clear: &[u8]| {
         let mut rec = vec![0u8; clear.len() + vnet_seal::OVERHEAD];
@@ -196,24 +213,22 @@ fn garbage_on_the_control_port_and_on_links_changes_nothing() {
     };
     s.write_all(&sealed(&[wire::MAGIC, wire::KIND_FRAME, 16, 0, 1, 2, 3]))
         .unwrap();
-    let rogue = rogue_after_a_while(&mut cb);
+    let rogue = rogue_after_a_while(cb);
     assert!(rogue.up);
     assert_eq!(rogue.counters.drops.get("malformed"), Some(&1));
     // A sealed record with a flipped bit: dropped as a bad record, the stream goes on.
     let mut forged = sealed(&[wire::MAGIC, wire::KIND_FRAME, 16, 0, 1, 2, 3]);
     forged[30] ^= 1;
     s.write_all(&forged).unwrap();
-    let rogue = rogue_after_a_while(&mut cb);
+    let rogue = rogue_after_a_while(cb);
     assert!(rogue.up);
     assert_eq!(rogue.counters.drops.get("bad_record"), Some(&1));
     // A message in clear on the sealed link: the stream is closed.
     s.write_all(&frame(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0]))
         .unwrap();
-    let rogue = rogue_after_a_while(&mut cb);
+    let rogue = rogue_after_a_while(cb);
     assert!(!rogue.up, "a stream with a clear message is closed");
     assert_eq!(rogue.counters.drops.get("downgrade"), Some(&1));
-    assert!(eventually(&vm3, &vm1, mac(1), "still", WAIT));
-    let _ = c;
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use vnet_daemon::proto::{ErrorCode, Expect};
 use vnet_daemon::{Change, Client, Key};
 use vnet_grammar::ast::Transport;
-use vnet_grammar::model::Match;
+use vnet_grammar::model::{Match, RuleDef};
 use vnet_grammar::Mac;
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -238,52 +238,8 @@ fn control_is_authenticated_conditional_and_persistent() {
         "127.25.0.1:7000",
         &["vm=dgram:127.25.0.1:6000"],
     );
-    // A wrong key is refused and changes nothing.
-    let wrong = Key::from_bytes(b"not-the-key-0123456789").unwrap();
-    let e = Client::connect(d.addr, &wrong)
-        .err()
-        .expect("wrong key refused");
-    assert_eq!(e.code(), Some(ErrorCode::Auth), "{e}");
+    let r = changes_are_authenticated_idempotent_and_conditional(&d);
     let mut c = d.client();
-    let s0 = c.status().unwrap();
-    let r = to_iface(&d, Match::Any, Match::Exact(mac(1)), "vm");
-    let ch = c.add_rule(r.clone()).unwrap();
-    assert_eq!(ch.generation, s0.generation + 1);
-    assert_eq!(ch.effective, [true]);
-    // Adding it again changes nothing and keeps the generation.
-    assert_eq!(c.add_rule(r.clone()).unwrap().generation, ch.generation);
-    // A stale expectation is refused; the right one is accepted.
-    let stale = Expect {
-        instance: s0.instance.clone(),
-        generation: s0.generation,
-    };
-    let r2 = to_iface(&d, Match::Any, Match::Exact(mac(2)), "vm");
-    let e = c
-        .change(vec![Change::AddRule { rule: r2.clone() }], Some(stale))
-        .unwrap_err();
-    assert_eq!(e.code(), Some(ErrorCode::Conflict));
-    let fresh = Expect {
-        instance: s0.instance.clone(),
-        generation: ch.generation,
-    };
-    c.change(vec![Change::AddRule { rule: r2.clone() }], Some(fresh))
-        .unwrap();
-    // An invalid change in a batch rejects the whole batch.
-    let foreign = vnet_grammar::model::RuleDef {
-        daemon: "other".into(),
-        ..r.clone()
-    };
-    let e = c
-        .change(
-            vec![
-                Change::DeleteRule { rule: r.clone() },
-                Change::AddRule { rule: foreign },
-            ],
-            None,
-        )
-        .unwrap_err();
-    assert_eq!(e.code(), Some(ErrorCode::Invalid));
-    assert_eq!(c.list_rules().unwrap().len(), 2);
     c.set_config_bound(1500).unwrap();
     let before = c.status().unwrap();
     drop(c);
@@ -315,6 +271,58 @@ fn control_is_authenticated_conditional_and_persistent() {
     assert!(d
         .wait_exit(Duration::from_secs(10))
         .is_some_and(|s| s.success()));
+}
+
+/// A wrong key is refused; a change applies once; a stale expectation or an invalid change
+/// in a batch is refused whole. Returns one of the two rules it leaves.
+fn changes_are_authenticated_idempotent_and_conditional(d: &Vnetd) -> RuleDef {
+    // A wrong key is refused and changes nothing.
+    let wrong = Key::from_bytes(b"not-the-key-0123456789").unwrap();
+    let e = Client::connect(d.addr, &wrong)
+        .err()
+        .expect("wrong key refused");
+    assert_eq!(e.code(), Some(ErrorCode::Auth), "{e}");
+    let mut c = d.client();
+    let s0 = c.status().unwrap();
+    let r = to_iface(d, Match::Any, Match::Exact(mac(1)), "vm");
+    let ch = c.add_rule(r.clone()).unwrap();
+    assert_eq!(ch.generation, s0.generation + 1);
+    assert_eq!(ch.effective, [true]);
+    // Adding it again changes nothing and keeps the generation.
+    assert_eq!(c.add_rule(r.clone()).unwrap().generation, ch.generation);
+    // A stale expectation is refused; the right one is accepted.
+    let stale = Expect {
+        instance: s0.instance.clone(),
+        generation: s0.generation,
+    };
+    let r2 = to_iface(d, Match::Any, Match::Exact(mac(2)), "vm");
+    let e = c
+        .change(vec![Change::AddRule { rule: r2.clone() }], Some(stale))
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict));
+    let fresh = Expect {
+        instance: s0.instance.clone(),
+        generation: ch.generation,
+    };
+    c.change(vec![Change::AddRule { rule: r2.clone() }], Some(fresh))
+        .unwrap();
+    // An invalid change in a batch rejects the whole batch.
+    let foreign = vnet_grammar::model::RuleDef {
+        daemon: "other".into(),
+        ..r.clone()
+    };
+    let e = c
+        .change(
+            vec![
+                Change::DeleteRule { rule: r.clone() },
+                Change::AddRule { rule: foreign },
+            ],
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Invalid));
+    assert_eq!(c.list_rules().unwrap().len(), 2);
+    r
 }
 
 #[test]

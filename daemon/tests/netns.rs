@@ -5,21 +5,12 @@
 mod common;
 
 use common::*;
+use std::net::SocketAddrV4;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use vnet_grammar::ast::Transport;
 use vnet_grammar::model::Match;
 use vnet_grammar::Mac;
-
-fn sh(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn prerequisites() -> Option<String> {
     if !is_root() {
@@ -62,7 +53,7 @@ impl Vms {
                 format!("ip -n {ns} link set lo up"),
             ];
             for c in cmds {
-                let (ok, out) = common::sh(&c);
+                let (ok, out) = sh(&c);
                 assert!(ok, "{c}: {out}");
             }
         }
@@ -87,7 +78,7 @@ impl Vms {
         }
     }
     fn ping(&self, count: u32) -> (bool, String) {
-        common::sh(&format!(
+        sh(&format!(
             "ip netns exec {} ping -c {count} -i 0.2 -W 2 {}",
             self.ns(1),
             self.ip(2)
@@ -112,7 +103,7 @@ impl Vms {
             .map_err(|e| e.to_string())?;
         self.servers.push(server);
         std::thread::sleep(Duration::from_millis(500));
-        let (ok, out) = common::sh(&format!(
+        let (ok, out) = sh(&format!(
             "timeout {} ip netns exec {} iperf3 -c {} -t {secs} -J",
             secs + 20,
             self.ns(1),
@@ -275,7 +266,7 @@ fn a_tap_interface_owned_by_the_daemon() {
         kind.contains("\"tap\"") && kind.contains("\"vnet_hdr\":true"),
         "{kind}"
     );
-    let (ok, out) = common::sh(&format!(
+    let (ok, out) = sh(&format!(
         "ip addr add 10.{tag}.0.1/24 dev {tap} && ip link set {tap} up"
     ));
     assert!(ok, "{out}");
@@ -292,7 +283,7 @@ fn a_tap_interface_owned_by_the_daemon() {
         two_host_rules(d, me, &iface, other, peer);
     }
     wait_links_up(&[&a, &b], Duration::from_secs(10));
-    let (ok, out) = common::sh(&format!("ping -c 3 -i 0.2 -W 2 -I {tap} 10.{tag}.0.2"));
+    let (ok, out) = sh(&format!("ping -c 3 -i 0.2 -W 2 -I {tap} 10.{tag}.0.2"));
     assert!(
         ok,
         "ping through the TAP failed:\n{out}\n--- a\n{}",
@@ -338,7 +329,7 @@ fn the_fast_path_follows_the_tables_and_ends_with_the_daemon() {
     );
     b.client().add_rule(deliver).unwrap();
     // VM 1 may have given up on VM 2's address meanwhile (ARP retries once a second).
-    let (ok, out) = common::sh(&format!(
+    let (ok, out) = sh(&format!(
         "ip netns exec {} ping -c 1 -w 10 {}",
         vms.ns(1),
         vms.ip(2)
@@ -367,7 +358,7 @@ fn ping_recorded(vms: &Vms, tag: u8) -> (bool, String, Vec<capture::Packet>) {
                 done.load(std::sync::atomic::Ordering::Relaxed)
             })
         });
-        let (ok, out) = common::sh(&format!(
+        let (ok, out) = sh(&format!(
             "ip netns exec {} ping -c 5 -i 0.2 -W 2 -s 200 -p {hex} {}",
             vms.ns(1),
             vms.ip(2)
@@ -509,8 +500,8 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
     let (ok, out, packets) = ping_recorded(&vms, tag);
     assert!(ok, "{out}");
     let (pa, pb) = (
-        std::net::SocketAddrV4::new([127, tag, 0, 1].into(), 7000),
-        std::net::SocketAddrV4::new([127, tag, 0, 2].into(), 7000),
+        SocketAddrV4::new([127, tag, 0, 1].into(), 7000),
+        SocketAddrV4::new([127, tag, 0, 2].into(), 7000),
     );
     let records: Vec<Vec<u8>> = packets
         .iter()
@@ -519,18 +510,37 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
         .collect();
     assert!(records.len() >= 5, "{} sealed datagrams a→b", records.len());
     let tap = capture::Tap::open();
-    let rx_before = link_of(&b).counters.rx_frames;
+    records_tampered_with_are_dropped(&tap, &b, (pa, pb), &records);
+    an_impostor_and_a_handshake_flood_are_refused(tag, &b);
+    clear_and_forged_link_control_is_refused(&tap, (&a, &b), (pa, pb), &packets, &records);
+    // The legitimate link never went down, and carries traffic still.
+    assert!(link_of(&a).up && link_of(&b).up);
+    let (ok, out) = vms.ping(3);
+    assert!(ok, "ping after the attacks:\n{out}\n{}", b.log_text());
+    assert_eq!(link_of(&b).security.unwrap().handshakes, 1);
+    assert_eq!(link_of(&a).security.unwrap().handshakes, 1);
+}
+
+/// Replays from the peer's own address, flipped bits and truncated records: each dropped
+/// and counted, none delivered.
+fn records_tampered_with_are_dropped(
+    tap: &capture::Tap,
+    b: &Vnetd,
+    (pa, pb): (SocketAddrV4, SocketAddrV4),
+    records: &[Vec<u8>],
+) {
+    let rx_before = link_of(b).counters.rx_frames;
     // Replays, from the peer's own address.
-    let before = drops(&b, "replay");
-    for r in &records {
+    let before = drops(b, "replay");
+    for r in records {
         tap.inject(pa, pb, r);
     }
     let n = records.len() as u64;
     assert!(
-        soon(|| drops(&b, "replay") >= before + n),
+        soon(|| drops(b, "replay") >= before + n),
         "{n} replays not counted: {:?}\n{:?}",
         b.client().stats().unwrap(),
-        link_of(&b)
+        link_of(b)
     );
     // Flipped bits in the ciphertext, in the tag, and in the header (the epoch), of records
     // with counters not seen yet (a flipped replay is a replay first).
@@ -540,7 +550,7 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
         r[8..16].copy_from_slice(&counter.to_le_bytes());
         r
     };
-    let before = drops(&b, "bad_record");
+    let before = drops(b, "bad_record");
     for (i, r) in records.iter().enumerate() {
         let mut r = fresh(r, i);
         let at = [20, r.len() - 1, 5][i % 3];
@@ -548,25 +558,29 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
         tap.inject(pa, pb, &r);
     }
     assert!(
-        soon(|| drops(&b, "bad_record") >= before + n),
+        soon(|| drops(b, "bad_record") >= before + n),
         "forgeries counted"
     );
     // Truncated records: shorter than header and tag, and cut inside the tag.
-    let (t0, b0) = (drops(&b, "truncated"), drops(&b, "bad_record"));
+    let (t0, b0) = (drops(b, "truncated"), drops(b, "bad_record"));
     for (i, r) in records.iter().enumerate() {
         tap.inject(pa, pb, &r[..20]);
         tap.inject(pa, pb, &fresh(r, i)[..r.len() - 3]);
     }
     assert!(soon(
-        || drops(&b, "truncated") >= t0 + n && drops(&b, "bad_record") >= b0 + n
+        || drops(b, "truncated") >= t0 + n && drops(b, "bad_record") >= b0 + n
     ));
     // Nothing of it was delivered.
     assert_eq!(
-        link_of(&b).counters.rx_frames,
+        link_of(b).counters.rx_frames,
         rx_before,
         "a forged frame was delivered"
     );
-    // A daemon named `a` with the control key but its own static key.
+}
+
+/// A daemon named `a` with the control key but its own static key, then a flood of
+/// handshakes (valid framing, junk Noise) from one address.
+fn an_impostor_and_a_handshake_flood_are_refused(tag: u8, b: &Vnetd) {
     let dir2 = TempDir::new("impostor");
     let impostor = Vnetd::start(dir2.path(), "a", &format!("127.{tag}.0.3:7000"), &[]);
     impostor
@@ -578,7 +592,7 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
         })
         .unwrap();
     assert!(
-        soon(|| drops(&b, "unknown_key") >= 1),
+        soon(|| drops(b, "unknown_key") >= 1),
         "impostor refused and counted"
     );
     assert!(!link_of(&impostor).up);
@@ -588,13 +602,19 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
     for _ in 0..2000 {
         let _ = flood.send_to(&msg, b.addr);
     }
-    assert!(
-        soon(|| drops(&b, "handshake_limit") >= 100),
-        "flood limited"
-    );
-    // Link control messages are sealed too: no clear keepalive crossed the underlay, a clear
-    // one "from a" is a downgrade, and resets "from b" (clear, and with a forged tag for a
-    // record a sent) are refused, where a clear reset used to take the link down.
+    assert!(soon(|| drops(b, "handshake_limit") >= 100), "flood limited");
+}
+
+/// Link control messages are sealed too: no clear keepalive crossed the underlay, a clear
+/// one "from a" is a downgrade, and resets "from b" (clear, and with a forged tag for a
+/// record a sent) are refused, where a clear reset used to take the link down.
+fn clear_and_forged_link_control_is_refused(
+    tap: &capture::Tap,
+    (a, b): (&Vnetd, &Vnetd),
+    (pa, pb): (SocketAddrV4, SocketAddrV4),
+    packets: &[capture::Packet],
+    records: &[Vec<u8>],
+) {
     let clear_keepalive = |p: &capture::Packet| {
         p.udp_payload.first() == Some(&vnet_daemon::wire::MAGIC)
             && matches!(
@@ -603,15 +623,15 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
             )
     };
     assert!(!packets.iter().any(clear_keepalive), "a clear keepalive");
-    let d0 = drops(&b, "downgrade");
+    let d0 = drops(b, "downgrade");
     let keepalive = serde_json::json!({"from": "a", "sent_us": 1});
     tap.inject(
         pa,
         pb,
         &control_msg(vnet_daemon::wire::KIND_KEEPALIVE, keepalive),
     );
-    assert!(soon(|| drops(&b, "downgrade") > d0), "clear keepalive");
-    let u0 = drops(&a, "unauthenticated");
+    assert!(soon(|| drops(b, "downgrade") > d0), "clear keepalive");
+    let u0 = drops(a, "unauthenticated");
     let epoch = u32::from_le_bytes(records[0][4..8].try_into().unwrap());
     let counter = u64::from_le_bytes(records[0][8..16].try_into().unwrap());
     for reset in [
@@ -621,15 +641,9 @@ fn attacks_on_a_sealed_udp_link_are_refused_and_counted() {
         tap.inject(pb, pa, &control_msg(vnet_daemon::wire::KIND_RESET, reset));
     }
     assert!(
-        soon(|| drops(&a, "unauthenticated") >= u0 + 2),
+        soon(|| drops(a, "unauthenticated") >= u0 + 2),
         "forged resets"
     );
-    // The legitimate link never went down, and carries traffic still.
-    assert!(link_of(&a).up && link_of(&b).up);
-    let (ok, out) = vms.ping(3);
-    assert!(ok, "ping after the attacks:\n{out}\n{}", b.log_text());
-    assert_eq!(link_of(&b).security.unwrap().handshakes, 1);
-    assert_eq!(link_of(&a).security.unwrap().handshakes, 1);
 }
 
 /// A handshake flood from ever new spoofed source addresses (a raw socket, 2,000 hellos a
@@ -653,7 +667,7 @@ fn a_spoofed_handshake_flood_gets_cookies_and_the_real_peer_still_connects() {
         peer_key: Some(peer.public_key()),
     };
     b.client().add_link(spec(&a)).unwrap();
-    let pb = std::net::SocketAddrV4::new([127, tag, 0, 2].into(), 7000);
+    let pb = SocketAddrV4::new([127, tag, 0, 2].into(), 7000);
     let msg = junk_hello();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (up, sent, cookies) = std::thread::scope(|s| {
@@ -666,7 +680,7 @@ fn a_spoofed_handshake_flood_gets_cookies_and_the_real_peer_still_connects() {
             {
                 for _ in 0..20 {
                     let [_, _, hi, lo] = sent.to_be_bytes();
-                    let src = std::net::SocketAddrV4::new(
+                    let src = SocketAddrV4::new(
                         [127, tag, 1 + hi % 250, 1 + lo % 250].into(),
                         40_000 + (sent % 1000) as u16,
                     );

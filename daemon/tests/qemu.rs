@@ -263,28 +263,10 @@ fn two_qemu_vms_ping_through_the_overlay() {
     let m1 = Mac([0x52, 0x54, 0, 0x12, 0x34, 0x01]);
     let m2 = Mac([0x52, 0x54, 0, 0x12, 0x34, 0x02]);
     for (d, me, other, peer) in [(&a, m1, m2, &b), (&b, m2, m1, &a)] {
-        let mut c = d.client();
-        c.add_rule(to_iface(d, Match::Any, Match::Exact(me), "vm"))
-            .unwrap();
-        c.add_rule(edge(d, Match::Any, Match::Exact(other), peer))
-            .unwrap();
-        c.add_rule(to_iface(
-            d,
-            Match::Not(me),
-            Match::Exact(Mac::BROADCAST),
-            "vm",
-        ))
-        .unwrap();
-        c.add_rule(edge(
-            d,
-            Match::Exact(me),
-            Match::Exact(Mac::BROADCAST),
-            peer,
-        ))
-        .unwrap();
+        deliver_here_and_send_the_rest(d, me, other, peer);
     }
     wait_links_up(&[&a, &b], Duration::from_secs(10));
-    let _vm2 = Qemu::start(
+    let vm2 = Qemu::start(
         dir.path(),
         2,
         &kernel,
@@ -302,6 +284,41 @@ fn two_qemu_vms_ping_through_the_overlay() {
         &format!("{}:6001", ip(1)),
         &format!("{}:6000", ip(1)),
     );
+    wait_for_the_ping(&mut vm1, &vm2, &a, &b);
+    // The ping went through both daemons' dgram interfaces and the link.
+    let st = a.client().stats().unwrap();
+    assert!(
+        st.links[0].1.tx_frames >= 3 && st.links[0].1.rx_frames >= 3,
+        "{st:?}"
+    );
+}
+
+/// Daemon `d` delivers `me` (and broadcasts not from `me`) to its VM and sends `other`'s
+/// frames and `me`'s broadcasts to `peer`.
+fn deliver_here_and_send_the_rest(d: &Vnetd, me: Mac, other: Mac, peer: &Vnetd) {
+    let mut c = d.client();
+    c.add_rule(to_iface(d, Match::Any, Match::Exact(me), "vm"))
+        .unwrap();
+    c.add_rule(edge(d, Match::Any, Match::Exact(other), peer))
+        .unwrap();
+    c.add_rule(to_iface(
+        d,
+        Match::Not(me),
+        Match::Exact(Mac::BROADCAST),
+        "vm",
+    ))
+    .unwrap();
+    c.add_rule(edge(
+        d,
+        Match::Exact(me),
+        Match::Exact(Mac::BROADCAST),
+        peer,
+    ))
+    .unwrap();
+}
+
+/// Waits up to 240 s (TCG boots slowly) for VM 1's console to say its ping got through.
+fn wait_for_the_ping(vm1: &mut Qemu, vm2: &Qemu, a: &Vnetd, b: &Vnetd) {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let out = vm1.console();
@@ -320,17 +337,11 @@ fn two_qemu_vms_ping_through_the_overlay() {
             panic!(
                 "VM 1 did not reach VM 2 through the overlay\n--- vm1\n{out}\n{}\n--- vm2\n{}\n--- a\n{}\n--- b\n{}",
                 vm1.stderr(),
-                _vm2.console(),
+                vm2.console(),
                 a.log_text(),
                 b.log_text()
             );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    // The ping went through both daemons' dgram interfaces and the link.
-    let st = a.client().stats().unwrap();
-    assert!(
-        st.links[0].1.tx_frames >= 3 && st.links[0].1.rx_frames >= 3,
-        "{st:?}"
-    );
 }
