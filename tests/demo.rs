@@ -212,6 +212,13 @@ fn the_demo_runs_and_its_json_has_the_spec_fields() {
             .is_some_and(|s| s.contains("ring exchange of 3 ranks")),
         "{all}"
     );
+    // The VMs were asked to end once the "after" window was over, before their length (31 s).
+    let ran: f64 = v["workload"]
+        .as_str()
+        .and_then(|s| s.rsplit_once(", "))
+        .and_then(|(_, length)| length.strip_suffix(" s")?.parse().ok())
+        .expect(&all);
+    assert!(ran < 25.0, "the run took its whole length: {all}");
     let before = v["before"].as_f64().expect(&all);
     assert!(before > 0.0, "{all}");
     let throughput = v["throughput_picture"].as_str().expect(&all);

@@ -38,6 +38,11 @@ pub trait Links {
     fn finish(&mut self) -> Result<(), Error> {
         Ok(())
     }
+    /// Whether whoever runs this rank asked a run of a given duration to end now (a VM's
+    /// control socket can); only rank 0 acts on it, as it decides when such a run ends.
+    fn end_requested(&self) -> bool {
+        false
+    }
 }
 
 /// A rank's state across supersteps.
@@ -122,7 +127,8 @@ impl<L: Links> Rank<'_, L> {
             if let Length::Duration(d) = program.length {
                 // Everyone hears of the decision within n supersteps: it travels at least one
                 // hop per superstep and no rank is more than n-1 hops from rank 0.
-                if self.rank == 0 && self.stop_at == u64::MAX && start.elapsed() >= d {
+                let due = start.elapsed() >= d || self.links.end_requested();
+                if self.rank == 0 && self.stop_at == u64::MAX && due {
                     self.stop_at = step + program.ranks as u64;
                 }
             }

@@ -202,10 +202,11 @@ fn run(command: Command) -> Result<String, String> {
                 prefix,
                 local: udp_local,
                 remote: vm::device::Attachment::new(udp_remote),
+                end: vm::control::EndRequest::default(),
             };
             let _control = match &control {
                 Some(path) => Some(
-                    vm::control::Control::serve(path, nic.remote.clone())
+                    vm::control::Control::serve(path, nic.remote.clone(), nic.end.clone())
                         .map_err(|e| format!("control socket {}: {e}", path.display()))?,
                 ),
                 None => None,

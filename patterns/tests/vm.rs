@@ -30,6 +30,7 @@ fn nic(net: u8, i: usize) -> Nic {
         prefix: 24,
         local: wire(net, i),
         remote: Attachment::new(wire(net, 1 - i)),
+        end: Default::default(),
     }
 }
 
@@ -346,4 +347,44 @@ fn a_lost_fin_in_a_simultaneous_close_does_not_hang_the_end() {
         assert_eq!(r.supersteps, 20);
         assert_eq!(r.messages_verified, 20);
     }
+}
+
+#[test]
+fn a_run_of_a_given_duration_ends_when_rank_0_is_asked() {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = std::env::temp_dir().join(format!("patterns-vm-end-{}", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let control = sock.to_string_lossy().to_string();
+    let args = ["-t", "ring", "--duration", "60", "--format", "json"];
+    let a = vm_proc(12, 0, &[&args[..], &["--control", &control]].concat());
+    let b = vm_proc(12, 1, &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::os::unix::net::UnixStream::connect(&sock) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("no control socket: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    std::thread::sleep(Duration::from_millis(500));
+    s.write_all(b"end\n").expect("write");
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).expect("answer");
+    assert_eq!(answer, "ok ending\n");
+    let mut steps = Vec::new();
+    for p in [a, b] {
+        let out = p.wait(Duration::from_secs(30));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let seconds = r["seconds"].as_f64().expect("seconds");
+        assert!(
+            seconds < 20.0,
+            "the 60 s run ended when asked, not after {seconds} s"
+        );
+        assert_eq!(r["messages_verified"], r["supersteps"]);
+        steps.push(r["supersteps"].as_u64().expect("steps"));
+    }
+    assert_eq!(steps[0], steps[1], "both ranks ran the same supersteps");
 }

@@ -162,6 +162,7 @@ fn two_user_space_vms_run_patterns_through_two_daemons() {
         prefix: 24,
         local: SocketAddr::from(([127, 78, 0, i as u8 + 1], 6001)),
         remote: Attachment::new(SocketAddr::from(([127, 78, 0, i as u8 + 1], 6000))),
+        end: Default::default(),
     };
     for op in [Operation::Exchange, Operation::Reduce, Operation::AllToAll] {
         let mut p = program("ring", op, 2, 40);

@@ -20,8 +20,9 @@ use vnet_demo::story::RankReport;
 use vnet_demo::{Deployment, Scenario, Summary};
 use workload::Workload;
 
-/// How long after the "before" window the workload keeps running while the loop infers and
-/// adapts; the "after" window follows. With QEMU guests the budget grows with the VMs (a
+/// How long after the "before" window the workload's run leaves for the loop to infer and
+/// adapt; the "after" window follows. User-space VMs are asked to end once the "after" window
+/// is over, so this bounds only a slow adaptation; QEMU guests run it all. With QEMU guests the budget grows with the VMs (a
 /// new QEMU process per migration, 0.2–0.7 s each under TCG on a busy machine) but starts
 /// lower, since booting them already takes a while.
 const ADAPT_BUDGET: f64 = 25.0;
@@ -154,10 +155,12 @@ fn run_loop(
     say(
         o,
         format!(
-            "running Patterns ({} {}) in {} {kind} VMs for {total:.0} s",
+            "running Patterns ({} {}) in {} {kind} VMs: {:.0} s before adapting, {:.0} s after",
             w.topology,
             w.operation,
-            d.vms.len()
+            d.vms.len(),
+            w.seconds,
+            w.seconds
         ),
     );
     let lp = stages::Loop { dir, overlay };
@@ -180,6 +183,10 @@ fn run_loop(
     let adapted = lp.adapt()?;
     timer.lap("adapt");
     let stop = now();
+    // The "after" window is as long as the "before" one: the run ends then rather than at
+    // its length, which only leaves room for a slow adaptation (guests run their length).
+    procs::sleep(Duration::from_secs_f64(SETTLE + w.seconds))?;
+    vms.end_now();
     let report = vms.finish()?;
     let mut summary = tell(&report, zero, (start, stop))?;
     stages::into_summary(d, inferred, adapted, &mut summary);
@@ -198,7 +205,13 @@ fn tell(report: &RankReport, zero: f64, (start, stop): (f64, f64)) -> Result<Sum
                     .into(),
             )
         })?;
-    let mut summary = Summary::new(report.program.clone(), before);
+    // The program names the length it was given; the run ended when asked, so say how long
+    // it ran instead.
+    let program = match report.program.rsplit_once(", ") {
+        Some((what, _length)) => format!("{what}, {:.0} s", report.seconds),
+        None => report.program.clone(),
+    };
+    let mut summary = Summary::new(program, before);
     summary.samples = report.curve(zero);
     summary.adapted_at = Some((start - zero, stop - zero));
     let after = report.rate_between(stop + SETTLE, end).ok_or_else(|| {

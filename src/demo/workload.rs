@@ -43,6 +43,20 @@ impl Workload {
         Ok(workload)
     }
 
+    /// Asks the run to end now, if its VMs can be asked (user-space VMs through rank 0's
+    /// control socket); QEMU guests run their whole length. A VM that cannot be asked is no
+    /// error: the run ends at its length anyway.
+    pub fn end_now(&self) {
+        if let Workload::Processes(vms) = self {
+            if let Some(control) = vms.controls.first() {
+                let asked = crate::vm::registry::end_patterns(control, Duration::from_secs(5));
+                if let Err(e) = asked {
+                    eprintln!("warning: asking rank 0 to end the run: {e}");
+                }
+            }
+        }
+    }
+
     /// Waits for every rank's end; rank 0's report, its times on this computer's clock.
     pub fn finish(self) -> Result<RankReport> {
         match self {

@@ -321,24 +321,39 @@ pub fn can_migrate(d: &Driver) -> bool {
 
 /// `attach ADDR` on a user-space VM's control socket; the answer must confirm it.
 fn attach_patterns(control: &Path, to: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let line = ask_patterns(control, &format!("attach {to}"), timeout)?;
+    if line == format!("ok attached {to}") {
+        Ok(())
+    } else {
+        Err(format!("answered `{line}`"))
+    }
+}
+
+/// `end` on a user-space VM's control socket: a run of a given duration ends now (rank 0's
+/// request is the one that counts); the answer must confirm it.
+pub fn end_patterns(control: &Path, timeout: Duration) -> Result<(), String> {
+    match ask_patterns(control, "end", timeout)?.as_str() {
+        "ok ending" => Ok(()),
+        line => Err(format!("answered `{line}`")),
+    }
+}
+
+/// One command line to a user-space VM's control socket, and its one-line answer.
+fn ask_patterns(control: &Path, command: &str, timeout: Duration) -> Result<String, String> {
     let stream = UnixStream::connect(control).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| e.to_string())?;
     let mut out = stream.try_clone().map_err(|e| e.to_string())?;
-    writeln!(out, "attach {to}").map_err(|e| e.to_string())?;
+    out.write_all(format!("{command}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut line = String::new();
     // One short line is the whole answer; a longer one is not a Patterns VM.
     std::io::Read::take(BufReader::new(stream), 512)
         .read_line(&mut line)
         .map_err(|e| format!("no answer: {e}"))?;
-    let line = line.trim();
-    if line == format!("ok attached {to}") {
-        Ok(())
-    } else {
-        Err(format!("answered `{line}`"))
-    }
+    Ok(line.trim().to_string())
 }
 
 #[cfg(test)]

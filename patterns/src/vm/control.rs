@@ -4,6 +4,9 @@
 //! - `attach HOST:PORT`: send frames to this `dgram` interface from now on (the VM then
 //!   announces itself there); answers `ok attached HOST:PORT`.
 //! - `where`: answers `ok attached HOST:PORT`.
+//! - `end`: a run of a given duration ends now (rank 0 decides when such a run ends, so only
+//!   rank 0's request counts; it announces the last superstep, which every rank hears within
+//!   as many supersteps as there are ranks); answers `ok ending`.
 //!
 //! Anything else gets `error ...`; the connection stays open for the next line.
 
@@ -12,6 +15,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// The longest command line read; a longer one is an error, not a growing buffer.
 const MAX_LINE: usize = 256;
@@ -21,6 +26,21 @@ const MAX_LINE: usize = 256;
 pub enum Command {
     Attach(SocketAddr),
     Where,
+    End,
+}
+
+/// A request, from the control socket, that a run of a given duration end now.
+#[derive(Clone, Debug, Default)]
+pub struct EndRequest(Arc<AtomicBool>);
+
+impl EndRequest {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Parses one line.
@@ -32,20 +52,25 @@ pub fn parse(line: &str) -> Result<Command, String> {
             .map(Command::Attach)
             .map_err(|_| format!("`{addr}` is not an address like 127.0.0.1:6000")),
         (Some("where"), None, None) => Ok(Command::Where),
+        (Some("end"), None, None) => Ok(Command::End),
         _ => Err(format!(
-            "unknown command `{line}`: use `attach HOST:PORT` or `where`"
+            "unknown command `{line}`: use `attach HOST:PORT`, `where` or `end`"
         )),
     }
 }
 
 /// Carries out one line and returns the answer.
-pub fn answer(line: &str, attachment: &Attachment) -> String {
+pub fn answer(line: &str, attachment: &Attachment, end: &EndRequest) -> String {
     match parse(line) {
         Ok(Command::Attach(addr)) => {
             attachment.set(addr);
             format!("ok attached {addr}")
         }
         Ok(Command::Where) => format!("ok attached {}", attachment.get()),
+        Ok(Command::End) => {
+            end.request();
+            "ok ending".to_string()
+        }
         Err(e) => format!("error {e}"),
     }
 }
@@ -57,12 +82,12 @@ pub struct Control {
 
 impl Control {
     /// Listens at `path` (which must not exist) and serves every connection on a thread.
-    pub fn serve(path: &Path, attachment: Attachment) -> io::Result<Control> {
+    pub fn serve(path: &Path, attachment: Attachment, end: EndRequest) -> io::Result<Control> {
         let listener = UnixListener::bind(path)?;
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let attachment = attachment.clone();
-                std::thread::spawn(move || serve_one(conn, &attachment));
+                let (attachment, end) = (attachment.clone(), end.clone());
+                std::thread::spawn(move || serve_one(conn, &attachment, &end));
             }
         });
         Ok(Control {
@@ -71,7 +96,7 @@ impl Control {
     }
 }
 
-fn serve_one(conn: UnixStream, attachment: &Attachment) {
+fn serve_one(conn: UnixStream, attachment: &Attachment, end: &EndRequest) {
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
@@ -86,7 +111,7 @@ fn serve_one(conn: UnixStream, attachment: &Attachment) {
                 return;
             }
             Ok(_) => {
-                if writeln!(out, "{}", answer(line.trim(), attachment)).is_err() {
+                if writeln!(out, "{}", answer(line.trim(), attachment, end)).is_err() {
                     return;
                 }
             }
@@ -107,6 +132,8 @@ mod tests {
     #[test]
     fn commands() {
         let a = Attachment::new("127.0.0.1:6000".parse().unwrap());
+        let e = EndRequest::default();
+        let answer = |line: &str, a: &Attachment| answer(line, a, &e);
         assert_eq!(answer("where", &a), "ok attached 127.0.0.1:6000");
         assert_eq!(
             answer("attach 127.0.0.2:6001", &a),
@@ -121,6 +148,10 @@ mod tests {
             "127.0.0.2:6001".parse().unwrap(),
             "errors change nothing"
         );
+        assert!(answer("end now", &a).starts_with("error unknown command"));
+        assert!(!e.is_requested(), "errors change nothing");
+        assert_eq!(answer("end", &a), "ok ending");
+        assert!(e.is_requested());
     }
 
     #[test]
@@ -128,7 +159,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("patterns-control-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let a = Attachment::new("127.0.0.1:6000".parse().unwrap());
-        let control = Control::serve(&path, a.clone()).expect("serve");
+        let control = Control::serve(&path, a.clone(), EndRequest::default()).expect("serve");
         let mut s = UnixStream::connect(&path).expect("connect");
         s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();

@@ -35,6 +35,8 @@ pub struct Nic {
     pub local: SocketAddr,
     /// The `dgram` interface the card sends to.
     pub remote: Attachment,
+    /// Set when the control socket asks a run of a given duration to end now.
+    pub end: control::EndRequest,
 }
 
 /// A locally administered MAC made from an IPv4 address: 02:00:a:b:c:d.
@@ -112,6 +114,7 @@ pub struct VmLinks {
     io_timeout: Duration,
     epoch: Instant,
     next_port: u16,
+    end: control::EndRequest,
 }
 
 impl VmLinks {
@@ -145,6 +148,7 @@ impl VmLinks {
             io_timeout: setup.io_timeout,
             epoch,
             next_port: 49152,
+            end: nic.end.clone(),
         };
         links.handshake(setup)?;
         Ok(links)
@@ -475,6 +479,10 @@ fn ending(s: &tcp::Socket) -> Ending {
 }
 
 impl Links for VmLinks {
+    fn end_requested(&self) -> bool {
+        self.end.is_requested()
+    }
+
     fn send(&mut self, to: usize, frame: &[u8]) -> Result<(), Error> {
         let name = self.name(to);
         let c = self
