@@ -99,6 +99,21 @@ fn large_messages_cross_in_many_frames() {
     }
 }
 
+/// The control socket at `path`, once the VM process has opened it (within 10 s).
+fn connect_control(path: &std::path::Path) -> std::os::unix::net::UnixStream {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("no control socket: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s
+}
+
 fn vm_proc(net: u8, i: usize, extra: &[&str]) -> Proc {
     let mut c = bin();
     let peers = "10.9.0.1:7000,10.9.0.2:7000";
@@ -230,16 +245,7 @@ fn a_vm_process_is_moved_through_its_control_socket_mid_run() {
     let a = vm_proc(10, 0, &args);
     let control = sock.to_string_lossy().to_string();
     let b = vm_proc(10, 1, &[&args[..], &["--control", &control]].concat());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match std::os::unix::net::UnixStream::connect(&sock) {
-            Ok(s) => break s,
-            Err(e) if std::time::Instant::now() > deadline => panic!("no control socket: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut s = connect_control(&sock);
     let mut answers = BufReader::new(s.try_clone().expect("clone"));
     let mut ask = |line: &str| {
         writeln!(s, "{line}").expect("write");
@@ -358,16 +364,7 @@ fn a_run_of_a_given_duration_ends_when_rank_0_is_asked() {
     let args = ["-t", "ring", "--duration", "60", "--format", "json"];
     let a = vm_proc(12, 0, &[&args[..], &["--control", &control]].concat());
     let b = vm_proc(12, 1, &args);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match std::os::unix::net::UnixStream::connect(&sock) {
-            Ok(s) => break s,
-            Err(e) if std::time::Instant::now() > deadline => panic!("no control socket: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut s = connect_control(&sock);
     std::thread::sleep(Duration::from_millis(500));
     s.write_all(b"end\n").expect("write");
     let mut answer = String::new();
