@@ -37,6 +37,15 @@ impl Match {
         }
     }
 
+    /// Whether some address matches both fields.
+    pub fn overlaps(self, other: Match) -> bool {
+        match (self, other) {
+            (Match::Exact(a), Match::Exact(b)) => a == b,
+            (Match::Exact(a), Match::Not(b)) | (Match::Not(b), Match::Exact(a)) => a != b,
+            _ => true,
+        }
+    }
+
     /// The address the field names, if any.
     pub fn mac(self) -> Option<Mac> {
         match self {

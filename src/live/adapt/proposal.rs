@@ -34,8 +34,8 @@ pub struct Proposal {
     pub moves: Vec<Move>,
     /// The new desired state.
     pub state: State,
-    /// Before the migrations: the VMs' rules at their new daemons, and each old daemon
-    /// relaying the VM's frames to the new one beside its own delivery.
+    /// Before the migrations: the VMs' rules at their new daemons (on the old routes), and
+    /// each old daemon relaying the VM's frames to the new one beside its own delivery.
     pub prepare: State,
     /// After them: the new state, with the relays still in place.
     pub switched: State,
@@ -55,10 +55,11 @@ pub fn propose(base: &State, a: &Assembled, answer: &Answer) -> Proposal {
         })
         .collect();
     let moves = vacate_first(moves);
-    let mut state = base.clone();
+    let mut followed = base.clone();
     for m in &moves {
-        state = follow(&state, m);
+        followed = follow(&followed, m);
     }
+    let mut state = followed.clone();
     for (d, path) in p.demands.iter().zip(&answer.solution.paths) {
         let (src, dst) = (Match::Exact(a.macs[d.src]), Match::Exact(a.macs[d.dst]));
         state.rules.retain(|r| (r.src, r.dst) != (src, dst));
@@ -71,13 +72,16 @@ pub fn propose(base: &State, a: &Assembled, answer: &Answer) -> Proposal {
     let mut prepare = base.clone();
     let mut switched = state.clone();
     for m in &moves {
+        // The VM's rules at its new place as the old routes would have them (not yet the
+        // demands' paths): its frames then travel routes every daemon on the way knows
+        // until `switched` puts the new paths in, all at once.
         let mac = Match::Exact(m.mac);
-        for r in state
+        for r in followed
             .rules_of(&m.to)
             .filter(|r| r.src == mac || r.dst == mac)
         {
             if let Some(key) = r.link() {
-                if let Some(link) = state.links.get(&key) {
+                if let Some(link) = followed.links.get(&key) {
                     prepare.links.insert(key, link.clone());
                 }
             }
@@ -137,6 +141,23 @@ fn ensure_link(s: &mut State, a: &str, b: &str) {
         .or_insert_with(|| LinkDef::new(Transport::Udp, a, a, b));
 }
 
+/// A rule at the VM's old place that carried its frames among others' (`ANY`, `NOT` another
+/// source): at the new place, the same route for the VM's frames alone, so that whatever
+/// they reached from the old place they reach from the new one (a delivery there becomes a
+/// hop back to it).
+fn carry_from_old_place(r: &RuleDef, m: &Move) -> Option<RuleDef> {
+    if r.daemon != m.from || !r.src.matches(m.mac) || r.dst.matches(m.mac) && r.dst.mac().is_some()
+    {
+        return None;
+    }
+    let src = Match::Exact(m.mac);
+    match &r.target {
+        Target::Link { peer } if *peer != m.to => Some(edge(&m.to, src, r.dst, peer)),
+        Target::Interface { .. } => Some(edge(&m.to, src, r.dst, &m.from)),
+        Target::Link { .. } => None,
+    }
+}
+
 /// The state with the rules naming `m.mac` rewritten for its move (see the module's comment).
 fn follow(s: &State, m: &Move) -> State {
     let mac = Match::Exact(m.mac);
@@ -149,6 +170,12 @@ fn follow(s: &State, m: &Move) -> State {
     for r in &s.rules {
         let (names_src, names_dst) = (r.src == mac, r.dst == mac);
         if !names_src && !names_dst {
+            if let Some(copy) = carry_from_old_place(r, m) {
+                if let Target::Link { peer } = &copy.target {
+                    ensure_link(&mut out, &m.to, peer);
+                }
+                out.rules.insert(copy);
+            }
             out.rules.insert(r.clone());
             continue;
         }

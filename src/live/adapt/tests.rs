@@ -230,6 +230,9 @@ fn a_moved_vm_is_followed_and_every_stage_delivers() {
     // Before the move (prepare), VM 2's frames reach VM 1 at its old place, and also at its
     // new one (where nothing listens yet).
     assert_eq!(delivered(&p.prepare, B, M2, M1), [at(A), at(C)].concat());
+    // Once moved, and before the new paths are in (prepare), VM 1's frames leave its new
+    // place by the routes they took from the old one and reach VM 2.
+    assert_eq!(delivered(&p.prepare, C, M1, M2), at(B));
     // After it, the switched state delivers at the new place only (relayed or direct).
     assert_eq!(delivered(&p.switched, B, M2, M1), at(C));
     assert_eq!(delivered(&p.switched, A, M2, M1), at(C), "the relay");

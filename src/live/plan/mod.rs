@@ -2,6 +2,7 @@
 //! dependency order, with the fingerprint of the live state it was computed against (so a
 //! saved plan can be refused once the daemons have moved on).
 
+pub mod consistent;
 pub mod diff;
 pub mod order;
 
@@ -294,28 +295,8 @@ impl Plan {
                 return Err(format!("step {i} waits for a step that does not exist"));
             }
         }
-        // Acyclic: Kahn's algorithm over the `after` edges.
-        let mut indegree: Vec<usize> = self.steps.iter().map(|s| s.after.len()).collect();
-        let mut waiting: Vec<Vec<usize>> = vec![Vec::new(); self.steps.len()];
-        for s in &self.steps {
-            for &a in &s.after {
-                waiting[a].push(s.id);
-            }
-        }
-        let mut ready: Vec<usize> = (0..self.steps.len())
-            .filter(|&i| indegree[i] == 0)
-            .collect();
-        let mut seen = 0;
-        while let Some(i) = ready.pop() {
-            seen += 1;
-            for &w in &waiting[i] {
-                indegree[w] -= 1;
-                if indegree[w] == 0 {
-                    ready.push(w);
-                }
-            }
-        }
-        if seen != self.steps.len() {
+        let after: Vec<Vec<usize>> = self.steps.iter().map(|s| s.after.clone()).collect();
+        if !is_acyclic(&after) {
             return Err("its steps wait for each other in a cycle".into());
         }
         Ok(())
@@ -426,4 +407,28 @@ fn describe_wait(op: &Op) -> &'static str {
         Op::DeleteLink { .. } => "drops its end (it dials)",
         _ => "is done",
     }
+}
+
+/// Whether steps waiting as `after` says (step i waits for every step in `after[i]`, each a
+/// valid index) can all run: Kahn's algorithm.
+pub fn is_acyclic(after: &[Vec<usize>]) -> bool {
+    let mut waiting: Vec<usize> = after.iter().map(Vec::len).collect();
+    let mut unblocks: Vec<Vec<usize>> = vec![Vec::new(); after.len()];
+    for (id, deps) in after.iter().enumerate() {
+        for &d in deps {
+            unblocks[d].push(id);
+        }
+    }
+    let mut ready: Vec<usize> = (0..after.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut done = 0;
+    while let Some(i) = ready.pop() {
+        done += 1;
+        for &j in &unblocks[i] {
+            waiting[j] -= 1;
+            if waiting[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    done == after.len()
 }

@@ -2,7 +2,8 @@
 //! leave before their link goes and arrive after their link came; across daemons, the
 //! listener learns of a new link before the dialer dials it (so the first dial is accepted,
 //! not refused and retried after a backoff), and the dialer lets go of a link before the
-//! listener forgets it (so it does not redial a refusing peer).
+//! listener forgets it (so it does not redial a refusing peer); and paths change without a
+//! daemon on the way being left without a rule ([`super::consistent`]).
 
 use super::{Op, Step};
 use std::collections::{BTreeMap, HashMap};
@@ -87,6 +88,7 @@ pub fn order(ops: Vec<(String, Vec<Op>)>) -> Vec<Step> {
     for s in &mut steps {
         s.after = edges.remove(&s.id).unwrap_or_default();
     }
+    super::consistent::add_edges(&mut steps);
     steps
 }
 
