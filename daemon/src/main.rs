@@ -80,14 +80,16 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
-    /// Busy-poll window in microseconds: after forwarding, the forwarding thread keeps polling
-    /// its sockets this long before it sleeps, so that a reply is read by a running thread
-    /// instead of waking a sleeping one (lower RTT). 0 turns it off.
+    /// Busy-poll window in microseconds: after forwarding frames, the forwarding thread keeps
+    /// polling its sockets this long before it sleeps (while its CPU is not wanted by another
+    /// task), so that a reply is read by a running thread instead of waking a sleeping one:
+    /// lower RTT on a machine with idle cores, at a CPU cost. 0 (the default): off; 2000 is
+    /// what was measured (BENCHMARKS.md).
     #[arg(long, default_value_t = SpinPolicy::DEFAULT.window.as_micros() as u64, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     busy_poll_us: u64,
 
     /// The most CPU busy-polling may take, in percent of one core (over each 100 ms).
-    #[arg(long, default_value_t = SpinPolicy::DEFAULT.budget_permille / 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, default_value_t = SpinPolicy::ON.budget_permille / 10, value_parser = clap::value_parser!(u32).range(0..=100))]
     busy_poll_budget: u32,
 
     /// Keep idle CPUs of this machine polling instead of sleeping while vnetd runs (PM QoS,
