@@ -7,11 +7,13 @@
 //!
 //! Per path: ping RTT (50 pings at 10 ms per round: median, mean, 90th percentile; and the
 //! median of 200 pings at 1 ms, whose CPUs and caches stay warm between pings), iperf3 TCP
-//! Gbit/s (mean over rounds), and the CPU time the two vnetd processes used per GB carried.
+//! Gbit/s (mean over rounds), and the CPU time the two vnetd processes used per GB carried,
+//! while pinging (share of one core) and idle.
 //!
 //! Root only: `cargo bench -p vnet-daemon --bench throughput` (prints a table).
 //! `VNET_BENCH_SECS` sets the iperf3 duration per round (default 4; 0: pings only), `VNET_BENCH_ROUNDS` the
-//! rounds (default 3), `VNET_BENCH_ONLY` (comma-separated `veth`, `vxlan`, `udp`, `tcp`) the
+//! rounds (default 3), `VNET_BENCH_IDLE` seconds of idle before the rounds over which the daemons'
+//! CPU is measured (default 0: not measured), `VNET_BENCH_ONLY` (comma-separated `veth`, `vxlan`, `udp`, `tcp`) the
 //! paths. With `VNET_BENCH_HOLD=FILE` everything is set up and left running until FILE is
 //! removed, for experiments (`ip netns exec tbtv1 ping 10.150.0.2`, ...). With
 //! `VNET_BENCH_COMPARE=CMD[,CMD...]` (other `vnetd` commands: an older build, or this one behind
@@ -51,6 +53,8 @@ struct Path {
     /// idle between pings.
     rtts_1ms: Vec<f64>,
     gbps: Vec<f64>,
+    /// CPU seconds of the daemons and wall seconds while pinging at 10 ms, at 1 ms, and idle.
+    ping_cpu: [(f64, f64); 3],
     cpu_s: f64,
     bytes: f64,
     error: Option<String>,
@@ -74,6 +78,7 @@ impl Path {
             rtts: Vec::new(),
             rtts_1ms: Vec::new(),
             gbps: Vec::new(),
+            ping_cpu: [(0.0, 0.0); 3],
             cpu_s: 0.0,
             bytes: 0.0,
             error: None,
@@ -359,6 +364,17 @@ fn ping(from: &str, ip: &str, count: u32, interval: &str) -> Result<Vec<f64>, St
         .collect())
 }
 
+/// Runs `f`, adding the daemons' CPU seconds and the wall seconds it took to `acc`.
+fn timed<T>(p: &Path, acc: usize, f: impl FnOnce(&Path) -> T) -> (T, (f64, f64)) {
+    let (cpu0, t0) = (daemons_cpu(p), Instant::now());
+    let r = f(p);
+    let (c, w) = p.ping_cpu[acc];
+    (
+        r,
+        (c + daemons_cpu(p) - cpu0, w + t0.elapsed().as_secs_f64()),
+    )
+}
+
 /// iperf3 TCP Gbit/s from `from` to `ip` in `to`.
 fn iperf(from: &str, to: &str, ip: &str, secs: u32) -> Result<f64, String> {
     let mut server = Command::new("ip")
@@ -571,6 +587,15 @@ fn main() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    // The daemons' CPU while nothing crosses them (keepalives, reports and timers only).
+    let idle_secs = env_num("VNET_BENCH_IDLE", 0);
+    if idle_secs > 0 {
+        let cpu0: Vec<f64> = paths.iter().map(daemons_cpu).collect();
+        std::thread::sleep(Duration::from_secs(idle_secs.into()));
+        for (p, c0) in paths.iter_mut().zip(cpu0) {
+            p.ping_cpu[2] = (daemons_cpu(p) - c0, idle_secs.into());
+        }
+    }
     let load_before = loadavg();
     let started = Instant::now();
     for round in 0..rounds {
@@ -578,11 +603,15 @@ fn main() {
             if p.error.is_some() {
                 continue;
             }
-            match ping(&p.from, p.ip, 50, "0.01") {
+            let (r, cpu) = timed(p, 0, |p| ping(&p.from, p.ip, 50, "0.01"));
+            p.ping_cpu[0] = cpu;
+            match r {
                 Ok(r) => p.rtts.extend(r),
                 Err(e) => p.error = Some(e),
             }
-            match ping(&p.from, p.ip, 200, "0.001") {
+            let (r, cpu) = timed(p, 1, |p| ping(&p.from, p.ip, 200, "0.001"));
+            p.ping_cpu[1] = cpu;
+            match r {
                 Ok(r) => p.rtts_1ms.extend(r),
                 Err(e) => p.error = Some(e),
             }
@@ -670,6 +699,20 @@ fn main() {
             p.label,
             format!("{avg:.0} / {p90:.0}"),
         );
+    }
+    for p in &paths {
+        let share = |(cpu, wall): (f64, f64)| 100.0 * cpu / wall.max(1e-9);
+        if p.ping_cpu[0].0 > 0.0 || p.ping_cpu[2].0 > 0.0 {
+            println!(
+                "{}: both daemons' CPU, % of one core: pinging at 10 ms {:.1}, at 1 ms {:.1}, idle {:.2} ({:.0} ms over {:.0} s)",
+                p.label,
+                share(p.ping_cpu[0]),
+                share(p.ping_cpu[1]),
+                share(p.ping_cpu[2]),
+                p.ping_cpu[2].0 * 1000.0,
+                p.ping_cpu[2].1,
+            );
+        }
     }
     for p in &paths {
         if p.cpu_s > 0.0 && p.bytes > 0.0 {

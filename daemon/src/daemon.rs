@@ -59,6 +59,11 @@ pub struct Config {
     pub report_hz: u32,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// How the forwarding thread busy-polls after work before it blocks.
+    pub busy_poll: crate::dataplane::SpinPolicy,
+    /// `--cpu-latency-hint`: while the forwarding thread runs, ask the kernel (PM QoS,
+    /// `/dev/cpu_dma_latency`) to keep idle CPUs out of deep idle states.
+    pub cpu_latency_hint: bool,
 }
 
 pub struct Daemon {
@@ -84,6 +89,8 @@ pub struct Daemon {
     fast_path: FastPathState,
     /// VTTIF: the Proxy setting, the reporter's counters and (on the Proxy) the view.
     vttif: Arc<Vttif>,
+    /// `--cpu-latency-hint`: the open PM QoS request (it holds while the descriptor is open).
+    _latency_hint: Option<std::fs::File>,
     weak: std::sync::Weak<Daemon>,
 }
 
@@ -142,7 +149,16 @@ impl Daemon {
             ifaces.push(Arc::new(iface));
         }
         let (fast, fast_path) = start_fast_path(&cfg, &ifaces, listen);
-        let plane = Arc::new(DataPlane::new(ifaces, udp, fast)?);
+        let latency_hint = if cfg.cpu_latency_hint {
+            let f = crate::sys::cpu_latency_hint().map_err(|e| {
+                io::Error::other(format!("--cpu-latency-hint: /dev/cpu_dma_latency: {e}"))
+            })?;
+            tracing::warn!("--cpu-latency-hint: idle CPUs of this machine poll instead of sleeping while vnetd runs (lower wake-up latency, more power)");
+            Some(f)
+        } else {
+            None
+        };
+        let plane = Arc::new(DataPlane::new(ifaces, udp, fast, cfg.busy_poll)?);
         let (shutdown, _) = watch::channel(false);
         let mut cfg = cfg;
         cfg.listen = listen;
@@ -167,6 +183,7 @@ impl Daemon {
             sessions: Default::default(),
             fast_path,
             seal,
+            _latency_hint: latency_hint,
             cfg,
         });
         d.plane.update_engine(|e| {

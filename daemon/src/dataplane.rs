@@ -41,7 +41,10 @@ use vnet_grammar::model::Target;
 mod links;
 mod poll;
 mod shaped;
+mod spin;
 mod tcp_rx;
+use spin::Spin;
+pub use spin::SpinPolicy;
 use tcp_rx::TcpRx;
 
 /// Scratch space of the forwarding thread (reused for every frame).
@@ -50,6 +53,8 @@ struct Scratch {
     seg: Segmenter,
     frags: Vec<u8>,
     seal: SealScratch,
+    /// Frames received so far (what the busy-poll counts as work: keepalives are not).
+    frames: u64,
 }
 
 /// A UDP link datagram that is not a frame, for the async control task.
@@ -122,6 +127,8 @@ pub(crate) struct DataPlane {
     stopping: AtomicBool,
     underlay_started: AtomicBool,
     handle: PlaneHandle,
+    /// How the forwarding thread busy-polls after work before it blocks.
+    spin: SpinPolicy,
 }
 
 impl DataPlane {
@@ -129,6 +136,7 @@ impl DataPlane {
         ifaces: Vec<Arc<Iface>>,
         udp: UdpPort,
         fast: Option<FastPath>,
+        spin: SpinPolicy,
     ) -> io::Result<DataPlane> {
         Ok(DataPlane {
             engine: EngineCell::default(),
@@ -144,6 +152,7 @@ impl DataPlane {
             stopping: AtomicBool::new(false),
             underlay_started: AtomicBool::new(false),
             handle: PlaneHandle::new()?,
+            spin,
         })
     }
 
@@ -314,6 +323,7 @@ impl DataPlane {
         let mut next_tcp = TCP;
         // SAFETY: epoll_event is plain data.
         let mut events: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
+        let mut spin = Spin::new(self.spin, Instant::now());
         while !self.stopping_now() {
             let mut timeout = sys::IDLE_WAKE;
             let now = Instant::now();
@@ -327,7 +337,14 @@ impl DataPlane {
                     None => {}
                 }
             }
-            let n = ep.wait(&mut events, timeout);
+            let poll = spin.poll_next(now);
+            let n = ep.wait(&mut events, if poll { Duration::ZERO } else { timeout });
+            if poll && n == 0 {
+                // Let a task woken on this CPU (the VM that gets the frame just sent) run.
+                std::thread::yield_now();
+            }
+            let woke = Instant::now();
+            let frames = sc.frames;
             for ev in &events[..n] {
                 let token = ev.u64;
                 match token {
@@ -371,7 +388,9 @@ impl DataPlane {
                     }
                 }
             }
+            spin.woke(woke, sc.frames != frames);
         }
+        tracing::debug!(busy_poll = ?spin.total(), "forwarding thread stops");
     }
 
     /// Forwards one received frame per SPEC 2.4.
@@ -383,6 +402,7 @@ impl DataPlane {
         came: Option<fastpath::Arrival<'_>>,
         sc: &mut Scratch,
     ) {
+        sc.frames += 1;
         let Some((src, dst)) = f.macs() else {
             rx.drop(DropReason::Malformed);
             return;

@@ -27,6 +27,7 @@ pub(crate) mod vttif;
 pub mod wire;
 
 pub use daemon::{run, Config};
+pub use dataplane::SpinPolicy;
 pub use fastpath::{preflight as fast_path_preflight, ORIGIN as FAST_PATH_OBJECT};
 pub use iface::IfaceArg;
 pub use vnet_proto::control as proto;

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vnet_daemon::{Config, IfaceArg, Key};
+use vnet_daemon::{Config, IfaceArg, Key, SpinPolicy};
 
 /// The VNET forwarding daemon: local interfaces, overlay links over TCP and UDP, a forwarding
 /// table with priority matching, and the authenticated control protocol.
@@ -80,6 +80,23 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
+    /// Busy-poll window in microseconds: after forwarding frames, the forwarding thread keeps
+    /// polling its sockets this long before it sleeps (while its CPU is not wanted by another
+    /// task), so that a reply is read by a running thread instead of waking a sleeping one:
+    /// lower RTT on a machine with idle cores, at a CPU cost. 0 (the default): off; 2000 is
+    /// what was measured (BENCHMARKS.md).
+    #[arg(long, default_value_t = SpinPolicy::DEFAULT.window.as_micros() as u64, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    busy_poll_us: u64,
+
+    /// The most CPU busy-polling may take, in percent of one core (over each 100 ms).
+    #[arg(long, default_value_t = SpinPolicy::ON.budget_permille / 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    busy_poll_budget: u32,
+
+    /// Keep idle CPUs of this machine polling instead of sleeping while vnetd runs (PM QoS,
+    /// /dev/cpu_dma_latency; root). Lower RTT on virtual machines, more power: opt-in.
+    #[arg(long)]
+    cpu_latency_hint: bool,
+
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -148,6 +165,11 @@ fn main() -> ExitCode {
         },
         report_hz: args.report_hz,
         metrics: args.metrics,
+        busy_poll: SpinPolicy {
+            window: std::time::Duration::from_micros(args.busy_poll_us),
+            budget_permille: args.busy_poll_budget * 10,
+        },
+        cpu_latency_hint: args.cpu_latency_hint,
     };
     serve(cfg, threads)
 }

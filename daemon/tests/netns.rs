@@ -374,12 +374,12 @@ fn link_of(d: &Vnetd) -> vnet_daemon::proto::LinkInfo {
 
 /// Ping and iperf3 across a sealed link of `transport`; the underlay never shows the payload,
 /// and both ends report the link sealed with the peer's key.
-fn sealed_overlay(tag: u8, transport: Transport) {
+fn sealed_overlay(tag: u8, transport: Transport, extra: &[&str]) {
     if let Some(why) = prerequisites() {
         eprintln!("skipping: {why}");
         return;
     }
-    let (_dir, mut vms, a, b) = two_daemons_with(tag, transport, &[]);
+    let (_dir, mut vms, a, b) = two_daemons_with(tag, transport, extra);
     let (ok, out, packets) = ping_recorded(&vms, tag);
     assert!(ok, "ping over a sealed link:\n{out}\n{}", a.log_text());
     let link_packets: Vec<_> = packets
@@ -417,12 +417,23 @@ fn sealed_overlay(tag: u8, transport: Transport) {
 
 #[test]
 fn ping_and_iperf3_over_a_sealed_udp_link_show_nothing_on_the_underlay() {
-    sealed_overlay(44, Transport::Udp);
+    sealed_overlay(44, Transport::Udp, &[]);
 }
 
 #[test]
 fn ping_and_iperf3_over_a_sealed_tcp_link_show_nothing_on_the_underlay() {
-    sealed_overlay(45, Transport::Tcp);
+    sealed_overlay(45, Transport::Tcp, &[]);
+}
+
+/// The forwarding thread's busy-poll (polling instead of blocking after frames) carries the
+/// same traffic: every frame of a ping and an iperf3 run, sealed.
+#[test]
+fn a_sealed_udp_link_with_busy_poll_carries_ping_and_iperf3() {
+    sealed_overlay(
+        49,
+        Transport::Udp,
+        &["--busy-poll-us", "2000", "--busy-poll-budget", "50"],
+    );
 }
 
 /// The capture can see a payload: with `--insecure-links` it does, and the status says so.
