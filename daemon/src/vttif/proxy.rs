@@ -221,23 +221,25 @@ fn handle(view: &mut View, now: Millis, msg: Msg) {
 mod tests {
     use super::*;
     use vnet_grammar::Mac;
-    use vnet_vttif::PairCount;
+    use vnet_vttif::{PairCount, Reporter};
 
-    fn report(daemon: &str, pairs: usize) -> Report {
-        Report {
-            daemon: daemon.into(),
-            instance: 1,
-            seq: 0,
-            full: true,
-            pairs: (0..pairs)
-                .map(|i| PairCount {
-                    src: Mac([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
-                    dst: Mac([2, 0, 0, 0, 0, 1]),
-                    frames: 1,
-                    bytes: 60,
-                })
-                .collect(),
-        }
+    /// `pairs` pairs at `frames` frames each, as a daemon's counters.
+    fn cells(pairs: usize, frames: u64) -> impl Iterator<Item = PairCount> {
+        (0..pairs).map(move |i| {
+            let [.., hi, lo] = (i as u32).to_be_bytes();
+            PairCount {
+                src: Mac([2, 0, 0, 0, hi, lo]),
+                dst: Mac([2, 0, 0, 0, 0, 1]),
+                frames,
+                bytes: frames * 60,
+            }
+        })
+    }
+
+    /// A full report of `pairs` pairs.
+    fn report(pairs: usize) -> Report {
+        let mut r = Reporter::new("a", 1, 1);
+        r.next(cells(pairs, 1)).expect("every report is full")
     }
 
     #[test]
@@ -245,22 +247,22 @@ mod tests {
         let mut q = Queue::default();
         let big = QUEUE_PAIRS / 4;
         for _ in 0..4 {
-            assert_eq!(q.push(report("a", big)), Ok(()));
+            assert_eq!(q.push(report(big)), Ok(()));
         }
-        assert_eq!(q.push(report("a", 1)), Err(Full));
+        assert_eq!(q.push(report(1)), Err(Full));
         assert_eq!(q.pairs, QUEUE_PAIRS);
         assert_eq!(q.reports.len(), 4);
         // Taken by the view, it has room again.
         assert_eq!(q.take(Vec::new()).len(), 4);
         assert_eq!(q.pairs, 0);
-        assert_eq!(q.push(report("a", 1)), Ok(()));
+        assert_eq!(q.push(report(1)), Ok(()));
     }
 
     #[test]
     fn a_flood_of_empty_reports_is_bounded_in_count() {
         let mut q = Queue::default();
         let taken = (0..QUEUE_REPORTS + 100)
-            .filter(|_| q.push(report("a", 0)).is_ok())
+            .filter(|_| q.push(report(0)).is_ok())
             .count();
         assert_eq!(taken, QUEUE_REPORTS);
         assert_eq!(q.reports.len(), QUEUE_REPORTS);
@@ -270,17 +272,13 @@ mod tests {
     fn queued_reports_reach_the_view_before_a_query_is_answered() {
         let counts = Arc::new(Counts::default());
         let h = Handle::start(Instant::now(), counts.clone()).expect("view thread");
-        // A full report is the baseline; the second one's growth is traffic.
-        let mut second = report("a", 3);
-        second.seq = 1;
-        second.full = false;
-        for p in &mut second.pairs {
-            p.frames = 11;
-            p.bytes = 6060;
+        // The first full report is the baseline; the second one's growth is traffic.
+        let mut r = Reporter::new("a", 1, 1);
+        for frames in [1, 11] {
+            h.ingest(r.next(cells(3, frames)).expect("full"))
+                .expect("queued");
         }
-        h.ingest(report("a", 3)).expect("queued");
-        h.ingest(second).expect("queued");
-        // Asked at once: the query drains the queue first, whatever the tick.
+        // Asked at once: the question takes the queue first, whatever the tick.
         let answer = h.query(1000, 0.0, 0).expect("answer");
         assert_eq!(answer.pairs.len(), 3, "{answer:?}");
         assert_eq!(counts.taken.get(), 2);
