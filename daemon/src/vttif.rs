@@ -73,7 +73,8 @@ pub(crate) struct Vttif {
     view: Mutex<Option<proxy::Handle>>,
     pub(crate) sent: Counter,
     pub(crate) failed: Counter,
-    taken: Counter,
+    /// Reports the view took, and those it refused after they were queued.
+    view_counts: Arc<proxy::Counts>,
     refused: [Counter; REFUSALS.len()],
     stopping: AtomicBool,
 }
@@ -91,7 +92,7 @@ impl Vttif {
             view: Mutex::new(None),
             sent: Counter::default(),
             failed: Counter::default(),
-            taken: Counter::default(),
+            view_counts: Arc::default(),
             refused: Default::default(),
             stopping: AtomicBool::new(false),
         });
@@ -138,7 +139,7 @@ impl Vttif {
         *self.proxy.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec);
         let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         match (me, view.is_some()) {
-            (true, false) => *view = proxy::Handle::start(self.started),
+            (true, false) => *view = proxy::Handle::start(self.started, self.view_counts.clone()),
             (false, true) => *view = None,
             _ => {}
         }
@@ -174,7 +175,8 @@ impl Vttif {
         (id, Err(error))
     }
 
-    /// A report, received at this daemon as the Proxy: checked, then given to the view.
+    /// A report, received at this daemon as the Proxy: checked, then queued for the view
+    /// (which refuses, and counts as `too_many_daemons`, a daemon over its cap).
     pub(crate) fn ingest(&self, report: Report) -> Result<(), ErrorBody> {
         let Some(spec) = self.proxy().filter(|p| p.name == self.name) else {
             return Err(self.refuse(Refused::NotProxy, "this daemon is not the Proxy".into()));
@@ -196,16 +198,9 @@ impl Vttif {
         let Some(view) = self.view() else {
             return Err(self.refuse(Refused::NotProxy, "the view is not running".into()));
         };
-        match view.ingest(report) {
-            Ok(()) => {
-                self.taken.inc();
-                Ok(())
-            }
-            Err(proxy::IngestError::Refused(why)) => Err(self.refuse(Refused::TooMany, why)),
-            Err(proxy::IngestError::Busy) => {
-                Err(self.refuse(Refused::TooMany, "the Proxy's queue is full".into()))
-            }
-        }
+        view.ingest(report).map_err(|proxy::Full| {
+            self.refuse(Refused::TooMany, "the Proxy's queue is full".into())
+        })
     }
 
     /// `Infer`: the Proxy's answer; `bound_ms` is the configuration-time bound.
@@ -253,15 +248,23 @@ impl Vttif {
             report_hz: self.report_hz,
             reports_sent: self.sent.get(),
             reports_failed: self.failed.get(),
-            reports_taken: self.taken.get(),
+            reports_taken: self.view_counts.taken.get(),
             refused: REFUSALS
                 .iter()
-                .map(|r| (r.name().to_string(), self.refused[*r as usize].get()))
+                .map(|r| (r.name().to_string(), self.refused(*r)))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             pairs,
             dropped,
         }
+    }
+
+    fn refused(&self, why: Refused) -> u64 {
+        let late = match why {
+            Refused::TooMany => self.view_counts.refused.get(),
+            _ => 0,
+        };
+        self.refused[why as usize].get() + late
     }
 
     pub(crate) fn stop(&self) {

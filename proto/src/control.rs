@@ -317,7 +317,9 @@ pub enum Response {
     ProxySet {
         changed: bool,
     },
-    /// A report (a binary frame, see [`crate::report`]) was taken into the Proxy's view.
+    /// A report (a binary frame, see [`crate::report`]) passed the Proxy's checks and is queued
+    /// for its view, which takes it within a bucket (50 ms) and before answering any later
+    /// question.
     Reported,
     /// The Proxy's inference (SPEC 5.1's JSON less `proxy`).
     Inferred(vnet_vttif::Answer),

@@ -63,19 +63,47 @@ struct Reporting {
     /// Until a full report of this instance arrives, counters are baselines, not traffic.
     synced: bool,
     last_seen: Millis,
-    known: FxHashMap<(Mac, Mac), (u64, u64)>,
+    /// Every pair this daemon reported, in the order first reported, and where each is.
+    rows: Vec<Row>,
+    index: FxHashMap<(Mac, Mac), u32>,
 }
 
+/// A pair as one daemon last reported it. A daemon lists its pairs in the same order report
+/// after report, so the row after the last one matched is usually the next pair's: found
+/// without hashing. `slot` and `seen` are hints, checked before use, to the pair's history
+/// slot and its source MAC's entry; each saves a hash-table probe (a cache miss at 16k pairs)
+/// per pair per report.
+#[derive(Debug)]
+struct Row {
+    key: (Mac, Mac),
+    frames: u64,
+    bytes: u64,
+    slot: u32,
+    seen: u32,
+}
+
+/// A hint that points nowhere.
+const NO_HINT: u32 = u32::MAX;
+
 /// One pair's bytes and frames over a window.
-type Sum<'v> = (&'v (Mac, Mac), &'v Pair, f64, f64);
+type Sum<'v> = (&'v Held, f64, f64);
 
 /// The pair in each history slot, so that per-slot sums can be read back as pairs.
-type Slots = Vec<Option<(Mac, Mac)>>;
+type Slots = Vec<Option<Held>>;
 
-#[derive(Debug)]
-struct Pair {
-    slot: usize,
+/// A pair with a history slot, and the daemon it last entered the overlay from.
+#[derive(Clone, Debug)]
+struct Held {
+    key: (Mac, Mac),
     src_daemon: Arc<str>,
+}
+
+/// Where a MAC was last seen entering the overlay, and when.
+#[derive(Debug)]
+struct Seen {
+    mac: Mac,
+    daemon: Arc<str>,
+    at: Millis,
 }
 
 /// One pair's rates over a window (SPEC 5.1).
@@ -118,11 +146,13 @@ pub struct View {
     limits: Limits,
     daemons: FxHashMap<Arc<str>, Reporting>,
     known_total: usize,
-    pairs: FxHashMap<(Mac, Mac), Pair>,
+    /// The history slot of each pair.
+    pairs: FxHashMap<(Mac, Mac), usize>,
     history: History,
     slots: Slots,
     /// The daemon each MAC was last seen entering the overlay from, and when.
-    seen_at: FxHashMap<Mac, (Arc<str>, Millis)>,
+    seen: Vec<Seen>,
+    seen_index: FxHashMap<Mac, u32>,
     trackers: Vec<Tracker>,
     dropped: u64,
     last_drop: Option<Millis>,
@@ -141,7 +171,8 @@ impl View {
             pairs: FxHashMap::default(),
             history: History::new(limits.max_pairs),
             slots: vec![None; limits.max_pairs],
-            seen_at: FxHashMap::default(),
+            seen: Vec::new(),
+            seen_index: FxHashMap::default(),
             trackers: Vec::new(),
             dropped: 0,
             last_drop: None,
@@ -195,19 +226,33 @@ impl View {
             instance: report.instance,
             synced: false,
             last_seen: now,
-            known: FxHashMap::default(),
+            rows: Vec::new(),
+            index: FxHashMap::default(),
         });
         if daemon.instance != report.instance {
             // Restarted: its counters began again, and the next full report is a baseline.
-            self.known_total -= daemon.known.len();
-            daemon.known.clear();
+            self.known_total -= daemon.rows.len();
+            daemon.rows.clear();
+            daemon.index.clear();
             daemon.instance = report.instance;
             daemon.synced = false;
         }
+        let mut next = 0;
         for count in &report.pairs {
-            let delta = self.update_known(&mut daemon, count);
-            if let Some((bytes, frames)) = delta {
-                self.attribute(now, &daemon.name, (count.src, count.dst), bytes, frames);
+            let Some(row) = self.row(&mut daemon, next, (count.src, count.dst)) else {
+                continue;
+            };
+            next = row + 1;
+            let row = &mut daemon.rows[row];
+            let before = (row.frames, row.bytes);
+            (row.frames, row.bytes) = (count.frames, count.bytes);
+            // Traffic counts after the daemon's baseline, and only for counters that grew.
+            if !daemon.synced || count.frames < before.0 || count.bytes < before.1 {
+                continue;
+            }
+            let (frames, bytes) = (count.frames - before.0, count.bytes - before.1);
+            if bytes > 0 || frames > 0 {
+                self.attribute(now, &daemon.name, row, bytes, frames);
             }
         }
         daemon.synced |= report.full;
@@ -216,66 +261,86 @@ impl View {
         Ok(())
     }
 
-    /// Records a pair's cumulative counters; returns the traffic they add, if any is to be
-    /// counted (after the daemon's baseline and only for counters that grew).
-    fn update_known(
-        &mut self,
-        daemon: &mut Reporting,
-        count: &crate::PairCount,
-    ) -> Option<(u64, u64)> {
-        let key = (count.src, count.dst);
-        let now = (count.frames, count.bytes);
-        let before = match daemon.known.get_mut(&key) {
-            Some(slot) => std::mem::replace(slot, now),
-            None if self.known_total >= self.limits.max_known => {
-                self.note_drop(None);
-                return None;
-            }
-            None => {
-                daemon.known.insert(key, now);
-                self.known_total += 1;
-                (0, 0)
-            }
-        };
-        if !daemon.synced || now.0 < before.0 || now.1 < before.1 {
+    /// The daemon's row of `key`: `guess` if it holds it, else found or added (within the
+    /// cap on known pairs; `None`, counted as dropped, beyond it).
+    fn row(&mut self, daemon: &mut Reporting, guess: usize, key: (Mac, Mac)) -> Option<usize> {
+        if daemon.rows.get(guess).is_some_and(|r| r.key == key) {
+            return Some(guess);
+        }
+        if let Some(&at) = daemon.index.get(&key) {
+            return Some(at as usize);
+        }
+        if self.known_total >= self.limits.max_known {
+            self.note_drop(None);
             return None;
         }
-        let (frames, bytes) = (now.0 - before.0, now.1 - before.1);
-        (bytes > 0 || frames > 0).then_some((bytes, frames))
+        let at = daemon.rows.len();
+        daemon.rows.push(Row {
+            key,
+            frames: 0,
+            bytes: 0,
+            slot: NO_HINT,
+            seen: NO_HINT,
+        });
+        daemon.index.insert(key, at as u32);
+        self.known_total += 1;
+        Some(at)
     }
 
+    /// Adds a pair's new traffic to its history, and notes where its source MAC entered.
     fn attribute(
         &mut self,
         now: Millis,
         daemon: &Arc<str>,
-        key: (Mac, Mac),
+        row: &mut Row,
         bytes: u64,
         frames: u64,
     ) {
-        match self.seen_at.get_mut(&key.0) {
-            Some((at, when)) => {
-                set_daemon(at, daemon);
-                *when = now;
-            }
-            None => {
-                self.seen_at.insert(key.0, (daemon.clone(), now));
-            }
-        }
-        match self.pairs.get_mut(&key) {
-            Some(pair) => {
-                self.history.add(pair.slot, now, bytes, frames);
-                set_daemon(&mut pair.src_daemon, daemon);
-            }
-            None => match self.history.open() {
-                Some(slot) => {
-                    self.history.add(slot, now, bytes, frames);
-                    self.slots[slot] = Some(key);
-                    let src_daemon = daemon.clone();
-                    self.pairs.insert(key, Pair { slot, src_daemon });
+        let key = row.key;
+        let seen = self.seen_entry(row.seen, key.0, daemon, now);
+        row.seen = seen as u32;
+        let seen = &mut self.seen[seen];
+        set_daemon(&mut seen.daemon, daemon);
+        seen.at = now;
+        let hinted = row.slot as usize;
+        let slot = match self.slots.get(hinted) {
+            Some(Some(held)) if held.key == key => Some(hinted),
+            _ => self.pairs.get(&key).copied(),
+        };
+        match slot.or_else(|| self.history.open()) {
+            Some(slot) => {
+                self.history.add(slot, now, bytes, frames);
+                row.slot = slot as u32;
+                match &mut self.slots[slot] {
+                    Some(held) => set_daemon(&mut held.src_daemon, daemon),
+                    empty => {
+                        let src_daemon = daemon.clone();
+                        *empty = Some(Held { key, src_daemon });
+                        self.pairs.insert(key, slot);
+                    }
                 }
-                None => self.note_drop(Some(now)),
-            },
+            }
+            None => self.note_drop(Some(now)),
         }
+    }
+
+    /// The index of `mac`'s entry: `hint` if it holds it, else found or added.
+    fn seen_entry(&mut self, hint: u32, mac: Mac, daemon: &Arc<str>, now: Millis) -> usize {
+        if self.seen.get(hint as usize).is_some_and(|s| s.mac == mac) {
+            return hint as usize;
+        }
+        if let Some(&at) = self.seen_index.get(&mac) {
+            return at as usize;
+        }
+        let at = self.seen.len();
+        let daemon = daemon.clone();
+        self.seen.push(Seen {
+            mac,
+            daemon,
+            at: now,
+        });
+        self.seen_index.insert(mac, at as u32);
+        at
     }
 
     fn note_drop(&mut self, now: Option<Millis>) {
@@ -312,11 +377,11 @@ impl View {
         self.last_sweep = now;
         let oldest = bucket_of(now.saturating_sub(MEMORY_MS));
         let (history, slots) = (&mut self.history, &mut self.slots);
-        self.pairs.retain(|_, p| {
-            let keep = history.last_active(p.slot) >= oldest;
+        self.pairs.retain(|_, &mut slot| {
+            let keep = history.last_active(slot) >= oldest;
             if !keep {
-                history.close(p.slot);
-                slots[p.slot] = None;
+                history.close(slot);
+                slots[slot] = None;
             }
             keep
         });
@@ -324,13 +389,19 @@ impl View {
         self.daemons.retain(|_, d| {
             let keep = now.saturating_sub(d.last_seen) < MEMORY_MS;
             if !keep {
-                freed += d.known.len();
+                freed += d.rows.len();
             }
             keep
         });
         self.known_total -= freed;
-        self.seen_at
-            .retain(|_, (_, at)| now.saturating_sub(*at) < MEMORY_MS);
+        let before = self.seen.len();
+        self.seen.retain(|s| now.saturating_sub(s.at) < MEMORY_MS);
+        if self.seen.len() < before {
+            // Entries moved: the index is rebuilt, and rows' hints fail their check once.
+            self.seen_index = (self.seen.iter().enumerate())
+                .map(|(at, s)| (s.mac, at as u32))
+                .collect();
+        }
     }
 
     /// Tracks a (window, threshold) from `now` on whether asked or not: the Proxy's default
@@ -446,10 +517,7 @@ impl View {
             .zip(&per_slot.frames)
             .zip(&self.slots)
             .filter(|((bytes, _), _)| **bytes > 0.0)
-            .filter_map(|((&bytes, &frames), key)| {
-                let (key, pair) = self.pairs.get_key_value(key.as_ref()?)?;
-                Some((key, pair, bytes, frames))
-            })
+            .filter_map(|((&bytes, &frames), held)| Some((held.as_ref()?, bytes, frames)))
             .collect();
         (
             sums,
@@ -459,15 +527,19 @@ impl View {
 
     /// Every pair with traffic in the window, heaviest first, with its intensity.
     fn rates(&mut self, now: Millis, window_ms: Millis) -> Vec<PairRate> {
-        let seen_at = std::mem::take(&mut self.seen_at);
+        let (seen, seen_index) = (
+            std::mem::take(&mut self.seen),
+            std::mem::take(&mut self.seen_index),
+        );
         let (sums, seconds) = self.sums(now, window_ms);
         let mut out: Vec<PairRate> = sums
             .into_iter()
-            .map(|(&(src, dst), pair, bytes, frames)| PairRate {
-                src,
-                dst,
-                src_daemon: pair.src_daemon.to_string(),
-                dst_daemon: seen_at.get(&dst).map(|(d, _)| d.to_string()),
+            .map(|(held, bytes, frames)| PairRate {
+                src: held.key.0,
+                dst: held.key.1,
+                src_daemon: held.src_daemon.to_string(),
+                dst_daemon: (seen_index.get(&held.key.1))
+                    .map(|&at| seen[at as usize].daemon.to_string()),
                 bytes_per_s: bytes / seconds,
                 frames_per_s: frames / seconds,
                 intensity: 0.0,
@@ -478,7 +550,7 @@ impl View {
                 .total_cmp(&a.bytes_per_s)
                 .then((a.src, a.dst).cmp(&(b.src, b.dst)))
         });
-        self.seen_at = seen_at;
+        (self.seen, self.seen_index) = (seen, seen_index);
         let heaviest = out.first().map_or(0.0, |p| p.bytes_per_s);
         for p in &mut out {
             p.intensity = p.bytes_per_s / heaviest;
@@ -514,7 +586,7 @@ impl View {
             .iter()
             .zip(&self.slots)
             .filter(|(b, _)| **b > 0.0 && meets(**b / heaviest, ppm))
-            .filter_map(|(_, key)| *key)
+            .filter_map(|(_, held)| Some(held.as_ref()?.key))
             .collect();
         pairs.sort_unstable();
         pairs

@@ -414,3 +414,68 @@ fn a_proxy_with_no_traffic_answers_an_empty_topology() {
     let answer = view.query(5000, 2000, 0.1).unwrap();
     assert!(answer.pairs.is_empty() && answer.topology.is_empty());
 }
+
+#[test]
+fn a_pair_back_after_its_history_was_reused_is_counted_as_itself() {
+    let mut view = View::new(Limits::default());
+    // b reports first each period, so a stale location hint of a would have the last word.
+    let mut d = vec![Daemon::new("b"), Daemon::new("a")];
+    let mut now = 0;
+    let rate = |view: &mut View, now: u64, src: u16, dst: u16| {
+        let answer = view.query(now, 1000, 0.0).expect("a valid query");
+        answer
+            .pairs
+            .iter()
+            .find(|p| (p.src, p.dst) == (mac(src), mac(dst)))
+            .map(|p| (p.bytes_per_s, p.src_daemon.clone(), p.dst_daemon.clone()))
+    };
+    let first = |_: u64, d: &mut [Daemon]| {
+        d[1].send(0, 1, 10_000);
+        d[1].send(2, 3, 20_000);
+        d[0].send(3, 2, 5_000);
+    };
+    // a alone for two periods (the first is a baseline): its MACs' locations come before
+    // b's, so that forgetting MAC 0 moves them.
+    let a_first = |_: u64, d: &mut [Daemon]| {
+        d[1].send(0, 1, 10_000);
+        d[1].send(2, 3, 20_000);
+    };
+    run(&mut view, &mut d, &mut now, 2, a_first, |_, _| false);
+    run(&mut view, &mut d, &mut now, 60, first, |_, _| false);
+    // 0 → 1 falls silent past the view's memory (64 s): its history slot and MAC 0's
+    // location are forgotten, and the locations left move up.
+    let quiet = |_: u64, d: &mut [Daemon]| {
+        d[1].send(2, 3, 20_000);
+        d[0].send(3, 2, 5_000);
+    };
+    run(&mut view, &mut d, &mut now, 70_000 / TICK, quiet, |_, _| {
+        false
+    });
+    assert_eq!(rate(&mut view, now, 0, 1), None);
+    // A new pair takes the freed slot; then 0 → 1 comes back.
+    let fresh = |_: u64, d: &mut [Daemon]| {
+        quiet(0, d);
+        d[1].send(4, 5, 40_000);
+    };
+    run(&mut view, &mut d, &mut now, 10, fresh, |_, _| false);
+    let back = |_: u64, d: &mut [Daemon]| {
+        fresh(0, d);
+        d[1].send(0, 1, 10_000);
+    };
+    // Past the memory again: locations refreshed only through stale hints would be gone.
+    run(&mut view, &mut d, &mut now, 70_000 / TICK, back, |_, _| {
+        false
+    });
+    let a = || Some("a".to_string());
+    let b = || Some("b".to_string());
+    let near = |got: Option<(f64, String, Option<String>)>, want: f64, dst| {
+        let (r, src_daemon, dst_daemon) = got.expect("the pair has traffic");
+        assert!((r - want).abs() / want < 0.05, "{r} B/s, want {want}");
+        assert_eq!((Some(src_daemon), dst_daemon), (a(), dst));
+    };
+    near(rate(&mut view, now, 0, 1), 200_000.0, None);
+    near(rate(&mut view, now, 2, 3), 400_000.0, b());
+    near(rate(&mut view, now, 4, 5), 800_000.0, None);
+    let (_, src_daemon, dst_daemon) = rate(&mut view, now, 3, 2).expect("b's pair");
+    assert_eq!((src_daemon.as_str(), dst_daemon), ("b", a()));
+}
