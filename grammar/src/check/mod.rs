@@ -5,8 +5,8 @@
 mod flow;
 mod fold;
 
-pub(crate) use fold::refold_rules;
 pub use flow::FlowMemo;
+pub(crate) use fold::refold_rules;
 pub use fold::{Origins, RuleOrigin};
 
 use crate::ast::SourceFile;

@@ -213,7 +213,12 @@ impl Incremental {
         Some(self.done(analysis, Some(new_parts), memo))
     }
 
-    fn done(&mut self, analysis: Analysis, parts: Option<Parts>, memo: Option<FlowMemo>) -> Outcome {
+    fn done(
+        &mut self,
+        analysis: Analysis,
+        parts: Option<Parts>,
+        memo: Option<FlowMemo>,
+    ) -> Outcome {
         let analysis = Arc::new(analysis);
         self.last = Some(Last {
             analysis: Arc::clone(&analysis),

@@ -121,8 +121,12 @@ impl NodeWalk {
     fn end_class(&mut self, decided: usize) {
         let before = self.decided();
         let lens = [self.edges.len(), self.fired.len(), self.drops.len()];
-        self.ends
-            .push([lens[0] as u32, lens[1] as u32, lens[2] as u32, (before + decided) as u32]);
+        self.ends.push([
+            lens[0] as u32,
+            lens[1] as u32,
+            lens[2] as u32,
+            (before + decided) as u32,
+        ]);
     }
 
     /// Appends class `k` of `old` with its table indices renamed by `renamed` (old index →
@@ -132,18 +136,23 @@ impl NodeWalk {
         let start = if k == 0 { [0; 4] } else { old.ends[k - 1] };
         let end = old.ends[k];
         let range = |i: usize| start[i] as usize..end[i] as usize;
-        let new = |index: u32| renamed.get(index as usize).copied().filter(|i| *i != u32::MAX);
+        let new = |index: u32| {
+            renamed
+                .get(index as usize)
+                .copied()
+                .filter(|i| *i != u32::MAX)
+        };
         let edges = &old.edges[range(0)];
         let fired = &old.fired[range(1)];
-        if edges.iter().any(|e| new(e.index).is_none()) || fired.iter().any(|i| new(*i).is_none())
-        {
+        if edges.iter().any(|e| new(e.index).is_none()) || fired.iter().any(|i| new(*i).is_none()) {
             return false;
         }
         self.edges.extend(edges.iter().map(|e| Edge {
             index: renamed[e.index as usize],
             ..*e
         }));
-        self.fired.extend(fired.iter().map(|i| renamed[*i as usize]));
+        self.fired
+            .extend(fired.iter().map(|i| renamed[*i as usize]));
         self.drops.extend_from_slice(&old.drops[range(2)]);
         self.end_class((end[3] - start[3]) as usize);
         true
@@ -228,12 +237,7 @@ pub(super) fn walk_class(
             if out.edges[first..].iter().any(|e| e.b == b) {
                 continue;
             }
-            out.edges.push(Edge {
-                index,
-                b,
-                src,
-                dst,
-            });
+            out.edges.push(Edge { index, b, src, dst });
         }
     }
     let decided = relevant.len() + 1;

@@ -17,10 +17,10 @@
 //!   decisions ([`Net::dec`]), which is where the loop's hops and rules come from.
 
 use super::net::{FxBuild, Local, Net, NodeId};
-use crate::mac::Mac;
 use super::scc::Scc;
 use super::{describe, Reporter};
 use crate::diag::{Code, Diagnostic};
+use crate::mac::Mac;
 use std::collections::{HashMap, HashSet};
 
 /// Node visits allowed for confirming loops class by class: bounds adversarial files whose
@@ -260,7 +260,13 @@ impl Search<'_, '_> {
                 .filter(|&n| net.node(n).names_src(src))
                 .collect();
             let changed = self.class_graph(&namers, Some(src), dst, &members);
-            self.search_class(namers.iter().copied(), &base, &changed, (Some(src), dst), found);
+            self.search_class(
+                namers.iter().copied(),
+                &base,
+                &changed,
+                (Some(src), dst),
+                found,
+            );
         }
     }
 
@@ -312,38 +318,38 @@ impl Search<'_, '_> {
     }
 }
 
-    /// One V111: the primary span is the hop rule written last in the file (the one that
-    /// closes the cycle), the other hops are related spans in the order a frame takes them.
-    fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut Reporter) {
-        let hops: Vec<(NodeId, NodeId, Option<crate::span::Span>)> = (0..cycle.len())
-            .map(|i| {
-                let (from, to) = (cycle[i], cycle[(i + 1) % cycle.len()]);
-                let rule = net
-                    .dec_global(from, src, dst)
-                    .rule_to(to)
-                    .map(|index| net.rule_id(from, index));
-                (from, to, rule.and_then(|r| report.rule_span(r)))
-            })
-            .collect();
-        let Some(closing) = hops
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.2.map(|span| (span.start(), i)))
-            .max()
-            .map(|(_, i)| i)
-        else {
-            // Every hop came from the base state of a patch: not this file's mistake.
-            return;
-        };
-        let order: Vec<_> = (1..=hops.len())
-            .map(|k| hops[(closing + k) % hops.len()])
-            .collect();
-        let names: Vec<&str> = order.iter().map(|h| net.node(h.0).name).collect();
-        let path = format!("{} → {}", names.join(" → "), names[0]);
-        let (last_from, last_to, Some(primary)) = order[order.len() - 1] else {
-            return;
-        };
-        let mut d = Diagnostic::new(
+/// One V111: the primary span is the hop rule written last in the file (the one that
+/// closes the cycle), the other hops are related spans in the order a frame takes them.
+fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut Reporter) {
+    let hops: Vec<(NodeId, NodeId, Option<crate::span::Span>)> = (0..cycle.len())
+        .map(|i| {
+            let (from, to) = (cycle[i], cycle[(i + 1) % cycle.len()]);
+            let rule = net
+                .dec_global(from, src, dst)
+                .rule_to(to)
+                .map(|index| net.rule_id(from, index));
+            (from, to, rule.and_then(|r| report.rule_span(r)))
+        })
+        .collect();
+    let Some(closing) = hops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.2.map(|span| (span.start(), i)))
+        .max()
+        .map(|(_, i)| i)
+    else {
+        // Every hop came from the base state of a patch: not this file's mistake.
+        return;
+    };
+    let order: Vec<_> = (1..=hops.len())
+        .map(|k| hops[(closing + k) % hops.len()])
+        .collect();
+    let names: Vec<&str> = order.iter().map(|h| net.node(h.0).name).collect();
+    let path = format!("{} → {}", names.join(" → "), names[0]);
+    let (last_from, last_to, Some(primary)) = order[order.len() - 1] else {
+        return;
+    };
+    let mut d = Diagnostic::new(
             Code::V111,
             primary,
             format!(
@@ -357,18 +363,18 @@ impl Search<'_, '_> {
             net.node(last_from).name,
             net.node(last_to).name
         ));
-        for (i, (from, to, span)) in order[..order.len() - 1].iter().enumerate() {
-            if let Some(span) = span {
-                d = d.with_related(
-                    *span,
-                    format!(
-                        "hop {}: {} → {}",
-                        i + 1,
-                        net.node(*from).name,
-                        net.node(*to).name
-                    ),
-                );
-            }
+    for (i, (from, to, span)) in order[..order.len() - 1].iter().enumerate() {
+        if let Some(span) = span {
+            d = d.with_related(
+                *span,
+                format!(
+                    "hop {}: {} → {}",
+                    i + 1,
+                    net.node(*from).name,
+                    net.node(*to).name
+                ),
+            );
         }
-        report.push(d);
     }
+    report.push(d);
+}

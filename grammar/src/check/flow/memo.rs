@@ -59,7 +59,9 @@ impl FlowMemo {
 }
 
 fn table<'n>(node: &'n Node) -> impl Iterator<Item = (Match, Match, Tgt)> + 'n {
-    node.table.iter().map(|(_, src, dst, target)| (src, dst, *target))
+    node.table
+        .iter()
+        .map(|(_, src, dst, target)| (src, dst, *target))
 }
 
 /// How one daemon's table changed since the last analysis.
@@ -67,43 +69,33 @@ enum Change {
     Same,
     /// Only rules with an exact destination changed (`dsts`, sorted), and the daemon names
     /// the same sources. `renamed` gives each old table index its new one (`u32::MAX`: gone).
-    Classes { dsts: Vec<Mac>, renamed: Vec<u32> },
+    Classes {
+        dsts: Vec<Mac>,
+        renamed: Vec<u32>,
+    },
     Whole,
 }
 
 fn change(old: &[(Match, Match, Tgt)], old_srcs: &[Mac], node: &Node) -> Change {
-    if old.len() == node.table.len() && table(node).eq(old.iter().copied()) {
+    let new: Vec<(Match, Match, Tgt)> = table(node).collect();
+    if old == new {
         return Change::Same;
     }
     if old_srcs != node.srcs {
         return Change::Whole;
     }
-    let at: HashMap<(Match, Match, Tgt), u32, FxBuild> = node
-        .table
-        .iter()
-        .map(|(i, src, dst, target)| ((src, dst, *target), i))
-        .collect();
-    let mut kept = vec![false; node.table.len()];
-    let mut renamed = Vec::with_capacity(old.len());
-    let mut dsts = Vec::new();
-    for rule in old {
-        match at.get(rule) {
-            Some(&i) => {
-                kept[i as usize] = true;
-                renamed.push(i);
-            }
-            None => renamed.push(u32::MAX),
-        }
-    }
+    let (renamed, kept) = matched(old, &new);
     let gone = old
         .iter()
         .zip(&renamed)
         .filter(|(_, i)| **i == u32::MAX)
         .map(|(rule, _)| rule.1);
-    let added = table(node)
+    let added = new
+        .iter()
         .zip(&kept)
         .filter(|(_, kept)| !**kept)
         .map(|(rule, _)| rule.1);
+    let mut dsts = Vec::new();
     for dst in gone.chain(added) {
         match dst {
             Match::Exact(mac) => dsts.push(mac),
@@ -112,6 +104,45 @@ fn change(old: &[(Match, Match, Tgt)], old_srcs: &[Mac], node: &Node) -> Change 
     }
     sort_macs(&mut dsts);
     Change::Classes { dsts, renamed }
+}
+
+/// Each old rule's new table index (`u32::MAX`: gone), and which new rules were there
+/// before. The common start and end are matched in place, and so is a middle of the same
+/// length (a retargeted rule keeps its place; a rule matched as changed when it only moved
+/// is walked again, which costs time, not exactness); only a middle whose length changed is
+/// matched by value.
+fn matched(old: &[(Match, Match, Tgt)], new: &[(Match, Match, Tgt)]) -> (Vec<u32>, Vec<bool>) {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (old_mid, new_mid) = (prefix..old.len() - suffix, prefix..new.len() - suffix);
+    let mut renamed: Vec<u32> = (0..prefix as u32).collect();
+    let mut kept = vec![true; new.len()];
+    if old_mid.len() == new_mid.len() {
+        for i in old_mid {
+            let same = old[i] == new[i];
+            kept[i] = same;
+            renamed.push(if same { i as u32 } else { u32::MAX });
+        }
+    } else {
+        let at: HashMap<(Match, Match, Tgt), u32, FxBuild> =
+            new_mid.clone().map(|i| (new[i], i as u32)).collect();
+        kept[new_mid].fill(false);
+        for rule in &old[old_mid] {
+            let i = at.get(rule).copied().unwrap_or(u32::MAX);
+            if let Some(kept) = kept.get_mut(i as usize) {
+                *kept = true;
+            }
+            renamed.push(i);
+        }
+    }
+    let shift = new.len() as u32;
+    renamed.extend((0..suffix as u32).map(|k| shift - suffix as u32 + k));
+    (renamed, kept)
 }
 
 /// The walk and loops of `net` from the last analysis's, re-run where its tables changed;
