@@ -88,17 +88,9 @@ fn rules_program() -> impl Strategy<Value = String> {
         proptest::collection::vec(link, 0..5),
         proptest::collection::vec(rule(), 1..25),
     )
-        .prop_map(|(links, rules)| {
-            let mut text = String::from("# header\nBEGIN\n");
-            for m in MACHINES {
-                text.push_str(&format!("HOST u AT {m} 7000 tap-{m}\n"));
-            }
-            text.push_str("ADD\n");
-            for line in links.iter().chain(&rules) {
-                text.push_str(&format!("    {line}\n"));
-            }
-            text.push_str("END\n# trailer\n");
-            text
+        .prop_map(|(mut lines, rules)| {
+            lines.extend(rules);
+            format!("# header\n{}# trailer\n", program_text(MACHINES, &lines))
         })
 }
 
@@ -130,20 +122,22 @@ fn rule_edit() -> impl Strategy<Value = (f64, usize, String, bool)> {
 }
 
 fn program_of(statement: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
-    proptest::collection::vec(statement, 0..25).prop_map(|lines| {
-        let mut text = String::from("# header\nBEGIN\n");
-        for m in MACHINES {
-            text.push_str(&format!("HOST u AT {m} 7000 tap-{m}\n"));
-        }
-        text.push_str("ADD\n");
-        for line in lines {
-            text.push_str("    ");
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text.push_str("END\n");
-        text
-    })
+    proptest::collection::vec(statement, 0..25)
+        .prop_map(|lines| format!("# header\n{}", program_text(MACHINES, &lines)))
+}
+
+/// A program declaring `machines` with `lines` as its one ADD block.
+fn program_text(machines: &[&str], lines: &[String]) -> String {
+    let mut text = String::from("BEGIN\n");
+    for m in machines {
+        text.push_str(&format!("HOST u AT {m} 7000 tap-{m}\n"));
+    }
+    text.push_str("ADD\n");
+    for line in lines {
+        text.push_str(&format!("    {line}\n"));
+    }
+    text.push_str("END\n");
+    text
 }
 
 /// What an edit inserts: a character, a token, a statement, spaces or a line break, junk.
@@ -330,19 +324,6 @@ fn line_edit() -> impl Strategy<Value = (LineEdit, bool)> {
     (edit, proptest::bool::weighted(0.1))
 }
 
-fn ring_text(lines: &[String]) -> String {
-    let mut text = String::from("BEGIN\n");
-    for m in RING {
-        text.push_str(&format!("HOST u AT {m} 7000 tap-{m}\n"));
-    }
-    text.push_str("ADD\n");
-    for line in lines {
-        text.push_str(&format!("    {line}\n"));
-    }
-    text.push_str("END\n");
-    text
-}
-
 fn apply_line_edit(lines: &mut Vec<String>, edit: &LineEdit) {
     let at = |p: f64, len: usize| ((p * len as f64) as usize).min(len.saturating_sub(1));
     match edit {
@@ -381,14 +362,14 @@ fn check_line_edits(
     edits: Vec<(LineEdit, bool)>,
 ) -> Result<(), TestCaseError> {
     let mut engine = Incremental::new();
-    let text = ring_text(&lines);
+    let text = program_text(RING, &lines);
     match engine.update(&text, &|| false) {
         Outcome::Done(got) => assert_same(&got, &analyze(&text), &text)?,
         Outcome::Cancelled => prop_assert!(false, "cancelled without being asked"),
     }
     for (edit, cancel) in &edits {
         apply_line_edit(&mut lines, edit);
-        let text = ring_text(&lines);
+        let text = program_text(RING, &lines);
         let cancelled = || *cancel;
         match engine.update(&text, &cancelled) {
             Outcome::Done(got) => assert_same(&got, &analyze(&text), &text)?,
