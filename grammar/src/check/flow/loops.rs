@@ -38,9 +38,9 @@ pub(super) struct Loops {
     in_suspect: Vec<bool>,
     base: Found,
     /// Each named destination (the net's, in order) with what its search found.
-    pub dsts: Vec<(Mac, Found)>,
+    dsts: Vec<(Mac, Found)>,
     /// Nodes visited in all; past [`WORK_LIMIT`] the search stopped early.
-    pub work: usize,
+    work: usize,
 }
 
 /// The loops found for one destination class (or `U(other)`), before the loops already

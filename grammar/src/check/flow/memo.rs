@@ -173,38 +173,42 @@ pub(super) fn rerun(net: &Net, memo: FlowMemo) -> Option<(Walk, Loops)> {
         return None;
     }
     let walk = Walk::new(net, walks);
+    let loops = relooped(net, memo.loops, &changes, &memo.dsts);
+    (!loops.exhausted()).then_some((walk, loops))
+}
+
+/// The loop search from the last one's, given how each daemon's table changed and which
+/// destinations each named before (`old_dsts`).
+fn relooped(net: &Net, old: Loops, changes: &[Change], old_dsts: &[Vec<Mac>]) -> Loops {
     let whole: Vec<NodeId> = (0..net.len() as NodeId)
         .filter(|n| matches!(changes[*n as usize], Change::Whole))
         .collect();
-    let loops = match memo.loops.base_holds(net, &whole) {
-        true => {
-            let mut dirty = Vec::new();
-            let mut whole_node = vec![false; net.len()];
-            for (n, change) in changes.iter().enumerate() {
-                match change {
-                    Change::Same => {}
-                    Change::Classes { dsts, .. } => dirty.extend_from_slice(dsts),
-                    Change::Whole => {
-                        whole_node[n] = true;
-                        dirty.extend_from_slice(&memo.dsts[n]);
-                        dirty.extend_from_slice(&net.node(n as NodeId).dsts);
-                    }
-                }
+    if !old.base_holds(net, &whole) {
+        return loops::find_loops(net, None, &mut |_, _| None);
+    }
+    let mut dirty = Vec::new();
+    let mut whole_node = vec![false; net.len()];
+    for (n, change) in changes.iter().enumerate() {
+        match change {
+            Change::Same => {}
+            Change::Classes { dsts, .. } => dirty.extend_from_slice(dsts),
+            Change::Whole => {
+                whole_node[n] = true;
+                dirty.extend_from_slice(&old_dsts[n]);
+                dirty.extend_from_slice(&net.node(n as NodeId).dsts);
             }
-            sort_macs(&mut dirty);
-            let mut reuse = |old: &mut Loops, dst: Mac| -> Option<Found> {
-                if contains(&dirty, dst) {
-                    return None;
-                }
-                let found = old.take(dst)?;
-                let touched = found.members.iter().any(|m| whole_node[*m as usize]);
-                (!touched).then_some(found)
-            };
-            loops::find_loops(net, Some(memo.loops), &mut reuse)
         }
-        false => loops::find_loops(net, None, &mut |_, _| None),
+    }
+    sort_macs(&mut dirty);
+    let mut reuse = |old: &mut Loops, dst: Mac| -> Option<Found> {
+        if contains(&dirty, dst) {
+            return None;
+        }
+        let found = old.take(dst)?;
+        let touched = found.members.iter().any(|m| whole_node[*m as usize]);
+        (!touched).then_some(found)
     };
-    (!loops.exhausted()).then_some((walk, loops))
+    loops::find_loops(net, Some(old), &mut reuse)
 }
 
 /// Daemon `a`'s walk with the classes of destinations `dirty` walked again and the others
