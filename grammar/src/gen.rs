@@ -402,6 +402,10 @@ pub fn editor_program(lines_wanted: usize) -> String {
 /// with a comment (`INTERFACE` starts at column 12).
 pub const EDITOR_RULE_LINE: usize = 3 + 100 + 1 + 99 + 10;
 
+/// The line of [`editor_program`] whose LINK the editor benchmarks rename
+/// (`LINK TCP node51 node51 node0`, the machine name starts at column 13).
+pub const EDITOR_LINK_LINE: usize = 3 + 100 + 1 + 50;
+
 #[cfg(test)]
 mod tests {
     use super::*;

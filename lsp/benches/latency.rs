@@ -13,7 +13,7 @@ mod common;
 use common::{range, Lsp};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use vnet_grammar::gen::{editor_program, EDITOR_RULE_LINE};
+use vnet_grammar::gen::{editor_program, EDITOR_LINK_LINE, EDITOR_RULE_LINE};
 
 const SIZES: [usize; 4] = [1_000, 3_000, 10_000, 30_000];
 /// Rounds of each kind of keystroke (typed, then deleted).
@@ -62,7 +62,7 @@ struct Keystroke {
 
 fn keystrokes(text: &str) -> [Keystroke; 3] {
     let rule_line = EDITOR_RULE_LINE;
-    let link_line = 3 + 100 + 1 + 50;
+    let link_line = EDITOR_LINK_LINE;
     let line = text.lines().nth(rule_line).unwrap_or_default();
     let comment = line.find('#').map_or(0, |c| c + 2) as u32;
     [

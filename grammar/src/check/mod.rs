@@ -5,6 +5,7 @@
 mod flow;
 mod fold;
 
+pub use flow::FlowMemo;
 pub(crate) use fold::refold_rules;
 pub use fold::{Origins, RuleOrigin};
 
@@ -50,4 +51,14 @@ pub fn fold_onto(file: &SourceFile, base: &State) -> Checked {
 /// The second half of [`check_onto`]: the flow analysis (V111, V205, V206) of a folded state.
 pub fn check_flow(state: &State, origins: &Origins) -> Vec<Diagnostic> {
     flow::check_flow(state, origins)
+}
+
+/// [`check_flow`] again after an edit, re-run only for the daemons and classes of frames that
+/// changed since the analysis `previous` was kept from; with what to keep for the next one.
+pub fn check_flow_again(
+    state: &State,
+    origins: &Origins,
+    previous: Option<FlowMemo>,
+) -> (Vec<Diagnostic>, Option<FlowMemo>) {
+    flow::check_flow_again(state, origins, previous, true)
 }

@@ -15,7 +15,7 @@ mod rules;
 mod spans;
 
 use crate::ast::SourceFile;
-use crate::check::{self, Origins};
+use crate::check::{self, FlowMemo, Origins};
 use crate::diag::{self, Diagnostic, MAX_DIAGNOSTICS};
 use crate::model::State;
 use crate::parse::Structure;
@@ -44,6 +44,8 @@ struct Last {
     /// Where `analysis.diagnostics` came from, before they were sorted and capped; `None`
     /// when the analysis came from [`crate::analyze`] whole.
     parts: Option<Parts>,
+    /// What its flow analysis found, for the next one to re-run only what an edit touches.
+    memo: Option<FlowMemo>,
 }
 
 /// An analysis's diagnostics by the phase that found them (the parse's other diagnostics
@@ -84,8 +86,10 @@ impl Incremental {
         };
         let mut last = self.last.take();
         if let Some(map) = moved.same() {
-            if let Some((analysis, parts)) = last.take().and_then(|last| self.moved(last, map)) {
-                return self.done(analysis, parts);
+            if let Some((analysis, parts, memo)) =
+                last.take().and_then(|last| self.moved(last, map))
+            {
+                return self.done(analysis, parts, memo);
             }
         }
         if let Moved::Edited {
@@ -108,13 +112,13 @@ impl Incremental {
         if lexical >= MAX_DIAGNOSTICS {
             // The whole text's lexer gives up here; let `analyze` say how.
             let analysis = crate::analyze(text);
-            return self.done(analysis, None);
+            return self.done(analysis, None, None);
         }
         let folded = check::fold_onto(&file, &State::default());
         if cancelled() {
             return Outcome::Cancelled;
         }
-        let flow = self.flow(&mut last, moved.map(), &folded.state, &folded.origins);
+        let (flow, memo) = self.flow(&mut last, moved.map(), &folded.state, &folded.origins);
         let mut diagnostics = parse_diagnostics;
         diagnostics.extend(structure.iter().cloned());
         diagnostics.extend(folded.diagnostics.iter().cloned());
@@ -130,23 +134,26 @@ impl Incremental {
             fold: folded.diagnostics,
             flow,
         };
-        self.done(analysis, Some(parts))
+        self.done(analysis, Some(parts), memo)
     }
 
     /// The flow diagnostics of a new state: the last ones moved when the state and where its
-    /// parts were written did not change, else the flow analysis run again.
+    /// parts were written did not change, else the flow analysis run again for what changed.
     fn flow(
         &mut self,
         last: &mut Option<Last>,
         map: Option<&PosMap>,
         state: &State,
         origins: &Origins,
-    ) -> Vec<Diagnostic> {
-        let reused = match (last, map) {
-            (Some(last), Some(map)) => reused_flow(last, state, origins, map),
-            _ => None,
+    ) -> (Vec<Diagnostic>, Option<FlowMemo>) {
+        let Some(last) = last else {
+            return check::check_flow_again(state, origins, None);
         };
-        reused.unwrap_or_else(|| check::check_flow(state, origins))
+        let reused = map.and_then(|map| reused_flow(last, state, origins, map));
+        match reused {
+            Some(flow) => (flow, last.memo.take()),
+            None => check::check_flow_again(state, origins, last.memo.take()),
+        }
     }
 
     /// An edit of FORWARD statements only, from the previous analysis patched (see
@@ -174,7 +181,11 @@ impl Incremental {
         if lexical >= MAX_DIAGNOSTICS {
             return None;
         }
-        let Last { analysis, parts } = last.take()?;
+        let Last {
+            analysis,
+            parts,
+            memo,
+        } = last.take()?;
         let parts = parts?;
         // Patched in place when no one else holds it (the editor lets go of it when a change
         // arrives); should the patch give up, the whole path runs without it.
@@ -189,8 +200,9 @@ impl Incremental {
         }
         analysis.file.comments = self.comments();
         let mut flow = parts.flow;
+        let mut memo = memo;
         if changed || map.apply(&mut flow).is_none() {
-            flow = check::check_flow(&analysis.state, &analysis.origins);
+            (flow, memo) = check::check_flow_again(&analysis.state, &analysis.origins, memo);
         }
         new_parts.flow = flow;
         let mut diagnostics = statements;
@@ -198,14 +210,20 @@ impl Incremental {
         diagnostics.extend(new_parts.fold.iter().cloned());
         diagnostics.extend(new_parts.flow.iter().cloned());
         analysis.diagnostics = diag::finish(diagnostics, 0);
-        Some(self.done(analysis, Some(new_parts)))
+        Some(self.done(analysis, Some(new_parts), memo))
     }
 
-    fn done(&mut self, analysis: Analysis, parts: Option<Parts>) -> Outcome {
+    fn done(
+        &mut self,
+        analysis: Analysis,
+        parts: Option<Parts>,
+        memo: Option<FlowMemo>,
+    ) -> Outcome {
         let analysis = Arc::new(analysis);
         self.last = Some(Last {
             analysis: Arc::clone(&analysis),
             parts,
+            memo,
         });
         Outcome::Done(analysis)
     }
@@ -268,7 +286,11 @@ impl Incremental {
     /// The previous analysis (and its flow diagnostics) for a text whose statements all read
     /// the same: spans moved, comments read again. Moved in place when no one else holds it.
     /// `None` when a position has no known place (what was half moved is dropped).
-    fn moved(&mut self, last: Last, map: &PosMap) -> Option<(Analysis, Option<Parts>)> {
+    fn moved(
+        &mut self,
+        last: Last,
+        map: &PosMap,
+    ) -> Option<(Analysis, Option<Parts>, Option<FlowMemo>)> {
         let mut parts = last.parts;
         if let Some(parts) = &mut parts {
             if map.apply(parts).is_none() {
@@ -286,7 +308,7 @@ impl Incremental {
             return None;
         }
         analysis.file.comments = self.comments();
-        Some((analysis, parts))
+        Some((analysis, parts, last.memo))
     }
 
     /// Frees what the last update replaced; call it when no one waits (after publishing).

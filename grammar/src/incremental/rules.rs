@@ -59,6 +59,11 @@ pub(super) fn patch(
         .blocks
         .partition_point(|b| b.keyword.start() < from)
         .checked_sub(1)?;
+    // A LINK after the edit would come after the rules put before it, and the structure
+    // pass says so of a LINK after the block's first rule: that is not patched.
+    if file.blocks[b].links.iter().any(|l| l.span.start() >= from) {
+        return None;
+    }
     let removed = cut(&mut file.blocks[b], from, resume);
     // The caller reads the comments again; those in the region have no new place.
     file.comments.clear();

@@ -7,7 +7,7 @@
 //! each daemon A is walked over its own local classes, each of which stands for a set of global
 //! classes, and B answers from a short precomputed list of the local classes it drops.
 
-use super::net::{contains, FxBuild, Local, Net, NodeId};
+use super::net::{contains, FxBuild, Local, Net, Node, NodeId};
 use super::{describe, Reporter};
 use crate::diag::{Code, Diagnostic};
 use crate::mac::Mac;
@@ -19,6 +19,7 @@ use std::collections::HashSet;
 const WALK_LIMIT: usize = 4_000_000;
 
 /// What a daemon drops for one local destination class.
+#[derive(Clone)]
 struct Drops {
     dst: Local,
     /// Frames from sources that do not change the decision (`None` among them) are dropped.
@@ -33,55 +34,128 @@ struct Drops {
 /// against the drops, and V205 reads which rules fired (every class of frames decides as one of
 /// these local classes, so a rule that fired in none of them never fires).
 pub(super) struct Walk {
-    drops: Vec<Vec<Drops>>,
-    sent: Vec<Sent>,
+    /// The daemons walked, from the first; the others were past the work limit.
+    pub nodes: Vec<NodeWalk>,
     /// For each rule of the state, by position: whether it fired for some class. One array
     /// for all daemons rather than one per daemon.
     fired: Vec<bool>,
-    /// The daemons walked are `0..walked`; the others were past the work limit.
-    walked: u32,
 }
 
-/// An edge of some class's graph: daemon `a` sends frames of its local class (`src`, `dst`) to
-/// `b` by rule `index`.
-struct Sent {
-    a: NodeId,
+/// The walk of one daemon, class by class (the class of unnamed destinations, then each
+/// destination it names, in order): what each class sends where, which rules fired, what it
+/// drops. A daemon's classes depend on its own table only, so the next analysis copies those
+/// of the classes an edit did not touch (see `memo.rs`).
+#[derive(Default)]
+pub(super) struct NodeWalk {
+    /// Per class, where its edges, fired rules and drops end in the lists below, and the
+    /// decisions made up to it.
+    ends: Vec<[u32; 4]>,
+    edges: Vec<Edge>,
+    /// Table indices of the rules that fired, per class (with repeats).
+    fired: Vec<u32>,
+    drops: Vec<Drops>,
+}
+
+/// An edge of some class's graph: the daemon sends frames of its local class (`src`, `dst`)
+/// to `b` by rule `index`.
+#[derive(Clone, Copy)]
+struct Edge {
     index: u32,
     b: NodeId,
     src: Local,
     dst: Local,
-    /// Whether the edge was checked as it was found (`b` had been walked already): then `src`
-    /// and `dst` are the frame B drops, not the local class.
-    checked: bool,
 }
 
-pub(super) fn find_black_holes(net: &Net, walk: Walk, report: &mut Reporter) {
-    let Walk { drops, sent, .. } = walk;
+pub(super) fn find_black_holes(net: &Net, walk: &Walk, report: &mut Reporter) {
+    const NONE: &[Drops] = &[];
+    let drops = |b: NodeId| walk.nodes.get(b as usize).map_or(NONE, |w| &w.drops[..]);
     let mut reported: HashSet<(NodeId, u32, NodeId), FxBuild> = HashSet::default();
-    for edge in sent {
-        let drops = &drops[edge.b as usize];
-        if drops.is_empty() || reported.contains(&(edge.a, edge.index, edge.b)) {
-            continue;
-        }
-        let example = match (edge.checked, edge.dst) {
-            (true, Some(d)) => Some((edge.src, d)),
-            _ => dropped_example(net, &edge, drops),
-        };
-        if let Some((s, d)) = example {
-            reported.insert((edge.a, edge.index, edge.b));
-            report_hole(net, &edge, s, d, report);
-            if report.full() {
-                return;
+    for (a, node) in walk.nodes.iter().enumerate() {
+        let a = a as NodeId;
+        for edge in &node.edges {
+            let drops = drops(edge.b);
+            if drops.is_empty() || reported.contains(&(a, edge.index, edge.b)) {
+                continue;
+            }
+            if let Some((s, d)) = dropped_example(net, a, edge, drops) {
+                reported.insert((a, edge.index, edge.b));
+                report_hole(net, a, edge, s, d, report);
+                if report.full() {
+                    return;
+                }
             }
         }
     }
 }
 
 impl Walk {
+    /// The walk put together from its daemons'.
+    pub fn new(net: &Net, nodes: Vec<NodeWalk>) -> Walk {
+        let mut fired = vec![false; net.rules.len()];
+        for (n, node) in nodes.iter().enumerate() {
+            for &index in &node.fired {
+                fired[net.rule_id(n as NodeId, index) as usize] = true;
+            }
+        }
+        Walk { nodes, fired }
+    }
+
     /// Whether rule `index` of daemon `n` fired for some class; `None` when the daemon was
     /// not walked.
     pub fn fired(&self, net: &Net, n: NodeId, index: u32) -> Option<bool> {
-        (n < self.walked).then(|| self.fired[net.rule_id(n, index) as usize])
+        ((n as usize) < self.nodes.len()).then(|| self.fired[net.rule_id(n, index) as usize])
+    }
+
+    /// Whether every daemon was walked.
+    pub fn complete(&self, net: &Net) -> bool {
+        self.nodes.len() == net.len()
+    }
+}
+
+impl NodeWalk {
+    /// The decisions made for the daemon.
+    pub fn decided(&self) -> usize {
+        self.ends.last().map_or(0, |e| e[3] as usize)
+    }
+
+    fn end_class(&mut self, decided: usize) {
+        let before = self.decided();
+        let lens = [self.edges.len(), self.fired.len(), self.drops.len()];
+        self.ends.push([
+            lens[0] as u32,
+            lens[1] as u32,
+            lens[2] as u32,
+            (before + decided) as u32,
+        ]);
+    }
+
+    /// Appends class `k` of `old` with its table indices renamed by `renamed` (old index →
+    /// new, `u32::MAX` for a rule that is gone); false, with nothing appended, when it names
+    /// a rule that is gone.
+    pub fn copy_class(&mut self, old: &NodeWalk, k: usize, renamed: &[u32]) -> bool {
+        let start = if k == 0 { [0; 4] } else { old.ends[k - 1] };
+        let end = old.ends[k];
+        let range = |i: usize| start[i] as usize..end[i] as usize;
+        let new = |index: u32| {
+            renamed
+                .get(index as usize)
+                .copied()
+                .filter(|i| *i != u32::MAX)
+        };
+        let edges = &old.edges[range(0)];
+        let fired = &old.fired[range(1)];
+        if edges.iter().any(|e| new(e.index).is_none()) || fired.iter().any(|i| new(*i).is_none()) {
+            return false;
+        }
+        self.edges.extend(edges.iter().map(|e| Edge {
+            index: renamed[e.index as usize],
+            ..*e
+        }));
+        self.fired
+            .extend(fired.iter().map(|i| renamed[*i as usize]));
+        self.drops.extend_from_slice(&old.drops[range(2)]);
+        self.end_class((end[3] - start[3]) as usize);
+        true
     }
 }
 
@@ -89,10 +163,7 @@ impl Walk {
 /// Realistic daemons drop only frames to addresses they do not know (`dst` = `None`), so the
 /// drop lists are short and the edges are then checked in constant time.
 pub(super) fn walk(net: &Net) -> Walk {
-    let mut drops: Vec<Vec<Drops>> = Vec::with_capacity(net.len());
-    let mut fired = vec![false; net.rules.len()];
-    let mut walked = 0;
-    let mut sent = Vec::new();
+    let mut nodes = Vec::with_capacity(net.len());
     let mut decision = Decision::default();
     let mut decided = 0usize;
     for a in 0..net.len() as NodeId {
@@ -100,86 +171,96 @@ pub(super) fn walk(net: &Net) -> Walk {
             // Leave the rest unexamined rather than run for minutes; what was found stands.
             break;
         }
-        let node = net.node(a);
-        let mut here = Vec::new();
-        walked = a + 1;
-        for dst in std::iter::once(None).chain(node.dsts.iter().copied().map(Some)) {
-            let relevant = node.relevant_srcs(dst, net.rep(dst));
-            decided += relevant.len() + 1;
-            let mut drop = Drops {
-                dst,
-                rest: false,
-                sources: Vec::new(),
-                relevant: Vec::new(),
-            };
-            for src in std::iter::once(None).chain(relevant.iter().copied().map(Some)) {
-                node.table
-                    .decide_into(net.rep(src), net.rep(dst), &mut decision);
-                for &index in &decision.rules {
-                    fired[net.rule_id(a, index) as usize] = true;
-                }
-                if decision.rules.is_empty() {
-                    match src {
-                        None => drop.rest = true,
-                        Some(s) => drop.sources.push(s),
-                    }
-                    continue;
-                }
-                let first = sent.len();
-                for (b, index) in net.links_of(a, &decision) {
-                    // Tied rules to the same peer are one edge.
-                    if sent[first..].iter().any(|e: &Sent| e.b == b) {
-                        continue;
-                    }
-                    let mut edge = Sent {
-                        a,
-                        index,
-                        b,
-                        src,
-                        dst,
-                        checked: false,
-                    };
-                    // What a daemon already walked drops is known: check the edge now and keep
-                    // it only if it is a black hole. Keeping every edge would cost an edge per
-                    // rule on a large file; the order of the kept ones is unchanged.
-                    if b < a {
-                        let Some((s, d)) = dropped_example(net, &edge, &drops[b as usize]) else {
-                            continue;
-                        };
-                        (edge.src, edge.dst, edge.checked) = (s, Some(d), true);
-                    }
-                    sent.push(edge);
-                }
-            }
-            if drop.rest || !drop.sources.is_empty() {
-                drop.relevant = relevant.into_owned();
-                here.push(drop);
-            }
+        let walked = walk_node(net, a, &mut decision);
+        decided += walked.decided();
+        nodes.push(walked);
+    }
+    Walk::new(net, nodes)
+}
+
+/// Every local class of daemon `a`.
+pub(super) fn walk_node(net: &Net, a: NodeId, decision: &mut Decision) -> NodeWalk {
+    let mut walked = NodeWalk::default();
+    for dst in classes(net.node(a)) {
+        walk_class(net, a, dst, &mut walked, decision);
+    }
+    walked
+}
+
+/// The local destination classes of a daemon in the order they are walked.
+pub(super) fn classes<'n>(node: &'n Node) -> impl Iterator<Item = Local> + 'n {
+    std::iter::once(None).chain(node.dsts.iter().copied().map(Some))
+}
+
+/// Whether the walk of every daemon, in order, stays within the work limit: what [`walk`]
+/// would then have walked them all.
+pub(super) fn within_limit(nodes: &[NodeWalk]) -> bool {
+    let mut decided = 0usize;
+    for node in nodes {
+        if decided > WALK_LIMIT {
+            return false;
         }
-        drops.push(here);
+        decided += node.decided();
     }
-    drops.resize_with(net.len(), Vec::new);
-    Walk {
-        drops,
-        sent,
-        fired,
-        walked,
+    true
+}
+
+/// Daemon `a`'s decisions for destination class `dst`, appended to `out` as one class.
+pub(super) fn walk_class(
+    net: &Net,
+    a: NodeId,
+    dst: Local,
+    out: &mut NodeWalk,
+    decision: &mut Decision,
+) {
+    let node = net.node(a);
+    let relevant = node.relevant_srcs(dst, net.rep(dst));
+    let mut drop = Drops {
+        dst,
+        rest: false,
+        sources: Vec::new(),
+        relevant: Vec::new(),
+    };
+    for src in std::iter::once(None).chain(relevant.iter().copied().map(Some)) {
+        node.table.decide_into(net.rep(src), net.rep(dst), decision);
+        out.fired.extend_from_slice(&decision.rules);
+        if decision.rules.is_empty() {
+            match src {
+                None => drop.rest = true,
+                Some(s) => drop.sources.push(s),
+            }
+            continue;
+        }
+        let first = out.edges.len();
+        for (b, index) in net.links_of(a, decision) {
+            // Tied rules to the same peer are one edge.
+            if out.edges[first..].iter().any(|e| e.b == b) {
+                continue;
+            }
+            out.edges.push(Edge { index, b, src, dst });
+        }
     }
+    let decided = relevant.len() + 1;
+    if drop.rest || !drop.sources.is_empty() {
+        drop.relevant = relevant.into_owned();
+        out.drops.push(drop);
+    }
+    out.end_class(decided);
 }
 
 /// A frame (source class, named destination) of the global classes that the edge's local
 /// class at A stands for, which A sends to B and B drops. The edge's `src` is exactly that
 /// source, or (`None`) every source that does not decide on its own at A; its `dst` is exactly
 /// that destination, or (`None`) every named destination A's rules do not name.
-fn dropped_example(net: &Net, edge: &Sent, drops: &[Drops]) -> Option<(Local, Mac)> {
-    let (node_a, node_b) = (net.node(edge.a), net.node(edge.b));
+fn dropped_example(net: &Net, a: NodeId, edge: &Edge, drops: &[Drops]) -> Option<(Local, Mac)> {
+    let (node_a, node_b) = (net.node(a), net.node(edge.b));
     for drop in drops {
         let dst = match (edge.dst, drop.dst) {
             (Some(d), local) if node_b.local_dst(Some(d)) == local => d,
             (Some(_), _) => continue,
             (None, Some(d)) if !node_a.names_dst(d) => d,
             (None, Some(_)) => continue,
-            (None, None) => match net.unnamed_by_both(edge.a, edge.b) {
+            (None, None) => match net.unnamed_by_both(a, edge.b) {
                 Some(d) => d,
                 None => continue,
             },
@@ -204,8 +285,8 @@ fn dropped_example(net: &Net, edge: &Sent, drops: &[Drops]) -> Option<(Local, Ma
     None
 }
 
-fn report_hole(net: &Net, edge: &Sent, src: Local, dst: Mac, report: &mut Reporter) {
-    let (a, index, b) = (edge.a, edge.index, edge.b);
+fn report_hole(net: &Net, a: NodeId, edge: &Edge, src: Local, dst: Mac, report: &mut Reporter) {
+    let (index, b) = (edge.index, edge.b);
     let Some(span) = report.rule_span(net.rule_id(a, index)) else {
         return;
     };

@@ -20,22 +20,119 @@ use super::net::{FxBuild, Local, Net, NodeId};
 use super::scc::Scc;
 use super::{describe, Reporter};
 use crate::diag::{Code, Diagnostic};
+use crate::mac::Mac;
 use std::collections::{HashMap, HashSet};
 
 /// Node visits allowed for confirming loops class by class: bounds adversarial files whose
 /// bounding graphs are dense with cycles that no single class has.
 const WORK_LIMIT: usize = 20_000_000;
 
-pub(super) fn find_loops(net: &Net, report: &mut Reporter) {
+/// What the loop search found: the bounds of `U(other)` and its loops, then per named
+/// destination the loops of its classes. The next analysis keeps the parts an edit did not
+/// touch (see `memo.rs`).
+pub(super) struct Loops {
+    other_edges: Vec<NodeId>,
+    /// Where each daemon's bounds are in `other_edges`.
+    other_at: Vec<usize>,
+    /// The daemons in components of `U(other)` with a long cycle.
+    in_suspect: Vec<bool>,
+    base: Found,
+    /// Each named destination (the net's, in order) with what its search found.
+    dsts: Vec<(Mac, Found)>,
+    /// Nodes visited in all; past [`WORK_LIMIT`] the search stopped early.
+    work: usize,
+}
+
+/// The loops found for one destination class (or `U(other)`), before the loops already
+/// reported are left out: each as its cycle and class.
+#[derive(Default)]
+pub(super) struct Found {
+    loops: Vec<(Vec<NodeId>, Local, Local)>,
+    /// The daemons of the components confirmed class by class: their decisions made it.
+    pub members: Vec<NodeId>,
+    work: usize,
+}
+
+impl Loops {
+    pub fn exhausted(&self) -> bool {
+        self.work > WORK_LIMIT
+    }
+
+    fn other(&self, v: NodeId) -> &[NodeId] {
+        &self.other_edges[self.other_at[v as usize]..self.other_at[v as usize + 1]]
+    }
+
+    /// Whether `U(other)` and its loops still hold for the net, given the daemons whose
+    /// generic rules may have changed (`whole`): their bounds are the same and none of them
+    /// is in a component that was confirmed.
+    pub fn base_holds(&self, net: &Net, whole: &[NodeId]) -> bool {
+        let mut bound = Vec::new();
+        self.other_at.len() == net.len() + 1
+            && whole.iter().all(|&n| {
+                bound.clear();
+                net.bound_into(n, None, &mut bound);
+                !self.in_suspect[n as usize] && bound == self.other(n)
+            })
+    }
+
+    /// What was found for `dst`, if it was searched.
+    pub fn take(&mut self, dst: Mac) -> Option<Found> {
+        let at = self
+            .dsts
+            .binary_search_by_key(&dst.to_u64(), |(d, _)| d.to_u64())
+            .ok()?;
+        Some(std::mem::take(&mut self.dsts[at].1))
+    }
+}
+
+/// The loops of every class. With `previous` (what the last search found, `U(other)` still
+/// holding: see [`Loops::base_holds`]) a destination for which `reuse` gives the last result
+/// is not searched again.
+pub(super) fn find_loops(
+    net: &Net,
+    previous: Option<Loops>,
+    reuse: &mut dyn FnMut(&mut Loops, Mac) -> Option<Found>,
+) -> Loops {
     let mut search = Search {
         net,
         scc: Scc::new(net.len()),
-        seen: HashSet::default(),
         work: 0,
     };
+    let mut previous = previous;
+    let mut loops = match previous.as_mut() {
+        Some(old) => Loops {
+            other_edges: std::mem::take(&mut old.other_edges),
+            other_at: std::mem::take(&mut old.other_at),
+            in_suspect: std::mem::take(&mut old.in_suspect),
+            base: std::mem::take(&mut old.base),
+            dsts: Vec::new(),
+            work: 0,
+        },
+        None => search_base(&mut search),
+    };
+    search.work = loops.base.work;
+    let mut dsts = Vec::with_capacity(net.dsts.len());
+    for &dst in &net.dsts {
+        if search.work > WORK_LIMIT {
+            break;
+        }
+        let found = match previous.as_mut().and_then(|old| reuse(old, dst)) {
+            Some(found) => found,
+            None => search_dst(&mut search, &loops, dst),
+        };
+        search.work += found.work;
+        dsts.push((dst, found));
+    }
+    loops.dsts = dsts;
+    loops.work = search.work;
+    loops
+}
+
+/// `U(other)`, every daemon's bounds in one array (a vector per daemon would be an allocation
+/// per daemon), searched whole and its long cycles confirmed class by class.
+fn search_base(search: &mut Search) -> Loops {
+    let net = search.net;
     let nodes = net.len() as NodeId;
-    // The bounds of U(other), every daemon's in one array (`other_at` says where each is):
-    // a vector per daemon would be an allocation per daemon.
     let mut other_edges: Vec<NodeId> = Vec::new();
     let mut other_at: Vec<usize> = Vec::with_capacity(net.len() + 1);
     other_at.push(0);
@@ -46,43 +143,77 @@ pub(super) fn find_loops(net: &Net, report: &mut Reporter) {
     let other = |v: NodeId| &other_edges[other_at[v as usize]..other_at[v as usize + 1]];
     let (components, _) = search.scc.long_cycle_components(0..nodes, other);
     let mut in_suspect = vec![false; net.len()];
+    let mut base = Found::default();
     for component in &components {
         for &n in component {
             in_suspect[n as usize] = true;
         }
-        search.confirm(component, None, report);
+        search.confirm(component, None, &mut base);
     }
-    for &dst in &net.dsts {
-        if search.exhausted(report) {
+    Loops {
+        other_edges,
+        other_at,
+        in_suspect,
+        base,
+        dsts: Vec::new(),
+        work: 0,
+    }
+}
+
+/// The loops of the classes with destination `dst`.
+fn search_dst(search: &mut Search, loops: &Loops, dst: Mac) -> Found {
+    let net = search.net;
+    let mut found = Found::default();
+    let Some(namers) = net.dst_namers.get(&dst) else {
+        return found;
+    };
+    let other = |v: NodeId| loops.other(v);
+    let changed: HashMap<NodeId, Vec<NodeId>, FxBuild> = namers
+        .iter()
+        .map(|&n| (n, net.bound(n, Some(dst))))
+        .collect();
+    // A cycle through no changed daemon is a cycle of U(other), already searched, unless
+    // it runs through a daemon that names `dst` inside a suspect component of U(other).
+    let roots: Vec<NodeId> = namers
+        .iter()
+        .copied()
+        .filter(|n| {
+            loops.in_suspect[*n as usize] || changed.get(n).map(Vec::as_slice) != Some(other(*n))
+        })
+        .collect();
+    if roots.is_empty() {
+        return found;
+    }
+    let adj = |v: NodeId| changed.get(&v).map_or_else(|| other(v), Vec::as_slice);
+    let (components, visited) = search.scc.long_cycle_components(roots, adj);
+    found.work += visited;
+    for component in components
+        .iter()
+        .filter(|c| c.iter().any(|n| changed.contains_key(n)))
+    {
+        search.confirm(component, Some(dst), &mut found);
+    }
+    found
+}
+
+/// Reports the loops found, in the order they were found, each cycle once (the first class
+/// that goes round it).
+pub(super) fn report_loops(net: &Net, loops: &Loops, report: &mut Reporter) {
+    let mut seen: HashSet<Vec<NodeId>, FxBuild> = HashSet::default();
+    let all = std::iter::once(&loops.base).chain(loops.dsts.iter().map(|(_, f)| f));
+    for (cycle, src, dst) in all.flat_map(|f| &f.loops) {
+        if report.full() {
             return;
         }
-        let Some(namers) = net.dst_namers.get(&dst) else {
-            continue;
-        };
-        let changed: HashMap<NodeId, Vec<NodeId>, FxBuild> = namers
+        let mut key = cycle.clone();
+        let smallest = key
             .iter()
-            .map(|&n| (n, net.bound(n, Some(dst))))
-            .collect();
-        // A cycle through no changed daemon is a cycle of U(other), already searched, unless
-        // it runs through a daemon that names `dst` inside a suspect component of U(other).
-        let roots: Vec<NodeId> = namers
-            .iter()
-            .copied()
-            .filter(|n| {
-                in_suspect[*n as usize] || changed.get(n).map(Vec::as_slice) != Some(other(*n))
-            })
-            .collect();
-        if roots.is_empty() {
-            continue;
-        }
-        let adj = |v: NodeId| changed.get(&v).map_or_else(|| other(v), Vec::as_slice);
-        let (components, visited) = search.scc.long_cycle_components(roots, adj);
-        search.work += visited;
-        for component in components
-            .iter()
-            .filter(|c| c.iter().any(|n| changed.contains_key(n)))
-        {
-            search.confirm(component, Some(dst), report);
+            .enumerate()
+            .min_by_key(|(_, n)| **n)
+            .map_or(0, |(i, _)| i);
+        key.rotate_left(smallest);
+        if seen.insert(key) {
+            report_loop(net, cycle, *src, *dst, report);
         }
     }
 }
@@ -90,21 +221,20 @@ pub(super) fn find_loops(net: &Net, report: &mut Reporter) {
 struct Search<'n, 's> {
     net: &'n Net<'s>,
     scc: Scc,
-    /// Loops already reported, as their node cycles rotated to start at the smallest node.
-    seen: HashSet<Vec<NodeId>, FxBuild>,
     work: usize,
 }
 
 impl Search<'_, '_> {
-    fn exhausted(&self, report: &Reporter) -> bool {
-        self.work > WORK_LIMIT || report.full()
+    fn exhausted(&self, found: &Found) -> bool {
+        self.work + found.work > WORK_LIMIT
     }
 
     /// Finds the real loops inside a component of a bounding graph, class by class: first the
     /// sources no rule in it names, then each source it names (only the daemons naming that
     /// source decide differently, so the search starts from them).
-    fn confirm(&mut self, component: &[NodeId], dst: Local, report: &mut Reporter) {
+    fn confirm(&mut self, component: &[NodeId], dst: Local, found: &mut Found) {
         let net = self.net;
+        found.members.extend_from_slice(component);
         let mut sources: Vec<_> = component
             .iter()
             .flat_map(|&n| net.node(n).srcs.iter().copied())
@@ -117,12 +247,11 @@ impl Search<'_, '_> {
             component.iter().copied(),
             &base,
             &HashMap::default(),
-            None,
-            dst,
-            report,
+            (None, dst),
+            found,
         );
         for src in sources {
-            if self.exhausted(report) {
+            if self.exhausted(found) {
                 return;
             }
             let namers: Vec<NodeId> = component
@@ -135,9 +264,8 @@ impl Search<'_, '_> {
                 namers.iter().copied(),
                 &base,
                 &changed,
-                Some(src),
-                dst,
-                report,
+                (Some(src), dst),
+                found,
             );
         }
     }
@@ -170,9 +298,8 @@ impl Search<'_, '_> {
         roots: impl IntoIterator<Item = NodeId>,
         base: &HashMap<NodeId, Vec<NodeId>, FxBuild>,
         changed: &HashMap<NodeId, Vec<NodeId>, FxBuild>,
-        src: Local,
-        dst: Local,
-        report: &mut Reporter,
+        (src, dst): (Local, Local),
+        found: &mut Found,
     ) {
         const NONE: &[NodeId] = &[];
         let adj = |v: NodeId| {
@@ -182,57 +309,47 @@ impl Search<'_, '_> {
                 .map_or(NONE, Vec::as_slice)
         };
         let (components, visited) = self.scc.long_cycle_components(roots, adj);
-        self.work += visited;
+        found.work += visited;
         for component in components {
-            let Some(cycle) = self.scc.cycle_in(&component, adj) else {
-                continue;
-            };
-            let mut key = cycle.clone();
-            let smallest = key
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, n)| **n)
-                .map_or(0, |(i, _)| i);
-            key.rotate_left(smallest);
-            if self.seen.insert(key) {
-                self.report_loop(&cycle, src, dst, report);
+            if let Some(cycle) = self.scc.cycle_in(&component, adj) {
+                found.loops.push((cycle, src, dst));
             }
         }
     }
+}
 
-    /// One V111: the primary span is the hop rule written last in the file (the one that
-    /// closes the cycle), the other hops are related spans in the order a frame takes them.
-    fn report_loop(&self, cycle: &[NodeId], src: Local, dst: Local, report: &mut Reporter) {
-        let net = self.net;
-        let hops: Vec<(NodeId, NodeId, Option<crate::span::Span>)> = (0..cycle.len())
-            .map(|i| {
-                let (from, to) = (cycle[i], cycle[(i + 1) % cycle.len()]);
-                let rule = net
-                    .dec_global(from, src, dst)
-                    .rule_to(to)
-                    .map(|index| net.rule_id(from, index));
-                (from, to, rule.and_then(|r| report.rule_span(r)))
-            })
-            .collect();
-        let Some(closing) = hops
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.2.map(|span| (span.start(), i)))
-            .max()
-            .map(|(_, i)| i)
-        else {
-            // Every hop came from the base state of a patch: not this file's mistake.
-            return;
-        };
-        let order: Vec<_> = (1..=hops.len())
-            .map(|k| hops[(closing + k) % hops.len()])
-            .collect();
-        let names: Vec<&str> = order.iter().map(|h| net.node(h.0).name).collect();
-        let path = format!("{} → {}", names.join(" → "), names[0]);
-        let (last_from, last_to, Some(primary)) = order[order.len() - 1] else {
-            return;
-        };
-        let mut d = Diagnostic::new(
+/// One V111: the primary span is the hop rule written last in the file (the one that
+/// closes the cycle), the other hops are related spans in the order a frame takes them.
+fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut Reporter) {
+    let hops: Vec<(NodeId, NodeId, Option<crate::span::Span>)> = (0..cycle.len())
+        .map(|i| {
+            let (from, to) = (cycle[i], cycle[(i + 1) % cycle.len()]);
+            let rule = net
+                .dec_global(from, src, dst)
+                .rule_to(to)
+                .map(|index| net.rule_id(from, index));
+            (from, to, rule.and_then(|r| report.rule_span(r)))
+        })
+        .collect();
+    let Some(closing) = hops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.2.map(|span| (span.start(), i)))
+        .max()
+        .map(|(_, i)| i)
+    else {
+        // Every hop came from the base state of a patch: not this file's mistake.
+        return;
+    };
+    let order: Vec<_> = (1..=hops.len())
+        .map(|k| hops[(closing + k) % hops.len()])
+        .collect();
+    let names: Vec<&str> = order.iter().map(|h| net.node(h.0).name).collect();
+    let path = format!("{} → {}", names.join(" → "), names[0]);
+    let (last_from, last_to, Some(primary)) = order[order.len() - 1] else {
+        return;
+    };
+    let mut d = Diagnostic::new(
             Code::V111,
             primary,
             format!(
@@ -246,19 +363,18 @@ impl Search<'_, '_> {
             net.node(last_from).name,
             net.node(last_to).name
         ));
-        for (i, (from, to, span)) in order[..order.len() - 1].iter().enumerate() {
-            if let Some(span) = span {
-                d = d.with_related(
-                    *span,
-                    format!(
-                        "hop {}: {} → {}",
-                        i + 1,
-                        net.node(*from).name,
-                        net.node(*to).name
-                    ),
-                );
-            }
+    for (i, (from, to, span)) in order[..order.len() - 1].iter().enumerate() {
+        if let Some(span) = span {
+            d = d.with_related(
+                *span,
+                format!(
+                    "hop {}: {} → {}",
+                    i + 1,
+                    net.node(*from).name,
+                    net.node(*to).name
+                ),
+            );
         }
-        report.push(d);
     }
+    report.push(d);
 }

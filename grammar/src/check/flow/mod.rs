@@ -7,6 +7,7 @@
 
 mod holes;
 mod loops;
+mod memo;
 mod net;
 mod outranked;
 mod scc;
@@ -15,22 +16,41 @@ use super::fold::Origins;
 use crate::diag::{Diagnostic, MAX_DIAGNOSTICS};
 use crate::model::State;
 use crate::span::Span;
+pub use memo::FlowMemo;
 use net::{Local, Net};
 
 pub(super) fn check_flow(state: &State, origins: &Origins) -> Vec<Diagnostic> {
+    check_flow_again(state, origins, None, false).0
+}
+
+/// The flow analysis of `state`, re-run only for the daemons and classes that changed since
+/// the analysis `previous` was kept from (see `memo.rs`); with what to keep for the next one
+/// when `keep` says so. The diagnostics are those [`check_flow`] gives.
+pub(super) fn check_flow_again(
+    state: &State,
+    origins: &Origins,
+    previous: Option<FlowMemo>,
+    keep: bool,
+) -> (Vec<Diagnostic>, Option<FlowMemo>) {
     if state.rules.is_empty() {
-        return Vec::new();
+        return (Vec::new(), None);
     }
     let net = Net::new(state);
+    let (walk, loops) = previous
+        .and_then(|memo| memo::rerun(&net, memo))
+        .unwrap_or_else(|| {
+            let walk = holes::walk(&net);
+            (walk, loops::find_loops(&net, None, &mut |_, _| None))
+        });
     let mut report = Reporter {
         origins,
         diagnostics: Vec::new(),
     };
-    let walk = holes::walk(&net);
-    loops::find_loops(&net, &mut report);
+    loops::report_loops(&net, &loops, &mut report);
     outranked::find_outranked(&net, &walk, &mut report);
-    holes::find_black_holes(&net, walk, &mut report);
-    report.diagnostics
+    holes::find_black_holes(&net, &walk, &mut report);
+    let memo = keep.then(|| FlowMemo::new(&net, walk, loops)).flatten();
+    (report.diagnostics, memo)
 }
 
 /// Collects the flow diagnostics and knows where things were written.

@@ -21,13 +21,14 @@ pub(super) type NodeId = u32;
 pub(super) type Local = Option<Mac>;
 
 /// Where a rule sends frames, as the analysis needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Tgt {
     /// Over an existing link to this daemon.
     Link(NodeId),
     /// Over a link to this daemon that is not in the state (V106): the frame goes nowhere.
     Missing(NodeId),
-    /// Into a local interface (interned name).
+    /// Into a local interface (its name interned per daemon, so that a daemon's targets do
+    /// not change when another daemon's rules do: the next analysis compares them).
     Iface(u32),
 }
 
@@ -333,7 +334,9 @@ impl<'s> Net<'s> {
 struct Builder<'s> {
     names: Vec<&'s str>,
     ids: HashMap<&'s str, NodeId, FxBuild>,
-    ifaces: HashMap<&'s str, u32, FxBuild>,
+    /// Interface names per daemon, and how many each daemon has.
+    ifaces: HashMap<(NodeId, &'s str), u32, FxBuild>,
+    iface_count: HashMap<NodeId, u32, FxBuild>,
     /// The links of the state, as sorted pairs.
     links: HashSet<(NodeId, NodeId), FxBuild>,
     /// Each daemon's run of the state's rules: (first position, count).
@@ -366,8 +369,11 @@ impl<'s> Builder<'s> {
                 }
             }
             Target::Interface { name } => {
-                let next = self.ifaces.len() as u32;
-                Tgt::Iface(*self.ifaces.entry(name).or_insert(next))
+                let count = self.iface_count.entry(daemon).or_default();
+                Tgt::Iface(*self.ifaces.entry((daemon, name)).or_insert_with(|| {
+                    *count += 1;
+                    *count - 1
+                }))
             }
         }
     }
