@@ -448,49 +448,70 @@ impl Drop for Cleanup {
     }
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("throughput benchmark skipped: needs root (network namespaces)");
-        return;
-    }
-    for t in ["ip", "ping", "iperf3"] {
-        if !sh(&format!("command -v {t}")).0 {
-            println!("throughput benchmark skipped: needs {t}");
-            return;
+/// What the run measures, from the environment (see BENCHMARKS.md for the variables).
+struct Settings {
+    secs: u32,
+    rounds: u32,
+    idle_secs: u32,
+    only: Option<Vec<String>>,
+    compare: Vec<String>,
+}
+
+fn env_num(k: &str, d: u32) -> u32 {
+    std::env::var(k)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(d)
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let compare: Vec<String> = std::env::var("VNET_BENCH_COMPARE")
+            .ok()
+            .map(|s| {
+                s.split(',')
+                    .filter(|b| !b.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(compare.len() <= 3, "at most 3 VNET_BENCH_COMPARE binaries");
+        Settings {
+            secs: env_num("VNET_BENCH_SECS", 4),
+            rounds: env_num("VNET_BENCH_ROUNDS", 3).max(1),
+            idle_secs: env_num("VNET_BENCH_IDLE", 0),
+            only: std::env::var("VNET_BENCH_ONLY")
+                .ok()
+                .map(|s| s.split(',').map(|k| k.trim().to_string()).collect()),
+            compare,
         }
     }
-    let env_num = |k: &str, d: u32| {
-        std::env::var(k)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
-    let secs = env_num("VNET_BENCH_SECS", 4);
-    let rounds = env_num("VNET_BENCH_ROUNDS", 3).max(1);
-    let only: Option<Vec<String>> = std::env::var("VNET_BENCH_ONLY")
-        .ok()
-        .map(|s| s.split(',').map(|k| k.trim().to_string()).collect());
-    let wanted = |key: &str| only.as_ref().is_none_or(|o| o.iter().any(|k| k == key));
-    let dir = std::env::temp_dir().join(format!("vnetd-tput-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("key"), "bench-key-0123456789abcdef").unwrap();
-    let compare: Vec<String> = std::env::var("VNET_BENCH_COMPARE")
-        .ok()
-        .map(|s| {
-            s.split(',')
-                .filter(|b| !b.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(compare.len() <= 3, "at most 3 VNET_BENCH_COMPARE binaries");
-    let mut guard = Cleanup(Vec::new());
-    let wg = wanted("wg") && sh("command -v wireguard-go && command -v wg").0;
-    setup(compare.len(), wg);
+
+    fn wanted(&self, key: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|k| k == key))
+    }
+}
+
+/// Root and the tools, or why the benchmark is skipped.
+fn missing_prerequisite() -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (network namespaces)".into());
+    }
+    ["ip", "ping", "iperf3"]
+        .into_iter()
+        .find(|t| !sh(&format!("command -v {t}")).0)
+        .map(|t| format!("needs {t}"))
+}
+
+/// A vnetd path: its key, namespace letter, link transport and binary (with arguments).
+type VnetdPath = (String, &'static str, Transport, String);
+
+/// The paths to measure (the yardsticks, this vnetd, the compared ones) and how to start the
+/// vnetd ones.
+fn paths(settings: &Settings, this: &str) -> (Vec<Path>, Vec<VnetdPath>) {
     let mut paths = vec![
         Path::new(
             "veth",
@@ -521,13 +542,11 @@ fn main() {
             "10.150.0.2",
         ),
     ];
-    let this = env!("CARGO_BIN_EXE_vnetd");
-    // (key, letter, transport, binary) of every vnetd path.
-    let mut vnetd_paths: Vec<(String, &str, Transport, String)> = vec![
+    let mut vnetd_paths: Vec<VnetdPath> = vec![
         ("udp".into(), "u", Transport::Udp, this.into()),
         ("tcp".into(), "t", Transport::Tcp, this.into()),
     ];
-    for (i, bin) in compare.iter().enumerate() {
+    for (i, bin) in settings.compare.iter().enumerate() {
         let bin = &bin.replace("THIS", this);
         let n = i + 1;
         for (kind, t, letter) in [
@@ -553,28 +572,20 @@ fn main() {
             vnetd_paths.push((key.into(), letter, t, bin.clone()));
         }
     }
-    if wg {
-        let mut p = Path::new(
-            "wg",
-            "wireguard-go (Debian, layer 3, MTU 1420)",
-            format!("tb{WG}v1"),
-            format!("tb{WG}v2"),
-            "10.152.2.2",
-        );
-        wireguard(&dir, &mut p.daemons);
-        paths.push(p);
-    }
-    paths.retain(|p| wanted(p.key));
-    for p in &mut paths {
+    (paths, vnetd_paths)
+}
+
+/// Starts each path's daemons, warms ARP and the paths up, and holds while
+/// `VNET_BENCH_HOLD` names a file that exists.
+fn start(dir: &std::path::Path, paths: &mut [Path], vnetd_paths: &[VnetdPath]) {
+    for p in paths.iter_mut() {
         let Some((_, tag, transport, bin)) = vnetd_paths.iter().find(|v| v.0 == p.key) else {
             continue;
         };
-        let (tag, transport) = (*tag, *transport);
-        start_daemons(&dir, tag, bin, &mut p.daemons);
-        configure(&dir, tag, transport);
+        start_daemons(dir, tag, bin, &mut p.daemons);
+        configure(dir, tag, *transport);
     }
-    // Warm up ARP and the paths.
-    for p in &paths {
+    for p in paths.iter() {
         sh(&format!(
             "ip netns exec {} ping -c 3 -i 0.1 -W 1 {}",
             p.from, p.ip
@@ -587,19 +598,24 @@ fn main() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    // The daemons' CPU while nothing crosses them (keepalives, reports and timers only).
-    let idle_secs = env_num("VNET_BENCH_IDLE", 0);
-    if idle_secs > 0 {
-        let cpu0: Vec<f64> = paths.iter().map(daemons_cpu).collect();
-        std::thread::sleep(Duration::from_secs(idle_secs.into()));
-        for (p, c0) in paths.iter_mut().zip(cpu0) {
-            p.ping_cpu[2] = (daemons_cpu(p) - c0, idle_secs.into());
-        }
+}
+
+/// The daemons' CPU while nothing crosses them (keepalives, reports and timers only).
+fn measure_idle(paths: &mut [Path], idle_secs: u32) {
+    if idle_secs == 0 {
+        return;
     }
-    let load_before = loadavg();
-    let started = Instant::now();
+    let cpu0: Vec<f64> = paths.iter().map(daemons_cpu).collect();
+    std::thread::sleep(Duration::from_secs(idle_secs.into()));
+    for (p, c0) in paths.iter_mut().zip(cpu0) {
+        p.ping_cpu[2] = (daemons_cpu(p) - c0, idle_secs.into());
+    }
+}
+
+/// The rounds: pings on every path, then iperf3 on every path, the first path rotating.
+fn run_rounds(paths: &mut [Path], secs: u32, rounds: u32) {
     for round in 0..rounds {
-        for p in &mut paths {
+        for p in paths.iter_mut() {
             if p.error.is_some() {
                 continue;
             }
@@ -634,28 +650,22 @@ fn main() {
             }
         }
     }
-    let load_after = loadavg();
-    for p in &mut paths {
-        guard.0.append(&mut p.daemons);
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
     }
-    let mean = |v: &[f64]| {
-        if v.is_empty() {
-            f64::NAN
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        }
-    };
+}
+
+/// The table: each path's throughput and RTT, and their difference from kernel VXLAN's.
+fn print_table(paths: &[Path]) {
     let vxlan = paths
         .iter()
         .find(|p| p.key == "vxlan" && p.error.is_none() && !p.rtts.is_empty())
         .map(|p| (mean(&p.gbps), stats(&p.rtts).0, stats(&p.rtts_1ms).0));
-    println!(
-        "\niperf3 TCP {secs} s x {rounds} rounds, ping 50 x {rounds} at 10 ms and 200 x {rounds} at 1 ms, interleaved; VM namespace to VM namespace (MTU 1450, default offloads)"
-    );
-    println!(
-        "load average before {load_before}, after {load_after}; {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
     println!(
         "{:<48} {:>7} {:>6} {:>21} {:>8} {:>12} {:>12} {:>11} {:>9}",
         "path",
@@ -668,7 +678,7 @@ fn main() {
         "1ms: med",
         "-VXLAN"
     );
-    for p in &paths {
+    for p in paths {
         if let Some(e) = &p.error {
             println!("{:<48} failed: {}", p.label, e.lines().next().unwrap_or(""));
             continue;
@@ -700,7 +710,11 @@ fn main() {
             format!("{avg:.0} / {p90:.0}"),
         );
     }
-    for p in &paths {
+}
+
+/// The daemons' CPU per path: pinging, idle, and per GB carried.
+fn print_cpu(paths: &[Path], secs: u32) {
+    for p in paths {
         let share = |(cpu, wall): (f64, f64)| 100.0 * cpu / wall.max(1e-9);
         if p.ping_cpu[0].0 > 0.0 || p.ping_cpu[2].0 > 0.0 {
             println!(
@@ -714,7 +728,7 @@ fn main() {
             );
         }
     }
-    for p in &paths {
+    for p in paths {
         if p.cpu_s > 0.0 && p.bytes > 0.0 {
             println!(
                 "{}: both daemons used {:.2} CPU s per GB carried ({:.0}% of one core at the mean rate)",
@@ -724,5 +738,55 @@ fn main() {
             );
         }
     }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if let Some(why) = missing_prerequisite() {
+        println!("throughput benchmark skipped: {why}");
+        return;
+    }
+    let settings = Settings::from_env();
+    let (secs, rounds) = (settings.secs, settings.rounds);
+    let dir = std::env::temp_dir().join(format!("vnetd-tput-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), "bench-key-0123456789abcdef").unwrap();
+    let mut guard = Cleanup(Vec::new());
+    let wg = settings.wanted("wg") && sh("command -v wireguard-go && command -v wg").0;
+    setup(settings.compare.len(), wg);
+    let this = env!("CARGO_BIN_EXE_vnetd");
+    let (mut paths, vnetd_paths) = paths(&settings, this);
+    if wg {
+        let mut p = Path::new(
+            "wg",
+            "wireguard-go (Debian, layer 3, MTU 1420)",
+            format!("tb{WG}v1"),
+            format!("tb{WG}v2"),
+            "10.152.2.2",
+        );
+        wireguard(&dir, &mut p.daemons);
+        paths.push(p);
+    }
+    paths.retain(|p| settings.wanted(p.key));
+    start(&dir, &mut paths, &vnetd_paths);
+    measure_idle(&mut paths, settings.idle_secs);
+    let load_before = loadavg();
+    let started = Instant::now();
+    run_rounds(&mut paths, secs, rounds);
+    let load_after = loadavg();
+    for p in &mut paths {
+        guard.0.append(&mut p.daemons);
+    }
+    println!(
+        "\niperf3 TCP {secs} s x {rounds} rounds, ping 50 x {rounds} at 10 ms and 200 x {rounds} at 1 ms, interleaved; VM namespace to VM namespace (MTU 1450, default offloads)"
+    );
+    println!(
+        "load average before {load_before}, after {load_after}; {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    print_table(&paths);
+    print_cpu(&paths, secs);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -395,15 +395,9 @@ fn burst(vm: &Vm, pairs: &[(u8, u8)], frames: usize) -> u64 {
     sent
 }
 
-/// SPEC 5.1's union, live: two topologies alternating every 200 ms, far faster than a 2 s
-/// window, between VMs 1, 2 (behind daemon `a`) and 3, 4 (behind `b`), every frame crossing
-/// the Proxy `p` in the middle. The answer is the union of both topologies, settled, and
-/// stays put (no change reported while the alternation goes on); each frame is counted once,
-/// by the daemon where it entered the overlay, although three daemons forward it.
-#[test]
-fn alternating_topologies_give_their_union_counted_once() {
-    let dir = TempDir::new("vttif-union");
-    let net = 176;
+/// Daemons `a` (VMs 1, 2; a UDP link) and `b` (VMs 3, 4; a TCP link) joined through the
+/// Proxy `p`, which every frame crosses; `p` is the Proxy for all three.
+fn vms_behind_a_and_b_through_proxy(dir: &TempDir, net: u8) -> (Vnetd, Vnetd, Vnetd) {
     let p = loopback_vnetd(dir.path(), net, 1, "p");
     let a = loopback_vnetd(dir.path(), net, 2, "a");
     let b = loopback_vnetd(dir.path(), net, 3, "b");
@@ -421,6 +415,19 @@ fn alternating_topologies_give_their_union_counted_once() {
     }
     wait_links_up(&[&a, &b, &p], Duration::from_secs(10));
     tell(&p, &[&p, &a, &b]);
+    (p, a, b)
+}
+
+/// SPEC 5.1's union, live: two topologies alternating every 200 ms, far faster than a 2 s
+/// window, between VMs 1, 2 (behind daemon `a`) and 3, 4 (behind `b`), every frame crossing
+/// the Proxy `p` in the middle. The answer is the union of both topologies, settled, and
+/// stays put (no change reported while the alternation goes on); each frame is counted once,
+/// by the daemon where it entered the overlay, although three daemons forward it.
+#[test]
+fn alternating_topologies_give_their_union_counted_once() {
+    let dir = TempDir::new("vttif-union");
+    let net = 176;
+    let (p, _a, _b) = vms_behind_a_and_b_through_proxy(&dir, net);
     let (vm_a, vm_b) = (loopback_vm(net, 2, mac(1)), loopback_vm(net, 3, mac(3)));
     // Ring 1→3→2→4→1 and star around VM 1 share 1→3.
     let ring = [(1, 3), (3, 2), (2, 4), (4, 1)];
