@@ -213,10 +213,7 @@ fn a_daemon_killed_midway_is_reported_precisely_and_a_rerun_converges() {
     let listed =
         err.matches("      UNKNOWN      ").count() + err.matches("      not applied  ").count();
     assert_eq!(listed, 4 + 2, "{err}");
-    assert!(
-        err.contains("daemon 127.154.0.1: 9 of 11 applied"),
-        "{err}"
-    );
+    assert!(err.contains("daemon 127.154.0.1: 9 of 11 applied"), "{err}");
     let waiting = format!("on daemon {victim}, which was not applied");
     assert_eq!(err.matches(&waiting).count(), 2, "{err}");
     assert!(err.contains("daemon 127.154.0.2: 4 of 4 applied"), "{err}");
