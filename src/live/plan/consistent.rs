@@ -173,6 +173,14 @@ mod tests {
         }
     }
 
+    /// The plan of adding rule `a` on daemon a and rule `b` on daemon b.
+    fn one_add_each(a: RuleDef, b: RuleDef) -> Vec<Step> {
+        order(vec![
+            ("a".into(), vec![Op::AddRule { rule: a }]),
+            ("b".into(), vec![Op::AddRule { rule: b }]),
+        ])
+    }
+
     fn id(steps: &[Step], daemon: &str, add: bool) -> usize {
         steps
             .iter()
@@ -236,40 +244,14 @@ mod tests {
 
     #[test]
     fn other_destinations_do_not_wait() {
-        let steps = order(vec![
-            (
-                "a".into(),
-                vec![Op::AddRule {
-                    rule: to("a", "b", 5),
-                }],
-            ),
-            (
-                "b".into(),
-                vec![Op::AddRule {
-                    rule: deliver("b", 6),
-                }],
-            ),
-        ]);
+        let steps = one_add_each(to("a", "b", 5), deliver("b", 6));
         assert!(steps.iter().all(|s| s.after.is_empty()));
     }
 
     #[test]
     fn edges_that_would_cycle_are_left_out() {
         // a and b each start sending 5 to the other: each add would wait for the other.
-        let steps = order(vec![
-            (
-                "a".into(),
-                vec![Op::AddRule {
-                    rule: to("a", "b", 5),
-                }],
-            ),
-            (
-                "b".into(),
-                vec![Op::AddRule {
-                    rule: to("b", "a", 5),
-                }],
-            ),
-        ]);
+        let steps = one_add_each(to("a", "b", 5), to("b", "a", 5));
         assert!(steps.iter().all(|s| s.after.is_empty()));
         assert!(!is_acyclic(&[vec![1], vec![0]]));
         assert!(is_acyclic(&[vec![], vec![0]]));
