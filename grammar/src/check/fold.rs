@@ -70,11 +70,20 @@ impl<'a> Names<'a> {
     }
 
     /// Each name's place in bytewise order: sorting by rank sorts as the strings would.
+    /// The names are sorted by their first eight bytes as a number, and only ties read the
+    /// strings: those lie all over the text, a cache miss per comparison on a large file.
     fn ranks(&self) -> Vec<u32> {
-        let mut order: Vec<Name> = (0..self.text.len() as Name).collect();
-        order.sort_unstable_by_key(|&id| self.text[id as usize]);
+        let mut order: Vec<(u64, Name)> = self
+            .text
+            .iter()
+            .enumerate()
+            .map(|(id, name)| (prefix(name), id as Name))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            (a.0.cmp(&b.0)).then_with(|| self.text(a.1).cmp(self.text(b.1)))
+        });
         let mut rank = vec![0; order.len()];
-        for (place, id) in order.into_iter().enumerate() {
+        for (place, (_, id)) in order.into_iter().enumerate() {
             rank[id as usize] = place as u32;
         }
         rank
@@ -105,6 +114,15 @@ impl<'a> Names<'a> {
             (b, a)
         }
     }
+}
+
+/// The first eight bytes of a name, big-endian and padded with zeros: strings in different
+/// order by these are in that order bytewise (equal ones may still differ further on).
+fn prefix(name: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let head = &name.as_bytes()[..name.len().min(8)];
+    bytes[..head.len()].copy_from_slice(head);
+    u64::from_be_bytes(bytes)
 }
 
 /// A link's unordered pair of machines, the smaller name id first.
@@ -189,12 +207,6 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
         (key, None)
     }));
     let mut folder = Folder {
-        hosts: base
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.machine.clone(), i))
-            .collect(),
         names,
         links,
         rules,
@@ -202,11 +214,13 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
             hosts: base.hosts.clone(),
             ..State::default()
         },
-        host_origins: HashMap::default(),
-        diagnostics: Vec::new(),
-        orphaned: HashSet::default(),
-        broken_links: HashSet::default(),
+        host_spans: vec![None; base.hosts.len()],
+        ..Folder::default()
     };
+    for (i, host) in base.hosts.iter().enumerate() {
+        let name = folder.names.intern(&host.machine);
+        folder.set_host(name, i);
+    }
     for host in &file.hosts {
         folder.declare(host);
     }
@@ -225,9 +239,11 @@ struct Folder<'a> {
     links: HashMap<Pair, LinkVal>,
     /// Each rule with where it was written (`None` for a rule of the base state).
     rules: HashMap<RuleKey, Option<RuleOrigin>>,
-    /// Index of `state.hosts` by machine: names are looked up for every statement.
-    hosts: HashMap<String, usize>,
-    host_origins: HashMap<String, Span>,
+    /// Index of `state.hosts` by interned machine name ([`NO_HOST`] for a name no HOST line
+    /// declares): every statement looks its names up, densely rather than by hashing strings.
+    host_at: Vec<u32>,
+    /// Where each host of `state.hosts` was declared (`None` for a host of the base state).
+    host_spans: Vec<Option<Span>>,
     diagnostics: Vec<Diagnostic>,
     /// Rules whose link a DELETE removed (reported as V110, so not again as V106).
     orphaned: HashSet<RuleKey>,
@@ -237,8 +253,19 @@ struct Folder<'a> {
 }
 
 impl<'a> Folder<'a> {
-    fn host(&self, machine: &str) -> Option<&HostDef> {
-        self.hosts.get(machine).map(|&i| &self.state.hosts[i])
+    /// The place in `state.hosts` of the host a name declares.
+    fn host_index(&self, machine: Name) -> Option<usize> {
+        let at = *self.host_at.get(machine as usize)?;
+        (at != NO_HOST).then_some(at as usize)
+    }
+
+    fn set_host(&mut self, machine: Name, index: usize) {
+        let at = machine as usize;
+        if self.host_at.len() <= at {
+            self.host_at.resize(at + 1, NO_HOST);
+        }
+        // Hosts are one per HOST line, so far fewer than 2^32.
+        self.host_at[at] = index as u32;
     }
 
     fn report(&mut self, diagnostic: Diagnostic) {
@@ -270,7 +297,7 @@ impl<'a> Folder<'a> {
             .collect();
         rules.sort_unstable_by_key(|(order, ..)| *order);
         let origins = Origins {
-            hosts: self.host_origins,
+            hosts: host_origins(&state.hosts, &self.host_spans),
             links: links.iter().map(|(_, _, link)| link.origin).collect(),
             rules: rules.iter().map(|(_, _, origin)| *origin).collect(),
         };
@@ -294,16 +321,18 @@ impl<'a> Folder<'a> {
         (state, origins, self.diagnostics)
     }
 
-    fn declare(&mut self, host: &Host) {
+    fn declare(&mut self, host: &'a Host) {
+        let name = self.names.intern(&host.machine.text);
         let def = HostDef {
             user: host.user.text.to_string(),
             machine: host.machine.text.to_string(),
             port: u16::try_from(host.port.value).unwrap_or(0),
             iface: host.iface.text.to_string(),
         };
-        match self.host(&def.machine) {
-            Some(existing) if *existing == def => {}
-            Some(existing) => {
+        match self.host_index(name) {
+            Some(i) if self.state.hosts[i] == def => {}
+            Some(i) => {
+                let existing = &self.state.hosts[i];
                 let what = differing_fields(existing, &def);
                 let mut d = Diagnostic::new(
                     Code::V102,
@@ -314,28 +343,26 @@ impl<'a> Folder<'a> {
                     ),
                 )
                 .with_help(format!("the first declaration says `{existing}`"));
-                if let Some(first) = self.host_origins.get(&def.machine) {
-                    d = d.with_related(*first, "first declared here");
+                if let Some(first) = self.host_spans[i] {
+                    d = d.with_related(first, "first declared here");
                 }
                 self.report(d);
             }
             None => {
-                self.host_origins.insert(def.machine.clone(), host.span);
-                self.hosts
-                    .insert(def.machine.clone(), self.state.hosts.len());
+                self.set_host(name, self.state.hosts.len());
+                self.host_spans.push(Some(host.span));
                 self.state.hosts.push(def);
             }
         }
     }
 
-    /// V101 for each machine in `names` that no HOST line declares (each name once).
-    fn require_declared<'n>(&mut self, names: impl IntoIterator<Item = &'n Ident>) {
-        let mut seen: Vec<&str> = Vec::new();
-        for name in names {
-            if self.hosts.contains_key(&*name.text) || seen.contains(&name.as_str()) {
+    /// V101 for each machine in `names` (interned, as written) that no HOST line declares
+    /// (each name once).
+    fn require_declared(&mut self, names: &[(Name, &Ident)]) {
+        for (k, &(id, name)) in names.iter().enumerate() {
+            if self.host_index(id).is_some() || names[..k].iter().any(|(seen, _)| *seen == id) {
                 continue;
             }
-            seen.push(name.as_str());
             self.report(
                 Diagnostic::new(
                     Code::V101,
@@ -390,11 +417,12 @@ impl<'a> Folder<'a> {
 
     /// The link a LINK statement means, or `None` (after a diagnostic) when it means none.
     fn link_def(&mut self, link: &'a Link) -> Option<(Pair, LinkVal)> {
-        self.require_declared([&link.dialer, &link.a, &link.b]);
         let (a, b) = (
             self.names.intern(&link.a.text),
             self.names.intern(&link.b.text),
         );
+        let dialer = self.names.intern(&link.dialer.text);
+        self.require_declared(&[(dialer, &link.dialer), (a, &link.a), (b, &link.b)]);
         if a == b {
             self.broken_links.insert(pair(a, b));
             self.report(Diagnostic::new(
@@ -404,7 +432,6 @@ impl<'a> Folder<'a> {
             ));
             return None;
         }
-        let dialer = self.names.intern(&link.dialer.text);
         if dialer != a && dialer != b {
             self.broken_links.insert(pair(a, b));
             self.report(
@@ -530,7 +557,13 @@ impl<'a> Folder<'a> {
             RuleKind::Edge => &rule.dest,
             RuleKind::Interface => &[],
         };
-        self.require_declared(std::iter::once(&rule.daemon).chain(hop));
+        let daemon = self.names.intern(&rule.daemon.text);
+        // The daemon and the hop's (at most two) names, each interned once.
+        let mut named = [(daemon, &rule.daemon); 3];
+        for (slot, name) in named[1..].iter_mut().zip(hop) {
+            *slot = (self.names.intern(&name.text), name);
+        }
+        self.require_declared(&named[..1 + hop.len()]);
         let src = self.field(rule, true)?;
         let dst = self.field(rule, false)?;
         let target = match (rule.kind, rule.dest.as_slice()) {
@@ -553,10 +586,11 @@ impl<'a> Folder<'a> {
                     );
                     return None;
                 }
-                To::Peer(self.names.intern(&b.text))
+                To::Peer(named[2].0)
             }
             (RuleKind::Interface, [iface]) => {
-                if let Some(host) = self.host(&rule.daemon.text) {
+                if let Some(at) = self.host_index(daemon) {
+                    let host = &self.state.hosts[at];
                     if host.iface != *iface.text {
                         let served = host.iface.clone();
                         let mut d = Diagnostic::new(
@@ -567,8 +601,8 @@ impl<'a> Folder<'a> {
                                 rule.daemon.text, iface.text
                             ),
                         );
-                        if let Some(decl) = self.host_origins.get(&*rule.daemon.text) {
-                            d = d.with_related(*decl, "declared here");
+                        if let Some(decl) = self.host_spans[at] {
+                            d = d.with_related(decl, "declared here");
                         }
                         self.report(d);
                         return None;
@@ -599,7 +633,7 @@ impl<'a> Folder<'a> {
             }
         };
         Some(RuleKey {
-            daemon: self.names.intern(&rule.daemon.text),
+            daemon,
             src,
             dst,
             target,
@@ -805,6 +839,20 @@ fn rule_sort_key(key: &RuleKey, rank: &[u32]) -> [u64; 4] {
     [daemon, field(key.src), field(key.dst), target]
 }
 
+/// Marks a name that no HOST line declares in `Folder::host_at`.
+const NO_HOST: u32 = u32::MAX;
+
+/// Where each host of the file was declared, by machine (the public form of the origins).
+fn host_origins(hosts: &[HostDef], spans: &[Option<Span>]) -> HashMap<String, Span> {
+    let mut out = HashMap::with_capacity_and_hasher(hosts.len(), Default::default());
+    for (host, span) in hosts.iter().zip(spans) {
+        if let Some(span) = span {
+            out.insert(host.machine.clone(), *span);
+        }
+    }
+    out
+}
+
 fn rule_origin(rule: &Rule) -> RuleOrigin {
     let dest = match (rule.dest.first(), rule.dest.last()) {
         (Some(first), Some(last)) => first.span.cover(last.span),
@@ -843,5 +891,32 @@ fn plural(n: usize, noun: &str) -> String {
         format!("1 {noun}")
     } else {
         format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Names;
+
+    /// Ranks order names as their strings do, also where eight-byte prefixes tie or one name
+    /// is a prefix of another.
+    #[test]
+    fn ranks_sort_names_bytewise() {
+        let words = [
+            "host0010", "host00100", "host0009", "h", "host", "host0010a", "Host", "a.b-c_d",
+            "host00101", "", "zz", "host0010\u{1}", "host0010\u{0}x",
+        ];
+        let mut names = Names::default();
+        for word in words {
+            names.intern(word);
+        }
+        let rank = names.ranks();
+        let mut by_rank: Vec<&str> = vec![""; words.len()];
+        for (id, word) in words.iter().enumerate() {
+            by_rank[rank[id] as usize] = word;
+        }
+        let mut sorted = words.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(by_rank, sorted);
     }
 }

@@ -3,7 +3,9 @@
 
 use super::matching::{Match, Priority};
 use crate::mac::Mac;
-use std::collections::HashMap;
+// FxHash: the keys are the rules' MACs, written by the operator (frames only look them up), and
+// a table is consulted for every decision and built per daemon by the checker.
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::Hash;
 
 /// Rules indexed so that a lookup only reads rules that can match, in four disjoint lists by
@@ -132,12 +134,12 @@ impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
             entries: Vec::new(),
-            by_pair: HashMap::new(),
-            by_dst: HashMap::new(),
-            by_src: HashMap::new(),
+            by_pair: HashMap::default(),
+            by_dst: HashMap::default(),
+            by_src: HashMap::default(),
             generic: Vec::new(),
             next: Vec::new(),
-            pairs_by_dst: HashMap::new(),
+            pairs_by_dst: HashMap::default(),
         }
     }
 }

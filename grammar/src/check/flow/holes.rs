@@ -34,19 +34,22 @@ struct Drops {
 /// against the drops, and V205 reads which rules fired (every class of frames decides as one of
 /// these local classes, so a rule that fired in none of them never fires).
 pub(super) struct Walk {
-    /// The daemons walked, from the first; the others were past the work limit.
-    pub nodes: Vec<NodeWalk>,
-    /// For each rule of the state, by position: whether it fired for some class. One array
-    /// for all daemons rather than one per daemon.
+    /// The classes of the daemons walked, daemon after daemon, in one set of arrays rather
+    /// than a set per daemon (a large file has a daemon per rule or two).
+    classes: Classes,
+    /// Where each daemon's classes start in `classes`, and one more entry for the end. The
+    /// daemons walked are the first ones; the others were past the work limit.
+    starts: Vec<u32>,
+    /// For each rule of the state, by position: whether it fired for some class.
     fired: Vec<bool>,
 }
 
-/// The walk of one daemon, class by class (the class of unnamed destinations, then each
+/// Daemons' walks, class by class (per daemon, the class of unnamed destinations, then each
 /// destination it names, in order): what each class sends where, which rules fired, what it
 /// drops. A daemon's classes depend on its own table only, so the next analysis copies those
 /// of the classes an edit did not touch (see `memo.rs`).
 #[derive(Default)]
-pub(super) struct NodeWalk {
+pub(super) struct Classes {
     /// Per class, where its edges, fired rules and drops end in the lists below, and the
     /// decisions made up to it.
     ends: Vec<[u32; 4]>,
@@ -67,13 +70,10 @@ struct Edge {
 }
 
 pub(super) fn find_black_holes(net: &Net, walk: &Walk, report: &mut Reporter) {
-    const NONE: &[Drops] = &[];
-    let drops = |b: NodeId| walk.nodes.get(b as usize).map_or(NONE, |w| &w.drops[..]);
     let mut reported: HashSet<(NodeId, u32, NodeId), FxBuild> = HashSet::default();
-    for (a, node) in walk.nodes.iter().enumerate() {
-        let a = a as NodeId;
-        for edge in &node.edges {
-            let drops = drops(edge.b);
+    for a in 0..walk.walked() as NodeId {
+        for edge in walk.classes.edges(walk.range(a)) {
+            let drops = walk.drops(edge.b);
             if drops.is_empty() || reported.contains(&(a, edge.index, edge.b)) {
                 continue;
             }
@@ -89,37 +89,93 @@ pub(super) fn find_black_holes(net: &Net, walk: &Walk, report: &mut Reporter) {
 }
 
 impl Walk {
-    /// The walk put together from its daemons'.
-    pub fn new(net: &Net, nodes: Vec<NodeWalk>) -> Walk {
-        let mut fired = vec![false; net.rules.len()];
-        for (n, node) in nodes.iter().enumerate() {
-            for &index in &node.fired {
-                fired[net.rule_id(n as NodeId, index) as usize] = true;
+    /// The walk put together from its daemons' classes (`starts` as in [`Walk`]).
+    pub fn new(net: &Net, classes: Classes, starts: Vec<u32>) -> Walk {
+        let mut walk = Walk {
+            classes,
+            starts,
+            fired: vec![false; net.rules.len()],
+        };
+        for n in 0..walk.walked() as NodeId {
+            for &index in walk.classes.fired(walk.range(n)) {
+                walk.fired[net.rule_id(n, index) as usize] = true;
             }
         }
-        Walk { nodes, fired }
+        walk
+    }
+
+    /// How many daemons were walked, from the first.
+    fn walked(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The classes of daemon `n` (walked).
+    pub fn range(&self, n: NodeId) -> std::ops::Range<usize> {
+        self.starts[n as usize] as usize..self.starts[n as usize + 1] as usize
+    }
+
+    pub fn classes(&self) -> &Classes {
+        &self.classes
+    }
+
+    /// What daemon `b` drops, per destination class; nothing when it was not walked.
+    fn drops(&self, b: NodeId) -> &[Drops] {
+        match (b as usize) < self.walked() {
+            true => self.classes.drops(self.range(b)),
+            false => &[],
+        }
     }
 
     /// Whether rule `index` of daemon `n` fired for some class; `None` when the daemon was
     /// not walked.
     pub fn fired(&self, net: &Net, n: NodeId, index: u32) -> Option<bool> {
-        ((n as usize) < self.nodes.len()).then(|| self.fired[net.rule_id(n, index) as usize])
+        ((n as usize) < self.walked()).then(|| self.fired[net.rule_id(n, index) as usize])
     }
 
     /// Whether every daemon was walked.
     pub fn complete(&self, net: &Net) -> bool {
-        self.nodes.len() == net.len()
+        self.walked() == net.len()
     }
 }
 
-impl NodeWalk {
-    /// The decisions made for the daemon.
-    pub fn decided(&self) -> usize {
-        self.ends.last().map_or(0, |e| e[3] as usize)
+impl Classes {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Where class `k`'s lists start: where the one before ends.
+    fn start(&self, k: usize) -> [u32; 4] {
+        k.checked_sub(1).map_or([0; 4], |before| self.ends[before])
+    }
+
+    /// The span of one of the lists (`list`: 0 edges, 1 fired, 2 drops, 3 decisions) over a
+    /// run of classes.
+    fn span(&self, classes: &std::ops::Range<usize>, list: usize) -> std::ops::Range<usize> {
+        if classes.is_empty() {
+            return 0..0;
+        }
+        self.start(classes.start)[list] as usize..self.ends[classes.end - 1][list] as usize
+    }
+
+    fn edges(&self, classes: std::ops::Range<usize>) -> &[Edge] {
+        &self.edges[self.span(&classes, 0)]
+    }
+
+    fn fired(&self, classes: std::ops::Range<usize>) -> &[u32] {
+        &self.fired[self.span(&classes, 1)]
+    }
+
+    fn drops(&self, classes: std::ops::Range<usize>) -> &[Drops] {
+        &self.drops[self.span(&classes, 2)]
+    }
+
+    /// The decisions made for a run of classes.
+    pub fn decided(&self, classes: std::ops::Range<usize>) -> usize {
+        self.span(&classes, 3).len()
     }
 
     fn end_class(&mut self, decided: usize) {
-        let before = self.decided();
+        let before = self.start(self.ends.len())[3] as usize;
         let lens = [self.edges.len(), self.fired.len(), self.drops.len()];
         self.ends.push([
             lens[0] as u32,
@@ -129,30 +185,38 @@ impl NodeWalk {
         ]);
     }
 
+    /// Appends classes `run` of `old` unchanged.
+    pub fn copy_classes(&mut self, old: &Classes, run: std::ops::Range<usize>) {
+        for k in run {
+            let copied = self.copy_class(old, k, |index| Some(index));
+            debug_assert!(copied);
+        }
+    }
+
     /// Appends class `k` of `old` with its table indices renamed by `renamed` (old index →
-    /// new, `u32::MAX` for a rule that is gone); false, with nothing appended, when it names
-    /// a rule that is gone.
-    pub fn copy_class(&mut self, old: &NodeWalk, k: usize, renamed: &[u32]) -> bool {
-        let start = if k == 0 { [0; 4] } else { old.ends[k - 1] };
-        let end = old.ends[k];
+    /// new, `None` for a rule that is gone); false, with nothing appended, when it names a
+    /// rule that is gone.
+    pub fn copy_class(
+        &mut self,
+        old: &Classes,
+        k: usize,
+        renamed: impl Fn(u32) -> Option<u32>,
+    ) -> bool {
+        let (start, end) = (old.start(k), old.ends[k]);
         let range = |i: usize| start[i] as usize..end[i] as usize;
-        let new = |index: u32| {
-            renamed
-                .get(index as usize)
-                .copied()
-                .filter(|i| *i != u32::MAX)
-        };
         let edges = &old.edges[range(0)];
         let fired = &old.fired[range(1)];
-        if edges.iter().any(|e| new(e.index).is_none()) || fired.iter().any(|i| new(*i).is_none()) {
+        if edges.iter().any(|e| renamed(e.index).is_none())
+            || fired.iter().any(|i| renamed(*i).is_none())
+        {
             return false;
         }
+        let new = |index: u32| renamed(index).unwrap_or(index);
         self.edges.extend(edges.iter().map(|e| Edge {
-            index: renamed[e.index as usize],
+            index: new(e.index),
             ..*e
         }));
-        self.fired
-            .extend(fired.iter().map(|i| renamed[*i as usize]));
+        self.fired.extend(fired.iter().map(|i| new(*i)));
         self.drops.extend_from_slice(&old.drops[range(2)]);
         self.end_class((end[3] - start[3]) as usize);
         true
@@ -163,28 +227,27 @@ impl NodeWalk {
 /// Realistic daemons drop only frames to addresses they do not know (`dst` = `None`), so the
 /// drop lists are short and the edges are then checked in constant time.
 pub(super) fn walk(net: &Net) -> Walk {
-    let mut nodes = Vec::with_capacity(net.len());
+    let mut classes = Classes::default();
+    let mut starts = Vec::with_capacity(net.len() + 1);
+    starts.push(0);
     let mut decision = Decision::default();
-    let mut decided = 0usize;
     for a in 0..net.len() as NodeId {
-        if decided > WALK_LIMIT {
+        if classes.decided(0..classes.len()) > WALK_LIMIT {
             // Leave the rest unexamined rather than run for minutes; what was found stands.
             break;
         }
-        let walked = walk_node(net, a, &mut decision);
-        decided += walked.decided();
-        nodes.push(walked);
+        walk_node(net, a, &mut classes, &mut decision);
+        // Classes are one per rule or fewer, so fewer than 2^32.
+        starts.push(classes.len() as u32);
     }
-    Walk::new(net, nodes)
+    Walk::new(net, classes, starts)
 }
 
-/// Every local class of daemon `a`.
-pub(super) fn walk_node(net: &Net, a: NodeId, decision: &mut Decision) -> NodeWalk {
-    let mut walked = NodeWalk::default();
+/// Every local class of daemon `a`, appended to `out`.
+pub(super) fn walk_node(net: &Net, a: NodeId, out: &mut Classes, decision: &mut Decision) {
     for dst in classes(net.node(a)) {
-        walk_class(net, a, dst, &mut walked, decision);
+        walk_class(net, a, dst, out, decision);
     }
-    walked
 }
 
 /// The local destination classes of a daemon in the order they are walked.
@@ -192,17 +255,12 @@ pub(super) fn classes<'n>(node: &'n Node) -> impl Iterator<Item = Local> + 'n {
     std::iter::once(None).chain(node.dsts.iter().copied().map(Some))
 }
 
-/// Whether the walk of every daemon, in order, stays within the work limit: what [`walk`]
-/// would then have walked them all.
-pub(super) fn within_limit(nodes: &[NodeWalk]) -> bool {
-    let mut decided = 0usize;
-    for node in nodes {
-        if decided > WALK_LIMIT {
-            return false;
-        }
-        decided += node.decided();
-    }
-    true
+/// Whether the walk of every daemon, in order (their classes start at `starts`), stays within
+/// the work limit: what [`walk`] would then have walked them all.
+pub(super) fn within_limit(classes: &Classes, starts: &[u32]) -> bool {
+    starts[..starts.len() - 1]
+        .iter()
+        .all(|&start| classes.decided(0..start as usize) <= WALK_LIMIT)
 }
 
 /// Daemon `a`'s decisions for destination class `dst`, appended to `out` as one class.
@@ -210,7 +268,7 @@ pub(super) fn walk_class(
     net: &Net,
     a: NodeId,
     dst: Local,
-    out: &mut NodeWalk,
+    out: &mut Classes,
     decision: &mut Decision,
 ) {
     let node = net.node(a);

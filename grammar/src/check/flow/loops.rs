@@ -9,19 +9,19 @@
 //! There are too many classes to build every graph (2,000 VMs make millions), so the search
 //! is incremental:
 //! - `U(d)` is the union over all sources of the graphs of destination class `d`, bounded
-//!   from above cheaply ([`Net::bound`]); a loop of any class `(s, d)` is a cycle of `U(d)`.
+//!   from above cheaply ([`Net::bound_into`]); a loop of any class `(s, d)` is a cycle of `U(d)`.
 //! - `U(other)` is checked whole. For a named destination `d`, only the daemons whose rules
 //!   name `d` decide differently from `U(other)`, so only cycles through them are new: the
 //!   search starts from them and visits what they reach.
 //! - A component of `U(d)` with a long cycle is then confirmed class by class with exact
 //!   decisions ([`Net::dec`]), which is where the loop's hops and rules come from.
 
-use super::net::{FxBuild, Local, Net, NodeId};
+use super::net::{Dec, FxBuild, Local, Net, NodeId};
 use super::scc::Scc;
 use super::{describe, Reporter};
 use crate::diag::{Code, Diagnostic};
 use crate::mac::Mac;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Node visits allowed for confirming loops class by class: bounds adversarial files whose
 /// bounding graphs are dense with cycles that no single class has.
@@ -97,6 +97,10 @@ pub(super) fn find_loops(
         net,
         scc: Scc::new(net.len()),
         work: 0,
+        bounds: Vec::new(),
+        bounds_at: Vec::new(),
+        slot: vec![OUTSIDE; net.len()],
+        dec: Dec::default(),
     };
     let mut previous = previous;
     let mut loops = match previous.as_mut() {
@@ -112,13 +116,13 @@ pub(super) fn find_loops(
     };
     search.work = loops.base.work;
     let mut dsts = Vec::with_capacity(net.dsts.len());
-    for &dst in &net.dsts {
+    for (k, &dst) in net.dsts.iter().enumerate() {
         if search.work > WORK_LIMIT {
             break;
         }
         let found = match previous.as_mut().and_then(|old| reuse(old, dst)) {
             Some(found) => found,
-            None => search_dst(&mut search, &loops, dst),
+            None => search_dst(&mut search, &loops, k),
         };
         search.work += found.work;
         dsts.push((dst, found));
@@ -160,39 +164,44 @@ fn search_base(search: &mut Search) -> Loops {
     }
 }
 
-/// The loops of the classes with destination `dst`.
-fn search_dst(search: &mut Search, loops: &Loops, dst: Mac) -> Found {
+/// The loops of the classes with destination `net.dsts[k]`.
+fn search_dst(search: &mut Search, loops: &Loops, k: usize) -> Found {
     let net = search.net;
+    let (dst, namers) = (net.dsts[k], net.namers(k));
     let mut found = Found::default();
-    let Some(namers) = net.dst_namers.get(&dst) else {
-        return found;
-    };
+    // The bounds of the daemons naming `dst` (the only ones that differ from U(other)), in
+    // one array reused from destination to destination; `namers` is sorted by node.
+    let (mut bounds, mut at) = (
+        std::mem::take(&mut search.bounds),
+        std::mem::take(&mut search.bounds_at),
+    );
+    (bounds.clear(), at.clear(), at.push(0));
+    for &n in namers {
+        net.bound_into(n, Some(dst), &mut bounds);
+        at.push(bounds.len());
+    }
+    let bound = |i: usize| &bounds[at[i]..at[i + 1]];
+    let changed = |v: NodeId| namers.binary_search(&v).ok().map(bound);
     let other = |v: NodeId| loops.other(v);
-    let changed: HashMap<NodeId, Vec<NodeId>, FxBuild> = namers
-        .iter()
-        .map(|&n| (n, net.bound(n, Some(dst))))
-        .collect();
     // A cycle through no changed daemon is a cycle of U(other), already searched, unless
     // it runs through a daemon that names `dst` inside a suspect component of U(other).
-    let roots: Vec<NodeId> = namers
+    let roots = namers
         .iter()
-        .copied()
-        .filter(|n| {
-            loops.in_suspect[*n as usize] || changed.get(n).map(Vec::as_slice) != Some(other(*n))
-        })
-        .collect();
-    if roots.is_empty() {
-        return found;
+        .enumerate()
+        .filter(|&(i, &n)| loops.in_suspect[n as usize] || bound(i) != other(n))
+        .map(|(_, &n)| n);
+    if roots.clone().next().is_some() {
+        let adj = |v: NodeId| changed(v).unwrap_or_else(|| other(v));
+        let (components, visited) = search.scc.long_cycle_components(roots, adj);
+        found.work += visited;
+        for component in components
+            .iter()
+            .filter(|c| c.iter().any(|n| namers.binary_search(n).is_ok()))
+        {
+            search.confirm(component, Some(dst), &mut found);
+        }
     }
-    let adj = |v: NodeId| changed.get(&v).map_or_else(|| other(v), Vec::as_slice);
-    let (components, visited) = search.scc.long_cycle_components(roots, adj);
-    found.work += visited;
-    for component in components
-        .iter()
-        .filter(|c| c.iter().any(|n| changed.contains_key(n)))
-    {
-        search.confirm(component, Some(dst), &mut found);
-    }
+    (search.bounds, search.bounds_at) = (bounds, at);
     found
 }
 
@@ -222,6 +231,39 @@ struct Search<'n, 's> {
     net: &'n Net<'s>,
     scc: Scc,
     work: usize,
+    /// [`search_dst`]'s arrays, kept from one destination to the next.
+    bounds: Vec<NodeId>,
+    bounds_at: Vec<usize>,
+    /// Each daemon's place in the component being confirmed ([`OUTSIDE`] for the others), so
+    /// that its class graphs are arrays rather than maps: a loop through every daemon of a
+    /// large file makes a component of all of them.
+    slot: Vec<u32>,
+    dec: Dec,
+}
+
+/// Marks a daemon outside the component in `Search::slot`.
+const OUTSIDE: u32 = u32::MAX;
+
+/// A class's graph inside a component: the out-edges (sorted, inside the component) of some
+/// of its daemons, by their place in it, in one array.
+#[derive(Default)]
+struct ClassGraph {
+    /// The daemons' places in the component, increasing.
+    places: Vec<u32>,
+    at: Vec<u32>,
+    peers: Vec<NodeId>,
+}
+
+impl ClassGraph {
+    /// The edges of the daemon at `place` in the component, if the graph has them.
+    fn get(&self, place: u32) -> Option<&[NodeId]> {
+        // The graph of a whole component has every place at its own index.
+        let k = match self.places.get(place as usize) {
+            Some(&at) if at == place => place as usize,
+            _ => self.places.binary_search(&place).ok()?,
+        };
+        Some(&self.peers[self.at[k] as usize..self.at[k + 1] as usize])
+    }
 }
 
 impl Search<'_, '_> {
@@ -241,72 +283,69 @@ impl Search<'_, '_> {
             .collect();
         sources.sort_unstable();
         sources.dedup();
-        let members: HashSet<NodeId, FxBuild> = component.iter().copied().collect();
-        let base = self.class_graph(component, None, dst, &members);
-        self.search_class(
-            component.iter().copied(),
-            &base,
-            &HashMap::default(),
-            (None, dst),
-            found,
-        );
+        for (place, &n) in component.iter().enumerate() {
+            // A component is at most every daemon, and there are fewer than 2^32.
+            self.slot[n as usize] = place as u32;
+        }
+        let base = self.class_graph(component, None, dst);
+        let none = ClassGraph::default();
+        let roots = component.iter().copied();
+        self.search_class(roots, &base, &none, (None, dst), found);
         for src in sources {
             if self.exhausted(found) {
-                return;
+                break;
             }
             let namers: Vec<NodeId> = component
                 .iter()
                 .copied()
                 .filter(|&n| net.node(n).names_src(src))
                 .collect();
-            let changed = self.class_graph(&namers, Some(src), dst, &members);
-            self.search_class(
-                namers.iter().copied(),
-                &base,
-                &changed,
-                (Some(src), dst),
-                found,
-            );
+            let changed = self.class_graph(&namers, Some(src), dst);
+            self.search_class(namers, &base, &changed, (Some(src), dst), found);
+        }
+        for &n in component {
+            self.slot[n as usize] = OUTSIDE;
         }
     }
 
-    /// The exact edges of the class (src, dst) out of `nodes`, kept inside the component.
-    fn class_graph(
-        &self,
-        nodes: &[NodeId],
-        src: Local,
-        dst: Local,
-        members: &HashSet<NodeId, FxBuild>,
-    ) -> HashMap<NodeId, Vec<NodeId>, FxBuild> {
-        nodes
-            .iter()
-            .map(|&n| {
-                let dec = self.net.dec_global(n, src, dst);
-                let peers = dec
-                    .links
-                    .iter()
-                    .map(|(p, _)| *p)
-                    .filter(|p| members.contains(p))
-                    .collect();
-                (n, peers)
-            })
-            .collect()
+    /// The exact edges of the class (src, dst) out of `nodes` (in the order of the component),
+    /// kept inside the component.
+    fn class_graph(&mut self, nodes: &[NodeId], src: Local, dst: Local) -> ClassGraph {
+        let mut graph = ClassGraph {
+            places: Vec::with_capacity(nodes.len()),
+            at: Vec::with_capacity(nodes.len() + 1),
+            peers: Vec::new(),
+        };
+        graph.at.push(0);
+        for &n in nodes {
+            self.net.dec_global(n, src, dst, &mut self.dec);
+            let inside = self.dec.links.iter().map(|(p, _)| *p);
+            let slot = &self.slot;
+            graph
+                .peers
+                .extend(inside.filter(|p| slot[*p as usize] != OUTSIDE));
+            graph.places.push(self.slot[n as usize]);
+            // Edges are at most one per rule, and rules fewer than 2^32.
+            graph.at.push(graph.peers.len() as u32);
+        }
+        graph
     }
 
     fn search_class(
         &mut self,
         roots: impl IntoIterator<Item = NodeId>,
-        base: &HashMap<NodeId, Vec<NodeId>, FxBuild>,
-        changed: &HashMap<NodeId, Vec<NodeId>, FxBuild>,
+        base: &ClassGraph,
+        changed: &ClassGraph,
         (src, dst): (Local, Local),
         found: &mut Found,
     ) {
         const NONE: &[NodeId] = &[];
-        let adj = |v: NodeId| {
-            changed
-                .get(&v)
-                .or_else(|| base.get(&v))
-                .map_or(NONE, Vec::as_slice)
+        let slot = &self.slot;
+        let adj = |v: NodeId| match slot[v as usize] {
+            OUTSIDE => NONE,
+            place => changed
+                .get(place)
+                .unwrap_or_else(|| base.get(place).unwrap_or(NONE)),
         };
         let (components, visited) = self.scc.long_cycle_components(roots, adj);
         found.work += visited;
@@ -321,13 +360,12 @@ impl Search<'_, '_> {
 /// One V111: the primary span is the hop rule written last in the file (the one that
 /// closes the cycle), the other hops are related spans in the order a frame takes them.
 fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut Reporter) {
+    let mut dec = Dec::default();
     let hops: Vec<(NodeId, NodeId, Option<crate::span::Span>)> = (0..cycle.len())
         .map(|i| {
             let (from, to) = (cycle[i], cycle[(i + 1) % cycle.len()]);
-            let rule = net
-                .dec_global(from, src, dst)
-                .rule_to(to)
-                .map(|index| net.rule_id(from, index));
+            net.dec_global(from, src, dst, &mut dec);
+            let rule = dec.rule_to(to).map(|index| net.rule_id(from, index));
             (from, to, rule.and_then(|r| report.rule_span(r)))
         })
         .collect();

@@ -20,7 +20,7 @@
 //! The diagnostics themselves are made afresh each time from the kept results: they hold
 //! spans, which move with every edit.
 
-use super::holes::{self, NodeWalk, Walk};
+use super::holes::{self, Classes, Walk};
 use super::loops::{self, Found, Loops};
 use super::net::{contains, sort_macs, FxBuild, Net, Node, NodeId, Tgt};
 use crate::mac::Mac;
@@ -36,7 +36,7 @@ pub struct FlowMemo {
     /// The sources and destinations each daemon names.
     srcs: Vec<Vec<Mac>>,
     dsts: Vec<Vec<Mac>>,
-    walk: Vec<NodeWalk>,
+    walk: Walk,
     loops: Loops,
 }
 
@@ -50,9 +50,9 @@ impl FlowMemo {
         Some(FlowMemo {
             names: nodes().map(|n| n.name.to_string()).collect(),
             tables: nodes().map(|n| table(n).collect()).collect(),
-            srcs: nodes().map(|n| n.srcs.clone()).collect(),
-            dsts: nodes().map(|n| n.dsts.clone()).collect(),
-            walk: walk.nodes,
+            srcs: nodes().map(|n| n.srcs.to_vec()).collect(),
+            dsts: nodes().map(|n| n.dsts.to_vec()).collect(),
+            walk,
             loops,
         })
     }
@@ -81,7 +81,7 @@ fn change(old: &[(Match, Match, Tgt)], old_srcs: &[Mac], node: &Node) -> Change 
     if old == new {
         return Change::Same;
     }
-    if old_srcs != node.srcs {
+    if *old_srcs != *node.srcs {
         return Change::Whole;
     }
     let (renamed, kept) = matched(old, &new);
@@ -157,22 +157,27 @@ pub(super) fn rerun(net: &Net, memo: FlowMemo) -> Option<(Walk, Loops)> {
         .map(|n| change(&memo.tables[n], &memo.srcs[n], net.node(n as NodeId)))
         .collect();
     let mut decision = Decision::default();
-    let mut walks = Vec::with_capacity(net.len());
-    for (a, (change, old)) in changes.iter().zip(memo.walk).enumerate() {
+    let (old, mut classes) = (memo.walk.classes(), Classes::default());
+    let mut starts = Vec::with_capacity(net.len() + 1);
+    starts.push(0);
+    for (a, change) in changes.iter().enumerate() {
         let a = a as NodeId;
-        walks.push(match change {
-            Change::Same => old,
-            Change::Whole => holes::walk_node(net, a, &mut decision),
+        let before = memo.walk.range(a);
+        match change {
+            Change::Same => classes.copy_classes(old, before),
+            Change::Whole => holes::walk_node(net, a, &mut classes, &mut decision),
             Change::Classes { dsts, renamed } => {
-                let old_dsts = &memo.dsts[a as usize];
-                rewalk(net, a, (&old, old_dsts), (dsts, renamed), &mut decision)
+                let was = (old, before, &memo.dsts[a as usize][..]);
+                rewalk(net, a, was, (dsts, renamed), &mut classes, &mut decision);
             }
-        });
+        }
+        // Classes are one per rule or fewer, so fewer than 2^32.
+        starts.push(classes.len() as u32);
     }
-    if !holes::within_limit(&walks) {
+    if !holes::within_limit(&classes, &starts) {
         return None;
     }
-    let walk = Walk::new(net, walks);
+    let walk = Walk::new(net, classes, starts);
     let loops = relooped(net, memo.loops, &changes, &memo.dsts);
     (!loops.exhausted()).then_some((walk, loops))
 }
@@ -212,15 +217,17 @@ fn relooped(net: &Net, old: Loops, changes: &[Change], old_dsts: &[Vec<Mac>]) ->
 }
 
 /// Daemon `a`'s walk with the classes of destinations `dirty` walked again and the others
-/// copied from its `old` walk (whose destinations were `old_dsts`).
+/// copied from its old walk (classes `before` of `old`, whose destinations were `old_dsts`),
+/// appended to `out`.
 fn rewalk(
     net: &Net,
     a: NodeId,
-    (old, old_dsts): (&NodeWalk, &[Mac]),
+    (old, before, old_dsts): (&Classes, std::ops::Range<usize>, &[Mac]),
     (dirty, renamed): (&[Mac], &[u32]),
+    out: &mut Classes,
     decision: &mut Decision,
-) -> NodeWalk {
-    let mut out = NodeWalk::default();
+) {
+    let renamed = |index: u32| renamed.get(index as usize).copied().filter(|i| *i != u32::MAX);
     for dst in holes::classes(net.node(a)) {
         let k = match dst {
             None => Some(0),
@@ -230,9 +237,8 @@ fn rewalk(
                 .map(|i| i + 1),
             Some(_) => None,
         };
-        if !k.is_some_and(|k| out.copy_class(old, k, renamed)) {
-            holes::walk_class(net, a, dst, &mut out, decision);
+        if !k.is_some_and(|k| out.copy_class(old, before.start + k, renamed)) {
+            holes::walk_class(net, a, dst, out, decision);
         }
     }
-    out
 }

@@ -13,7 +13,6 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::Rc;
 
 pub(super) type NodeId = u32;
 
@@ -37,22 +36,23 @@ pub(super) struct Node<'s> {
     pub name: &'s str,
     pub table: Table<Tgt>,
     /// The rules of a daemon are a run of the state's (sorted by daemon): table index `i` is
-    /// the rule at position `first + i`.
+    /// the rule at position `first + i`, for `count` of them.
     first: u32,
+    count: u32,
     /// MACs named in source fields (exact or `NOT`), sorted.
-    pub srcs: Vec<Mac>,
+    pub srcs: Box<[Mac]>,
     /// MACs named in destination fields (exact or `NOT`), sorted.
-    pub dsts: Vec<Mac>,
+    pub dsts: Box<[Mac]>,
     /// Where each of `dsts` is in [`Net::dsts`].
-    dst_at: Vec<u32>,
+    dst_at: Box<[u32]>,
     /// Rules whose destination is `NOT`, `ANY` or `NONE`.
-    generic: Vec<u32>,
+    generic: Box<[u32]>,
     /// Sources named by the generic rules, sorted.
-    generic_srcs: Vec<Mac>,
+    generic_srcs: Box<[Mac]>,
     /// The generic rules that name a source, as (priority, source), best first.
-    generic_named: Vec<(Priority, Mac)>,
+    generic_named: Box<[(Priority, Mac)]>,
     /// The generic rules whose source is `ANY`.
-    generic_any: Vec<u32>,
+    generic_any: Box<[u32]>,
 }
 
 impl Node<'_> {
@@ -139,8 +139,13 @@ impl Dec {
     }
 }
 
-/// Decisions by (daemon, local source class, local destination class).
-type DecCache = HashMap<(NodeId, Local, Local), Rc<Dec>, FxBuild>;
+/// Decisions by (daemon, local source class, local destination class), as where their links
+/// are in one array.
+type DecCache = HashMap<(NodeId, Local, Local), (u32, u32), FxBuild>;
+
+/// Daemons with at most this many rules decide afresh each time: that reads no more than a
+/// look-up in the cache would, and keeps the cache (and its misses) for the large tables.
+const DECIDE_AFRESH: u32 = 16;
 
 pub(super) struct Net<'s> {
     pub nodes: Vec<Node<'s>>,
@@ -150,9 +155,13 @@ pub(super) struct Net<'s> {
     pub other: Mac,
     /// Every MAC named in some destination field, sorted.
     pub dsts: Vec<Mac>,
-    /// For each named destination, the daemons whose rules name it.
-    pub dst_namers: HashMap<Mac, Vec<NodeId>, FxBuild>,
+    /// For each named destination (by position in `dsts`), the daemons whose rules name it,
+    /// in order: [`Net::namers`]. One array for all rather than a vector per destination.
+    namers: Vec<NodeId>,
+    namers_at: Vec<u32>,
     cache: RefCell<DecCache>,
+    /// The links of the cached decisions.
+    cached_links: RefCell<Vec<(NodeId, u32)>>,
     /// [`Net::unnamed_by_both`] by pair of daemons.
     unnamed: RefCell<HashMap<(NodeId, NodeId), Option<Mac>, FxBuild>>,
     scratch: RefCell<Decision>,
@@ -160,7 +169,13 @@ pub(super) struct Net<'s> {
 
 impl<'s> Net<'s> {
     pub fn new(state: &'s State) -> Net<'s> {
+        // Sized for what a state usually holds (every daemon declared, every link used), so
+        // that a large state is not rehashed as they grow.
         let mut builder = Builder {
+            names: Vec::with_capacity(state.hosts.len()),
+            ids: HashMap::with_capacity_and_hasher(state.hosts.len(), FxBuild::default()),
+            runs: Vec::with_capacity(state.hosts.len()),
+            links: HashSet::with_capacity_and_hasher(state.links.len(), FxBuild::default()),
             rules: Vec::with_capacity(state.rules.len()),
             targets: Vec::with_capacity(state.rules.len()),
             ..Builder::default()
@@ -223,47 +238,54 @@ impl<'s> Net<'s> {
             })
     }
 
-    /// The decision of daemon `n` for a frame of local classes (`src`, `dst`), cached.
-    pub fn dec(&self, n: NodeId, src: Local, dst: Local) -> Rc<Dec> {
-        if let Some(dec) = self.cache.borrow().get(&(n, src, dst)) {
-            return Rc::clone(dec);
+    /// The decision of daemon `n` for a frame of local classes (`src`, `dst`), into `out`;
+    /// cached for a daemon with many rules.
+    pub fn dec(&self, n: NodeId, src: Local, dst: Local, out: &mut Dec) {
+        out.links.clear();
+        if self.node(n).count <= DECIDE_AFRESH {
+            return self.decide(n, src, dst, out);
         }
+        if let Some(&(at, len)) = self.cache.borrow().get(&(n, src, dst)) {
+            let cached = self.cached_links.borrow();
+            out.links
+                .extend_from_slice(&cached[at as usize..(at + len) as usize]);
+            return;
+        }
+        self.decide(n, src, dst, out);
+        let mut cached = self.cached_links.borrow_mut();
+        // Links are at most one per rule of a daemon, and decisions cached far fewer than
+        // 2^32 / rules (the searches that ask are bounded).
+        let at = cached.len() as u32;
+        cached.extend_from_slice(&out.links);
+        self.cache
+            .borrow_mut()
+            .insert((n, src, dst), (at, out.links.len() as u32));
+    }
+
+    fn decide(&self, n: NodeId, src: Local, dst: Local, out: &mut Dec) {
         let mut scratch = self.scratch.borrow_mut();
         self.node(n)
             .table
             .decide_into(self.rep(src), self.rep(dst), &mut scratch);
-        let mut dec = Dec::default();
         for (peer, index) in self.links_of(n, &scratch) {
-            if !dec.links.iter().any(|(p, _)| *p == peer) {
-                dec.links.push((peer, index));
+            if !out.links.iter().any(|(p, _)| *p == peer) {
+                out.links.push((peer, index));
             }
         }
-        dec.links.sort_unstable();
-        let dec = Rc::new(dec);
-        self.cache
-            .borrow_mut()
-            .insert((n, src, dst), Rc::clone(&dec));
-        dec
+        out.links.sort_unstable();
     }
 
-    /// The decision of daemon `n` for a frame of global classes (`src`, `dst`).
-    pub fn dec_global(&self, n: NodeId, src: Local, dst: Local) -> Rc<Dec> {
+    /// The decision of daemon `n` for a frame of global classes (`src`, `dst`), into `out`.
+    pub fn dec_global(&self, n: NodeId, src: Local, dst: Local, out: &mut Dec) {
         let node = self.node(n);
-        self.dec(n, node.local_src(src), node.local_dst(dst))
+        self.dec(n, node.local_src(src), node.local_dst(dst), out);
     }
 
     /// A superset of the daemons that `n` sends frames of destination class `dst` to, whatever
     /// their source: the links of the rules that match `dst` and are not beaten for every
     /// source by a rule with source `ANY` (which matches them all). It bounds the search for
-    /// loops cheaply; the loops themselves are then confirmed with exact decisions.
-    pub fn bound(&self, n: NodeId, dst: Local) -> Vec<NodeId> {
-        let mut out = Vec::new();
-        self.bound_into(n, dst, &mut out);
-        out
-    }
-
-    /// [`Net::bound`] appended to `out`, sorted and without repeats, so that the bounds of
-    /// every daemon can share one array.
+    /// loops cheaply; the loops themselves are then confirmed with exact decisions. Appended
+    /// to `out`, sorted and without repeats, so that the bounds of many daemons share one array.
     pub fn bound_into(&self, n: NodeId, dst: Local, out: &mut Vec<NodeId>) {
         let node = self.node(n);
         let rep = self.rep(dst);
@@ -317,6 +339,11 @@ impl<'s> Net<'s> {
             .find(|d| !quiet.names_dst(*d));
         self.unnamed.borrow_mut().insert((a, b), found);
         found
+    }
+
+    /// The daemons whose rules name the destination at position `k` of [`Net::dsts`].
+    pub fn namers(&self, k: usize) -> &[NodeId] {
+        &self.namers[self.namers_at[k] as usize..self.namers_at[k + 1] as usize]
     }
 
     /// The rule behind a table index of daemon `n`, as its position in the state.
@@ -381,16 +408,12 @@ impl<'s> Builder<'s> {
     fn finish(self) -> Net<'s> {
         let mut all_srcs = Vec::new();
         let mut all_dsts = Vec::new();
-        let mut dst_namers: HashMap<Mac, Vec<NodeId>, FxBuild> = HashMap::default();
         let mut nodes = Vec::with_capacity(self.names.len());
         let mut scratch = Lists::default();
-        for (id, (name, run)) in self.names.into_iter().zip(self.runs).enumerate() {
+        for (name, run) in self.names.into_iter().zip(self.runs) {
             let node = build_node(name, run, &self.rules, &self.targets, &mut scratch);
             all_srcs.extend_from_slice(&node.srcs);
             all_dsts.extend_from_slice(&node.dsts);
-            for mac in &node.dsts {
-                dst_namers.entry(*mac).or_default().push(id as NodeId);
-            }
             nodes.push(node);
         }
         sort_macs(&mut all_dsts);
@@ -398,14 +421,17 @@ impl<'s> Builder<'s> {
         for node in &mut nodes {
             node.dst_at = node.dsts.iter().map(|m| position(&all_dsts, *m)).collect();
         }
+        let (namers, namers_at) = namers_by_dst(&nodes, all_dsts.len());
         let other = unnamed_mac(&all_srcs, &all_dsts);
         Net {
             nodes,
             rules: self.rules,
             other,
             dsts: all_dsts,
-            dst_namers,
+            namers,
+            namers_at,
             cache: RefCell::default(),
+            cached_links: RefCell::default(),
             unnamed: RefCell::default(),
             scratch: RefCell::default(),
         }
@@ -458,8 +484,9 @@ fn build_node<'s>(
     lists
         .generic_named
         .sort_unstable_by_key(|&(priority, _)| std::cmp::Reverse(priority));
-    fn take<T: Copy>(list: &mut Vec<T>) -> Vec<T> {
-        let exact = list.as_slice().to_vec();
+    // Boxed slices rather than vectors: exactly their size, and a smaller node.
+    fn take<T: Copy>(list: &mut Vec<T>) -> Box<[T]> {
+        let exact = list.as_slice().into();
         list.clear();
         exact
     }
@@ -467,14 +494,38 @@ fn build_node<'s>(
         name,
         table,
         first,
+        count,
         srcs: take(&mut lists.srcs),
         dsts: take(&mut lists.dsts),
-        dst_at: Vec::new(),
+        dst_at: Box::default(),
         generic: take(&mut lists.generic),
         generic_srcs: take(&mut lists.generic_srcs),
         generic_named: take(&mut lists.generic_named),
         generic_any: take(&mut lists.generic_any),
     }
+}
+
+/// For each of `dsts` destinations, the nodes naming it (by their `dst_at`), in node order: a
+/// counting sort into one array, and where each destination's run starts (`dsts + 1` of them).
+fn namers_by_dst(nodes: &[Node], dsts: usize) -> (Vec<NodeId>, Vec<u32>) {
+    let mut at = vec![0u32; dsts + 1];
+    for node in nodes {
+        for &k in &node.dst_at {
+            at[k as usize + 1] += 1;
+        }
+    }
+    for k in 0..dsts {
+        at[k + 1] += at[k];
+    }
+    let mut next = at.clone();
+    let mut namers = vec![0; at[dsts] as usize];
+    for (id, node) in nodes.iter().enumerate() {
+        for &k in &node.dst_at {
+            namers[next[k as usize] as usize] = id as NodeId;
+            next[k as usize] += 1;
+        }
+    }
+    (namers, at)
 }
 
 /// The `k`-th position (from 0) not in `taken`, a strictly increasing list of positions: `k`

@@ -6,8 +6,12 @@
 //! A strongly connected component holds such a cycle unless all its edges are mutual and, seen
 //! as an undirected graph, it is a tree.
 
-use super::net::NodeId;
+use super::net::{FxBuild, NodeId};
 use std::collections::{HashMap, VecDeque};
+
+/// The maps of the cycle searches, keyed by node: a loop through every daemon of a large file
+/// fills one with all of them.
+type NodeMap<V> = HashMap<NodeId, V, FxBuild>;
 
 const UNVISITED: u32 = u32::MAX;
 
@@ -165,7 +169,7 @@ impl Scc {
         for &u in component {
             for &v in adj(u) {
                 if self.member(v) && adj(v).binary_search(&u).is_err() {
-                    return self.close_one_way(u, v, &adj);
+                    return self.close_one_way(u, v, component.len(), &adj);
                 }
             }
         }
@@ -178,9 +182,11 @@ impl Scc {
         &self,
         u: NodeId,
         v: NodeId,
+        size: usize,
         adj: &impl Fn(NodeId) -> &'a [NodeId],
     ) -> Option<Vec<NodeId>> {
-        let mut parent: HashMap<NodeId, NodeId> = HashMap::new();
+        // The search may reach the whole component (of `size` nodes): sized once for it.
+        let mut parent: NodeMap<NodeId> = NodeMap::with_capacity_and_hasher(size, FxBuild::default());
         let mut queue = VecDeque::from([v]);
         parent.insert(v, v);
         while let Some(x) = queue.pop_front() {
@@ -215,8 +221,8 @@ impl Scc {
         adj: &impl Fn(NodeId) -> &'a [NodeId],
     ) -> Option<Vec<NodeId>> {
         let start = *component.first()?;
-        let mut on_path: HashMap<NodeId, usize> = HashMap::new();
-        let mut seen: HashMap<NodeId, ()> = HashMap::new();
+        let mut on_path: NodeMap<usize> = NodeMap::default();
+        let mut seen: NodeMap<()> = NodeMap::default();
         let mut path: Vec<(NodeId, usize)> = vec![(start, 0)];
         on_path.insert(start, 0);
         seen.insert(start, ());
