@@ -168,9 +168,17 @@ impl<T: PartialEq> Table<T> {
 
     /// Adds a rule and returns its index; an identical rule is not added twice.
     pub fn insert(&mut self, src: Match, dst: Match, target: T) -> u32 {
-        if let Some(existing) = self.find(src, dst, &target) {
-            return existing;
+        match self.find(src, dst, &target) {
+            Some(existing) => existing,
+            None => self.insert_new(src, dst, target),
         }
+    }
+
+    /// Adds a rule the caller knows is not in the table, without looking for it: the checker
+    /// builds a table per daemon from the rules of a state, which are a set (and looking
+    /// would read every rule with neither field exact, once per such rule).
+    pub fn insert_new(&mut self, src: Match, dst: Match, target: T) -> u32 {
+        debug_assert!(self.find(src, dst, &target).is_none());
         let index = self.entries.len() as u32;
         let (next, pair_next) = match Home::of(src, dst) {
             Home::Pair(s, d) => (

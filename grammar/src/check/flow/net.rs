@@ -460,9 +460,10 @@ fn build_node<'s>(
     let mut table = Table::with_capacity(count as usize);
     for id in first..first + count {
         let rule = all[id as usize];
-        let index = table.insert(rule.src, rule.dst, targets[id as usize]);
-        // Distinct rules of a daemon differ in source, destination or target, and the table
-        // only merges identical ones, so table index and place in the run agree.
+        // Distinct rules of a daemon differ in source, destination or target (peers and
+        // interfaces are interned one to one), so each is new to the table, and table index
+        // and place in the run agree.
+        let index = table.insert_new(rule.src, rule.dst, targets[id as usize]);
         debug_assert_eq!(index, id - first);
         lists.srcs.extend(rule.src.mac());
         lists.dsts.extend(rule.dst.mac());
