@@ -54,6 +54,13 @@ struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
+    fn with_capacity(names: usize) -> Names<'a> {
+        Names {
+            ids: HashMap::with_capacity_and_hasher(names, Default::default()),
+            text: Vec::with_capacity(names),
+        }
+    }
+
     fn intern(&mut self, name: &'a str) -> Name {
         if let Some(&id) = self.ids.get(name) {
             return id;
@@ -164,9 +171,10 @@ enum To {
 }
 
 pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins, Vec<Diagnostic>) {
-    let mut names = Names::default();
-    // Sized once for the most they can hold (every ADD statement adding something new), so a
-    // large file is not rehashed as they grow.
+    // Sized once for the most they can hold (every ADD statement adding something new, every
+    // host a name of its own), so a large file is neither rehashed nor copied as they grow.
+    let hosts = base.hosts.len() + file.hosts.len();
+    let mut names = Names::with_capacity(hosts);
     let added = |count: fn(&Block) -> usize| -> usize {
         file.blocks
             .iter()
@@ -211,12 +219,15 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
         links,
         rules,
         state: State {
-            hosts: base.hosts.clone(),
+            hosts: Vec::with_capacity(hosts),
             ..State::default()
         },
-        host_spans: vec![None; base.hosts.len()],
+        host_at: Vec::with_capacity(hosts),
+        host_spans: Vec::with_capacity(hosts),
         ..Folder::default()
     };
+    folder.state.hosts.extend_from_slice(&base.hosts);
+    folder.host_spans.resize(base.hosts.len(), None);
     for (i, host) in base.hosts.iter().enumerate() {
         let name = folder.names.intern(&host.machine);
         folder.set_host(name, i);

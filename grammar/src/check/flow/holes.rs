@@ -139,6 +139,19 @@ impl Walk {
 }
 
 impl Classes {
+    /// Room for a walk of the whole net as realistic files make it (a class per daemon and
+    /// destination it names, an edge or so and a rule fired per class), so that the lists of
+    /// a large file are not copied as they grow.
+    pub fn with_capacity(net: &Net) -> Classes {
+        let classes = net.len() + net.namings();
+        Classes {
+            ends: Vec::with_capacity(classes),
+            edges: Vec::with_capacity(classes),
+            fired: Vec::with_capacity(classes.max(net.rules.len())),
+            drops: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -227,7 +240,7 @@ impl Classes {
 /// Realistic daemons drop only frames to addresses they do not know (`dst` = `None`), so the
 /// drop lists are short and the edges are then checked in constant time.
 pub(super) fn walk(net: &Net) -> Walk {
-    let mut classes = Classes::default();
+    let mut classes = Classes::with_capacity(net);
     let mut starts = Vec::with_capacity(net.len() + 1);
     starts.push(0);
     let mut decision = Decision::default();

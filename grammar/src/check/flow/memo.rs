@@ -157,7 +157,7 @@ pub(super) fn rerun(net: &Net, memo: FlowMemo) -> Option<(Walk, Loops)> {
         .map(|n| change(&memo.tables[n], &memo.srcs[n], net.node(n as NodeId)))
         .collect();
     let mut decision = Decision::default();
-    let (old, mut classes) = (memo.walk.classes(), Classes::default());
+    let (old, mut classes) = (memo.walk.classes(), Classes::with_capacity(net));
     let mut starts = Vec::with_capacity(net.len() + 1);
     starts.push(0);
     for (a, change) in changes.iter().enumerate() {

@@ -341,6 +341,11 @@ impl<'s> Net<'s> {
         found
     }
 
+    /// How many (daemon, destination it names) pairs there are.
+    pub fn namings(&self) -> usize {
+        self.namers.len()
+    }
+
     /// The daemons whose rules name the destination at position `k` of [`Net::dsts`].
     pub fn namers(&self, k: usize) -> &[NodeId] {
         &self.namers[self.namers_at[k] as usize..self.namers_at[k + 1] as usize]
