@@ -914,8 +914,19 @@ mod tests {
     #[test]
     fn ranks_sort_names_bytewise() {
         let words = [
-            "host0010", "host00100", "host0009", "h", "host", "host0010a", "Host", "a.b-c_d",
-            "host00101", "", "zz", "host0010\u{1}", "host0010\u{0}x",
+            "host0010",
+            "host00100",
+            "host0009",
+            "h",
+            "host",
+            "host0010a",
+            "Host",
+            "a.b-c_d",
+            "host00101",
+            "",
+            "zz",
+            "host0010\u{1}",
+            "host0010\u{0}x",
         ];
         let mut names = Names::default();
         for word in words {

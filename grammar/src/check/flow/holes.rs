@@ -201,7 +201,7 @@ impl Classes {
     /// Appends classes `run` of `old` unchanged.
     pub fn copy_classes(&mut self, old: &Classes, run: std::ops::Range<usize>) {
         for k in run {
-            let copied = self.copy_class(old, k, |index| Some(index));
+            let copied = self.copy_class(old, k, Some);
             debug_assert!(copied);
         }
     }

@@ -175,7 +175,9 @@ fn search_dst(search: &mut Search, loops: &Loops, k: usize) -> Found {
         std::mem::take(&mut search.bounds),
         std::mem::take(&mut search.bounds_at),
     );
-    (bounds.clear(), at.clear(), at.push(0));
+    bounds.clear();
+    at.clear();
+    at.push(0);
     for &n in namers {
         net.bound_into(n, Some(dst), &mut bounds);
         at.push(bounds.len());

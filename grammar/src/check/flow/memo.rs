@@ -227,7 +227,12 @@ fn rewalk(
     out: &mut Classes,
     decision: &mut Decision,
 ) {
-    let renamed = |index: u32| renamed.get(index as usize).copied().filter(|i| *i != u32::MAX);
+    let renamed = |index: u32| {
+        renamed
+            .get(index as usize)
+            .copied()
+            .filter(|i| *i != u32::MAX)
+    };
     for dst in holes::classes(net.node(a)) {
         let k = match dst {
             None => Some(0),

@@ -186,7 +186,8 @@ impl Scc {
         adj: &impl Fn(NodeId) -> &'a [NodeId],
     ) -> Option<Vec<NodeId>> {
         // The search may reach the whole component (of `size` nodes): sized once for it.
-        let mut parent: NodeMap<NodeId> = NodeMap::with_capacity_and_hasher(size, FxBuild::default());
+        let mut parent: NodeMap<NodeId> =
+            NodeMap::with_capacity_and_hasher(size, FxBuild::default());
         let mut queue = VecDeque::from([v]);
         parent.insert(v, v);
         while let Some(x) = queue.pop_front() {
