@@ -315,12 +315,15 @@ fn configure(dir: &std::path::Path, p: &str, transport: Transport) {
             .unwrap();
             // VTTIF as `vnetc apply` sets it up: h1 is the Proxy; both report (unless a
             // compared command runs with `--report-hz 0`).
-            c.set_proxy(ProxySpec {
+            // An older compared build may predate VTTIF: it runs without reports.
+            if let Err(e) = c.set_proxy(ProxySpec {
                 name: "h1".into(),
                 addr: "192.168.150.1:7000".into(),
                 members: vec!["h1".into(), "h2".into()],
-            })
-            .unwrap();
+            }) {
+                assert!(format!("{e:?}").contains("set_proxy"), "set proxy: {e:?}");
+                eprintln!("note: this daemon has no VTTIF (set_proxy unknown): no reports");
+            }
         });
     }
     in_netns(&format!("tb{p}h1"), move || {

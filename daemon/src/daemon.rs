@@ -14,6 +14,7 @@ use crate::port::Port;
 use crate::proto::*;
 use crate::stats::DropReason;
 use crate::store::{Persisted, Store};
+use crate::sys::blocking;
 use crate::vttif::Vttif;
 use crate::wire;
 
@@ -135,8 +136,8 @@ impl Daemon {
             tracing::warn!("INSECURE LINKS: --insecure-links sends every frame in clear and unauthenticated after the handshake; for measurements only");
         }
         let seal = crate::link::seal::Crypto::new(keys, cfg.insecure_links, cfg.rekey);
-        let store = Store::open(&cfg.state_dir, cfg.fsync)?;
-        let saved = load_saved(&cfg, &store).await?;
+        let store = Store::open(&cfg.state_dir, cfg.fsync);
+        let saved = load_saved(&cfg, &store)?;
         let listener = bind_tcp(cfg.listen)?;
         let listen = listener.local_addr()?;
         tracing::info!(name = %cfg.name, %listen, "vnetd listening (TCP: control and TCP links; UDP: UDP links)");
@@ -201,7 +202,7 @@ impl Daemon {
         }
         // A fresh snapshot (and an empty journal) to append this run's changes to.
         let p = d.persisted();
-        d.store.save(p).await?;
+        d.store.save(&p)?;
         Ok((d, listener))
     }
 
@@ -320,7 +321,7 @@ impl Daemon {
     }
 
     /// Applies changes atomically: stages them ([`Control::stage`]), makes them durable (the
-    /// journal's append, on the store's writer thread), then commits them and makes them live.
+    /// journal's append, as blocking work of this thread), then commits them and makes them live.
     /// Peer addresses are resolved before anything is locked; links are closed and dialers
     /// started after the lock is released. Changes take turns (`turn`), so nothing changes
     /// the tables between a batch's staging and its commit.
@@ -349,7 +350,7 @@ impl Daemon {
         };
         if compact {
             // Still this batch's turn: no later append can come before the new snapshot.
-            if let Err(e) = self.store.save(self.persisted()).await {
+            if let Err(e) = self.store.save(&self.persisted()) {
                 tracing::warn!("compacting the tables' journal: {e}");
             }
         }
@@ -366,7 +367,7 @@ impl Daemon {
     /// journal is due for compaction. On failure nothing has changed.
     async fn persist(&self, generation: u64, changes: &[Change]) -> Result<bool, ErrorBody> {
         let saved = match crate::store::journal_line(generation, changes) {
-            Ok(line) => self.store.append(line).await,
+            Ok(line) => self.store.append(&line),
             Err(e) => Err(e),
         };
         saved.map_err(|err| ErrorBody {
@@ -427,8 +428,8 @@ impl Daemon {
 }
 
 /// The saved tables, unless `--fresh`; refused when they belong to another daemon.
-async fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
-    let saved = if cfg.fresh { None } else { store.load().await? };
+fn load_saved(cfg: &Config, store: &Store) -> io::Result<Option<Persisted>> {
+    let saved = if cfg.fresh { None } else { store.load()? };
     if let Some(s) = &saved {
         if s.daemon != cfg.name {
             return Err(io::Error::new(
@@ -464,17 +465,6 @@ async fn resolve_peers(changes: &[Change]) -> HashMap<String, SocketAddr> {
         }
     }
     out
-}
-
-/// Runs blocking work on this worker after handing its other tasks to another one (a
-/// current-thread runtime runs it as it is).
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
 }
 
 fn invalid(m: &str) -> io::Error {

@@ -17,9 +17,12 @@
 //! With `fsync`, every append is flushed to the disk (`fdatasync`) before the change is
 //! acknowledged, and a snapshot (file and directory) before the journal is emptied.
 //!
-//! Who does the IO: [`Files`] is the synchronous core; [`Store`] hands every file operation
-//! to its own writer thread, in the order asked, so no tokio worker ever waits for the disk
-//! and no lock is held while it does.
+//! Who does the IO: [`Files`] is the synchronous core; [`Store`] runs each file operation on
+//! the calling thread after telling the runtime it blocks (`block_in_place`: the worker's other
+//! tasks move to another thread, so no async task waits behind the disk). It is not handed to a
+//! writer thread: that hop cost two thread wake-ups per change, a third of an `--fsync`
+//! change's latency on an idle machine (BENCHMARKS.md, issue 10). Callers keep the order of
+//! appends (the daemon's change turn); the mutex only makes the files one owner's.
 
 use crate::proto::{Change, LinkSpec};
 use serde::{Deserialize, Serialize};
@@ -27,8 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use tokio::sync::oneshot;
+use std::sync::{Mutex, MutexGuard};
 use vnet_grammar::model::{LinkKey, RuleDef};
 
 pub const FILE: &str = "tables.json";
@@ -79,64 +81,45 @@ pub(crate) fn journal_line(generation: u64, changes: &[Change]) -> io::Result<Ve
     Ok(line)
 }
 
-/// The tables of one state directory, written by a thread of their own: each call hands its
-/// work to that thread and waits (asynchronously) for it to be done, so a change is on disk
-/// before the caller acknowledges it, and calls are carried out in the order they are made.
+/// The tables of one state directory: each call does its file work at once, as blocking work
+/// of the calling thread ([`crate::sys::blocking`]), so a change is on disk before the caller
+/// acknowledges it.
 pub(crate) struct Store {
-    jobs: mpsc::Sender<Job>,
+    files: Mutex<Files>,
 }
 
-type Job = Box<dyn FnOnce(&mut Files) + Send>;
-
 impl Store {
-    /// Starts the writer thread of `dir`'s tables.
-    pub fn open(dir: &Path, fsync: bool) -> io::Result<Store> {
-        let mut files = Files::new(dir, fsync);
-        let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("vnetd-store".into())
-            .spawn(move || {
-                // Ends when the store is dropped (its sender with it).
-                for job in rx {
-                    job(&mut files);
-                }
-            })?;
-        Ok(Store { jobs })
+    /// The tables of `dir` (nothing is read yet).
+    pub fn open(dir: &Path, fsync: bool) -> Store {
+        Store {
+            files: Mutex::new(Files::new(dir, fsync)),
+        }
     }
 
-    /// Runs `f` on the writer thread, after everything asked before it.
-    async fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Files) -> io::Result<R> + Send + 'static,
-    ) -> io::Result<R> {
-        let (tx, rx) = oneshot::channel();
-        let stopped = || io::Error::other("the tables' writer thread has stopped");
-        self.jobs
-            .send(Box::new(move |files: &mut Files| {
-                let _ = tx.send(f(files));
-            }))
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+    fn files(&self) -> MutexGuard<'_, Files> {
+        // A panic in an earlier call poisons nothing the files depend on: they are as the OS
+        // has them, and the next call reports its own errors.
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads the saved tables; `None` when there are none.
-    pub async fn load(&self) -> io::Result<Option<Persisted>> {
-        self.run(|files| files.load()).await
+    pub fn load(&self) -> io::Result<Option<Persisted>> {
+        crate::sys::blocking(|| self.files().load())
     }
 
     /// Writes `state` as the new snapshot and empties the journal.
-    pub async fn save(&self, state: Persisted) -> io::Result<()> {
-        self.run(move |files| files.snapshot(&state)).await
+    pub fn save(&self, state: &Persisted) -> io::Result<()> {
+        crate::sys::blocking(|| self.files().snapshot(state))
     }
 
     /// Appends a journal line ([`journal_line`]); returns whether the journal is due for
     /// compaction (then [`Store::save`] the tables, before the next append).
-    pub async fn append(&self, line: Vec<u8>) -> io::Result<bool> {
-        self.run(move |files| files.append(&line)).await
+    pub fn append(&self, line: &[u8]) -> io::Result<bool> {
+        crate::sys::blocking(|| self.files().append(line))
     }
 }
 
-/// The snapshot and journal files of one state directory (synchronous: the writer thread's).
+/// The snapshot and journal files of one state directory (synchronous: [`Store`] runs it).
 pub(crate) struct Files {
     dir: PathBuf,
     fsync: bool,
@@ -412,12 +395,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
-    #[tokio::test]
-    async fn the_writer_thread_keeps_the_order_of_calls_and_reports_errors() {
+    /// Called from a worker of a multi-threaded runtime, as the daemon does (the blocking work
+    /// runs through `block_in_place`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_store_keeps_the_order_of_calls_and_reports_errors() {
         let d = dir("writer");
-        let s = Store::open(&d, true).unwrap();
-        assert_eq!(s.load().await.unwrap(), None);
-        s.save(empty()).await.unwrap();
+        let s = Store::open(&d, true);
+        assert_eq!(s.load().unwrap(), None);
+        s.save(&empty()).unwrap();
         for g in 1..=50u64 {
             let line = journal_line(
                 g,
@@ -426,17 +411,18 @@ mod tests {
                 }],
             )
             .unwrap();
-            assert!(!s.append(line).await.unwrap());
+            assert!(!s.append(&line).unwrap());
+            tokio::task::yield_now().await;
         }
-        let got = s.load().await.unwrap().unwrap();
+        let got = s.load().unwrap().unwrap();
         assert_eq!(got.generation, 50);
         assert_eq!(got.rules.len(), 50);
-        // A directory that is gone: the error comes back to the caller, the thread lives on.
+        // A directory that is gone: the error comes back to the caller, the store lives on.
         let _ = std::fs::remove_dir_all(&d);
-        assert!(s.save(got).await.is_err());
+        assert!(s.save(&got).is_err());
         std::fs::create_dir_all(&d).unwrap();
-        s.save(empty()).await.unwrap();
-        assert_eq!(s.load().await.unwrap(), Some(empty()));
+        s.save(&empty()).unwrap();
+        assert_eq!(s.load().unwrap(), Some(empty()));
         let _ = std::fs::remove_dir_all(&d);
     }
 }

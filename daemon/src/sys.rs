@@ -1,5 +1,6 @@
-//! Small system helpers for the data-plane threads: waiting on a descriptor, socket timeouts and
-//! options, and the scheduling attributes of a forwarding thread.
+//! Small system helpers: for the data-plane threads, waiting on a descriptor, socket timeouts
+//! and options, and the scheduling attributes of a forwarding thread; for async code, running
+//! blocking work without stalling the runtime's other tasks.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -120,4 +121,15 @@ pub fn cpu_latency_hint() -> io::Result<std::fs::File> {
         .open("/dev/cpu_dma_latency")?;
     f.write_all(&0i32.to_ne_bytes())?;
     Ok(f)
+}
+
+/// Runs blocking work on this worker after handing its other tasks to another one (a
+/// current-thread runtime runs it as it is).
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }

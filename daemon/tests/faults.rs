@@ -40,10 +40,7 @@ fn chain(net: u8, dir: &TempDir) -> (Vnetd, Vnetd, Vnetd, Vm, Vm, Vm) {
         .unwrap();
     cc.add_rule(edge(&c, Match::Any, Match::None, &b)).unwrap();
     wait_links_up(&[&a, &b, &c], Duration::from_secs(10));
-    for vm in [&vm1, &vm2, &vm3] {
-        vm.send(mac(99), b"hello");
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    announce(&[&vm1, &vm2, &vm3]);
     (a, b, c, vm1, vm2, vm3)
 }
 

@@ -68,11 +68,7 @@ fn three(net: u8) -> Net {
         }
     }
     wait_links_up(&[&a, &b, &c], Duration::from_secs(10));
-    // The VMs announce themselves (the dgram interfaces learn their addresses).
-    for vm in [&vm1, &vm2, &vm3] {
-        vm.send(mac(99), b"hello");
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    announce(&[&vm1, &vm2, &vm3]);
     Net {
         _dir: dir,
         a,
@@ -397,8 +393,7 @@ fn rekey_under_traffic(nets: [(u8, Transport); 2], both: bool) {
             .unwrap();
         wait_links_up(&[&a, &b], Duration::from_secs(10));
         let (vm1, vm2) = (loopback_vm(net, 1, mac(1)), loopback_vm(net, 2, mac(2)));
-        vm2.send(mac(99), b"hello");
-        std::thread::sleep(Duration::from_millis(100));
+        announce(&[&vm2]);
         let count = 70u32;
         let received = std::thread::scope(|s| {
             let rx = s.spawn(|| vm2.recv_all(Duration::from_millis(50 * count as u64 + 1000)));

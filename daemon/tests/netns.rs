@@ -657,11 +657,18 @@ fn clear_and_forged_link_control_is_refused(
     );
 }
 
-/// A handshake flood from ever new spoofed source addresses (a raw socket, 2,000 hellos a
-/// second: ten times the listener's overall budget) while a legitimate dialer connects. Once
-/// half the budget is used, the listener answers unproven hellos with cookies (which the
-/// spoofed sources never see); the dialer receives its cookie, retries with it, and its link
-/// comes up during the flood.
+/// A steady handshake flood from ever new spoofed source addresses (a raw socket, a hello
+/// every 250 µs: about fifteen times the listener's overall budget) while a legitimate dialer
+/// connects. Once half the budget is used, the listener answers unproven hellos with cookies
+/// (which the spoofed sources never see); the dialer receives its cookie, retries with it at
+/// once, and its link comes up within [`FLOODED_DIAL`] (about 110 ms here). Without cookies
+/// the flood takes every token as it refills (one each 5 ms, a flood hello each 0.4 ms), and
+/// the dialer's few hellos rarely find one: with a limiter that drops instead of answering
+/// with cookies, this test failed 12 times in 12 runs, 7 of them on the link not coming up.
+/// How long a dialer may take to bring its link up under the flood: with its cookie it needs
+/// two round trips; without, a few hellos of its backoff (100 ms, 200 ms, 400 ms, ...).
+const FLOODED_DIAL: Duration = Duration::from_secs(3);
+
 #[test]
 fn a_spoofed_handshake_flood_gets_cookies_and_the_real_peer_still_connects() {
     if let Some(why) = prerequisites() {
@@ -681,47 +688,60 @@ fn a_spoofed_handshake_flood_gets_cookies_and_the_real_peer_still_connects() {
     let pb = SocketAddrV4::new([127, tag, 0, 2].into(), 7000);
     let msg = junk_hello();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (up, sent, cookies) = std::thread::scope(|s| {
+    let (up, sent, cookies, cookies_before_dial) = std::thread::scope(|s| {
         let flood = s.spawn(|| {
             let tap = capture::Tap::open();
             let start = std::time::Instant::now();
             let mut sent = 0u32;
+            // Steady, not in bursts: a burst leaves the budget to refill in between, and a
+            // dialer's hello could find tokens without any cookie.
             while !stop.load(std::sync::atomic::Ordering::Relaxed)
                 && start.elapsed() < Duration::from_secs(20)
             {
-                for _ in 0..20 {
-                    let [_, _, hi, lo] = sent.to_be_bytes();
-                    let src = SocketAddrV4::new(
-                        [127, tag, 1 + hi % 250, 1 + lo % 250].into(),
-                        40_000 + (sent % 1000) as u16,
-                    );
-                    tap.inject(src, pb, &msg);
-                    sent += 1;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+                let [_, _, hi, lo] = sent.to_be_bytes();
+                let src = SocketAddrV4::new(
+                    [127, tag, 1 + hi % 250, 1 + lo % 250].into(),
+                    40_000 + (sent % 1000) as u16,
+                );
+                tap.inject(src, pb, &msg);
+                sent += 1;
+                std::thread::sleep(Duration::from_micros(250));
             }
-            sent
+            (sent, start.elapsed())
         });
         // The flood uses up half the budget, and is answered with cookies from then on.
         let cookies_before_dial = soon(|| drops(&b, "handshake_cookie") >= 100);
         a.client().add_link(spec(&b)).unwrap();
-        let end = std::time::Instant::now() + Duration::from_secs(10);
+        let dialed = std::time::Instant::now();
+        let end = dialed + FLOODED_DIAL;
         let mut up = false;
         while !up && std::time::Instant::now() < end {
             up = links_of(&a).first().is_some_and(|l| l.up) && links_of(&b)[0].up;
             std::thread::sleep(Duration::from_millis(50));
         }
         let cookies = drops(&b, "handshake_cookie");
+        eprintln!("up: {up}, {:?} after the dial", dialed.elapsed());
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(cookies_before_dial, "no cookies under the flood");
-        (up, flood.join().expect("flood"), cookies)
+        (
+            up,
+            flood.join().expect("flood"),
+            cookies,
+            cookies_before_dial,
+        )
     });
-    eprintln!("{sent} spoofed hellos; {cookies} answered with cookies");
+    let (sent, took) = sent;
+    eprintln!(
+        "{sent} spoofed hellos in {:.1} s ({:.0} a second); {cookies} answered with cookies",
+        took.as_secs_f64(),
+        sent as f64 / took.as_secs_f64()
+    );
+    // The outcome first (the link came up), then how (the flood was answered with cookies).
     assert!(
         up,
         "the real peer did not connect during the flood\n--- a\n{}\n--- b\n{}",
         a.log_text(),
         b.log_text()
     );
+    assert!(cookies_before_dial, "no cookies under the flood");
     assert_eq!(link_of(&b).security.expect("up").mode, "sealed");
 }

@@ -35,10 +35,7 @@ fn pair(net: u8, transport: Transport) -> Pair {
     wait_links_up(&[&a, &b], Duration::from_secs(10));
     let vm1 = loopback_vm(net, 1, mac(1));
     let vm2 = loopback_vm(net, 2, mac(2));
-    // The dgram interfaces learn where the VMs are.
-    vm1.send(mac(99), b"hello");
-    vm2.send(mac(99), b"hello");
-    std::thread::sleep(Duration::from_millis(100));
+    announce(&[&vm1, &vm2]);
     Pair {
         _dir: dir,
         a,
@@ -46,6 +43,14 @@ fn pair(net: u8, transport: Transport) -> Pair {
         vm1,
         vm2,
     }
+}
+
+/// An emulated underlay of `delay_ms` one way, at `rate_mbps` if given.
+fn delayed(delay_ms: f64, rate_mbps: Option<f64>) -> Option<Shape> {
+    Some(Shape {
+        delay_ms,
+        rate_mbps,
+    })
 }
 
 fn shape_of(d: &Vnetd, peer: &str, shape: Option<Shape>) {
@@ -87,14 +92,7 @@ fn median_rtt(p: &Pair, count: usize) -> Duration {
 fn delay_is_added_one_way(net: u8, transport: Transport) {
     let p = pair(net, transport);
     let base = median_rtt(&p, 9);
-    shape_of(
-        &p.a,
-        "b",
-        Some(Shape {
-            delay_ms: 40.0,
-            rate_mbps: None,
-        }),
-    );
+    shape_of(&p.a, "b", delayed(40.0, None));
     let status = p.a.client().status().expect("status");
     let u = status.underlay.expect("the status shows the underlay");
     assert_eq!(u.peers.len(), 1);
@@ -130,14 +128,7 @@ fn a_shaped_tcp_link_adds_the_configured_delay() {
 fn a_shaped_link_delivers_at_the_configured_rate_and_drops_beyond_its_queue() {
     let p = pair(143, Transport::Udp);
     let rate = 8.0;
-    shape_of(
-        &p.a,
-        "b",
-        Some(Shape {
-            delay_ms: 5.0,
-            rate_mbps: Some(rate),
-        }),
-    );
+    shape_of(&p.a, "b", delayed(5.0, Some(rate)));
     // Twice the rate for 400 ms (a 1,014-byte frame every 0.5 ms): the shaper delivers at
     // its rate and drops what its 50 ms queue cannot hold. A long run, so that the receiving
     // thread's scheduling on a busy machine moves the result little.
@@ -242,14 +233,7 @@ fn a_probe_between_two_daemons_sees_the_emulated_delay() {
     let dir = TempDir::new("underlay146");
     let a = loopback_vnetd(dir.path(), 146, 1, "a");
     let b = loopback_vnetd(dir.path(), 146, 2, "b");
-    shape_of(
-        &a,
-        "b",
-        Some(Shape {
-            delay_ms: 30.0,
-            rate_mbps: Some(20.0),
-        }),
-    );
+    shape_of(&a, "b", delayed(30.0, Some(20.0)));
     let token = "fedcba9876543210".repeat(4);
     let addr = b
         .client()
@@ -274,14 +258,7 @@ fn a_probe_between_two_daemons_sees_the_emulated_delay() {
 #[test]
 fn links_keep_a_passive_estimate_that_sees_the_emulated_delay() {
     let p = pair(147, Transport::Udp);
-    shape_of(
-        &p.a,
-        "b",
-        Some(Shape {
-            delay_ms: 40.0,
-            rate_mbps: None,
-        }),
-    );
+    shape_of(&p.a, "b", delayed(40.0, None));
     // Both ends' keepalives cross a → b once per round trip (a's keepalive, or a's answer).
     let estimate_of = |d: &Vnetd| {
         links_of(d)

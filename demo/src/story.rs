@@ -19,6 +19,8 @@ pub struct Sample {
 pub struct RankReport {
     pub rank: usize,
     pub program: String,
+    /// The program without its length (what each superstep does).
+    pub work: String,
     /// When the first superstep started, in seconds since the Unix epoch.
     pub started_unix: f64,
     pub supersteps: u64,
@@ -304,7 +306,8 @@ mod tests {
     fn report(samples: &[u64]) -> RankReport {
         RankReport {
             rank: 0,
-            program: "p".into(),
+            program: "p, 2 s".into(),
+            work: "p".into(),
             started_unix: 1000.0,
             supersteps: samples.iter().sum(),
             seconds: samples.len() as f64 * 0.5,

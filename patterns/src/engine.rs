@@ -147,6 +147,7 @@ impl<L: Links> Rank<'_, L> {
             rank: self.rank,
             ranks: program.ranks,
             program: program.describe(),
+            work: program.work(),
             started_unix,
             supersteps: step,
             seconds: seconds.as_secs_f64(),

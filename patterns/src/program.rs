@@ -100,8 +100,13 @@ impl Program {
             Length::Supersteps(s) => format!("{s} supersteps"),
             Length::Duration(d) => format!("{} s", d.as_secs_f64()),
         };
+        format!("{}, {length}", self.work())
+    }
+
+    /// What each superstep does: the program without its length.
+    pub fn work(&self) -> String {
         format!(
-            "{} {} of {} ranks, {} B messages, compute ratio {}, {length}",
+            "{} {} of {} ranks, {} B messages, compute ratio {}",
             self.topology, self.operation, self.ranks, self.message_size, self.compute_ratio
         )
     }

@@ -29,6 +29,9 @@ pub struct Report {
     pub rank: usize,
     pub ranks: usize,
     pub program: String,
+    /// The program without its length ([`crate::Program::work`]): with `seconds`, what ran,
+    /// when a run was asked to end before its length.
+    pub work: String,
     /// When the first superstep started, in seconds since the Unix epoch: what aligns the
     /// samples (offsets from it) with events outside the run, such as an adaptation.
     pub started_unix: f64,

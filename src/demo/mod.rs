@@ -205,12 +205,8 @@ fn tell(report: &RankReport, zero: f64, (start, stop): (f64, f64)) -> Result<Sum
                     .into(),
             )
         })?;
-    // The program names the length it was given; the run ended when asked, so say how long
-    // it ran instead.
-    let program = match report.program.rsplit_once(", ") {
-        Some((what, _length)) => format!("{what}, {:.0} s", report.seconds),
-        None => report.program.clone(),
-    };
+    // The run ended when asked, not at the length it was given: say how long it ran.
+    let program = format!("{}, {:.0} s", report.work, report.seconds);
     let mut summary = Summary::new(program, before);
     summary.samples = report.curve(zero);
     summary.adapted_at = Some((start - zero, stop - zero));

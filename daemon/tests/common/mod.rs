@@ -289,6 +289,15 @@ pub fn wait_links_up(ds: &[&Vnetd], timeout: Duration) {
     }
 }
 
+/// The VMs announce themselves (a frame each to nobody), so that their daemons' dgram
+/// interfaces learn where they are, and the frames have time to arrive.
+pub fn announce(vms: &[&Vm]) {
+    for vm in vms {
+        vm.send(mac(99), b"hello");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+}
+
 /// A test "VM": a UDP socket speaking QEMU's `-netdev dgram` format to a daemon.
 pub struct Vm {
     pub mac: Mac,
