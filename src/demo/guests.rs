@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn the_console_gives_the_clock_and_the_report() {
         let console = "VNET-VM-UP\r\nVNET-CLOCK 1796604977\r\nVNET-PATTERNS-START\r\n\
-            VNET-REPORT-BEGIN\r\n{\"rank\":0,\"program\":\"ring\",\"started_unix\":5.0,\r\n\
+            VNET-REPORT-BEGIN\r\n{\"rank\":0,\"program\":\"ring, 1 s\",\"work\":\"ring\",\"started_unix\":5.0,\r\n\
             \"supersteps\":3,\"seconds\":1.0,\"samples\":[]}\r\nVNET-REPORT-END 0\r\n";
         assert_eq!(guest_clock(console), Some(1796604977.0));
         let r = report("vm1", console).expect("report");
