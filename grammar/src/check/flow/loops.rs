@@ -9,7 +9,8 @@
 //! There are too many classes to build every graph (2,000 VMs make millions), so the search
 //! is incremental:
 //! - `U(d)` is the union over all sources of the graphs of destination class `d`, bounded
-//!   from above cheaply ([`Net::bound_into`]); a loop of any class `(s, d)` is a cycle of `U(d)`.
+//!   from above cheaply ([`Net::bound_into`]); a loop of any class `(s, d)` is a cycle of
+//!   `U(d)`.
 //! - `U(other)` is checked whole. For a named destination `d`, only the daemons whose rules
 //!   name `d` decide differently from `U(other)`, so only cycles through them are new: the
 //!   search starts from them and visits what they reach.
