@@ -35,10 +35,16 @@ pub enum Shape {
     /// Adversarial: a ring of daemons with one rule each, `ANY NONE` to the next: one loop
     /// through every daemon.
     Singles,
+    /// Adversarial: two daemons; the first sends each VM's frames to the second for every
+    /// destination but its own partner VM (`s NOT d`), the second delivers every partner. Each
+    /// source decides on its own for every destination (sources times destinations classes),
+    /// and each rule matches every destination but one: the walk and the loop search stop at
+    /// their work limits, in bounded time.
+    Excluding,
 }
 
 impl Shape {
-    pub const ALL: [Shape; 10] = [
+    pub const ALL: [Shape; 11] = [
         Shape::StarSrc,
         Shape::StarAny,
         Shape::Ring,
@@ -49,6 +55,7 @@ impl Shape {
         Shape::Fanout,
         Shape::Chain,
         Shape::Singles,
+        Shape::Excluding,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +70,7 @@ impl Shape {
             Shape::Fanout => "fanout",
             Shape::Chain => "chain",
             Shape::Singles => "singles",
+            Shape::Excluding => "excluding",
         }
     }
 
@@ -96,6 +104,7 @@ impl Shape {
             }
             Shape::Chain => chain(rules / 2 + 1, false),
             Shape::Singles => chain(rules, true),
+            Shape::Excluding => excluding(rules / 2),
         }
     }
 }
@@ -352,6 +361,21 @@ fn chain(n: usize, closed: bool) -> Program {
             (false, true) => b.edge(i, Field::Any, Field::None, 0),
             (false, false) => b.iface(i, Field::Any, Field::None),
         }
+    }
+    b.p
+}
+
+/// Daemon 0 sends VM `i`'s frames to daemon 1 for every destination but VM `n + i`; daemon 1
+/// serves VMs `n..2n`.
+fn excluding(n: usize) -> Program {
+    let n = n.max(2);
+    let mut b = Builder::new(2);
+    b.link(0, 1);
+    for i in 0..n {
+        b.edge(0, exact(vm(i)), Field::Not(vm(n + i)), 1);
+    }
+    for i in 0..n {
+        b.iface(1, Field::Any, exact(vm(n + i)));
     }
     b.p
 }

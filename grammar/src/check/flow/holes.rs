@@ -14,9 +14,14 @@ use crate::mac::Mac;
 use crate::model::Decision;
 use std::collections::HashSet;
 
-/// Decisions the walk makes at most: the local classes of realistic files number about one
-/// per rule, and this bounds adversarial ones (many sources times many destinations).
-const WALK_LIMIT: usize = 4_000_000;
+/// Decisions the walk makes at most (before a daemon, and within one): realistic files make
+/// about one per rule (0.5–1.2 in every shape of the generator), so they have forty times
+/// that, and adversarial ones (many sources times many destinations: a daemon whose rules
+/// `s NOT d` each name their own source and destination decides per source for every
+/// destination) cost at most that, linear in the file.
+pub(super) fn walk_limit(net: &Net) -> usize {
+    (40 * net.rules.len()).max(250_000)
+}
 
 /// What a daemon drops for one local destination class.
 #[derive(Clone)]
@@ -187,6 +192,15 @@ impl Classes {
         self.span(&classes, 3).len()
     }
 
+    /// Drops classes `k..`, with their lists.
+    fn truncate(&mut self, k: usize) {
+        let [edges, fired, drops, _] = self.start(k);
+        self.ends.truncate(k);
+        self.edges.truncate(edges as usize);
+        self.fired.truncate(fired as usize);
+        self.drops.truncate(drops as usize);
+    }
+
     fn end_class(&mut self, decided: usize) {
         let before = self.start(self.ends.len())[3] as usize;
         let lens = [self.edges.len(), self.fired.len(), self.drops.len()];
@@ -245,22 +259,31 @@ pub(super) fn walk(net: &Net) -> Walk {
     starts.push(0);
     let mut decision = Decision::default();
     for a in 0..net.len() as NodeId {
-        if classes.decided(0..classes.len()) > WALK_LIMIT {
+        if classes.decided(0..classes.len()) > walk_limit(net) {
             // Leave the rest unexamined rather than run for minutes; what was found stands.
             break;
         }
-        walk_node(net, a, &mut classes, &mut decision);
+        if !walk_node(net, a, &mut classes, &mut decision) {
+            break;
+        }
         // Classes are one per rule or fewer, so fewer than 2^32.
         starts.push(classes.len() as u32);
     }
     Walk::new(net, classes, starts)
 }
 
-/// Every local class of daemon `a`, appended to `out`.
-pub(super) fn walk_node(net: &Net, a: NodeId, out: &mut Classes, decision: &mut Decision) {
+/// Every local class of daemon `a`, appended to `out`; false, with nothing appended, when the
+/// daemon alone needs more than [`walk_limit`] decisions (the walk then ends before it).
+pub(super) fn walk_node(net: &Net, a: NodeId, out: &mut Classes, decision: &mut Decision) -> bool {
+    let (first, before) = (out.len(), out.decided(0..out.len()));
     for dst in classes(net.node(a)) {
         walk_class(net, a, dst, out, decision);
+        if out.decided(0..out.len()) - before > walk_limit(net) {
+            out.truncate(first);
+            return false;
+        }
     }
+    true
 }
 
 /// The local destination classes of a daemon in the order they are walked.
@@ -270,10 +293,10 @@ pub(super) fn classes<'n>(node: &'n Node) -> impl Iterator<Item = Local> + 'n {
 
 /// Whether the walk of every daemon, in order (their classes start at `starts`), stays within
 /// the work limit: what [`walk`] would then have walked them all.
-pub(super) fn within_limit(classes: &Classes, starts: &[u32]) -> bool {
+pub(super) fn within_limit(net: &Net, classes: &Classes, starts: &[u32]) -> bool {
     starts[..starts.len() - 1]
         .iter()
-        .all(|&start| classes.decided(0..start as usize) <= WALK_LIMIT)
+        .all(|&start| classes.decided(0..start as usize) <= walk_limit(net))
 }
 
 /// Daemon `a`'s decisions for destination class `dst`, appended to `out` as one class.

@@ -24,9 +24,13 @@ use crate::diag::{Code, Diagnostic};
 use crate::mac::Mac;
 use std::collections::HashSet;
 
-/// Node visits allowed for confirming loops class by class: bounds adversarial files whose
-/// bounding graphs are dense with cycles that no single class has.
-const WORK_LIMIT: usize = 20_000_000;
+/// Node visits (and rules read for the bounds) allowed for the search: realistic files need
+/// 1.3–2 per rule (every shape of the generator), so they have a hundred times that, and
+/// adversarial ones (bounding graphs dense with cycles that no single class has, daemons
+/// naming many destinations with many generic rules) cost at most that, linear in the file.
+pub(super) fn work_limit(net: &Net) -> usize {
+    (200 * net.rules.len()).max(1_000_000)
+}
 
 /// What the loop search found: the bounds of `U(other)` and its loops, then per named
 /// destination the loops of its classes. The next analysis keeps the parts an edit did not
@@ -40,8 +44,9 @@ pub(super) struct Loops {
     base: Found,
     /// Each named destination (the net's, in order) with what its search found.
     dsts: Vec<(Mac, Found)>,
-    /// Nodes visited in all; past [`WORK_LIMIT`] the search stopped early.
+    /// Nodes visited in all; past `limit` ([`work_limit`]) the search stopped early.
     work: usize,
+    limit: usize,
 }
 
 /// The loops found for one destination class (or `U(other)`), before the loops already
@@ -56,7 +61,13 @@ pub(super) struct Found {
 
 impl Loops {
     pub fn exhausted(&self) -> bool {
-        self.work > WORK_LIMIT
+        self.work > self.limit
+    }
+
+    /// The work done: nodes visited and rules read.
+    #[cfg(test)]
+    pub fn work(&self) -> usize {
+        self.work
     }
 
     fn other(&self, v: NodeId) -> &[NodeId] {
@@ -112,13 +123,14 @@ pub(super) fn find_loops(
             base: std::mem::take(&mut old.base),
             dsts: Vec::new(),
             work: 0,
+            limit: work_limit(net),
         },
         None => search_base(&mut search),
     };
     search.work = loops.base.work;
     let mut dsts = Vec::with_capacity(net.dsts.len());
     for (k, &dst) in net.dsts.iter().enumerate() {
-        if search.work > WORK_LIMIT {
+        if search.work > work_limit(net) {
             break;
         }
         let found = match previous.as_mut().and_then(|old| reuse(old, dst)) {
@@ -141,14 +153,18 @@ fn search_base(search: &mut Search) -> Loops {
     let mut other_edges: Vec<NodeId> = Vec::new();
     let mut other_at: Vec<usize> = Vec::with_capacity(net.len() + 1);
     other_at.push(0);
+    let mut read = 0;
     for n in 0..nodes {
-        net.bound_into(n, None, &mut other_edges);
+        read += net.bound_into(n, None, &mut other_edges);
         other_at.push(other_edges.len());
     }
     let other = |v: NodeId| &other_edges[other_at[v as usize]..other_at[v as usize + 1]];
     let (components, _) = search.scc.long_cycle_components(0..nodes, other);
     let mut in_suspect = vec![false; net.len()];
-    let mut base = Found::default();
+    let mut base = Found {
+        work: read,
+        ..Found::default()
+    };
     for component in &components {
         for &n in component {
             in_suspect[n as usize] = true;
@@ -162,6 +178,7 @@ fn search_base(search: &mut Search) -> Loops {
         base,
         dsts: Vec::new(),
         work: 0,
+        limit: work_limit(net),
     }
 }
 
@@ -180,7 +197,10 @@ fn search_dst(search: &mut Search, loops: &Loops, k: usize) -> Found {
     at.clear();
     at.push(0);
     for &n in namers {
-        net.bound_into(n, Some(dst), &mut bounds);
+        // Each rule a bound reads counts as a visit: a daemon whose rules each exclude one
+        // destination (`s NOT d`: it names every `d`, and each rule matches all the others)
+        // would otherwise read all its rules once per destination, unbounded.
+        found.work += net.bound_into(n, Some(dst), &mut bounds);
         at.push(bounds.len());
     }
     let bound = |i: usize| &bounds[at[i]..at[i + 1]];
@@ -271,7 +291,7 @@ impl ClassGraph {
 
 impl Search<'_, '_> {
     fn exhausted(&self, found: &Found) -> bool {
-        self.work + found.work > WORK_LIMIT
+        self.work + found.work > work_limit(self.net)
     }
 
     /// Finds the real loops inside a component of a bounding graph, class by class: first the

@@ -165,7 +165,11 @@ pub(super) fn rerun(net: &Net, memo: FlowMemo) -> Option<(Walk, Loops)> {
         let before = memo.walk.range(a);
         match change {
             Change::Same => classes.copy_classes(old, before),
-            Change::Whole => holes::walk_node(net, a, &mut classes, &mut decision),
+            Change::Whole => {
+                if !holes::walk_node(net, a, &mut classes, &mut decision) {
+                    return None;
+                }
+            }
             Change::Classes { dsts, renamed } => {
                 let was = (old, before, &memo.dsts[a as usize][..]);
                 rewalk(net, a, was, (dsts, renamed), &mut classes, &mut decision);
@@ -174,7 +178,7 @@ pub(super) fn rerun(net: &Net, memo: FlowMemo) -> Option<(Walk, Loops)> {
         // Classes are one per rule or fewer, so fewer than 2^32.
         starts.push(classes.len() as u32);
     }
-    if !holes::within_limit(&classes, &starts) {
+    if !holes::within_limit(net, &classes, &starts) {
         return None;
     }
     let walk = Walk::new(net, classes, starts);

@@ -336,3 +336,42 @@ mod brute {
         [count(Code::V111), never, holes.len()]
     }
 }
+
+/// The work limits hold on a shape that needs sources times destinations of work.
+#[cfg(test)]
+mod limits {
+    use super::*;
+    use crate::gen::Shape;
+
+    #[test]
+    fn a_daemon_whose_rules_each_exclude_a_destination_is_analysed_within_the_limits() {
+        // 5,000 sources times 5,000 destinations at one daemon: 25 M decisions and rule reads.
+        let text = Shape::Excluding.generate(10_000).to_vnet();
+        let analysis = crate::analyze(&text);
+        assert!(
+            analysis.diagnostics.is_empty(),
+            "{:?}",
+            analysis.diagnostics
+        );
+        let net = Net::new(&analysis.state);
+        let walk = holes::walk(&net);
+        let decided = walk.classes().decided(0..walk.classes().len());
+        assert!(!walk.complete(&net), "{decided} decisions");
+        // The daemon past the limit left nothing behind.
+        assert_eq!(decided, 0);
+        let loops = loops::find_loops(&net, None, &mut |_, _| None);
+        assert!(loops.exhausted());
+        // One destination's bounds past the limit at most: 5,000 rules read.
+        assert!(
+            loops.work() <= loops::work_limit(&net) + 5_001,
+            "{}",
+            loops.work()
+        );
+        // Below the limits the same shape is analysed whole (and agrees with the brute force:
+        // `brute::shapes_agree_with_brute_force`).
+        let small = crate::analyze(&Shape::Excluding.generate(400).to_vnet()).state;
+        let net = Net::new(&small);
+        assert!(holes::walk(&net).complete(&net));
+        assert!(!loops::find_loops(&net, None, &mut |_, _| None).exhausted());
+    }
+}

@@ -286,7 +286,8 @@ impl<'s> Net<'s> {
     /// source by a rule with source `ANY` (which matches them all). It bounds the search for
     /// loops cheaply; the loops themselves are then confirmed with exact decisions. Appended
     /// to `out`, sorted and without repeats, so that the bounds of many daemons share one array.
-    pub fn bound_into(&self, n: NodeId, dst: Local, out: &mut Vec<NodeId>) {
+    /// Returns how many rules it read (the loop search counts them as work).
+    pub fn bound_into(&self, n: NodeId, dst: Local, out: &mut Vec<NodeId>) -> usize {
         let node = self.node(n);
         let rep = self.rep(dst);
         let floor = node.any_src_floor(dst, rep);
@@ -296,9 +297,11 @@ impl<'s> Net<'s> {
             _ => &node.generic,
         };
         let start = out.len();
+        let mut read = 0;
         out.extend(
             node.exact_for(dst)
                 .chain(generic.iter().copied())
+                .inspect(|_| read += 1)
                 .filter(|i| node.table.rule(*i).1.matches(rep))
                 .filter_map(|i| {
                     let (src, dst, target) = node.table.rule(i);
@@ -320,6 +323,7 @@ impl<'s> Net<'s> {
             }
         }
         out.truncate(start + kept);
+        read
     }
 
     /// A named destination that neither `a`'s nor `b`'s rules name, if any. The destinations
