@@ -15,12 +15,12 @@ use crate::model::Decision;
 use std::collections::HashSet;
 
 /// Decisions the walk makes at most (before a daemon, and within one): realistic files make
-/// about one per rule (0.5–1.2 in every shape of the generator), so they have forty times
+/// about one per rule (0.5–1.2 in every shape of the generator), so they have twenty times
 /// that, and adversarial ones (many sources times many destinations: a daemon whose rules
 /// `s NOT d` each name their own source and destination decides per source for every
 /// destination) cost at most that, linear in the file.
 pub(super) fn walk_limit(net: &Net) -> usize {
-    (40 * net.rules.len()).max(250_000)
+    (20 * net.rules.len()).max(100_000)
 }
 
 /// What a daemon drops for one local destination class.

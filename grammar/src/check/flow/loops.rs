@@ -25,11 +25,11 @@ use crate::mac::Mac;
 use std::collections::HashSet;
 
 /// Node visits (and rules read for the bounds) allowed for the search: realistic files need
-/// 1.3–2 per rule (every shape of the generator), so they have a hundred times that, and
+/// 1.3–2 per rule (every shape of the generator), so they have fifty times that, and
 /// adversarial ones (bounding graphs dense with cycles that no single class has, daemons
 /// naming many destinations with many generic rules) cost at most that, linear in the file.
 pub(super) fn work_limit(net: &Net) -> usize {
-    (200 * net.rules.len()).max(1_000_000)
+    (100 * net.rules.len()).max(500_000)
 }
 
 /// What the loop search found: the bounds of `U(other)` and its loops, then per named
