@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use vnet_patterns::vm::device::Attachment;
 use vnet_patterns::vm::{mac_for, Nic};
-use vnet_patterns::{run_vm, Operation, Report};
+use vnet_patterns::{run_vm, Error, Operation, Program, Report};
 
 /// The VMs' own addresses (inside their stacks, never on this computer).
 fn peers() -> Vec<SocketAddr> {
@@ -34,17 +34,24 @@ fn nic(net: u8, i: usize) -> Nic {
     }
 }
 
+/// Runs `p` on two VMs wired through `nics`, each VM in a thread of `s`.
+fn spawn_pair<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    p: &'env Program,
+    peers: &'env [SocketAddr],
+    nics: &'env [Nic],
+) -> Vec<std::thread::ScopedJoinHandle<'scope, Result<Report, Error>>> {
+    (0..2)
+        .map(|i| s.spawn(move || run_vm(p, i, peers, &nics[i], &quick())))
+        .collect()
+}
+
 fn pair(net: u8, op: Operation, steps: u64) -> Vec<Report> {
     let p = program("ring", op, 2, steps);
-    let peers = peers();
+    let (peers, nics) = (peers(), [nic(net, 0), nic(net, 1)]);
     std::thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|i| {
-                let (p, peers) = (&p, &peers);
-                s.spawn(move || run_vm(p, i, peers, &nic(net, i), &quick()))
-            })
-            .collect();
-        hs.into_iter()
+        spawn_pair(s, &p, &peers, &nics)
+            .into_iter()
             .map(|h| {
                 h.join()
                     .expect("thread")
@@ -190,12 +197,7 @@ fn a_vm_moved_to_another_wire_mid_run_keeps_its_connections() {
         .expect("timeout");
     let handle = nics[1].remote.clone();
     let (reports, strays) = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|i| {
-                let (p, peers, nic) = (&p, &peers, &nics[i]);
-                s.spawn(move || run_vm(p, i, peers, nic, &quick()))
-            })
-            .collect();
+        let hs = spawn_pair(s, &p, &peers, &nics);
         std::thread::sleep(Duration::from_millis(400));
         handle.set(stray.local_addr().expect("addr"));
         let mut strays = Vec::new();
@@ -316,12 +318,7 @@ fn a_lost_fin_in_a_simultaneous_close_does_not_hang_the_end() {
     let peers = peers();
     let done = std::sync::atomic::AtomicBool::new(false);
     let (results, dropped) = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|i| {
-                let (p, peers, nic) = (&p, &peers, &nics[i]);
-                s.spawn(move || run_vm(p, i, peers, nic, &quick()))
-            })
-            .collect();
+        let hs = spawn_pair(s, &p, &peers, &nics);
         let (relay, done) = (&relay, &done);
         let forward = s.spawn(move || {
             let mut dropped = 0;
