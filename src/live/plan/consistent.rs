@@ -72,27 +72,30 @@ impl<'a> Index<'a> {
 
     /// The adds at `daemon` of rules whose frames overlap `rule`'s.
     fn adds_at(&self, daemon: &str, rule: &RuleDef) -> Vec<usize> {
-        let Some(d) = exact_dst(rule) else {
-            return Vec::new();
-        };
-        let found = self.adds.get(&(daemon, d)).into_iter().flatten();
-        found
-            .filter(|(_, r)| overlap(r, rule))
-            .map(|&(id, _)| id)
-            .collect()
+        overlapping(&self.adds, daemon, rule)
     }
 
     /// The deletes, at other daemons, of rules sending `daemon` frames that overlap `rule`'s.
     fn deletes_sending_to(&self, daemon: &str, rule: &RuleDef) -> Vec<usize> {
-        let Some(d) = exact_dst(rule) else {
-            return Vec::new();
-        };
-        let found = self.deletes_to.get(&(daemon, d)).into_iter().flatten();
-        found
-            .filter(|(_, r)| overlap(r, rule))
-            .map(|&(id, _)| id)
-            .collect()
+        overlapping(&self.deletes_to, daemon, rule)
     }
+}
+
+/// The steps listed under (`daemon`, `rule`'s exact destination) whose rules' frames overlap
+/// `rule`'s; none when `rule` has no exact destination.
+fn overlapping(
+    by: &HashMap<(&str, Mac), Vec<(usize, &RuleDef)>>,
+    daemon: &str,
+    rule: &RuleDef,
+) -> Vec<usize> {
+    let Some(d) = exact_dst(rule) else {
+        return Vec::new();
+    };
+    let found = by.get(&(daemon, d)).into_iter().flatten();
+    found
+        .filter(|(_, r)| overlap(r, rule))
+        .map(|&(id, _)| id)
+        .collect()
 }
 
 /// The consistency edges of `steps` (for each step, the steps it must also wait for).
