@@ -257,9 +257,9 @@ pub(super) fn walk(net: &Net) -> Walk {
     let mut classes = Classes::with_capacity(net);
     let mut starts = Vec::with_capacity(net.len() + 1);
     starts.push(0);
-    let mut decision = Decision::default();
+    let (mut decision, limit) = (Decision::default(), walk_limit(net));
     for a in 0..net.len() as NodeId {
-        if classes.decided(0..classes.len()) > walk_limit(net) {
+        if classes.decided(0..classes.len()) > limit {
             // Leave the rest unexamined rather than run for minutes; what was found stands.
             break;
         }
@@ -275,10 +275,10 @@ pub(super) fn walk(net: &Net) -> Walk {
 /// Every local class of daemon `a`, appended to `out`; false, with nothing appended, when the
 /// daemon alone needs more than [`walk_limit`] decisions (the walk then ends before it).
 pub(super) fn walk_node(net: &Net, a: NodeId, out: &mut Classes, decision: &mut Decision) -> bool {
-    let (first, before) = (out.len(), out.decided(0..out.len()));
+    let (first, limit) = (out.len(), walk_limit(net));
     for dst in classes(net.node(a)) {
         walk_class(net, a, dst, out, decision);
-        if out.decided(0..out.len()) - before > walk_limit(net) {
+        if out.decided(first..out.len()) > limit {
             out.truncate(first);
             return false;
         }
@@ -292,11 +292,14 @@ pub(super) fn classes<'n>(node: &'n Node) -> impl Iterator<Item = Local> + 'n {
 }
 
 /// Whether the walk of every daemon, in order (their classes start at `starts`), stays within
-/// the work limit: what [`walk`] would then have walked them all.
+/// the work limit, before each daemon and within it: what [`walk`] would then have walked
+/// them all.
 pub(super) fn within_limit(net: &Net, classes: &Classes, starts: &[u32]) -> bool {
-    starts[..starts.len() - 1]
-        .iter()
-        .all(|&start| classes.decided(0..start as usize) <= walk_limit(net))
+    let limit = walk_limit(net);
+    starts.windows(2).all(|w| {
+        let (start, end) = (w[0] as usize, w[1] as usize);
+        classes.decided(0..start) <= limit && classes.decided(start..end) <= limit
+    })
 }
 
 /// Daemon `a`'s decisions for destination class `dst`, appended to `out` as one class.

@@ -44,9 +44,8 @@ pub(super) struct Loops {
     base: Found,
     /// Each named destination (the net's, in order) with what its search found.
     dsts: Vec<(Mac, Found)>,
-    /// Nodes visited in all; past `limit` ([`work_limit`]) the search stopped early.
+    /// Nodes visited in all; past [`work_limit`] the search stopped early.
     work: usize,
-    limit: usize,
 }
 
 /// The loops found for one destination class (or `U(other)`), before the loops already
@@ -60,8 +59,8 @@ pub(super) struct Found {
 }
 
 impl Loops {
-    pub fn exhausted(&self) -> bool {
-        self.work > self.limit
+    pub fn exhausted(&self, net: &Net) -> bool {
+        self.work > work_limit(net)
     }
 
     /// The work done: nodes visited and rules read.
@@ -123,7 +122,6 @@ pub(super) fn find_loops(
             base: std::mem::take(&mut old.base),
             dsts: Vec::new(),
             work: 0,
-            limit: work_limit(net),
         },
         None => search_base(&mut search),
     };
@@ -178,7 +176,6 @@ fn search_base(search: &mut Search) -> Loops {
         base,
         dsts: Vec::new(),
         work: 0,
-        limit: work_limit(net),
     }
 }
 

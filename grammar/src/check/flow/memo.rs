@@ -43,7 +43,7 @@ pub struct FlowMemo {
 impl FlowMemo {
     /// `None` when something was left out for the work limits: the next analysis runs whole.
     pub(super) fn new(net: &Net, walk: Walk, loops: Loops) -> Option<FlowMemo> {
-        if !walk.complete(net) || loops.exhausted() {
+        if !walk.complete(net) || loops.exhausted(net) {
             return None;
         }
         let nodes = || (0..net.len() as NodeId).map(|n| net.node(n));
@@ -183,7 +183,7 @@ pub(super) fn rerun(net: &Net, memo: FlowMemo) -> Option<(Walk, Loops)> {
     }
     let walk = Walk::new(net, classes, starts);
     let loops = relooped(net, memo.loops, &changes, &memo.dsts);
-    (!loops.exhausted()).then_some((walk, loops))
+    (!loops.exhausted(net)).then_some((walk, loops))
 }
 
 /// The loop search from the last one's, given how each daemon's table changed and which
