@@ -65,6 +65,8 @@ pub struct Config {
     /// `--cpu-latency-hint`: while the forwarding thread runs, ask the kernel (PM QoS,
     /// `/dev/cpu_dma_latency`) to keep idle CPUs out of deep idle states.
     pub cpu_latency_hint: bool,
+    /// `--forward-cpu`: the CPU the forwarding thread keeps to (none: where the kernel puts it).
+    pub forward_cpu: Option<u32>,
 }
 
 pub struct Daemon {
@@ -93,6 +95,19 @@ pub struct Daemon {
     /// `--cpu-latency-hint`: the open PM QoS request (it holds while the descriptor is open).
     _latency_hint: Option<std::fs::File>,
     weak: std::sync::Weak<Daemon>,
+}
+
+/// Refuses a `--forward-cpu` this process may not run on, naming the ones it may.
+fn check_forward_cpu(cpu: u32) -> io::Result<()> {
+    let allowed = crate::sys::allowed_cpus()?;
+    if allowed.contains(&cpu) {
+        return Ok(());
+    }
+    let list: Vec<String> = allowed.iter().map(u32::to_string).collect();
+    Err(io::Error::other(format!(
+        "--forward-cpu {cpu}: not a CPU vnetd may run on (it may run on {})",
+        list.join(",")
+    )))
 }
 
 /// Starts the kernel fast path when asked for and possible; says whether it runs, or why not.
@@ -159,7 +174,20 @@ impl Daemon {
         } else {
             None
         };
-        let plane = Arc::new(DataPlane::new(ifaces, udp, fast, cfg.busy_poll)?);
+        if let Some(cpu) = cfg.forward_cpu {
+            check_forward_cpu(cpu)?;
+            tracing::info!(
+                cpu,
+                "--forward-cpu: the forwarding thread keeps to CPU {cpu}"
+            );
+        }
+        let plane = Arc::new(DataPlane::new(
+            ifaces,
+            udp,
+            fast,
+            cfg.busy_poll,
+            cfg.forward_cpu,
+        )?);
         let (shutdown, _) = watch::channel(false);
         let mut cfg = cfg;
         cfg.listen = listen;

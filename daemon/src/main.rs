@@ -97,6 +97,13 @@ struct Args {
     #[arg(long)]
     cpu_latency_hint: bool,
 
+    /// Keep the forwarding thread on this CPU. Put it on the CPU that runs the VMs' traffic
+    /// (their vCPUs, the NIC's interrupts) so that a lone frame is handed over on one CPU
+    /// instead of waking a sleeping one: lower RTT on light traffic (BENCHMARKS.md, "Sealed
+    /// RTT and CPU placement"). Default: wherever the kernel puts it.
+    #[arg(long, value_name = "CPU")]
+    forward_cpu: Option<u32>,
+
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -170,6 +177,7 @@ fn main() -> ExitCode {
             budget_permille: args.busy_poll_budget * 10,
         },
         cpu_latency_hint: args.cpu_latency_hint,
+        forward_cpu: args.forward_cpu,
     };
     serve(cfg, threads)
 }

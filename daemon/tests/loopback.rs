@@ -420,3 +420,54 @@ fn rekey_under_traffic(nets: [(u8, Transport); 2], both: bool) {
         );
     }
 }
+
+/// `--forward-cpu N` keeps the forwarding thread, and only it, on CPU N; `status` says so.
+#[test]
+fn the_forwarding_thread_keeps_to_the_cpu_it_was_given() {
+    let mine = cpus_allowed(std::path::Path::new("/proc/self/status"));
+    let cpu = last_cpu(&mine);
+    let dir = TempDir::new("fwdcpu");
+    let cpu_arg = cpu.to_string();
+    let d = Vnetd::start_with(
+        dir.path(),
+        "pinned",
+        "127.79.0.1:7000",
+        &[],
+        &["--forward-cpu", &cpu_arg],
+    );
+    assert_eq!(d.client().status().unwrap().forward_cpu, Some(cpu));
+    let pid = d.pid().expect("running");
+    let mut forward = Vec::new();
+    let mut others = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        let allowed = cpus_allowed(&task.join("status"));
+        if comm.trim() == "vnetd-forward" {
+            forward.push(allowed);
+        } else {
+            others.push(allowed);
+        }
+    }
+    assert_eq!(forward, vec![cpu_arg.clone()], "forwarding threads' CPUs");
+    assert!(others.iter().all(|a| *a == mine), "{others:?} vs {mine}");
+}
+
+#[test]
+fn vnetd_refuses_a_forward_cpu_it_may_not_run_on() {
+    let dir = TempDir::new("badcpu");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vnetd"))
+        .args(["--name", "x", "--listen", "127.79.0.2:7000", "--key-file"])
+        .arg(common::write_key(dir.path()))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["--forward-cpu", "100000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--forward-cpu 100000: not a CPU vnetd may run on"),
+        "{err}"
+    );
+}

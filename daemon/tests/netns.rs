@@ -417,7 +417,7 @@ fn sealed_overlay(tag: u8, transport: Transport, extra: &[&str]) {
 
 #[test]
 fn ping_and_iperf3_over_a_sealed_udp_link_show_nothing_on_the_underlay() {
-    sealed_overlay(44, Transport::Udp, &[]);
+    sealed_overlay(50, Transport::Udp, &[]);
 }
 
 #[test]
@@ -456,6 +456,53 @@ fn an_insecure_link_shows_the_payload_and_says_so() {
     assert!(a.client().status().unwrap().insecure_links);
     assert_eq!(link_of(&a).security.expect("up").mode, "clear");
     assert!(a.log_text().contains("INSECURE LINKS"));
+}
+
+/// `--forward-cpu`: the forwarding thread keeps to its home CPU while pings cross it, may run
+/// anywhere while iperf3 keeps it busy (so heavy traffic is not held to one core), and goes
+/// home when the traffic ends.
+#[test]
+fn the_forwarding_thread_leaves_its_home_cpu_under_load_and_comes_back() {
+    if let Some(why) = prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let anywhere = cpus_allowed(std::path::Path::new("/proc/self/status"));
+    let home = last_cpu(&anywhere).to_string();
+    if home == anywhere {
+        eprintln!("skipping: one CPU ({anywhere}), nowhere to leave for");
+        return;
+    }
+    let (_dir, mut vms, a, _b) = two_daemons_with(51, Transport::Udp, &["--forward-cpu", &home]);
+    let (ok, out) = vms.ping(5);
+    assert!(ok, "ping: {out}");
+    assert_eq!(a.forwarding_cpus(), home, "while pinging");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                seen.insert(a.forwarding_cpus());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        });
+        let gbps = vms.iperf(3);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = sampler.join().expect("sampler");
+        eprintln!("iperf3 over the sealed link: {gbps:?} Gbit/s; CPUs seen: {seen:?}");
+        gbps.expect("iperf3");
+        seen
+    });
+    assert!(seen.contains(&anywhere), "never left {home}: {seen:?}");
+    assert!(
+        soon(|| a.forwarding_cpus() == home),
+        "not home again: {}",
+        a.forwarding_cpus()
+    );
 }
 
 fn drops(d: &Vnetd, reason: &str) -> u64 {

@@ -412,6 +412,9 @@ pub struct Status {
     /// Whether the daemon runs with `--insecure-links` (frames in clear, for measurements).
     #[serde(default)]
     pub insecure_links: bool,
+    /// The CPU the forwarding thread keeps to (`--forward-cpu`), when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_cpu: Option<u32>,
 }
 
 /// Whether the kernel fast path is built in and active, and if not, why.

@@ -218,6 +218,7 @@ fn status() -> Status {
         underlay: None,
         public_key: Some("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=".into()),
         insecure_links: false,
+        forward_cpu: None,
     }
 }
 

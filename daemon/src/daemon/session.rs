@@ -294,6 +294,7 @@ impl Daemon {
             underlay: self.plane.underlay.state(),
             public_key: Some(self.seal.keys.public.to_string()),
             insecure_links: self.seal.insecure,
+            forward_cpu: self.cfg.forward_cpu,
         }
     }
 

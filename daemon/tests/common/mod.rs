@@ -29,6 +29,26 @@ pub fn write_key(dir: &Path) -> PathBuf {
     p
 }
 
+/// The CPUs a process or thread may run on, as `/proc/PID[/task/TID]/status` lists them
+/// ("0-1,3").
+pub fn cpus_allowed(status_path: &Path) -> String {
+    let text = std::fs::read_to_string(status_path).expect("proc status");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_string()
+}
+
+/// The highest CPU of such a list: a home for `--forward-cpu` that is not the kernel's usual
+/// first choice, CPU 0.
+pub fn last_cpu(list: &str) -> u32 {
+    list.rsplit([',', '-'])
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("a CPU number")
+}
+
 /// A running `vnetd`, killed on drop.
 pub struct Vnetd {
     pub name: String,
@@ -124,6 +144,19 @@ impl Vnetd {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The CPUs its forwarding thread may run on (see [`cpus_allowed`]).
+    pub fn forwarding_cpus(&self) -> String {
+        let pid = self.pid().expect("running");
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+            let task = task.expect("task").path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.trim() == "vnetd-forward" {
+                return cpus_allowed(&task.join("status"));
+            }
+        }
+        panic!("vnetd {} has no forwarding thread", self.name)
     }
 
     pub fn log_text(&self) -> String {
