@@ -40,11 +40,12 @@ use vnet_grammar::model::Target;
 
 mod home;
 mod links;
+mod placer;
 mod poll;
 mod shaped;
 mod spin;
 mod tcp_rx;
-use home::{Home, Placement};
+use placer::Placer;
 use spin::Spin;
 pub use spin::SpinPolicy;
 use tcp_rx::TcpRx;
@@ -330,12 +331,7 @@ impl DataPlane {
         // SAFETY: epoll_event is plain data.
         let mut events: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
         let mut spin = Spin::new(self.spin, Instant::now());
-        let mut home = self.cpu.map(|cpu| Home::new(cpu, Instant::now()));
-        // Where "anywhere" is: the CPUs the thread may use before it goes home.
-        let anywhere = sys::allowed_cpus().unwrap_or_default();
-        if let Some(h) = &home {
-            place(h.start(), &anywhere);
-        }
+        let mut home = self.cpu.map(Placer::start);
         while !self.stopping_now() {
             let mut timeout = sys::IDLE_WAKE;
             let now = Instant::now();
@@ -401,8 +397,8 @@ impl DataPlane {
                 }
             }
             spin.woke(woke, sc.frames != frames);
-            if let Some(p) = home.as_mut().and_then(|h| h.worked(woke, Instant::now())) {
-                place(p, &anywhere);
+            if let Some(h) = home.as_mut() {
+                h.worked(woke, Instant::now());
             }
         }
         tracing::debug!(busy_poll = ?spin.total(), "forwarding thread stops");
@@ -658,22 +654,5 @@ impl DataPlane {
                 self.note_lookups(lookup);
             }
         }
-    }
-}
-
-/// Moves the calling (forwarding) thread where its [`Home`] says. The home CPU was checked at
-/// start (`--forward-cpu`); a CPU taken offline since is no reason to stop forwarding.
-fn place(p: Placement, anywhere: &[u32]) {
-    let home;
-    let cpus = match p {
-        Placement::Home(cpu) => {
-            home = [cpu];
-            &home[..]
-        }
-        Placement::Anywhere => anywhere,
-    };
-    match sys::pin_to_cpus(cpus) {
-        Ok(()) => tracing::debug!(?p, "forwarding thread placed"),
-        Err(e) => tracing::warn!(?p, "--forward-cpu: {e}; the thread stays where it is"),
     }
 }
