@@ -1,5 +1,5 @@
-//! `vnetc up`'s VTTIF flags on real daemons: `--report-hz` and `--metrics` reach the `vnetd`
-//! processes it starts (as vnetd's own flags do), and bad values are named.
+//! `vnetc up`'s daemon flags on real daemons: `--report-hz`, `--metrics` and `--forward-cpu`
+//! reach the `vnetd` processes it starts (as vnetd's own flags do), and bad values are named.
 
 mod live_common;
 
@@ -21,15 +21,35 @@ fn scrape(addr: &str) -> Option<(String, String)> {
     Some((head.lines().next()?.to_string(), body.to_string()))
 }
 
+/// A CPU this process may run on (the last of `Cpus_allowed_list`).
+fn a_cpu_of_mine() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|l| l.trim().rsplit([',', '-']).next()?.parse().ok())
+        .expect("a CPU number")
+}
+
 #[test]
-fn up_passes_report_hz_and_metrics_to_the_daemons() {
+fn up_passes_report_hz_metrics_and_forward_cpu_to_the_daemons() {
     let net = 177;
     let mut w = World::new("up-vttif-flags", net);
     let file = w.write("two.vnet", &topology(net, 2, 7000, Shape::Empty));
     let (proxy, other) = (w.addr(0), w.addr(1));
     let metrics = format!("{other}:9177");
     let flag = format!("{other}={metrics}");
-    let mut args = vec!["up", &file, "--report-hz", "7", "--metrics", &flag];
+    let cpu = a_cpu_of_mine().to_string();
+    let mut args = vec![
+        "up",
+        &file,
+        "--report-hz",
+        "7",
+        "--metrics",
+        &flag,
+        "--forward-cpu",
+        &cpu,
+    ];
     args.extend(DGRAM);
     expect_code(&w.vnetc(&args), 0);
 
@@ -37,6 +57,12 @@ fn up_passes_report_hz_and_metrics_to_the_daemons() {
     for addr in [&proxy, &other] {
         let mut c = Client::connect(format!("{addr}:7000").as_str(), &key).expect("connect");
         assert_eq!(c.vttif().expect("vttif").report_hz, 7, "daemon {addr}");
+        let home = c.status().expect("status").forward_cpu;
+        assert_eq!(
+            home.map(|c| c.to_string()),
+            Some(cpu.clone()),
+            "daemon {addr}"
+        );
     }
     // Only the daemon named serves metrics, at the address given.
     let (status, body) = scrape(&metrics).expect("the metrics endpoint answers");

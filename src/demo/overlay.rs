@@ -101,6 +101,7 @@ impl Overlay {
                 fresh: true,
                 report_hz: None,
                 metrics: Vec::new(),
+                forward_cpu: None,
                 wait: Duration::from_secs(15),
             },
             keep_stats,

@@ -61,6 +61,8 @@ pub struct Options {
     pub report_hz: Option<u32>,
     /// vnetd's `--metrics`, per machine.
     pub metrics: Vec<MetricsAddr>,
+    /// vnetd's `--forward-cpu` for every daemon (the kernel places the thread when `None`).
+    pub forward_cpu: Option<u32>,
     /// How long to wait for a started daemon to answer.
     pub wait: Duration,
 }
@@ -156,6 +158,9 @@ pub fn daemon_flags(host: &HostDef, options: &Options) -> Vec<String> {
     }
     if let Some(m) = options.metrics.iter().find(|m| m.machine == host.machine) {
         flags.extend(["--metrics".to_string(), m.addr.to_string()]);
+    }
+    if let Some(cpu) = options.forward_cpu {
+        flags.extend(["--forward-cpu".to_string(), cpu.to_string()]);
     }
     flags
 }
@@ -531,6 +536,7 @@ mod tests {
             fresh: false,
             report_hz: None,
             metrics: vec![],
+            forward_cpu: None,
             wait: Duration::from_secs(1),
         };
         assert_eq!(iface_arg(&host, &o), "vm");
@@ -546,9 +552,18 @@ mod tests {
         o.report_hz = Some(0);
         o.metrics.push("m2=127.0.0.1:9000".parse().unwrap());
         o.metrics.push("m1=127.0.0.1:9001".parse().unwrap());
+        o.forward_cpu = Some(1);
         assert_eq!(
             daemon_flags(&host, &o),
-            ["--fresh", "--report-hz", "0", "--metrics", "127.0.0.1:9001"]
+            [
+                "--fresh",
+                "--report-hz",
+                "0",
+                "--metrics",
+                "127.0.0.1:9001",
+                "--forward-cpu",
+                "1"
+            ]
         );
         assert!("m1=nowhere".parse::<MetricsAddr>().is_err());
         assert!("=127.0.0.1:1".parse::<MetricsAddr>().is_err());
