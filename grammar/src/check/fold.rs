@@ -1,12 +1,19 @@
 //! Folding blocks onto a state, with the diagnostics that come from doing it in order.
 
+use super::named::{Interner, Named};
 use crate::ast::{
     Block, BlockKind, Host, Ident, Link, MatchKind, Rule, RuleKind, SourceFile, Transport,
 };
 use crate::diag::{Code, Diagnostic};
 use crate::model::{HostDef, LinkDef, LinkKey, Match, RuleDef, State, Target};
 use crate::span::Span;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::{FxBuildHasher, FxHashMap as HashMap, FxHashSet as HashSet};
+
+/// The fold's links and rules: an index map keeps the entries in a list, in the order they
+/// were added, and only their positions in the hash table. Most statements add something
+/// new, and a probe for a new key reads the table alone: small enough to stay in the cache on
+/// a large file, where a table of whole entries would cost a cache miss per statement.
+type IndexMap<K, V> = indexmap::IndexMap<K, V, FxBuildHasher>;
 
 /// Where the elements of the folded state were written; elements that came from a base state
 /// (a patch's `--base`) have none.
@@ -49,31 +56,22 @@ type Name = u32;
 
 #[derive(Default)]
 struct Names<'a> {
-    ids: HashMap<&'a str, Name>,
-    text: Vec<&'a str>,
+    names: Interner<'a>,
 }
 
 impl<'a> Names<'a> {
     fn with_capacity(names: usize) -> Names<'a> {
         Names {
-            ids: HashMap::with_capacity_and_hasher(names, Default::default()),
-            text: Vec::with_capacity(names),
+            names: Interner::with_capacity(names),
         }
     }
 
     fn intern(&mut self, name: &'a str) -> Name {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
-        }
-        // At most one name per byte of a text under 4 GiB, so the count fits.
-        let id = self.text.len() as Name;
-        self.text.push(name);
-        self.ids.insert(name, id);
-        id
+        self.names.intern(name)
     }
 
     fn text(&self, id: Name) -> &'a str {
-        self.text[id as usize]
+        self.names.text(id)
     }
 
     /// Each name's place in bytewise order: sorting by rank sorts as the strings would.
@@ -81,7 +79,8 @@ impl<'a> Names<'a> {
     /// strings: those lie all over the text, a cache miss per comparison on a large file.
     fn ranks(&self) -> Vec<u32> {
         let mut order: Vec<(u64, Name)> = self
-            .text
+            .names
+            .names()
             .iter()
             .enumerate()
             .map(|(id, name)| (prefix(name), id as Name))
@@ -170,7 +169,11 @@ enum To {
     Iface(Name),
 }
 
-pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins, Vec<Diagnostic>) {
+/// What a fold gives: the state, where its parts were written, the diagnostics, and the
+/// state's names as the fold interned them (for the flow analysis).
+pub(super) type Folded = (State, Origins, Vec<Diagnostic>, Named);
+
+pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> Folded {
     // Sized once for the most they can hold (every ADD statement adding something new, every
     // host a name of its own), so a large file is neither rehashed nor copied as they grow.
     let hosts = base.hosts.len() + file.hosts.len();
@@ -182,11 +185,11 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
             .map(count)
             .sum()
     };
-    let mut links = HashMap::with_capacity_and_hasher(
+    let mut links = IndexMap::with_capacity_and_hasher(
         base.links.len() + added(|b| b.links.len()),
         Default::default(),
     );
-    let mut rules = HashMap::with_capacity_and_hasher(
+    let mut rules = IndexMap::with_capacity_and_hasher(
         base.rules.len() + added(|b| b.rules.len()),
         Default::default(),
     );
@@ -224,6 +227,7 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
         },
         host_at: Vec::with_capacity(hosts),
         host_spans: Vec::with_capacity(hosts),
+        host_names: Vec::with_capacity(hosts),
         ..Folder::default()
     };
     folder.state.hosts.extend_from_slice(&base.hosts);
@@ -231,6 +235,7 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
     for (i, host) in base.hosts.iter().enumerate() {
         let name = folder.names.intern(&host.machine);
         folder.set_host(name, i);
+        folder.host_names.push(name);
     }
     for host in &file.hosts {
         folder.declare(host);
@@ -247,14 +252,16 @@ struct Folder<'a> {
     /// The hosts; links and rules are kept in the hash maps below until the end.
     state: State,
     names: Names<'a>,
-    links: HashMap<Pair, LinkVal>,
+    links: IndexMap<Pair, LinkVal>,
     /// Each rule with where it was written (`None` for a rule of the base state).
-    rules: HashMap<RuleKey, Option<RuleOrigin>>,
+    rules: IndexMap<RuleKey, Option<RuleOrigin>>,
     /// Index of `state.hosts` by interned machine name ([`NO_HOST`] for a name no HOST line
     /// declares): every statement looks its names up, densely rather than by hashing strings.
     host_at: Vec<u32>,
     /// Where each host of `state.hosts` was declared (`None` for a host of the base state).
     host_spans: Vec<Option<Span>>,
+    /// The interned machine of each host of `state.hosts`.
+    host_names: Vec<Name>,
     diagnostics: Vec<Diagnostic>,
     /// Rules whose link a DELETE removed (reported as V110, so not again as V106).
     orphaned: HashSet<RuleKey>,
@@ -286,7 +293,7 @@ impl<'a> Folder<'a> {
     /// The state, sorted: ordering interned names by rank orders them as the strings would,
     /// so the sorted runs are what `State`'s ordered collections hold, and the origins line
     /// up with them.
-    fn finish(self) -> (State, Origins, Vec<Diagnostic>) {
+    fn finish(self) -> Folded {
         let rank = self.names.ranks();
         let names = &self.names;
         let mut state = self.state;
@@ -307,6 +314,26 @@ impl<'a> Folder<'a> {
             .map(|(key, origin)| (rule_sort_key(&key, &rank), key, origin))
             .collect();
         rules.sort_unstable_by_key(|(order, ..)| *order);
+        let named = Named {
+            names: names.names.len() as u32,
+            hosts: self.host_names,
+            // The ends as `LinkDef` holds them, bytewise: by rank.
+            links: links
+                .iter()
+                .map(
+                    |&(_, (a, b), _)| match rank[a as usize] <= rank[b as usize] {
+                        true => [a, b],
+                        false => [b, a],
+                    },
+                )
+                .collect(),
+            rules: rules
+                .iter()
+                .map(|(_, key, _)| match key.target {
+                    To::Peer(name) | To::Iface(name) => [key.daemon, name],
+                })
+                .collect(),
+        };
         let origins = Origins {
             hosts: host_origins(&state.hosts, &self.host_spans),
             links: links.iter().map(|(_, _, link)| link.origin).collect(),
@@ -329,7 +356,7 @@ impl<'a> Folder<'a> {
             .into_iter()
             .map(|(_, key, _)| names.rule_def(key))
             .collect();
-        (state, origins, self.diagnostics)
+        (state, origins, self.diagnostics, named)
     }
 
     fn declare(&mut self, host: &'a Host) {
@@ -362,6 +389,7 @@ impl<'a> Folder<'a> {
             None => {
                 self.set_host(name, self.state.hosts.len());
                 self.host_spans.push(Some(host.span));
+                self.host_names.push(name);
                 self.state.hosts.push(def);
             }
         }
@@ -532,7 +560,7 @@ impl<'a> Folder<'a> {
             self.report(d);
             return;
         }
-        self.links.remove(&ends);
+        self.links.swap_remove(&ends);
         let mut users: Vec<(RuleKey, Option<RuleOrigin>)> = self
             .rules
             .iter()
@@ -706,7 +734,7 @@ impl<'a> Folder<'a> {
     }
 
     fn delete_rule(&mut self, rule: &Rule, key: RuleKey) {
-        if self.rules.remove(&key).is_none() {
+        if self.rules.swap_remove(&key).is_none() {
             self.report(Diagnostic::new(
                 Code::V202,
                 rule.span,

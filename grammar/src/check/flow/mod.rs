@@ -13,14 +13,19 @@ mod outranked;
 mod scc;
 
 use super::fold::Origins;
+use super::named::Named;
 use crate::diag::{Diagnostic, MAX_DIAGNOSTICS};
 use crate::model::State;
 use crate::span::Span;
 pub use memo::FlowMemo;
 use net::{Local, Net};
 
-pub(super) fn check_flow(state: &State, origins: &Origins) -> Vec<Diagnostic> {
-    check_flow_again(state, origins, None, false).0
+/// The flow analysis of a state whose names the fold numbered (`named`).
+pub(super) fn check_flow(state: &State, origins: &Origins, named: &Named) -> Vec<Diagnostic> {
+    if state.rules.is_empty() {
+        return Vec::new();
+    }
+    analyse(&Net::named(state, named), origins, None, false).0
 }
 
 /// The flow analysis of `state`, re-run only for the daemons and classes that changed since
@@ -35,21 +40,29 @@ pub(super) fn check_flow_again(
     if state.rules.is_empty() {
         return (Vec::new(), None);
     }
-    let net = Net::new(state);
+    analyse(&Net::new(state), origins, previous, keep)
+}
+
+fn analyse(
+    net: &Net,
+    origins: &Origins,
+    previous: Option<FlowMemo>,
+    keep: bool,
+) -> (Vec<Diagnostic>, Option<FlowMemo>) {
     let (walk, loops) = previous
-        .and_then(|memo| memo::rerun(&net, memo))
+        .and_then(|memo| memo::rerun(net, memo))
         .unwrap_or_else(|| {
-            let walk = holes::walk(&net);
-            (walk, loops::find_loops(&net, None, &mut |_, _| None))
+            let walk = holes::walk(net);
+            (walk, loops::find_loops(net, None, &mut |_, _| None))
         });
     let mut report = Reporter {
         origins,
         diagnostics: Vec::new(),
     };
-    loops::report_loops(&net, &loops, &mut report);
-    outranked::find_outranked(&net, &walk, &mut report);
-    holes::find_black_holes(&net, &walk, &mut report);
-    let memo = keep.then(|| FlowMemo::new(&net, walk, loops)).flatten();
+    loops::report_loops(net, &loops, &mut report);
+    outranked::find_outranked(net, &walk, &mut report);
+    holes::find_black_holes(net, &walk, &mut report);
+    let memo = keep.then(|| FlowMemo::new(net, walk, loops)).flatten();
     (report.diagnostics, memo)
 }
 

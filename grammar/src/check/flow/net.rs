@@ -7,6 +7,7 @@
 //! address, stood for by [`Net::other`], a MAC no rule anywhere names. Every decision goes
 //! through [`Table::decide_into`], the one implementation of SPEC 2.4.
 
+use crate::check::named::Named;
 use crate::mac::Mac;
 use crate::model::{Decision, Match, Priority, RuleDef, State, Table, Target};
 use std::borrow::Cow;
@@ -169,33 +170,34 @@ pub(super) struct Net<'s> {
 
 impl<'s> Net<'s> {
     pub fn new(state: &'s State) -> Net<'s> {
-        // Sized for what a state usually holds (every daemon declared, every link used), so
-        // that a large state is not rehashed as they grow.
+        Net::named(state, &Named::of(state))
+    }
+
+    /// The net of a state whose names are numbered by `named`: daemons are numbered through
+    /// an array by those numbers, no name is hashed or compared. Daemons are numbered in the
+    /// order they are first met: the hosts, then the links' ends, then the rules'.
+    pub fn named(state: &'s State, named: &Named) -> Net<'s> {
+        debug_assert!(named.fits(state));
         let mut builder = Builder {
             names: Vec::with_capacity(state.hosts.len()),
-            ids: HashMap::with_capacity_and_hasher(state.hosts.len(), FxBuild::default()),
+            ids: vec![NO_NODE; named.names as usize],
             runs: Vec::with_capacity(state.hosts.len()),
+            iface_count: Vec::with_capacity(state.hosts.len()),
             links: HashSet::with_capacity_and_hasher(state.links.len(), FxBuild::default()),
             rules: Vec::with_capacity(state.rules.len()),
             targets: Vec::with_capacity(state.rules.len()),
             ..Builder::default()
         };
-        for host in &state.hosts {
-            builder.intern(&host.machine);
+        for (host, &id) in state.hosts.iter().zip(&named.hosts) {
+            builder.intern(id, &host.machine);
         }
-        for link in state.links.values() {
-            let (a, b) = (builder.intern(&link.a), builder.intern(&link.b));
+        for (link, &[a, b]) in state.links.values().zip(&named.links) {
+            let (a, b) = (builder.intern(a, &link.a), builder.intern(b, &link.b));
             builder.links.insert((a.min(b), a.max(b)));
         }
-        // The rules are sorted by daemon: look a daemon's name up once for its whole run.
-        let mut last: Option<(&str, NodeId)> = None;
-        for (id, rule) in state.rules.iter().enumerate() {
-            let daemon = match last {
-                Some((name, id)) if name == rule.daemon => id,
-                _ => builder.intern(&rule.daemon),
-            };
-            last = Some((&rule.daemon, daemon));
-            let target = builder.target(daemon, rule);
+        for (id, (rule, &[daemon, target])) in state.rules.iter().zip(&named.rules).enumerate() {
+            let daemon = builder.intern(daemon, &rule.daemon);
+            let target = builder.target(daemon, rule, target);
             // Positions fit: a rule takes tens of bytes of a text under 4 GiB.
             let run = &mut builder.runs[daemon as usize];
             if run.1 == 0 {
@@ -366,13 +368,17 @@ impl<'s> Net<'s> {
     }
 }
 
+/// Marks a name not yet numbered as a daemon in `Builder::ids`.
+const NO_NODE: NodeId = NodeId::MAX;
+
 #[derive(Default)]
 struct Builder<'s> {
     names: Vec<&'s str>,
-    ids: HashMap<&'s str, NodeId, FxBuild>,
-    /// Interface names per daemon, and how many each daemon has.
-    ifaces: HashMap<(NodeId, &'s str), u32, FxBuild>,
-    iface_count: HashMap<NodeId, u32, FxBuild>,
+    /// The daemon of each name number ([`Named`]), or [`NO_NODE`].
+    ids: Vec<NodeId>,
+    /// Interface names per daemon (by name number), and how many each daemon has.
+    ifaces: HashMap<(NodeId, u32), u32, FxBuild>,
+    iface_count: Vec<u32>,
     /// The links of the state, as sorted pairs.
     links: HashSet<(NodeId, NodeId), FxBuild>,
     /// Each daemon's run of the state's rules: (first position, count).
@@ -383,30 +389,32 @@ struct Builder<'s> {
 }
 
 impl<'s> Builder<'s> {
-    fn intern(&mut self, name: &'s str) -> NodeId {
-        if let Some(id) = self.ids.get(name) {
-            return *id;
+    /// The daemon named `name`, numbered `id`.
+    fn intern(&mut self, id: u32, name: &'s str) -> NodeId {
+        let slot = &mut self.ids[id as usize];
+        if *slot == NO_NODE {
+            *slot = self.names.len() as NodeId;
+            self.names.push(name);
+            self.runs.push((0, 0));
+            self.iface_count.push(0);
         }
-        let id = self.names.len() as NodeId;
-        self.names.push(name);
-        self.ids.insert(name, id);
-        self.runs.push((0, 0));
-        id
+        *slot
     }
 
-    fn target(&mut self, daemon: NodeId, rule: &'s RuleDef) -> Tgt {
+    /// The target of `rule` of `daemon`, whose peer or interface is name number `id`.
+    fn target(&mut self, daemon: NodeId, rule: &'s RuleDef, id: u32) -> Tgt {
         match &rule.target {
             Target::Link { peer } => {
-                let peer = self.intern(peer);
+                let peer = self.intern(id, peer);
                 if self.links.contains(&(daemon.min(peer), daemon.max(peer))) {
                     Tgt::Link(peer)
                 } else {
                     Tgt::Missing(peer)
                 }
             }
-            Target::Interface { name } => {
-                let count = self.iface_count.entry(daemon).or_default();
-                Tgt::Iface(*self.ifaces.entry((daemon, name)).or_insert_with(|| {
+            Target::Interface { .. } => {
+                let count = &mut self.iface_count[daemon as usize];
+                Tgt::Iface(*self.ifaces.entry((daemon, id)).or_insert_with(|| {
                     *count += 1;
                     *count - 1
                 }))
