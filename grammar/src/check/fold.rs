@@ -1,13 +1,13 @@
 //! Folding blocks onto a state, with the diagnostics that come from doing it in order.
 
-use super::named::{Interner, Named};
+use super::named::{Interner, Named, RuleNames};
 use crate::ast::{
     Block, BlockKind, Host, Ident, Link, MatchKind, Rule, RuleKind, SourceFile, Transport,
 };
 use crate::diag::{Code, Diagnostic};
 use crate::model::{HostDef, LinkDef, LinkKey, Match, RuleDef, State, Target};
 use crate::span::Span;
-use rustc_hash::{FxBuildHasher, FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::{FxBuildHasher, FxHashSet as HashSet};
 
 /// The fold's links and rules: an index map keeps the entries in a list, in the order they
 /// were added, and only their positions in the hash table. Most statements add something
@@ -23,7 +23,8 @@ type IndexMap<K, V> = indexmap::IndexMap<K, V, FxBuildHasher>;
 /// time, and rules are most of a large file.
 #[derive(Clone, Debug, Default)]
 pub struct Origins {
-    pub hosts: HashMap<String, Span>,
+    /// Where each host of the state was declared, in the order of `State::hosts`.
+    pub hosts: Vec<Option<Span>>,
     /// Where each link of the state was added, in the order of `State::links`.
     pub links: Vec<Option<Span>>,
     /// Where each rule of the state was written, in the order of `State::rules`.
@@ -31,6 +32,11 @@ pub struct Origins {
 }
 
 impl Origins {
+    /// The origin of the state's `index`th host.
+    pub fn host(&self, index: usize) -> Option<Span> {
+        self.hosts.get(index).copied().flatten()
+    }
+
     /// The origin of the state's `index`th link.
     pub fn link(&self, index: usize) -> Option<Span> {
         self.links.get(index).copied().flatten()
@@ -68,6 +74,15 @@ impl<'a> Names<'a> {
 
     fn intern(&mut self, name: &'a str) -> Name {
         self.names.intern(name)
+    }
+
+    /// [`Names::intern`] for a name that is often `known`, numbered `id`: a comparison of
+    /// two names at hand then saves a look-up in the table.
+    fn intern_beside(&mut self, name: &'a str, known: &str, id: Name) -> Name {
+        match name == known {
+            true => id,
+            false => self.intern(name),
+        }
     }
 
     fn text(&self, id: Name) -> &'a str {
@@ -255,6 +270,9 @@ struct Folder<'a> {
     links: IndexMap<Pair, LinkVal>,
     /// Each rule with where it was written (`None` for a rule of the base state).
     rules: IndexMap<RuleKey, Option<RuleOrigin>>,
+    /// For each of `rules` by position, once all blocks are folded: whether it is an EDGE
+    /// rule whose link is in the state.
+    linked: Vec<bool>,
     /// Index of `state.hosts` by interned machine name ([`NO_HOST`] for a name no HOST line
     /// declares): every statement looks its names up, densely rather than by hashing strings.
     host_at: Vec<u32>,
@@ -308,10 +326,11 @@ impl<'a> Folder<'a> {
             })
             .collect();
         links.sort_unstable_by_key(|(key, ..)| *key);
-        let mut rules: Vec<([u64; 4], RuleKey, Option<RuleOrigin>)> = self
+        let mut rules: Vec<([u64; 4], RuleKey, Option<RuleOrigin>, bool)> = self
             .rules
             .into_iter()
-            .map(|(key, origin)| (rule_sort_key(&key, &rank), key, origin))
+            .zip(self.linked)
+            .map(|((key, origin), linked)| (rule_sort_key(&key, &rank), key, origin, linked))
             .collect();
         rules.sort_unstable_by_key(|(order, ..)| *order);
         let named = Named {
@@ -329,15 +348,19 @@ impl<'a> Folder<'a> {
                 .collect(),
             rules: rules
                 .iter()
-                .map(|(_, key, _)| match key.target {
-                    To::Peer(name) | To::Iface(name) => [key.daemon, name],
+                .map(|&(_, key, _, linked)| match key.target {
+                    To::Peer(name) | To::Iface(name) => RuleNames {
+                        daemon: key.daemon,
+                        target: name,
+                        linked,
+                    },
                 })
                 .collect(),
         };
         let origins = Origins {
-            hosts: host_origins(&state.hosts, &self.host_spans),
+            hosts: self.host_spans,
             links: links.iter().map(|(_, _, link)| link.origin).collect(),
-            rules: rules.iter().map(|(_, _, origin)| *origin).collect(),
+            rules: rules.iter().map(|(_, _, origin, _)| *origin).collect(),
         };
         state.links = links
             .into_iter()
@@ -354,7 +377,7 @@ impl<'a> Folder<'a> {
             .collect();
         state.rules = rules
             .into_iter()
-            .map(|(_, key, _)| names.rule_def(key))
+            .map(|(_, key, ..)| names.rule_def(key))
             .collect();
         (state, origins, self.diagnostics, named)
     }
@@ -460,7 +483,11 @@ impl<'a> Folder<'a> {
             self.names.intern(&link.a.text),
             self.names.intern(&link.b.text),
         );
-        let dialer = self.names.intern(&link.dialer.text);
+        // The dialer is one of the ends, whose numbers are known.
+        let dialer = match *link.dialer.text == *link.b.text {
+            true => b,
+            false => self.names.intern_beside(&link.dialer.text, &link.a.text, a),
+        };
         self.require_declared(&[(dialer, &link.dialer), (a, &link.a), (b, &link.b)]);
         if a == b {
             self.broken_links.insert(pair(a, b));
@@ -597,10 +624,15 @@ impl<'a> Folder<'a> {
             RuleKind::Interface => &[],
         };
         let daemon = self.names.intern(&rule.daemon.text);
-        // The daemon and the hop's (at most two) names, each interned once.
+        // The daemon and the hop's (at most two) names, each interned once: the hop starts at
+        // the daemon, whose number is known.
         let mut named = [(daemon, &rule.daemon); 3];
         for (slot, name) in named[1..].iter_mut().zip(hop) {
-            *slot = (self.names.intern(&name.text), name);
+            *slot = (
+                self.names
+                    .intern_beside(&name.text, &rule.daemon.text, daemon),
+                name,
+            );
         }
         self.require_declared(&named[..1 + hop.len()]);
         let src = self.field(rule, true)?;
@@ -747,16 +779,21 @@ impl<'a> Folder<'a> {
 
     /// V106: an EDGE rule of the resulting state whose link is not in it.
     fn report_dangling_rules(&mut self) {
+        self.linked = self
+            .rules
+            .keys()
+            .map(|rule| match rule.target {
+                To::Peer(peer) => self.links.contains_key(&pair(rule.daemon, peer)),
+                To::Iface(_) => false,
+            })
+            .collect();
         let mut dangling: Vec<(RuleOrigin, LinkKey)> = Vec::new();
-        for (rule, origin) in &self.rules {
+        for ((rule, origin), linked) in self.rules.iter().zip(&self.linked) {
             let To::Peer(peer) = rule.target else {
                 continue;
             };
             let ends = pair(rule.daemon, peer);
-            if self.links.contains_key(&ends)
-                || self.broken_links.contains(&ends)
-                || self.orphaned.contains(rule)
-            {
+            if *linked || self.broken_links.contains(&ends) || self.orphaned.contains(rule) {
                 continue;
             }
             if let Some(origin) = origin {
@@ -880,17 +917,6 @@ fn rule_sort_key(key: &RuleKey, rank: &[u32]) -> [u64; 4] {
 
 /// Marks a name that no HOST line declares in `Folder::host_at`.
 const NO_HOST: u32 = u32::MAX;
-
-/// Where each host of the file was declared, by machine (the public form of the origins).
-fn host_origins(hosts: &[HostDef], spans: &[Option<Span>]) -> HashMap<String, Span> {
-    let mut out = HashMap::with_capacity_and_hasher(hosts.len(), Default::default());
-    for (host, span) in hosts.iter().zip(spans) {
-        if let Some(span) = span {
-            out.insert(host.machine.clone(), *span);
-        }
-    }
-    out
-}
 
 fn rule_origin(rule: &Rule) -> RuleOrigin {
     let dest = match (rule.dest.first(), rule.dest.last()) {

@@ -5,7 +5,7 @@
 
 use crate::model::{State, Target};
 use hashbrown::hash_table::{Entry, HashTable};
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashSet as HashSet};
 use std::hash::BuildHasher;
 
 /// Names interned as numbers below [`Named::names`]; equal numbers are equal names.
@@ -17,8 +17,18 @@ pub(crate) struct Named {
     pub hosts: Vec<u32>,
     /// The two ends (`a`, `b`) of each link of `State::links`, in order.
     pub links: Vec<[u32; 2]>,
-    /// The daemon and the target (peer or interface) of each rule of `State::rules`, in order.
-    pub rules: Vec<[u32; 2]>,
+    /// Each rule of `State::rules`, in order.
+    pub rules: Vec<RuleNames>,
+}
+
+/// A rule's names, and what the flow analysis needs to know of its link.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RuleNames {
+    pub daemon: u32,
+    /// The peer of an EDGE rule, the interface of an INTERFACE rule.
+    pub target: u32,
+    /// An EDGE rule whose link is in the state.
+    pub linked: bool,
 }
 
 impl Named {
@@ -28,16 +38,28 @@ impl Named {
         let mut names = Interner::with_capacity(state.hosts.len());
         let mut id = |name| names.intern(name);
         let hosts = state.hosts.iter().map(|h| id(&h.machine)).collect();
-        let links = state.links.values().map(|l| [id(&l.a), id(&l.b)]).collect();
+        let links: Vec<[u32; 2]> = state.links.values().map(|l| [id(&l.a), id(&l.b)]).collect();
+        let pairs: HashSet<[u32; 2]> = links.iter().map(|&[a, b]| [a.min(b), a.max(b)]).collect();
         let rules = state
             .rules
             .iter()
             .map(|r| {
-                let target = match &r.target {
-                    Target::Link { peer } => peer,
-                    Target::Interface { name } => name,
-                };
-                [id(&r.daemon), id(target)]
+                let daemon = id(&r.daemon);
+                match &r.target {
+                    Target::Link { peer } => {
+                        let peer = id(peer);
+                        RuleNames {
+                            daemon,
+                            target: peer,
+                            linked: pairs.contains(&[daemon.min(peer), daemon.max(peer)]),
+                        }
+                    }
+                    Target::Interface { name } => RuleNames {
+                        daemon,
+                        target: id(name),
+                        linked: false,
+                    },
+                }
             })
             .collect();
         Named {
@@ -57,13 +79,17 @@ impl Named {
 }
 
 /// Names numbered in the order they are first met. The table holds only the numbers (four
-/// bytes each, so a large file's table stays in the cache) and a probe compares the name with
-/// those of its bucket in `text`, by number: names met together (a statement's, or a host's
-/// and its rules') are near each other there.
+/// bytes each) and a probe compares the name with those of its bucket in `bytes`, a copy of
+/// every name end to end: both stay in the cache on a large file, where the names themselves
+/// lie all over the syntax tree.
 #[derive(Default)]
 pub(crate) struct Interner<'a> {
     table: HashTable<u32>,
+    /// The names as given, by number.
     text: Vec<&'a str>,
+    /// The names again, end to end; name `i` ends at `ends[i]`.
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
 }
 
 impl<'a> Interner<'a> {
@@ -71,24 +97,32 @@ impl<'a> Interner<'a> {
         Interner {
             table: HashTable::with_capacity(names),
             text: Vec::with_capacity(names),
+            bytes: Vec::with_capacity(names * 8),
+            ends: Vec::with_capacity(names),
         }
     }
 
     pub fn intern(&mut self, name: &'a str) -> u32 {
-        let text = &self.text;
-        let hash = FxBuildHasher.hash_one(name);
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        let copy = |id: u32| {
+            let start = id.checked_sub(1).map_or(0, |before| ends[before as usize]);
+            &bytes[start as usize..ends[id as usize] as usize]
+        };
+        let hash = FxBuildHasher.hash_one(name.as_bytes());
         let entry = self.table.entry(
             hash,
-            |&id| text[id as usize] == name,
-            |&id| FxBuildHasher.hash_one(text[id as usize]),
+            |&id| copy(id) == name.as_bytes(),
+            |&id| FxBuildHasher.hash_one(copy(id)),
         );
         match entry {
             Entry::Occupied(found) => *found.get(),
             Entry::Vacant(room) => {
-                // At most one name per byte of a text under 4 GiB, so the count fits.
+                // At most one name per byte of a text under 4 GiB, so the counts fit.
                 let id = self.text.len() as u32;
                 room.insert(id);
                 self.text.push(name);
+                self.bytes.extend_from_slice(name.as_bytes());
+                self.ends.push(self.bytes.len() as u32);
                 id
             }
         }

@@ -89,8 +89,9 @@ impl Reporter<'_> {
         self.origins.rule(id as usize).map(|o| o.span)
     }
 
-    fn host_span(&self, machine: &str) -> Option<Span> {
-        self.origins.hosts.get(machine).copied()
+    /// Where the host of a place in `State::hosts` was declared.
+    fn host_span(&self, host: Option<usize>) -> Option<Span> {
+        self.origins.host(host?)
     }
 }
 

@@ -7,12 +7,12 @@
 //! address, stood for by [`Net::other`], a MAC no rule anywhere names. Every decision goes
 //! through [`Table::decide_into`], the one implementation of SPEC 2.4.
 
-use crate::check::named::Named;
+use crate::check::named::{Named, RuleNames};
 use crate::mac::Mac;
 use crate::model::{Decision, Match, Priority, RuleDef, State, Table, Target};
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 pub(super) type NodeId = u32;
@@ -152,6 +152,8 @@ pub(super) struct Net<'s> {
     pub nodes: Vec<Node<'s>>,
     /// The state's rules in order: a rule's position is how its origin is found.
     pub rules: Vec<&'s RuleDef>,
+    /// Each daemon's place in `State::hosts` ([`NO_HOST`] for none): how its origin is found.
+    hosts: Vec<u32>,
     /// A MAC that no rule names: the representative of every unnamed address.
     pub other: Mac,
     /// Every MAC named in some destination field, sorted.
@@ -183,21 +185,24 @@ impl<'s> Net<'s> {
             ids: vec![NO_NODE; named.names as usize],
             runs: Vec::with_capacity(state.hosts.len()),
             iface_count: Vec::with_capacity(state.hosts.len()),
-            links: HashSet::with_capacity_and_hasher(state.links.len(), FxBuild::default()),
             rules: Vec::with_capacity(state.rules.len()),
             targets: Vec::with_capacity(state.rules.len()),
             ..Builder::default()
         };
-        for (host, &id) in state.hosts.iter().zip(&named.hosts) {
-            builder.intern(id, &host.machine);
+        for (at, (host, &id)) in state.hosts.iter().zip(&named.hosts).enumerate() {
+            let n = builder.intern(id, &host.machine) as usize;
+            if builder.hosts[n] == NO_HOST {
+                // Hosts are one per HOST line, far fewer than 2^32.
+                builder.hosts[n] = at as u32;
+            }
         }
         for (link, &[a, b]) in state.links.values().zip(&named.links) {
-            let (a, b) = (builder.intern(a, &link.a), builder.intern(b, &link.b));
-            builder.links.insert((a.min(b), a.max(b)));
+            builder.intern(a, &link.a);
+            builder.intern(b, &link.b);
         }
-        for (id, (rule, &[daemon, target])) in state.rules.iter().zip(&named.rules).enumerate() {
-            let daemon = builder.intern(daemon, &rule.daemon);
-            let target = builder.target(daemon, rule, target);
+        for (id, (rule, names)) in state.rules.iter().zip(&named.rules).enumerate() {
+            let daemon = builder.intern(names.daemon, &rule.daemon);
+            let target = builder.target(daemon, rule, names);
             // Positions fit: a rule takes tens of bytes of a text under 4 GiB.
             let run = &mut builder.runs[daemon as usize];
             if run.1 == 0 {
@@ -357,6 +362,12 @@ impl<'s> Net<'s> {
         &self.namers[self.namers_at[k] as usize..self.namers_at[k + 1] as usize]
     }
 
+    /// The place in `State::hosts` of the host that declares daemon `n`, if one does.
+    pub fn host(&self, n: NodeId) -> Option<usize> {
+        let at = self.hosts[n as usize];
+        (at != NO_HOST).then_some(at as usize)
+    }
+
     /// The rule behind a table index of daemon `n`, as its position in the state.
     pub fn rule_id(&self, n: NodeId, index: u32) -> u32 {
         self.node(n).first + index
@@ -371,6 +382,9 @@ impl<'s> Net<'s> {
 /// Marks a name not yet numbered as a daemon in `Builder::ids`.
 const NO_NODE: NodeId = NodeId::MAX;
 
+/// Marks a daemon that no host of the state declares in `Net::hosts`.
+const NO_HOST: u32 = u32::MAX;
+
 #[derive(Default)]
 struct Builder<'s> {
     names: Vec<&'s str>,
@@ -379,8 +393,8 @@ struct Builder<'s> {
     /// Interface names per daemon (by name number), and how many each daemon has.
     ifaces: HashMap<(NodeId, u32), u32, FxBuild>,
     iface_count: Vec<u32>,
-    /// The links of the state, as sorted pairs.
-    links: HashSet<(NodeId, NodeId), FxBuild>,
+    /// Each daemon's place in `State::hosts` (the first that declares it), or [`NO_HOST`].
+    hosts: Vec<u32>,
     /// Each daemon's run of the state's rules: (first position, count).
     runs: Vec<(u32, u32)>,
     /// The target of each rule of the state, by position.
@@ -397,24 +411,22 @@ impl<'s> Builder<'s> {
             self.names.push(name);
             self.runs.push((0, 0));
             self.iface_count.push(0);
+            self.hosts.push(NO_HOST);
         }
         *slot
     }
 
-    /// The target of `rule` of `daemon`, whose peer or interface is name number `id`.
-    fn target(&mut self, daemon: NodeId, rule: &'s RuleDef, id: u32) -> Tgt {
+    /// The target of `rule` of `daemon`, whose names are `names`.
+    fn target(&mut self, daemon: NodeId, rule: &'s RuleDef, names: &RuleNames) -> Tgt {
         match &rule.target {
-            Target::Link { peer } => {
-                let peer = self.intern(id, peer);
-                if self.links.contains(&(daemon.min(peer), daemon.max(peer))) {
-                    Tgt::Link(peer)
-                } else {
-                    Tgt::Missing(peer)
-                }
-            }
+            Target::Link { peer } => match (self.intern(names.target, peer), names.linked) {
+                (peer, true) => Tgt::Link(peer),
+                (peer, false) => Tgt::Missing(peer),
+            },
             Target::Interface { .. } => {
                 let count = &mut self.iface_count[daemon as usize];
-                Tgt::Iface(*self.ifaces.entry((daemon, id)).or_insert_with(|| {
+                let key = (daemon, names.target);
+                Tgt::Iface(*self.ifaces.entry(key).or_insert_with(|| {
                     *count += 1;
                     *count - 1
                 }))
@@ -443,6 +455,7 @@ impl<'s> Builder<'s> {
         Net {
             nodes,
             rules: self.rules,
+            hosts: self.hosts,
             other,
             dsts: all_dsts,
             namers,
