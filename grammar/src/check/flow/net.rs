@@ -186,7 +186,7 @@ impl<'s> Net<'s> {
             runs: Vec::with_capacity(state.hosts.len()),
             iface_count: Vec::with_capacity(state.hosts.len()),
             rules: Vec::with_capacity(state.rules.len()),
-            targets: Vec::with_capacity(state.rules.len()),
+            fields: Vec::with_capacity(state.rules.len()),
             ..Builder::default()
         };
         for (at, (host, &id)) in state.hosts.iter().zip(&named.hosts).enumerate() {
@@ -209,7 +209,7 @@ impl<'s> Net<'s> {
                 run.0 = id as u32;
             }
             run.1 += 1;
-            builder.targets.push(target);
+            builder.fields.push((rule.src, rule.dst, target));
             builder.rules.push(rule);
         }
         builder.finish()
@@ -397,8 +397,10 @@ struct Builder<'s> {
     hosts: Vec<u32>,
     /// Each daemon's run of the state's rules: (first position, count).
     runs: Vec<(u32, u32)>,
-    /// The target of each rule of the state, by position.
-    targets: Vec<Tgt>,
+    /// The fields and target of each rule of the state, by position: the nodes are built
+    /// from this copy, read in the state's order, rather than from the rules, which are
+    /// visited daemon by daemon and so out of the order they lie in memory.
+    fields: Vec<(Match, Match, Tgt)>,
     rules: Vec<&'s RuleDef>,
 }
 
@@ -440,7 +442,7 @@ impl<'s> Builder<'s> {
         let mut nodes = Vec::with_capacity(self.names.len());
         let mut scratch = Lists::default();
         for (name, run) in self.names.into_iter().zip(self.runs) {
-            let node = build_node(name, run, &self.rules, &self.targets, &mut scratch);
+            let node = build_node(name, run, &self.fields, &mut scratch);
             all_srcs.extend_from_slice(&node.srcs);
             all_dsts.extend_from_slice(&node.dsts);
             nodes.push(node);
@@ -483,29 +485,27 @@ struct Lists {
 fn build_node<'s>(
     name: &'s str,
     (first, count): (u32, u32),
-    all: &[&RuleDef],
-    targets: &[Tgt],
+    fields: &[(Match, Match, Tgt)],
     lists: &mut Lists,
 ) -> Node<'s> {
     let mut table = Table::with_capacity(count as usize);
-    for id in first..first + count {
-        let rule = all[id as usize];
+    for (id, &(src, dst, target)) in (first..).zip(&fields[first as usize..][..count as usize]) {
         // Distinct rules of a daemon differ in source, destination or target (peers and
         // interfaces are interned one to one), so each is new to the table, and table index
         // and place in the run agree.
-        let index = table.insert_new(rule.src, rule.dst, targets[id as usize]);
+        let index = table.insert_new(src, dst, target);
         debug_assert_eq!(index, id - first);
-        lists.srcs.extend(rule.src.mac());
-        lists.dsts.extend(rule.dst.mac());
-        if let Match::Exact(_) = rule.dst {
+        lists.srcs.extend(src.mac());
+        lists.dsts.extend(dst.mac());
+        if let Match::Exact(_) = dst {
             continue;
         }
         lists.generic.push(index);
-        lists.generic_srcs.extend(rule.src.mac());
-        let priority = Priority::of(rule.src, rule.dst);
-        match rule.src.mac() {
+        lists.generic_srcs.extend(src.mac());
+        let priority = Priority::of(src, dst);
+        match src.mac() {
             Some(mac) => lists.generic_named.push((priority, mac)),
-            None if rule.src == Match::Any => lists.generic_any.push(index),
+            None if src == Match::Any => lists.generic_any.push(index),
             None => {}
         }
     }
