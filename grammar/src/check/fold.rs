@@ -326,6 +326,8 @@ impl<'a> Folder<'a> {
             })
             .collect();
         links.sort_unstable_by_key(|(key, ..)| *key);
+        // `report_dangling_rules` found which rules have their link, after the last block.
+        debug_assert_eq!(self.linked.len(), self.rules.len());
         let mut rules: Vec<([u64; 4], RuleKey, Option<RuleOrigin>, bool)> = self
             .rules
             .into_iter()

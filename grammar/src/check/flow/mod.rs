@@ -292,6 +292,41 @@ mod brute {
         );
     }
 
+    /// The net built from the fold's numbered names is the one built from the state's strings:
+    /// the same daemons in the same order, with the same tables and targets (links that
+    /// exist and links that do not, interfaces), on random programs and damaged shapes.
+    #[test]
+    fn the_folds_names_give_the_net_of_the_state() {
+        let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+        let mut texts: Vec<String> = (0..300).map(|_| random_program(&mut rng)).collect();
+        for shape in crate::gen::Shape::ALL {
+            let mut program = shape.generate(40);
+            program.rules.retain(|_| rng.next(6) > 0);
+            program.links.retain(|_| rng.next(6) > 0);
+            texts.push(program.to_vnet());
+        }
+        for text in &texts {
+            let parsed = crate::parse(text);
+            let (state, _, _, named) =
+                crate::check::fold::fold(&parsed.file, &crate::model::State::default());
+            let (a, b) = (Net::named(&state, &named), Net::new(&state));
+            assert_eq!(a.len(), b.len(), "{text}");
+            for n in 0..a.len() as NodeId {
+                let (x, y) = (a.node(n), b.node(n));
+                assert_eq!(x.name, y.name, "{text}");
+                assert_eq!(a.host(n), b.host(n), "{text}");
+                let rules = |net: &Net, n| -> Vec<_> {
+                    let table = &net.node(n).table;
+                    table
+                        .iter()
+                        .map(|(i, s, d, t)| (net.rule_id(n, i), s, d, *t))
+                        .collect()
+                };
+                assert_eq!(rules(&a, n), rules(&b, n), "{text}");
+            }
+        }
+    }
+
     /// Every class of frames decided at every daemon, against the analysis' diagnostics; returns
     /// how many V111, V205 and V206 there were.
     fn cross_check(case: &str, text: &str) -> [usize; 3] {
