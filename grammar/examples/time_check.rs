@@ -1,6 +1,11 @@
 //! Times parse-only and parse+check of one file, best of N runs, and prints throughput.
 //! `scripts/bench-language` runs it beside CPython's json module on the same data.
+//! `PHASES=1`: also the check's two phases apart, the fold (tree → state, with its
+//! diagnostics) and the flow analysis (V111, V205, V206 over the state), to see which one a
+//! file's time grows in.
 use std::time::Instant;
+use vnet_grammar::check;
+use vnet_grammar::model::State;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -20,7 +25,7 @@ fn main() {
     };
     let lines = text.lines().count();
     let mb = text.len() as f64 / 1e6;
-    let best = |f: &dyn Fn() -> usize| {
+    let best = |f: &dyn Fn() -> usize| -> f64 {
         (0..runs)
             .map(|_| {
                 let start = Instant::now();
@@ -40,6 +45,14 @@ fn main() {
             mb / secs,
             lines as f64 / secs
         );
+    }
+    if std::env::var_os("PHASES").is_some() {
+        let parsed = vnet_grammar::parse(&text);
+        let base = State::default();
+        let folded = check::fold_onto(&parsed.file, &base);
+        let fold = best(&|| check::fold_onto(&parsed.file, &base).state.rules.len());
+        let flow = best(&|| check::check_flow(&folded.state, &folded.origins).len());
+        println!("fold only    {fold:>7.4} s\nflow only    {flow:>7.4} s");
     }
     println!("parse+check seconds: {check:.4}");
 }

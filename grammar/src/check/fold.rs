@@ -1,12 +1,19 @@
 //! Folding blocks onto a state, with the diagnostics that come from doing it in order.
 
+use super::named::{Interner, Named, RuleNames};
 use crate::ast::{
     Block, BlockKind, Host, Ident, Link, MatchKind, Rule, RuleKind, SourceFile, Transport,
 };
 use crate::diag::{Code, Diagnostic};
 use crate::model::{HostDef, LinkDef, LinkKey, Match, RuleDef, State, Target};
 use crate::span::Span;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::{FxBuildHasher, FxHashSet as HashSet};
+
+/// The fold's links and rules: an index map keeps the entries in a list, in the order they
+/// were added, and only their positions in the hash table. Most statements add something
+/// new, and a probe for a new key reads the table alone: small enough to stay in the cache on
+/// a large file, where a table of whole entries would cost a cache miss per statement.
+type IndexMap<K, V> = indexmap::IndexMap<K, V, FxBuildHasher>;
 
 /// Where the elements of the folded state were written; elements that came from a base state
 /// (a patch's `--base`) have none.
@@ -16,7 +23,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 /// time, and rules are most of a large file.
 #[derive(Clone, Debug, Default)]
 pub struct Origins {
-    pub hosts: HashMap<String, Span>,
+    /// Where each host of the state was declared, in the order of `State::hosts`.
+    pub hosts: Vec<Option<Span>>,
     /// Where each link of the state was added, in the order of `State::links`.
     pub links: Vec<Option<Span>>,
     /// Where each rule of the state was written, in the order of `State::rules`.
@@ -24,6 +32,11 @@ pub struct Origins {
 }
 
 impl Origins {
+    /// The origin of the state's `index`th host.
+    pub fn host(&self, index: usize) -> Option<Span> {
+        self.hosts.get(index).copied().flatten()
+    }
+
     /// The origin of the state's `index`th link.
     pub fn link(&self, index: usize) -> Option<Span> {
         self.links.get(index).copied().flatten()
@@ -49,31 +62,31 @@ type Name = u32;
 
 #[derive(Default)]
 struct Names<'a> {
-    ids: HashMap<&'a str, Name>,
-    text: Vec<&'a str>,
+    names: Interner<'a>,
 }
 
 impl<'a> Names<'a> {
     fn with_capacity(names: usize) -> Names<'a> {
         Names {
-            ids: HashMap::with_capacity_and_hasher(names, Default::default()),
-            text: Vec::with_capacity(names),
+            names: Interner::with_capacity(names),
         }
     }
 
     fn intern(&mut self, name: &'a str) -> Name {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
+        self.names.intern(name)
+    }
+
+    /// [`Names::intern`] for a name that is often `known`, numbered `id`: a comparison of
+    /// two names at hand then saves a look-up in the table.
+    fn intern_beside(&mut self, name: &'a str, known: &str, id: Name) -> Name {
+        match name == known {
+            true => id,
+            false => self.intern(name),
         }
-        // At most one name per byte of a text under 4 GiB, so the count fits.
-        let id = self.text.len() as Name;
-        self.text.push(name);
-        self.ids.insert(name, id);
-        id
     }
 
     fn text(&self, id: Name) -> &'a str {
-        self.text[id as usize]
+        self.names.text(id)
     }
 
     /// Each name's place in bytewise order: sorting by rank sorts as the strings would.
@@ -81,7 +94,8 @@ impl<'a> Names<'a> {
     /// strings: those lie all over the text, a cache miss per comparison on a large file.
     fn ranks(&self) -> Vec<u32> {
         let mut order: Vec<(u64, Name)> = self
-            .text
+            .names
+            .names()
             .iter()
             .enumerate()
             .map(|(id, name)| (prefix(name), id as Name))
@@ -170,7 +184,11 @@ enum To {
     Iface(Name),
 }
 
-pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins, Vec<Diagnostic>) {
+/// What a fold gives: the state, where its parts were written, the diagnostics, and the
+/// state's names as the fold interned them (for the flow analysis).
+pub(super) type Folded = (State, Origins, Vec<Diagnostic>, Named);
+
+pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> Folded {
     // Sized once for the most they can hold (every ADD statement adding something new, every
     // host a name of its own), so a large file is neither rehashed nor copied as they grow.
     let hosts = base.hosts.len() + file.hosts.len();
@@ -182,11 +200,11 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
             .map(count)
             .sum()
     };
-    let mut links = HashMap::with_capacity_and_hasher(
+    let mut links = IndexMap::with_capacity_and_hasher(
         base.links.len() + added(|b| b.links.len()),
         Default::default(),
     );
-    let mut rules = HashMap::with_capacity_and_hasher(
+    let mut rules = IndexMap::with_capacity_and_hasher(
         base.rules.len() + added(|b| b.rules.len()),
         Default::default(),
     );
@@ -224,6 +242,7 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
         },
         host_at: Vec::with_capacity(hosts),
         host_spans: Vec::with_capacity(hosts),
+        host_names: Vec::with_capacity(hosts),
         ..Folder::default()
     };
     folder.state.hosts.extend_from_slice(&base.hosts);
@@ -231,6 +250,7 @@ pub(super) fn fold<'a>(file: &'a SourceFile, base: &'a State) -> (State, Origins
     for (i, host) in base.hosts.iter().enumerate() {
         let name = folder.names.intern(&host.machine);
         folder.set_host(name, i);
+        folder.host_names.push(name);
     }
     for host in &file.hosts {
         folder.declare(host);
@@ -247,14 +267,19 @@ struct Folder<'a> {
     /// The hosts; links and rules are kept in the hash maps below until the end.
     state: State,
     names: Names<'a>,
-    links: HashMap<Pair, LinkVal>,
+    links: IndexMap<Pair, LinkVal>,
     /// Each rule with where it was written (`None` for a rule of the base state).
-    rules: HashMap<RuleKey, Option<RuleOrigin>>,
+    rules: IndexMap<RuleKey, Option<RuleOrigin>>,
+    /// For each of `rules` by position, once all blocks are folded: whether it is an EDGE
+    /// rule whose link is in the state.
+    linked: Vec<bool>,
     /// Index of `state.hosts` by interned machine name ([`NO_HOST`] for a name no HOST line
     /// declares): every statement looks its names up, densely rather than by hashing strings.
     host_at: Vec<u32>,
     /// Where each host of `state.hosts` was declared (`None` for a host of the base state).
     host_spans: Vec<Option<Span>>,
+    /// The interned machine of each host of `state.hosts`.
+    host_names: Vec<Name>,
     diagnostics: Vec<Diagnostic>,
     /// Rules whose link a DELETE removed (reported as V110, so not again as V106).
     orphaned: HashSet<RuleKey>,
@@ -286,7 +311,7 @@ impl<'a> Folder<'a> {
     /// The state, sorted: ordering interned names by rank orders them as the strings would,
     /// so the sorted runs are what `State`'s ordered collections hold, and the origins line
     /// up with them.
-    fn finish(self) -> (State, Origins, Vec<Diagnostic>) {
+    fn finish(self) -> Folded {
         let rank = self.names.ranks();
         let names = &self.names;
         let mut state = self.state;
@@ -301,16 +326,43 @@ impl<'a> Folder<'a> {
             })
             .collect();
         links.sort_unstable_by_key(|(key, ..)| *key);
-        let mut rules: Vec<([u64; 4], RuleKey, Option<RuleOrigin>)> = self
+        // `report_dangling_rules` found which rules have their link, after the last block.
+        debug_assert_eq!(self.linked.len(), self.rules.len());
+        let mut rules: Vec<([u64; 4], RuleKey, Option<RuleOrigin>, bool)> = self
             .rules
             .into_iter()
-            .map(|(key, origin)| (rule_sort_key(&key, &rank), key, origin))
+            .zip(self.linked)
+            .map(|((key, origin), linked)| (rule_sort_key(&key, &rank), key, origin, linked))
             .collect();
         rules.sort_unstable_by_key(|(order, ..)| *order);
+        let named = Named {
+            names: names.names.len() as u32,
+            hosts: self.host_names,
+            // The ends as `LinkDef` holds them, bytewise: by rank.
+            links: links
+                .iter()
+                .map(
+                    |&(_, (a, b), _)| match rank[a as usize] <= rank[b as usize] {
+                        true => [a, b],
+                        false => [b, a],
+                    },
+                )
+                .collect(),
+            rules: rules
+                .iter()
+                .map(|&(_, key, _, linked)| match key.target {
+                    To::Peer(name) | To::Iface(name) => RuleNames {
+                        daemon: key.daemon,
+                        target: name,
+                        linked,
+                    },
+                })
+                .collect(),
+        };
         let origins = Origins {
-            hosts: host_origins(&state.hosts, &self.host_spans),
+            hosts: self.host_spans,
             links: links.iter().map(|(_, _, link)| link.origin).collect(),
-            rules: rules.iter().map(|(_, _, origin)| *origin).collect(),
+            rules: rules.iter().map(|(_, _, origin, _)| *origin).collect(),
         };
         state.links = links
             .into_iter()
@@ -327,9 +379,9 @@ impl<'a> Folder<'a> {
             .collect();
         state.rules = rules
             .into_iter()
-            .map(|(_, key, _)| names.rule_def(key))
+            .map(|(_, key, ..)| names.rule_def(key))
             .collect();
-        (state, origins, self.diagnostics)
+        (state, origins, self.diagnostics, named)
     }
 
     fn declare(&mut self, host: &'a Host) {
@@ -362,6 +414,7 @@ impl<'a> Folder<'a> {
             None => {
                 self.set_host(name, self.state.hosts.len());
                 self.host_spans.push(Some(host.span));
+                self.host_names.push(name);
                 self.state.hosts.push(def);
             }
         }
@@ -432,7 +485,11 @@ impl<'a> Folder<'a> {
             self.names.intern(&link.a.text),
             self.names.intern(&link.b.text),
         );
-        let dialer = self.names.intern(&link.dialer.text);
+        // The dialer is one of the ends, whose numbers are known.
+        let dialer = match *link.dialer.text == *link.b.text {
+            true => b,
+            false => self.names.intern_beside(&link.dialer.text, &link.a.text, a),
+        };
         self.require_declared(&[(dialer, &link.dialer), (a, &link.a), (b, &link.b)]);
         if a == b {
             self.broken_links.insert(pair(a, b));
@@ -532,7 +589,7 @@ impl<'a> Folder<'a> {
             self.report(d);
             return;
         }
-        self.links.remove(&ends);
+        self.links.swap_remove(&ends);
         let mut users: Vec<(RuleKey, Option<RuleOrigin>)> = self
             .rules
             .iter()
@@ -569,10 +626,15 @@ impl<'a> Folder<'a> {
             RuleKind::Interface => &[],
         };
         let daemon = self.names.intern(&rule.daemon.text);
-        // The daemon and the hop's (at most two) names, each interned once.
+        // The daemon and the hop's (at most two) names, each interned once: the hop starts at
+        // the daemon, whose number is known.
         let mut named = [(daemon, &rule.daemon); 3];
         for (slot, name) in named[1..].iter_mut().zip(hop) {
-            *slot = (self.names.intern(&name.text), name);
+            *slot = (
+                self.names
+                    .intern_beside(&name.text, &rule.daemon.text, daemon),
+                name,
+            );
         }
         self.require_declared(&named[..1 + hop.len()]);
         let src = self.field(rule, true)?;
@@ -706,7 +768,7 @@ impl<'a> Folder<'a> {
     }
 
     fn delete_rule(&mut self, rule: &Rule, key: RuleKey) {
-        if self.rules.remove(&key).is_none() {
+        if self.rules.swap_remove(&key).is_none() {
             self.report(Diagnostic::new(
                 Code::V202,
                 rule.span,
@@ -719,16 +781,21 @@ impl<'a> Folder<'a> {
 
     /// V106: an EDGE rule of the resulting state whose link is not in it.
     fn report_dangling_rules(&mut self) {
+        self.linked = self
+            .rules
+            .keys()
+            .map(|rule| match rule.target {
+                To::Peer(peer) => self.links.contains_key(&pair(rule.daemon, peer)),
+                To::Iface(_) => false,
+            })
+            .collect();
         let mut dangling: Vec<(RuleOrigin, LinkKey)> = Vec::new();
-        for (rule, origin) in &self.rules {
+        for ((rule, origin), linked) in self.rules.iter().zip(&self.linked) {
             let To::Peer(peer) = rule.target else {
                 continue;
             };
             let ends = pair(rule.daemon, peer);
-            if self.links.contains_key(&ends)
-                || self.broken_links.contains(&ends)
-                || self.orphaned.contains(rule)
-            {
+            if *linked || self.broken_links.contains(&ends) || self.orphaned.contains(rule) {
                 continue;
             }
             if let Some(origin) = origin {
@@ -852,17 +919,6 @@ fn rule_sort_key(key: &RuleKey, rank: &[u32]) -> [u64; 4] {
 
 /// Marks a name that no HOST line declares in `Folder::host_at`.
 const NO_HOST: u32 = u32::MAX;
-
-/// Where each host of the file was declared, by machine (the public form of the origins).
-fn host_origins(hosts: &[HostDef], spans: &[Option<Span>]) -> HashMap<String, Span> {
-    let mut out = HashMap::with_capacity_and_hasher(hosts.len(), Default::default());
-    for (host, span) in hosts.iter().zip(spans) {
-        if let Some(span) = span {
-            out.insert(host.machine.clone(), *span);
-        }
-    }
-    out
-}
 
 fn rule_origin(rule: &Rule) -> RuleOrigin {
     let dest = match (rule.dest.first(), rule.dest.last()) {

@@ -4,6 +4,7 @@
 
 mod flow;
 mod fold;
+mod named;
 
 pub use flow::FlowMemo;
 pub(crate) use fold::refold_rules;
@@ -30,17 +31,19 @@ pub fn check(file: &SourceFile) -> Checked {
 
 /// Checks a patch: its blocks fold onto `base` (`vnetc check --base`, `apply --patch`).
 pub fn check_onto(file: &SourceFile, base: &State) -> Checked {
-    let mut checked = fold_onto(file, base);
-    checked
-        .diagnostics
-        .extend(check_flow(&checked.state, &checked.origins));
-    checked
+    let (state, origins, mut diagnostics, named) = fold::fold(file, base);
+    diagnostics.extend(flow::check_flow(&state, &origins, &named));
+    Checked {
+        state,
+        origins,
+        diagnostics,
+    }
 }
 
 /// The first half of [`check_onto`]: the fold, with its diagnostics but no flow analysis.
 /// The incremental analysis calls the halves apart so that it can skip the second.
 pub fn fold_onto(file: &SourceFile, base: &State) -> Checked {
-    let (state, origins, diagnostics) = fold::fold(file, base);
+    let (state, origins, diagnostics, _) = fold::fold(file, base);
     Checked {
         state,
         origins,
@@ -50,7 +53,7 @@ pub fn fold_onto(file: &SourceFile, base: &State) -> Checked {
 
 /// The second half of [`check_onto`]: the flow analysis (V111, V205, V206) of a folded state.
 pub fn check_flow(state: &State, origins: &Origins) -> Vec<Diagnostic> {
-    flow::check_flow(state, origins)
+    flow::check_flow(state, origins, &named::Named::of(state))
 }
 
 /// [`check_flow`] again after an edit, re-run only for the daemons and classes of frames that

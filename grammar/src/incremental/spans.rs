@@ -162,9 +162,7 @@ impl MapSpans for RuleOrigin {
 
 impl MapSpans for Origins {
     fn map_spans(&mut self, map: &impl Fn(usize) -> usize) {
-        for span in self.hosts.values_mut() {
-            span.map_spans(map);
-        }
+        self.hosts.map_spans(map);
         self.links.map_spans(map);
         self.rules.map_spans(map);
     }

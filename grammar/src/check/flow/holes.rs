@@ -397,7 +397,7 @@ fn report_hole(net: &Net, a: NodeId, edge: &Edge, src: Local, dst: Mac, report: 
         ),
     )
     .with_help(format!("add a rule on `{to}` for these frames, or do not send them there"));
-    if let Some(host) = report.host_span(to) {
+    if let Some(host) = report.host_span(net.host(b)) {
         d = d.with_related(
             host,
             format!(

@@ -13,14 +13,19 @@ mod outranked;
 mod scc;
 
 use super::fold::Origins;
+use super::named::Named;
 use crate::diag::{Diagnostic, MAX_DIAGNOSTICS};
 use crate::model::State;
 use crate::span::Span;
 pub use memo::FlowMemo;
 use net::{Local, Net};
 
-pub(super) fn check_flow(state: &State, origins: &Origins) -> Vec<Diagnostic> {
-    check_flow_again(state, origins, None, false).0
+/// The flow analysis of a state whose names the fold numbered (`named`).
+pub(super) fn check_flow(state: &State, origins: &Origins, named: &Named) -> Vec<Diagnostic> {
+    if state.rules.is_empty() {
+        return Vec::new();
+    }
+    analyse(&Net::named(state, named), origins, None, false).0
 }
 
 /// The flow analysis of `state`, re-run only for the daemons and classes that changed since
@@ -35,21 +40,29 @@ pub(super) fn check_flow_again(
     if state.rules.is_empty() {
         return (Vec::new(), None);
     }
-    let net = Net::new(state);
+    analyse(&Net::new(state), origins, previous, keep)
+}
+
+fn analyse(
+    net: &Net,
+    origins: &Origins,
+    previous: Option<FlowMemo>,
+    keep: bool,
+) -> (Vec<Diagnostic>, Option<FlowMemo>) {
     let (walk, loops) = previous
-        .and_then(|memo| memo::rerun(&net, memo))
+        .and_then(|memo| memo::rerun(net, memo))
         .unwrap_or_else(|| {
-            let walk = holes::walk(&net);
-            (walk, loops::find_loops(&net, None, &mut |_, _| None))
+            let walk = holes::walk(net);
+            (walk, loops::find_loops(net, None, &mut |_, _| None))
         });
     let mut report = Reporter {
         origins,
         diagnostics: Vec::new(),
     };
-    loops::report_loops(&net, &loops, &mut report);
-    outranked::find_outranked(&net, &walk, &mut report);
-    holes::find_black_holes(&net, &walk, &mut report);
-    let memo = keep.then(|| FlowMemo::new(&net, walk, loops)).flatten();
+    loops::report_loops(net, &loops, &mut report);
+    outranked::find_outranked(net, &walk, &mut report);
+    holes::find_black_holes(net, &walk, &mut report);
+    let memo = keep.then(|| FlowMemo::new(net, walk, loops)).flatten();
     (report.diagnostics, memo)
 }
 
@@ -76,8 +89,9 @@ impl Reporter<'_> {
         self.origins.rule(id as usize).map(|o| o.span)
     }
 
-    fn host_span(&self, machine: &str) -> Option<Span> {
-        self.origins.hosts.get(machine).copied()
+    /// Where the host of a place in `State::hosts` was declared.
+    fn host_span(&self, host: Option<usize>) -> Option<Span> {
+        self.origins.host(host?)
     }
 }
 
@@ -276,6 +290,41 @@ mod brute {
             totals.iter().all(|t| *t > 0),
             "loops, dead rules, holes: {totals:?}"
         );
+    }
+
+    /// The net built from the fold's numbered names is the one built from the state's strings:
+    /// the same daemons in the same order, with the same tables and targets (links that
+    /// exist and links that do not, interfaces), on random programs and damaged shapes.
+    #[test]
+    fn the_folds_names_give_the_net_of_the_state() {
+        let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+        let mut texts: Vec<String> = (0..300).map(|_| random_program(&mut rng)).collect();
+        for shape in crate::gen::Shape::ALL {
+            let mut program = shape.generate(40);
+            program.rules.retain(|_| rng.next(6) > 0);
+            program.links.retain(|_| rng.next(6) > 0);
+            texts.push(program.to_vnet());
+        }
+        for text in &texts {
+            let parsed = crate::parse(text);
+            let (state, _, _, named) =
+                crate::check::fold::fold(&parsed.file, &crate::model::State::default());
+            let (a, b) = (Net::named(&state, &named), Net::new(&state));
+            assert_eq!(a.len(), b.len(), "{text}");
+            for n in 0..a.len() as NodeId {
+                let (x, y) = (a.node(n), b.node(n));
+                assert_eq!(x.name, y.name, "{text}");
+                assert_eq!(a.host(n), b.host(n), "{text}");
+                let rules = |net: &Net, n| -> Vec<_> {
+                    let table = &net.node(n).table;
+                    table
+                        .iter()
+                        .map(|(i, s, d, t)| (net.rule_id(n, i), s, d, *t))
+                        .collect()
+                };
+                assert_eq!(rules(&a, n), rules(&b, n), "{text}");
+            }
+        }
     }
 
     /// Every class of frames decided at every daemon, against the analysis' diagnostics; returns

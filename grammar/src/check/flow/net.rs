@@ -7,11 +7,12 @@
 //! address, stood for by [`Net::other`], a MAC no rule anywhere names. Every decision goes
 //! through [`Table::decide_into`], the one implementation of SPEC 2.4.
 
+use crate::check::named::{Named, RuleNames};
 use crate::mac::Mac;
 use crate::model::{Decision, Match, Priority, RuleDef, State, Table, Target};
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 pub(super) type NodeId = u32;
@@ -151,6 +152,8 @@ pub(super) struct Net<'s> {
     pub nodes: Vec<Node<'s>>,
     /// The state's rules in order: a rule's position is how its origin is found.
     pub rules: Vec<&'s RuleDef>,
+    /// Each daemon's place in `State::hosts` ([`NO_HOST`] for none): how its origin is found.
+    hosts: Vec<u32>,
     /// A MAC that no rule names: the representative of every unnamed address.
     pub other: Mac,
     /// Every MAC named in some destination field, sorted.
@@ -169,40 +172,44 @@ pub(super) struct Net<'s> {
 
 impl<'s> Net<'s> {
     pub fn new(state: &'s State) -> Net<'s> {
-        // Sized for what a state usually holds (every daemon declared, every link used), so
-        // that a large state is not rehashed as they grow.
+        Net::named(state, &Named::of(state))
+    }
+
+    /// The net of a state whose names are numbered by `named`: daemons are numbered through
+    /// an array by those numbers, no name is hashed or compared. Daemons are numbered in the
+    /// order they are first met: the hosts, then the links' ends, then the rules'.
+    pub fn named(state: &'s State, named: &Named) -> Net<'s> {
+        debug_assert!(named.fits(state));
         let mut builder = Builder {
             names: Vec::with_capacity(state.hosts.len()),
-            ids: HashMap::with_capacity_and_hasher(state.hosts.len(), FxBuild::default()),
+            ids: vec![NO_NODE; named.names as usize],
             runs: Vec::with_capacity(state.hosts.len()),
-            links: HashSet::with_capacity_and_hasher(state.links.len(), FxBuild::default()),
+            iface_count: Vec::with_capacity(state.hosts.len()),
             rules: Vec::with_capacity(state.rules.len()),
-            targets: Vec::with_capacity(state.rules.len()),
+            fields: Vec::with_capacity(state.rules.len()),
             ..Builder::default()
         };
-        for host in &state.hosts {
-            builder.intern(&host.machine);
+        for (at, (host, &id)) in state.hosts.iter().zip(&named.hosts).enumerate() {
+            let n = builder.intern(id, &host.machine) as usize;
+            if builder.hosts[n] == NO_HOST {
+                // Hosts are one per HOST line, far fewer than 2^32.
+                builder.hosts[n] = at as u32;
+            }
         }
-        for link in state.links.values() {
-            let (a, b) = (builder.intern(&link.a), builder.intern(&link.b));
-            builder.links.insert((a.min(b), a.max(b)));
+        for (link, &[a, b]) in state.links.values().zip(&named.links) {
+            builder.intern(a, &link.a);
+            builder.intern(b, &link.b);
         }
-        // The rules are sorted by daemon: look a daemon's name up once for its whole run.
-        let mut last: Option<(&str, NodeId)> = None;
-        for (id, rule) in state.rules.iter().enumerate() {
-            let daemon = match last {
-                Some((name, id)) if name == rule.daemon => id,
-                _ => builder.intern(&rule.daemon),
-            };
-            last = Some((&rule.daemon, daemon));
-            let target = builder.target(daemon, rule);
+        for (id, (rule, names)) in state.rules.iter().zip(&named.rules).enumerate() {
+            let daemon = builder.intern(names.daemon, &rule.daemon);
+            let target = builder.target(daemon, rule, names);
             // Positions fit: a rule takes tens of bytes of a text under 4 GiB.
             let run = &mut builder.runs[daemon as usize];
             if run.1 == 0 {
                 run.0 = id as u32;
             }
             run.1 += 1;
-            builder.targets.push(target);
+            builder.fields.push((rule.src, rule.dst, target));
             builder.rules.push(rule);
         }
         builder.finish()
@@ -355,6 +362,12 @@ impl<'s> Net<'s> {
         &self.namers[self.namers_at[k] as usize..self.namers_at[k + 1] as usize]
     }
 
+    /// The place in `State::hosts` of the host that declares daemon `n`, if one does.
+    pub fn host(&self, n: NodeId) -> Option<usize> {
+        let at = self.hosts[n as usize];
+        (at != NO_HOST).then_some(at as usize)
+    }
+
     /// The rule behind a table index of daemon `n`, as its position in the state.
     pub fn rule_id(&self, n: NodeId, index: u32) -> u32 {
         self.node(n).first + index
@@ -366,47 +379,56 @@ impl<'s> Net<'s> {
     }
 }
 
+/// Marks a name not yet numbered as a daemon in `Builder::ids`.
+const NO_NODE: NodeId = NodeId::MAX;
+
+/// Marks a daemon that no host of the state declares in `Net::hosts`.
+const NO_HOST: u32 = u32::MAX;
+
 #[derive(Default)]
 struct Builder<'s> {
     names: Vec<&'s str>,
-    ids: HashMap<&'s str, NodeId, FxBuild>,
-    /// Interface names per daemon, and how many each daemon has.
-    ifaces: HashMap<(NodeId, &'s str), u32, FxBuild>,
-    iface_count: HashMap<NodeId, u32, FxBuild>,
-    /// The links of the state, as sorted pairs.
-    links: HashSet<(NodeId, NodeId), FxBuild>,
+    /// The daemon of each name number ([`Named`]), or [`NO_NODE`].
+    ids: Vec<NodeId>,
+    /// Interface names per daemon (by name number), and how many each daemon has.
+    ifaces: HashMap<(NodeId, u32), u32, FxBuild>,
+    iface_count: Vec<u32>,
+    /// Each daemon's place in `State::hosts` (the first that declares it), or [`NO_HOST`].
+    hosts: Vec<u32>,
     /// Each daemon's run of the state's rules: (first position, count).
     runs: Vec<(u32, u32)>,
-    /// The target of each rule of the state, by position.
-    targets: Vec<Tgt>,
+    /// The fields and target of each rule of the state, by position: the nodes are built
+    /// from this copy, read in the state's order, rather than from the rules, which are
+    /// visited daemon by daemon and so out of the order they lie in memory.
+    fields: Vec<(Match, Match, Tgt)>,
     rules: Vec<&'s RuleDef>,
 }
 
 impl<'s> Builder<'s> {
-    fn intern(&mut self, name: &'s str) -> NodeId {
-        if let Some(id) = self.ids.get(name) {
-            return *id;
+    /// The daemon named `name`, numbered `id`.
+    fn intern(&mut self, id: u32, name: &'s str) -> NodeId {
+        let slot = &mut self.ids[id as usize];
+        if *slot == NO_NODE {
+            *slot = self.names.len() as NodeId;
+            self.names.push(name);
+            self.runs.push((0, 0));
+            self.iface_count.push(0);
+            self.hosts.push(NO_HOST);
         }
-        let id = self.names.len() as NodeId;
-        self.names.push(name);
-        self.ids.insert(name, id);
-        self.runs.push((0, 0));
-        id
+        *slot
     }
 
-    fn target(&mut self, daemon: NodeId, rule: &'s RuleDef) -> Tgt {
+    /// The target of `rule` of `daemon`, whose names are `names`.
+    fn target(&mut self, daemon: NodeId, rule: &'s RuleDef, names: &RuleNames) -> Tgt {
         match &rule.target {
-            Target::Link { peer } => {
-                let peer = self.intern(peer);
-                if self.links.contains(&(daemon.min(peer), daemon.max(peer))) {
-                    Tgt::Link(peer)
-                } else {
-                    Tgt::Missing(peer)
-                }
-            }
-            Target::Interface { name } => {
-                let count = self.iface_count.entry(daemon).or_default();
-                Tgt::Iface(*self.ifaces.entry((daemon, name)).or_insert_with(|| {
+            Target::Link { peer } => match (self.intern(names.target, peer), names.linked) {
+                (peer, true) => Tgt::Link(peer),
+                (peer, false) => Tgt::Missing(peer),
+            },
+            Target::Interface { .. } => {
+                let count = &mut self.iface_count[daemon as usize];
+                let key = (daemon, names.target);
+                Tgt::Iface(*self.ifaces.entry(key).or_insert_with(|| {
                     *count += 1;
                     *count - 1
                 }))
@@ -420,7 +442,7 @@ impl<'s> Builder<'s> {
         let mut nodes = Vec::with_capacity(self.names.len());
         let mut scratch = Lists::default();
         for (name, run) in self.names.into_iter().zip(self.runs) {
-            let node = build_node(name, run, &self.rules, &self.targets, &mut scratch);
+            let node = build_node(name, run, &self.fields, &mut scratch);
             all_srcs.extend_from_slice(&node.srcs);
             all_dsts.extend_from_slice(&node.dsts);
             nodes.push(node);
@@ -435,6 +457,7 @@ impl<'s> Builder<'s> {
         Net {
             nodes,
             rules: self.rules,
+            hosts: self.hosts,
             other,
             dsts: all_dsts,
             namers,
@@ -462,29 +485,27 @@ struct Lists {
 fn build_node<'s>(
     name: &'s str,
     (first, count): (u32, u32),
-    all: &[&RuleDef],
-    targets: &[Tgt],
+    fields: &[(Match, Match, Tgt)],
     lists: &mut Lists,
 ) -> Node<'s> {
     let mut table = Table::with_capacity(count as usize);
-    for id in first..first + count {
-        let rule = all[id as usize];
+    for (id, &(src, dst, target)) in (first..).zip(&fields[first as usize..][..count as usize]) {
         // Distinct rules of a daemon differ in source, destination or target (peers and
         // interfaces are interned one to one), so each is new to the table, and table index
         // and place in the run agree.
-        let index = table.insert_new(rule.src, rule.dst, targets[id as usize]);
+        let index = table.insert_new(src, dst, target);
         debug_assert_eq!(index, id - first);
-        lists.srcs.extend(rule.src.mac());
-        lists.dsts.extend(rule.dst.mac());
-        if let Match::Exact(_) = rule.dst {
+        lists.srcs.extend(src.mac());
+        lists.dsts.extend(dst.mac());
+        if let Match::Exact(_) = dst {
             continue;
         }
         lists.generic.push(index);
-        lists.generic_srcs.extend(rule.src.mac());
-        let priority = Priority::of(rule.src, rule.dst);
-        match rule.src.mac() {
+        lists.generic_srcs.extend(src.mac());
+        let priority = Priority::of(src, dst);
+        match src.mac() {
             Some(mac) => lists.generic_named.push((priority, mac)),
-            None if rule.src == Match::Any => lists.generic_any.push(index),
+            None if src == Match::Any => lists.generic_any.push(index),
             None => {}
         }
     }
