@@ -21,16 +21,6 @@ fn scrape(addr: &str) -> Option<(String, String)> {
     Some((head.lines().next()?.to_string(), body.to_string()))
 }
 
-/// A CPU this process may run on (the last of `Cpus_allowed_list`).
-fn a_cpu_of_mine() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .and_then(|l| l.trim().rsplit([',', '-']).next()?.parse().ok())
-        .expect("a CPU number")
-}
-
 #[test]
 fn up_passes_report_hz_metrics_and_forward_cpu_to_the_daemons() {
     let net = 177;
@@ -39,7 +29,7 @@ fn up_passes_report_hz_metrics_and_forward_cpu_to_the_daemons() {
     let (proxy, other) = (w.addr(0), w.addr(1));
     let metrics = format!("{other}:9177");
     let flag = format!("{other}={metrics}");
-    let cpu = a_cpu_of_mine().to_string();
+    let cpu = vnet_testkit::last_cpu(&vnet_testkit::my_cpus()).to_string();
     let mut args = vec![
         "up",
         &file,

@@ -123,6 +123,9 @@ pub fn cpu_latency_hint() -> io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// How many CPUs a `cpu_set_t` can name.
+const CPU_SET_CAPACITY: usize = 8 * std::mem::size_of::<libc::cpu_set_t>();
+
 /// The CPUs this process may run on (its affinity mask), in ascending order.
 pub fn allowed_cpus() -> io::Result<Vec<u32>> {
     // SAFETY: cpu_set_t is plain data; zero is the empty set.
@@ -132,9 +135,8 @@ pub fn allowed_cpus() -> io::Result<Vec<u32>> {
     {
         return Err(io::Error::last_os_error());
     }
-    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: CPU_ISSET reads the set within its size (i < max).
-    Ok((0..max)
+    // SAFETY: CPU_ISSET reads the set within its size.
+    Ok((0..CPU_SET_CAPACITY)
         .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
         .map(|i| i as u32)
         .collect())
@@ -142,14 +144,13 @@ pub fn allowed_cpus() -> io::Result<Vec<u32>> {
 
 /// Keeps the calling thread to these CPUs (`--forward-cpu`).
 pub fn pin_to_cpus(cpus: &[u32]) -> io::Result<()> {
-    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: cpu_set_t is plain data; zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &cpu in cpus {
-        if cpu as usize >= max {
+        if cpu as usize >= CPU_SET_CAPACITY {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        // SAFETY: CPU_SET writes within the set (cpu < max, checked).
+        // SAFETY: CPU_SET writes within the set (cpu < its capacity, checked).
         unsafe { libc::CPU_SET(cpu as usize, &mut set) };
     }
     // SAFETY: sched_setaffinity of the calling thread with a set of its own size.

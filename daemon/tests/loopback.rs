@@ -424,7 +424,7 @@ fn rekey_under_traffic(nets: [(u8, Transport); 2], both: bool) {
 /// `--forward-cpu N` keeps the forwarding thread, and only it, on CPU N; `status` says so.
 #[test]
 fn the_forwarding_thread_keeps_to_the_cpu_it_was_given() {
-    let mine = cpus_allowed(std::path::Path::new("/proc/self/status"));
+    let mine = my_cpus();
     let cpu = last_cpu(&mine);
     let dir = TempDir::new("fwdcpu");
     let cpu_arg = cpu.to_string();
@@ -436,21 +436,16 @@ fn the_forwarding_thread_keeps_to_the_cpu_it_was_given() {
         &["--forward-cpu", &cpu_arg],
     );
     assert_eq!(d.client().status().unwrap().forward_cpu, Some(cpu));
-    let pid = d.pid().expect("running");
-    let mut forward = Vec::new();
-    let mut others = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let task = task.unwrap().path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        let allowed = cpus_allowed(&task.join("status"));
-        if comm.trim() == "vnetd-forward" {
-            forward.push(allowed);
-        } else {
-            others.push(allowed);
-        }
-    }
+    let (forward, others): (Vec<_>, Vec<_>) = d
+        .thread_cpus()
+        .into_iter()
+        .partition(|(name, _)| name == "vnetd-forward");
+    let forward: Vec<String> = forward.into_iter().map(|(_, cpus)| cpus).collect();
     assert_eq!(forward, vec![cpu_arg.clone()], "forwarding threads' CPUs");
-    assert!(others.iter().all(|a| *a == mine), "{others:?} vs {mine}");
+    assert!(
+        others.iter().all(|(_, a)| *a == mine),
+        "{others:?} vs {mine}"
+    );
 }
 
 #[test]

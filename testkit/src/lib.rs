@@ -1,5 +1,5 @@
 //! Helpers shared by `daemon/tests` (through `daemon/tests/common`) and the workspace's live
-//! tests (through `tests/live_common`): temporary directories, shell commands, waiting. A
+//! tests (through `tests/live_common`): temporary directories, shell commands, waiting, the CPUs a process may use. A
 //! dev-dependency only; nothing here is built into `vnetc` or `vnetd`.
 
 use std::path::{Path, PathBuf};
@@ -83,6 +83,31 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
     f()
+}
+
+/// The CPUs a process or thread may run on, as `/proc/PID[/task/TID]/status` lists them
+/// ("0-1,3").
+pub fn cpus_allowed(status_path: &Path) -> String {
+    let text = std::fs::read_to_string(status_path).expect("proc status");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_string()
+}
+
+/// The CPUs this test process may run on ([`cpus_allowed`] of `/proc/self`).
+pub fn my_cpus() -> String {
+    cpus_allowed(Path::new("/proc/self/status"))
+}
+
+/// The highest CPU of such a list: a home for `--forward-cpu` that is not the kernel's usual
+/// first choice, CPU 0.
+pub fn last_cpu(list: &str) -> u32 {
+    list.rsplit([',', '-'])
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("a CPU number")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! placement").
 //!
 //! A pure state machine: the caller passes the clock and the time each wake-up worked, and
-//! applies the placement it returns (`sys::pin_to_cpu`, or back to every allowed CPU).
+//! applies the placement it returns (`placer.rs`).
 
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,9 @@ use vnet_grammar::model::{LinkDef, Match, RuleDef, Target};
 use vnet_grammar::Mac;
 
 #[allow(unused_imports)] // each test binary uses some of them
-pub use vnet_testkit::{have, is_root, must, sh, wait_until, TempDir};
+pub use vnet_testkit::{
+    cpus_allowed, have, is_root, last_cpu, must, my_cpus, sh, wait_until, TempDir,
+};
 
 pub const KEY: &[u8] = b"test-key-0123456789abcdef0123456789";
 
@@ -27,26 +29,6 @@ pub fn write_key(dir: &Path) -> PathBuf {
     let p = dir.join("control.key");
     std::fs::write(&p, KEY).expect("key file");
     p
-}
-
-/// The CPUs a process or thread may run on, as `/proc/PID[/task/TID]/status` lists them
-/// ("0-1,3").
-pub fn cpus_allowed(status_path: &Path) -> String {
-    let text = std::fs::read_to_string(status_path).expect("proc status");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .expect("Cpus_allowed_list")
-        .trim()
-        .to_string()
-}
-
-/// The highest CPU of such a list: a home for `--forward-cpu` that is not the kernel's usual
-/// first choice, CPU 0.
-pub fn last_cpu(list: &str) -> u32 {
-    list.rsplit([',', '-'])
-        .next()
-        .and_then(|c| c.parse().ok())
-        .expect("a CPU number")
 }
 
 /// A running `vnetd`, killed on drop.
@@ -146,17 +128,25 @@ impl Vnetd {
         self.child.as_ref().map(|c| c.id())
     }
 
-    /// The CPUs its forwarding thread may run on (see [`cpus_allowed`]).
-    pub fn forwarding_cpus(&self) -> String {
+    /// Each of its threads' name and the CPUs it may run on (see [`cpus_allowed`]).
+    pub fn thread_cpus(&self) -> Vec<(String, String)> {
         let pid = self.pid().expect("running");
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
-            let task = task.expect("task").path();
-            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-            if comm.trim() == "vnetd-forward" {
-                return cpus_allowed(&task.join("status"));
-            }
-        }
-        panic!("vnetd {} has no forwarding thread", self.name)
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+        tasks
+            .map(|task| {
+                let task = task.expect("task").path();
+                let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+                (comm.trim().to_string(), cpus_allowed(&task.join("status")))
+            })
+            .collect()
+    }
+
+    /// The CPUs its forwarding thread may run on.
+    pub fn forwarding_cpus(&self) -> String {
+        self.thread_cpus()
+            .into_iter()
+            .find_map(|(name, cpus)| (name == "vnetd-forward").then_some(cpus))
+            .unwrap_or_else(|| panic!("vnetd {} has no forwarding thread", self.name))
     }
 
     pub fn log_text(&self) -> String {
