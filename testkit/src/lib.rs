@@ -1,6 +1,6 @@
 //! Helpers shared by `daemon/tests` (through `daemon/tests/common`) and the workspace's live
-//! tests (through `tests/live_common`): temporary directories, shell commands, waiting, the CPUs a process may use. A
-//! dev-dependency only; nothing here is built into `vnetc` or `vnetd`.
+//! tests (through `tests/live_common`): temporary directories, shell commands, waiting, the
+//! CPUs a process may use. A dev-dependency only; nothing here is built into `vnetc` or `vnetd`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
