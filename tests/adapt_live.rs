@@ -51,19 +51,19 @@ fn ping_went_on(
     w: &World,
     text: &str,
     replies_after: usize,
-    downtime: u64,
+    downtime: f64,
     c_before: &PortCounters,
     a_at_move: &PortCounters,
 ) {
     let (tx, rx, seqs) = ping_result(text).unwrap_or_else(|| panic!("no ping summary\n{text}"));
     let lost: Vec<u32> = (0..tx).filter(|s| !seqs.contains(s)).collect();
-    eprintln!("ping: {tx} sent, {rx} received, lost {lost:?}; downtime {downtime} ms");
+    eprintln!("ping: {tx} sent, {rx} received, lost {lost:?}; downtime {downtime:.3} ms");
     assert!(
         replies_after >= 50,
         "only {replies_after} replies after the move\n{text}"
     );
     assert_eq!(u64::from(tx), COUNT, "{text}");
-    let allowed = downtime / INTERVAL_MS + 1;
+    let allowed = (downtime / INTERVAL_MS as f64) as u64 + 1;
     assert!(
         u64::from(tx - rx) <= allowed,
         "lost {lost:?} with a downtime of {downtime} ms\n{text}"
@@ -513,7 +513,7 @@ fn adapt_apply_migrates_a_qemu_vm_live_and_its_ping_continues() {
     expect_code(&out, 0);
     let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
     let downtime = answer["moved"][0]["downtime_ms"]
-        .as_u64()
+        .as_f64()
         .expect("downtime");
     let a_at_move = iface(&w, 1);
     let now = match registry.get("vm1").expect("registry").expect("vm1").driver {
@@ -808,7 +808,7 @@ fn adapt_apply_migrates_a_libvirt_domain_live_and_its_ping_continues() {
     let at_move = read(&console).len();
     let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
     let downtime = answer["moved"][0]["downtime_ms"]
-        .as_u64()
+        .as_f64()
         .expect("downtime");
     let a_at_move = iface(&w, 1);
     let listed = String::from_utf8_lossy(&lv_c.virsh(&["list", "--name"]).stdout).into_owned();

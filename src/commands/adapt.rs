@@ -293,7 +293,7 @@ fn text(file: &str, a: &Assembled, answer: &Answer, prop: &Proposal, moved: &[Mo
     let done = moved.iter().map(|m| {
         let downtime = m
             .downtime_ms
-            .map_or(String::new(), |d| format!(", downtime {d} ms"));
+            .map_or(String::new(), |d| format!(", downtime {d:.1} ms"));
         format!(
             "moved {} {} -> {} in {} ms{downtime}",
             m.vm, m.from, m.to, m.wall_ms

@@ -4,7 +4,7 @@
 //! directory.
 
 use super::image::{GuestImage, QEMU};
-use super::qmp::{Announce, MigrateParameters, MigrationInfo, Qmp, StatusInfo};
+use super::qmp::{self, Announce, MigrateParameters, MigrationInfo, Qmp, StatusInfo};
 use super::Error;
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, UdpSocket};
@@ -135,13 +135,18 @@ impl Default for MigrateOptions {
 }
 
 /// What a completed migration took.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Migration {
     pub vm: String,
     pub from: Attachment,
     pub to: Attachment,
-    /// The guest's pause, as QEMU's `query-migrate` reports it.
-    pub downtime_ms: u64,
+    /// The guest's pause, from QEMU's own event stamps: the source's `STOP` to the
+    /// destination's `RESUME` (microsecond resolution). Without both events, QEMU's
+    /// `downtime`.
+    pub downtime_ms: f64,
+    /// QEMU's `downtime` of `query-migrate`: whole milliseconds, measured at the source until
+    /// it has sent the last state (so it can read 0 on a fast machine).
+    pub qemu_downtime_ms: Option<u64>,
     /// QEMU's `total-time`: from `migrate` to completion.
     pub total_ms: u64,
     /// Ours: from starting the new QEMU until it runs the guest and the source is gone.
@@ -354,7 +359,7 @@ impl Vm {
         let n = self.incarnation + 1;
         let socket = self.dir.join(format!("{}.{n}.migrate", self.spec.name));
         let mut dest = Qemu::spawn(&self.dir, &self.spec, to, n, Some(&socket))?;
-        let info = hand_over(
+        let handed = hand_over(
             &mut self.qemu.qmp,
             &mut dest,
             &socket,
@@ -374,7 +379,7 @@ impl Vm {
             &self.spec.name,
             from,
             to,
-            &info,
+            &handed,
             started,
             announced,
         ))
@@ -454,6 +459,12 @@ fn wait_running(dest: &mut Qemu, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// What the source said of a completed migration, and the guest's pause it took.
+struct Handover {
+    info: MigrationInfo,
+    pause_us: Option<u64>,
+}
+
 /// Migrates from the QEMU on `src` to the waiting `dest` (started with `-incoming` on
 /// `socket`), until the destination runs the guest. On failure the source runs on.
 fn hand_over(
@@ -463,7 +474,7 @@ fn hand_over(
     o: &MigrateOptions,
     started: Instant,
     vm: &str,
-) -> Result<MigrationInfo, Error> {
+) -> Result<Handover, Error> {
     let fail = |detail: String| Error::Migration {
         vm: vm.to_string(),
         detail,
@@ -483,7 +494,23 @@ fn hand_over(
         return Err(fail(format!("{why}; resumed at the source: {resumed}")));
     }
     let _ = std::fs::remove_file(socket);
-    Ok(info)
+    Ok(Handover {
+        info,
+        pause_us: pause_us(src, dest),
+    })
+}
+
+/// The guest's pause from the source's `STOP` to the destination's `RESUME`. QEMU sends
+/// `RESUME` before it reports `running`, so it is normally in already; a few more questions
+/// cover a monitor that is slower with its events.
+fn pause_us(src: &Qmp, dest: &mut Qemu) -> Option<u64> {
+    for _ in 0..3 {
+        if let Some(p) = qmp::pause_us(&src.events, &dest.qmp.events) {
+            return Some(p);
+        }
+        dest.qmp.query_status().ok()?;
+    }
+    qmp::pause_us(&src.events, &dest.qmp.events)
 }
 
 /// QEMU announces by itself after a migration; this repeats it at once. The VM runs at its
@@ -496,15 +523,18 @@ fn migration(
     vm: &str,
     from: Attachment,
     to: Attachment,
-    info: &MigrationInfo,
+    handed: &Handover,
     started: Instant,
     announced: bool,
 ) -> Migration {
+    let info = &handed.info;
+    let qemus = info.downtime.unwrap_or(0) as f64;
     Migration {
         vm: vm.to_string(),
         from,
         to,
-        downtime_ms: info.downtime.unwrap_or(0),
+        downtime_ms: handed.pause_us.map_or(qemus, |us| us as f64 / 1000.0),
+        qemu_downtime_ms: info.downtime,
         total_ms: info.total_time.unwrap_or(0),
         wall_ms: started.elapsed().as_millis() as u64,
         ram_transferred: info.ram.as_ref().map(|r| r.transferred).unwrap_or(0),
@@ -573,7 +603,7 @@ impl Detached {
         let n = self.incarnation + 1;
         let socket = self.dir.join(format!("{}.{n}.migrate", self.name));
         let mut dest = Qemu::spawn(&self.dir, &spec, to, n, Some(&socket))?;
-        let info = hand_over(&mut src, &mut dest, &socket, o, started, &self.name)?;
+        let handed = hand_over(&mut src, &mut dest, &socket, o, started, &self.name)?;
         let _ = src.quit();
         let announced = announce(&mut dest);
         dest.keep = true;
@@ -590,7 +620,7 @@ impl Detached {
         };
         Ok((
             next,
-            migration(&self.name, from, to, &info, started, announced),
+            migration(&self.name, from, to, &handed, started, announced),
         ))
     }
 }

@@ -17,7 +17,7 @@
 //!    per daemon: the rule replaced, never absent),
 //! 4. remove the old daemon's rules for the VM.
 //!
-//! Only the guest's pause (QEMU's `downtime`) loses frames: a frame reaching the old place
+//! Only the guest's pause (the source's `STOP` to the destination's `RESUME`) loses frames: a frame reaching the old place
 //! after the pause began is either queued to the paused source or relayed to the new place.
 
 pub mod image;

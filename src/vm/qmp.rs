@@ -92,10 +92,26 @@ pub enum Message {
         class: String,
         desc: String,
     },
-    Event {
-        name: String,
-        data: Value,
-    },
+    Event(Event),
+}
+
+/// An asynchronous event. QEMU stamps each with its wall clock, so the events of two QEMU
+/// processes on one machine can be compared (a migration's pause: the source's `STOP` to the
+/// destination's `RESUME`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub data: Value,
+    /// Microseconds since the Unix epoch, when the event carries a `timestamp`.
+    pub at_us: Option<u64>,
+}
+
+/// The time from the last `STOP` among `source`'s events to the last `RESUME` among
+/// `destination`'s, when both are there, stamped, and in that order.
+pub fn pause_us(source: &[Event], destination: &[Event]) -> Option<u64> {
+    let last = |events: &[Event], name: &str| events.iter().rev().find(|e| e.name == name)?.at_us;
+    let (stop, resume) = (last(source, "STOP")?, last(destination, "RESUME")?);
+    resume.checked_sub(stop)
 }
 
 fn malformed(what: &str, line: &str) -> QmpError {
@@ -155,10 +171,17 @@ pub fn parse_message(line: &str) -> Result<Message> {
     }
     if let Some(name) = obj.get("event").and_then(Value::as_str) {
         let data = obj.get("data").cloned().unwrap_or(Value::Null);
-        return Ok(Message::Event {
+        let stamp = obj.get("timestamp");
+        let part = |k: &str| stamp.and_then(|t| t.get(k)).and_then(Value::as_u64);
+        let at_us = match (part("seconds"), part("microseconds")) {
+            (Some(s), Some(us)) => s.checked_mul(1_000_000).and_then(|s| s.checked_add(us)),
+            _ => None,
+        };
+        return Ok(Message::Event(Event {
             name: name.to_string(),
             data,
-        });
+            at_us,
+        }));
     }
     Err(malformed("message (no return, error or event)", line))
 }
@@ -245,7 +268,7 @@ pub struct Qmp {
     timeout: Duration,
     pub greeting: Greeting,
     /// Events received while waiting for replies, oldest first (kept for the caller).
-    pub events: Vec<(String, Value)>,
+    pub events: Vec<Event>,
 }
 
 impl Qmp {
@@ -298,7 +321,7 @@ impl Qmp {
             }
             let line = read_line(&mut self.reader, &waiting_for, self.timeout)?;
             match parse_message(&line)? {
-                Message::Event { name, data } => self.events.push((name, data)),
+                Message::Event(e) => self.events.push(e),
                 Message::Return { id: Some(i), value } if i == id => return Ok(value),
                 Message::Error {
                     id: Some(i),
@@ -457,11 +480,36 @@ mod tests {
         .unwrap();
         assert_eq!(
             e,
-            Message::Event {
+            Message::Event(Event {
                 name: "MIGRATION".into(),
-                data: json!({"status": "active"})
-            }
+                data: json!({"status": "active"}),
+                at_us: Some(1_000_002)
+            })
         );
+        let Message::Event(e) = parse_message(r#"{"event": "STOP"}"#).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!((e.data, e.at_us), (Value::Null, None));
+    }
+
+    #[test]
+    fn a_pause_runs_from_the_sources_stop_to_the_destinations_resume() {
+        let e = |name: &str, at_us: Option<u64>| Event {
+            name: name.into(),
+            data: Value::Null,
+            at_us,
+        };
+        let source = [
+            e("STOP", Some(10)),
+            e("RESUME", Some(20)),
+            e("STOP", Some(1_000)),
+        ];
+        let destination = [e("MIGRATION", Some(900)), e("RESUME", Some(1_450))];
+        assert_eq!(pause_us(&source, &destination), Some(450));
+        assert_eq!(pause_us(&source, &[]), None);
+        assert_eq!(pause_us(&[e("STOP", None)], &destination), None);
+        // A resume before the stop is no pause of this migration.
+        assert_eq!(pause_us(&source, &[e("RESUME", Some(999))]), None);
     }
 
     #[test]

@@ -244,7 +244,7 @@ pub struct Moved {
     pub from: String,
     pub to: String,
     /// The guest's pause as its driver reports it (`None` when the driver cannot tell).
-    pub downtime_ms: Option<u64>,
+    pub downtime_ms: Option<f64>,
     pub wall_ms: u64,
     /// The VM's record at its new place (a QEMU guest has a new process).
     pub record: VmRecord,
@@ -295,7 +295,7 @@ pub fn migrate(vm: &VmRecord, to: &Destination, timeout: Duration) -> Result<Mov
                 uri: dest.clone(),
                 hosts: hosts.clone(),
             };
-            downtime
+            downtime.map(|ms| ms as f64)
         }
         other => {
             return Err(Error::Unsupported {
