@@ -125,7 +125,7 @@ fn cost_when_off() {
         })
         .expect("link");
         let rule = |dst: Mac, target: Target| RuleDef {
-            daemon: addrs[me].clone(),
+            daemon: addrs[me].clone().into(),
             src: Match::Any,
             dst: Match::Exact(dst),
             target,
@@ -138,7 +138,7 @@ fn cost_when_off() {
         c.add_rule(rule(
             mac(other as u8 + 1),
             Target::Link {
-                peer: addrs[other].clone(),
+                peer: addrs[other].clone().into(),
             },
         ))
         .expect("rule");

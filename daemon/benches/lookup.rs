@@ -26,7 +26,7 @@ fn table() -> EngineCell<u32> {
                 src,
                 dst,
                 target: Target::Link {
-                    peer: format!("p{port}"),
+                    peer: format!("p{port}").into(),
                 },
             };
             e.add_rule(&rule);
@@ -48,7 +48,7 @@ fn table() -> EngineCell<u32> {
         for p in 0..16 {
             e.set_port(
                 Target::Link {
-                    peer: format!("p{p}"),
+                    peer: format!("p{p}").into(),
                 },
                 p,
             );

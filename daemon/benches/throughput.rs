@@ -279,15 +279,17 @@ fn configure(dir: &std::path::Path, p: &str, transport: Transport) {
                 }
             };
             let rule = |src, dst, target| RuleDef {
-                daemon: me.clone(),
+                daemon: me.clone().into(),
                 src,
                 dst,
                 target,
             };
             let iface = Target::Interface {
-                name: format!("tbt{n}"),
+                name: format!("tbt{n}").into(),
             };
-            let link = Target::Link { peer: peer.clone() };
+            let link = Target::Link {
+                peer: peer.clone().into(),
+            };
             c.change(
                 vec![
                     Change::AddLink {

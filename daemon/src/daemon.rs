@@ -219,7 +219,7 @@ impl Daemon {
             for i in &d.plane.ifaces {
                 e.set_port(
                     Target::Interface {
-                        name: i.name.clone(),
+                        name: i.name.clone().into(),
                     },
                     Port::Iface(i.clone()),
                 );

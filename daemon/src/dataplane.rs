@@ -314,7 +314,7 @@ impl DataPlane {
                 batch: RxBatch::default(),
                 lookup: Lookup::new(
                     Target::Interface {
-                        name: i.name.clone(),
+                        name: i.name.clone().into(),
                     },
                     Some(self.matrix.clone()),
                 ),
@@ -580,7 +580,7 @@ impl DataPlane {
                         if !per_link.contains_key(&l.peer) {
                             let lookup = Lookup::new(
                                 Target::Link {
-                                    peer: l.peer.clone(),
+                                    peer: l.peer.clone().into(),
                                 },
                                 None,
                             );

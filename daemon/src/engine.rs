@@ -436,7 +436,7 @@ mod tests {
             ] {
                 let name = match &t {
                     Target::Link { peer } => format!("link:{peer}"),
-                    Target::Interface { name } => name.clone(),
+                    Target::Interface { name } => name.to_string(),
                 };
                 e.set_port(t, name);
             }

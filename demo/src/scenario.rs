@@ -350,7 +350,7 @@ impl Checked {
                 .iter()
                 .map(|h| HostDef {
                     user: "vnet".into(),
-                    machine: machine(h),
+                    machine: machine(h).into(),
                     port,
                     iface: iface.into(),
                 })
@@ -385,7 +385,7 @@ impl Checked {
                         Match::Exact(mac),
                         Match::None,
                         Target::Link {
-                            peer: proxy.clone(),
+                            peer: proxy.clone().into(),
                         },
                     );
                     rule(
@@ -393,7 +393,9 @@ impl Checked {
                         &proxy,
                         Match::Any,
                         Match::Exact(mac),
-                        Target::Link { peer: m.clone() },
+                        Target::Link {
+                            peer: m.clone().into(),
+                        },
                     );
                 }
             }
@@ -418,7 +420,9 @@ impl Checked {
                         &proxy,
                         Match::Any,
                         Match::Exact(Mac::BROADCAST),
-                        Target::Link { peer: m.clone() },
+                        Target::Link {
+                            peer: m.clone().into(),
+                        },
                     );
                 }
             }

@@ -206,10 +206,10 @@ impl Sim<'_> {
             Target::Interface { name } => {
                 self.summary.delivered += 1;
                 return Step::Deliver {
-                    interface: name.clone(),
+                    interface: name.to_string(),
                 };
             }
-            Target::Link { peer } => peer.clone(),
+            Target::Link { peer } => peer.to_string(),
         };
         let Some(link) = self.state.links.get(&LinkKey::new(here, &peer)) else {
             self.summary.dropped += 1;
@@ -230,9 +230,7 @@ impl Sim<'_> {
             self.truncated = true;
             return Step::Truncated { to: peer };
         }
-        let back = Target::Link {
-            peer: here.to_string(),
-        };
+        let back = Target::Link { peer: here.into() };
         let visit = self.visit(&peer, hops_left - 1, Some(&back), false);
         Step::Hop {
             transport: link.transport,
@@ -245,7 +243,7 @@ impl Sim<'_> {
 fn describe_target(target: &Target) -> String {
     match target {
         Target::Interface { name } => format!("interface {name}"),
-        Target::Link { peer } => peer.clone(),
+        Target::Link { peer } => peer.to_string(),
     }
 }
 

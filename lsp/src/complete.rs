@@ -280,7 +280,7 @@ fn candidates(doc: &Document, expect: &Expect, macs: &[Mac]) -> Vec<Candidate> {
         Expect::Machine { except } => state
             .hosts
             .iter()
-            .filter(|h| Some(&h.machine) != except.as_ref())
+            .filter(|h| Some(h.machine.as_str()) != except.as_deref())
             .map(|h| machine(&h.machine))
             .collect(),
         Expect::EdgeHop { daemon } => vec![machine(daemon)],
@@ -290,8 +290,8 @@ fn candidates(doc: &Document, expect: &Expect, macs: &[Mac]) -> Vec<Candidate> {
                 .filter_map(|l| l.key().peer_of(daemon).map(str::to_string))
                 .collect();
             for host in &state.hosts {
-                if host.machine != *daemon && !peers.contains(&host.machine) {
-                    peers.push(host.machine.clone());
+                if host.machine != *daemon && !peers.iter().any(|p| *p == host.machine) {
+                    peers.push(host.machine.to_string());
                 }
             }
             peers.iter().map(|p| machine(p)).collect()
@@ -310,7 +310,7 @@ fn candidates(doc: &Document, expect: &Expect, macs: &[Mac]) -> Vec<Candidate> {
             .host(daemon)
             .map(|h| {
                 vec![(
-                    h.iface.clone(),
+                    h.iface.to_string(),
                     CompletionItemKind::INTERFACE,
                     Some(format!("the interface `{daemon}` serves")),
                 )]

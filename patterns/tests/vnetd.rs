@@ -98,7 +98,7 @@ impl Daemon {
 
     fn rule(&self, src: Match, dst: Match, target: Target) {
         let rule = RuleDef {
-            daemon: self.name.clone(),
+            daemon: self.name.clone().into(),
             src,
             dst,
             target,
@@ -136,7 +136,7 @@ fn overlay(d: &[Daemon; 2]) {
         let (mine, theirs) = (Mac(vm_mac(me)), Mac(vm_mac(other)));
         let vm = || Target::Interface { name: "vm".into() };
         let link = || Target::Link {
-            peer: d[other].name.clone(),
+            peer: d[other].name.clone().into(),
         };
         d[me].rule(Match::Any, Match::Exact(mine), vm());
         d[me].rule(Match::Not(mine), Match::Exact(Mac::BROADCAST), vm());

@@ -45,7 +45,7 @@ pub fn run(args: Args, color: bool) -> Outcome {
         .filter_map(|h| {
             Some((
                 h.machine.as_str(),
-                key_line(live.snapshots.get(&h.machine)?),
+                key_line(live.snapshots.get(h.machine.as_str())?),
             ))
         })
         .collect();

@@ -106,7 +106,7 @@ pub fn start_all(
     let state_dir = control.state_dir();
     let options = start.options();
     for m in &options.remote {
-        if !hosts.iter().any(|h| &h.machine == m) {
+        if !hosts.iter().any(|h| h.machine == m) {
             eprintln!("warning: --remote {m}: no HOST line declares it");
         }
     }

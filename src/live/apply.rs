@@ -80,7 +80,7 @@ pub fn execute(
     let wake = Condvar::new();
     let bar = progress_bar(steps.len() as u64, options.progress);
     let batches: Vec<(String, usize)> = super::parallel(sessions, |session| {
-        let me = session.host.machine.clone();
+        let me = session.host.machine.to_string();
         let mine: Vec<usize> = steps
             .iter()
             .filter(|s| s.daemon == me)

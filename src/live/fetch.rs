@@ -166,7 +166,7 @@ pub fn snapshot(
         let mut links: Vec<LinkSpec> = links.into_iter().map(|l| l.spec).collect();
         links.sort();
         return Ok(Snapshot {
-            daemon: name.clone(),
+            daemon: name.to_string(),
             instance: after.instance,
             generation: after.generation,
             links,

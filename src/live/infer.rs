@@ -33,9 +33,9 @@ pub fn proxy_of(hosts: &[HostDef]) -> Result<&HostDef, DaemonError> {
 pub fn proxy_spec(hosts: &[HostDef]) -> Result<ProxySpec, DaemonError> {
     let proxy = proxy_of(hosts)?;
     Ok(ProxySpec {
-        name: proxy.machine.clone(),
+        name: proxy.machine.to_string(),
         addr: hosts::peer_addr(proxy),
-        members: hosts.iter().map(|h| h.machine.clone()).collect(),
+        members: hosts.iter().map(|h| h.machine.to_string()).collect(),
     })
 }
 
@@ -73,7 +73,7 @@ pub fn connect_proxy(
 ) -> Result<(String, Client), DaemonError> {
     let proxy = proxy_of(hosts)?;
     let client = fetch::connect(proxy, key, timeout)?;
-    Ok((proxy.machine.clone(), client))
+    Ok((proxy.machine.to_string(), client))
 }
 
 /// One question to a connected Proxy.

@@ -113,7 +113,7 @@ pub enum Stopped {
 }
 
 pub fn place(host: &HostDef, addr: SocketAddr, remote: &[String]) -> Place {
-    if remote.iter().any(|m| m == &host.machine) || !hosts::is_local(addr.ip()) {
+    if remote.iter().any(|m| *m == host.machine) || !hosts::is_local(addr.ip()) {
         Place::Remote
     } else {
         Place::Local
@@ -142,7 +142,7 @@ pub fn iface_arg(host: &HostDef, options: &Options) -> String {
         .or(options.iface_kind.as_deref())
     {
         Some(kind) => format!("{}={kind}", host.iface),
-        None => host.iface.clone(),
+        None => host.iface.to_string(),
     }
 }
 

@@ -42,11 +42,11 @@ pub fn fast_paths(base: &State, topology: &[PairRate]) -> FastPaths {
             links.push(slot.insert(link).clone());
         }
         let rule = RuleDef {
-            daemon: src_daemon.to_string(),
+            daemon: src_daemon.to_string().into(),
             src: Match::Exact(pair.src),
             dst: Match::Exact(pair.dst),
             target: Target::Link {
-                peer: dst_daemon.to_string(),
+                peer: dst_daemon.to_string().into(),
             },
         };
         if state.rules.insert(rule.clone()) {

@@ -16,7 +16,7 @@ impl DataPlane {
     /// The live link with `peer`.
     pub(crate) fn link(&self, peer: &str) -> Option<Arc<Link>> {
         let target = Target::Link {
-            peer: peer.to_string(),
+            peer: peer.to_string().into(),
         };
         match self.engine.read().port(&target) {
             Some(Port::Link(l)) => Some(l.clone()),
@@ -56,7 +56,7 @@ impl DataPlane {
                 .iter()
                 .filter_map(|peer| {
                     let target = Target::Link {
-                        peer: peer.to_string(),
+                        peer: peer.to_string().into(),
                     };
                     match e.remove_port(&target) {
                         Some(Port::Link(l)) => Some(l),
@@ -66,7 +66,7 @@ impl DataPlane {
                 .collect();
             for l in open {
                 let target = Target::Link {
-                    peer: l.peer.clone(),
+                    peer: l.peer.clone().into(),
                 };
                 e.set_port(target, Port::Link(l.clone()));
             }

@@ -42,7 +42,7 @@ impl DataPlane {
         let mut rx = TcpRx {
             lookup: Lookup::new(
                 Target::Link {
-                    peer: c.link.peer.clone(),
+                    peer: c.link.peer.clone().into(),
                 },
                 None,
             ),

@@ -263,18 +263,18 @@ pub fn connect(transport: Transport, dialer: &Vnetd, other: &Vnetd) {
 
 pub fn edge(on: &Vnetd, src: Match, dst: Match, peer: &Vnetd) -> RuleDef {
     RuleDef {
-        daemon: on.name.clone(),
+        daemon: on.name.clone().into(),
         src,
         dst,
         target: Target::Link {
-            peer: peer.name.clone(),
+            peer: peer.name.clone().into(),
         },
     }
 }
 
 pub fn to_iface(on: &Vnetd, src: Match, dst: Match, iface: &str) -> RuleDef {
     RuleDef {
-        daemon: on.name.clone(),
+        daemon: on.name.clone().into(),
         src,
         dst,
         target: Target::Interface { name: iface.into() },

@@ -112,15 +112,15 @@ impl<'a> Names<'a> {
 
     fn rule_def(&self, key: RuleKey) -> RuleDef {
         RuleDef {
-            daemon: self.text(key.daemon).to_string(),
+            daemon: self.text(key.daemon).into(),
             src: key.src,
             dst: key.dst,
             target: match key.target {
                 To::Peer(peer) => Target::Link {
-                    peer: self.text(peer).to_string(),
+                    peer: self.text(peer).into(),
                 },
                 To::Iface(name) => Target::Interface {
-                    name: self.text(name).to_string(),
+                    name: self.text(name).into(),
                 },
             },
         }
@@ -370,9 +370,9 @@ impl<'a> Folder<'a> {
                 let (a, b) = names.ends(ends);
                 let def = LinkDef {
                     transport: link.transport,
-                    dialer: names.text(link.dialer).to_string(),
-                    a: a.to_string(),
-                    b: b.to_string(),
+                    dialer: names.text(link.dialer).into(),
+                    a: a.into(),
+                    b: b.into(),
                 };
                 (def.key(), def)
             })
@@ -387,10 +387,10 @@ impl<'a> Folder<'a> {
     fn declare(&mut self, host: &'a Host) {
         let name = self.names.intern(&host.machine.text);
         let def = HostDef {
-            user: host.user.text.to_string(),
-            machine: host.machine.text.to_string(),
+            user: host.user.text.clone(),
+            machine: host.machine.text.clone(),
             port: u16::try_from(host.port.value).unwrap_or(0),
-            iface: host.iface.text.to_string(),
+            iface: host.iface.text.clone(),
         };
         match self.host_index(name) {
             Some(i) if self.state.hosts[i] == def => {}

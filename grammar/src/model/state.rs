@@ -3,15 +3,16 @@
 use super::matching::Match;
 use crate::ast::{RuleKind, Transport};
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HostDef {
-    pub user: String,
-    pub machine: String,
+    pub user: SmolStr,
+    pub machine: SmolStr,
     pub port: u16,
-    pub iface: String,
+    pub iface: SmolStr,
 }
 
 impl fmt::Display for HostDef {
@@ -26,14 +27,14 @@ impl fmt::Display for HostDef {
 
 /// A link is identified by its unordered pair of daemons; the key holds them sorted.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct LinkKey(pub String, pub String);
+pub struct LinkKey(pub SmolStr, pub SmolStr);
 
 impl LinkKey {
     pub fn new(a: &str, b: &str) -> LinkKey {
         if a <= b {
-            LinkKey(a.to_string(), b.to_string())
+            LinkKey(a.into(), b.into())
         } else {
-            LinkKey(b.to_string(), a.to_string())
+            LinkKey(b.into(), a.into())
         }
     }
 
@@ -57,10 +58,10 @@ impl LinkKey {
 pub struct LinkDef {
     pub transport: Transport,
     /// The daemon that dials; one of the two ends.
-    pub dialer: String,
+    pub dialer: SmolStr,
     /// The two ends, sorted bytewise so that equal links print equally.
-    pub a: String,
-    pub b: String,
+    pub a: SmolStr,
+    pub b: SmolStr,
 }
 
 impl LinkDef {
@@ -68,7 +69,7 @@ impl LinkDef {
         let key = LinkKey::new(a, b);
         LinkDef {
             transport,
-            dialer: dialer.to_string(),
+            dialer: dialer.into(),
             a: key.0,
             b: key.1,
         }
@@ -97,14 +98,14 @@ impl fmt::Display for LinkDef {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Target {
     /// Over the link from the rule's daemon to `peer` (an EDGE rule).
-    Link { peer: String },
+    Link { peer: SmolStr },
     /// Into the daemon's local interface (an INTERFACE rule).
-    Interface { name: String },
+    Interface { name: SmolStr },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RuleDef {
-    pub daemon: String,
+    pub daemon: SmolStr,
     pub src: Match,
     pub dst: Match,
     pub target: Target,

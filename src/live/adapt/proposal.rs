@@ -125,11 +125,11 @@ pub fn vacate_first(mut waiting: Vec<Move>) -> Vec<Move> {
 
 fn edge(daemon: &str, src: Match, dst: Match, peer: &str) -> RuleDef {
     RuleDef {
-        daemon: daemon.to_string(),
+        daemon: daemon.to_string().into(),
         src,
         dst,
         target: Target::Link {
-            peer: peer.to_string(),
+            peer: peer.to_string().into(),
         },
     }
 }
@@ -181,7 +181,7 @@ fn follow(s: &State, m: &Move) -> State {
         }
         let moved = match (&r.target, r.daemon == m.from, r.daemon == m.to) {
             (Target::Interface { .. }, true, _) if names_dst => Some(RuleDef {
-                daemon: m.to.clone(),
+                daemon: m.to.clone().into(),
                 target: Target::Interface {
                     name: iface.clone(),
                 },

@@ -245,7 +245,7 @@ fn a_moved_vm_is_followed_and_every_stage_delivers() {
         .rules
         .iter()
         .filter(|r| (r.src, r.dst) == exact(M1, M2) || (r.src, r.dst) == exact(M2, M1))
-        .map(|r| (r.daemon.clone(), r.target.clone()))
+        .map(|r| (r.daemon.to_string(), r.target.clone()))
         .collect();
     let link = |h: &str| Target::Link { peer: h.into() };
     assert_eq!(hops, vec![(B.into(), link(C)), (C.into(), link(B))]);

@@ -132,7 +132,10 @@ fn wanted(
                 link: def.clone(),
                 peer_addr: hosts::peer_addr(peer_host),
                 // Pins the key the peer reported: its links accept no other.
-                peer_key: live.snapshots.get(peer).and_then(|s| s.public_key.clone()),
+                peer_key: live
+                    .snapshots
+                    .get(peer.as_str())
+                    .and_then(|s| s.public_key.clone()),
             },
         );
     }
@@ -210,9 +213,9 @@ mod tests {
             .iter()
             .map(|m| HostDef {
                 user: "u".into(),
-                machine: m.to_string(),
+                machine: m.to_string().into(),
                 port: 7000,
-                iface: format!("if{m}"),
+                iface: format!("if{m}").into(),
             })
             .collect()
     }
@@ -246,7 +249,7 @@ mod tests {
             let daemon = MACHINES[d as usize % 4];
             let target = if iface {
                 Target::Interface {
-                    name: format!("if{daemon}"),
+                    name: format!("if{daemon}").into(),
                 }
             } else {
                 let peer = MACHINES[to as usize % 4];
@@ -254,7 +257,7 @@ mod tests {
                     continue;
                 }
                 Target::Link {
-                    peer: peer.to_string(),
+                    peer: peer.to_string().into(),
                 }
             };
             let dst = if dst % 5 == 4 {
@@ -263,7 +266,7 @@ mod tests {
                 field(dst)
             };
             s.rules.insert(RuleDef {
-                daemon: daemon.to_string(),
+                daemon: daemon.to_string().into(),
                 src: field(src),
                 dst,
                 target,

@@ -358,7 +358,7 @@ impl Plan {
             let generation = self
                 .fingerprint
                 .daemons
-                .get(&host.machine)
+                .get(host.machine.as_str())
                 .map(|v| format!(" (generation {})", v.generation))
                 .unwrap_or_default();
             let _ = writeln!(out, "\n  # daemon {}{generation}", host.machine);
