@@ -7,7 +7,7 @@ use crate::ast::{
 use crate::diag::{Code, Diagnostic};
 use crate::model::{HostDef, LinkDef, LinkKey, Match, RuleDef, State, Target};
 use crate::span::Span;
-use rustc_hash::{FxBuildHasher, FxHashSet as HashSet};
+use rustc_hash::{FxBuildHasher, FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// The fold's links and rules: an index map keeps the entries in a list, in the order they
 /// were added, and only their positions in the hash table. Most statements add something
@@ -286,6 +286,9 @@ struct Folder<'a> {
     /// Pairs named by links that were themselves wrong (V103, V104): rules over them are not
     /// reported again as V106.
     broken_links: HashSet<Pair>,
+    /// The EDGE rules by the pair of their link, built at the first DELETE of a link and kept
+    /// up from then on (see [`Folder::users_of`]); it may still list deleted rules.
+    by_pair: Option<HashMap<Pair, Vec<RuleKey>>>,
 }
 
 impl<'a> Folder<'a> {
@@ -590,17 +593,10 @@ impl<'a> Folder<'a> {
             return;
         }
         self.links.swap_remove(&ends);
-        let mut users: Vec<(RuleKey, Option<RuleOrigin>)> = self
-            .rules
-            .iter()
-            .filter(|(r, _)| matches!(r.target, To::Peer(peer) if pair(r.daemon, peer) == ends))
-            .map(|(r, origin)| (*r, *origin))
-            .collect();
+        let users = self.users_of(ends);
         if users.is_empty() {
             return;
         }
-        // Hash order is arbitrary; report the rules in file order.
-        users.sort_by_key(|(_, origin)| origin.map_or(usize::MAX, |o| o.span.start()));
         let mut d = Diagnostic::new(
             Code::V110,
             link.span,
@@ -617,6 +613,33 @@ impl<'a> Folder<'a> {
         self.report(d);
         self.orphaned
             .extend(users.into_iter().map(|(rule, _)| rule));
+    }
+
+    /// The rules over the link `ends`, in file order. Found through an index by pair rather
+    /// than by reading every rule: deleting a large file's links one by one read all its rules
+    /// for each. Rules deleted since they were indexed are dropped from it here.
+    fn users_of(&mut self, ends: Pair) -> Vec<(RuleKey, Option<RuleOrigin>)> {
+        let rules = &self.rules;
+        let index = self.by_pair.get_or_insert_with(|| {
+            let mut index: HashMap<Pair, Vec<RuleKey>> = HashMap::default();
+            for key in rules.keys() {
+                if let To::Peer(peer) = key.target {
+                    index.entry(pair(key.daemon, peer)).or_default().push(*key);
+                }
+            }
+            index
+        });
+        let Some(keys) = index.get_mut(&ends) else {
+            return Vec::new();
+        };
+        let mut seen = HashSet::default();
+        keys.retain(|key| rules.contains_key(key) && seen.insert(*key));
+        let mut users: Vec<_> = keys
+            .iter()
+            .map(|key| (*key, rules.get(key).copied().flatten()))
+            .collect();
+        users.sort_by_key(|(_, origin)| origin.map_or(usize::MAX, |o| o.span.start()));
+        users
     }
 
     /// The rule a FORWARD statement means, or `None` (after a diagnostic) when it means none.
@@ -765,6 +788,9 @@ impl<'a> Folder<'a> {
             self.orphaned.remove(&key);
         }
         self.rules.insert(key, Some(rule_origin(rule)));
+        if let (Some(index), To::Peer(peer)) = (&mut self.by_pair, key.target) {
+            index.entry(pair(key.daemon, peer)).or_default().push(key);
+        }
     }
 
     fn delete_rule(&mut self, rule: &Rule, key: RuleKey) {
