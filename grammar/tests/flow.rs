@@ -87,6 +87,43 @@ fn a_ring_of_three_edge_rules_is_a_loop_closed_by_the_last_rule() {
     assert_eq!(lines, [9, 10]);
 }
 
+/// A loop through many daemons names its first and last eight and how many it passes, and
+/// labels only their hops: the whole of it was unreadable, and slow to draw.
+#[test]
+fn a_long_loop_is_shown_by_its_ends() {
+    let names: Vec<String> = (0..40).map(|i| format!("n{i:02}")).collect();
+    let hosts: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut body = String::new();
+    for (i, a) in names.iter().enumerate() {
+        let b = &names[(i + 1) % names.len()];
+        body.push_str(&format!("    LINK TCP {a} {a} {b}\n"));
+        body.push_str(&format!("    FORWARD EDGE {a} ANY NONE {a} {b}\n"));
+    }
+    let text = program(&hosts, &body);
+    let all = only(&text, Code::V111);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let (_, _, message, related) = &all[0];
+    let head = "n00 → n01 → n02 → n03 → n04 → n05 → n06 → n07 → … 24 more …";
+    let tail = "n32 → n33 → n34 → n35 → n36 → n37 → n38 → n39 → n00 (40 daemons)";
+    assert!(message.contains(&format!("{head} → {tail}")), "{message}");
+    assert!(
+        !message.contains("n08") && !message.contains("n31"),
+        "{message}"
+    );
+    // Eight hops from the start, seven to the closing rule (the primary place).
+    assert_eq!(*related, 15);
+    let analysis = analyze(&text);
+    let found = analysis.diagnostics.iter().find(|d| d.code == Code::V111);
+    let hops: Vec<&str> = found
+        .into_iter()
+        .flat_map(|d| &d.related)
+        .map(|r| r.message.as_str())
+        .collect();
+    assert_eq!(hops[7], "hop 8: n07 → n08");
+    assert_eq!(hops[8], "hop 33: n32 → n33");
+    assert_eq!(hops[14], "hop 39: n38 → n39");
+}
+
 #[test]
 fn a_broadcast_storm_on_a_ring_of_four_is_a_loop() {
     let text = program(

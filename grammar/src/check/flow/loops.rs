@@ -379,6 +379,11 @@ impl Search<'_, '_> {
 
 /// One V111: the primary span is the hop rule written last in the file (the one that
 /// closes the cycle), the other hops are related spans in the order a frame takes them.
+/// A loop through more daemons than this is shown by its first and last eight: a
+/// message, and related hops, through every daemon of a large file are unreadable, and a
+/// terminal took seconds to draw a loop through 100,000 of them.
+const SHOWN: usize = 16;
+
 fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut Reporter) {
     let mut dec = Dec::default();
     let hops: Vec<(NodeId, NodeId, Option<crate::span::Span>)> = (0..cycle.len())
@@ -403,7 +408,6 @@ fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut
         .map(|k| hops[(closing + k) % hops.len()])
         .collect();
     let names: Vec<&str> = order.iter().map(|h| net.node(h.0).name).collect();
-    let path = format!("{} → {}", names.join(" → "), names[0]);
     let (last_from, last_to, Some(primary)) = order[order.len() - 1] else {
         return;
     };
@@ -411,9 +415,10 @@ fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut
             Code::V111,
             primary,
             format!(
-                "forwarding loop: frames from {} to {} go round {path}",
+                "forwarding loop: frames from {} to {} go round {}",
                 describe(src),
-                describe(dst)
+                describe(dst),
+                loop_path(&names)
             ),
         )
         .with_help(format!(
@@ -421,8 +426,10 @@ fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut
             net.node(last_from).name,
             net.node(last_to).name
         ));
+    let hidden = names.len().saturating_sub(SHOWN);
     for (i, (from, to, span)) in order[..order.len() - 1].iter().enumerate() {
-        if let Some(span) = span {
+        let shown = i < SHOWN / 2 || i >= SHOWN / 2 + hidden;
+        if let (true, Some(span)) = (shown, span) {
             d = d.with_related(
                 *span,
                 format!(
@@ -435,4 +442,21 @@ fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut
         }
     }
     report.push(d);
+}
+
+/// `a → b → c → a`; a loop through more than [`SHOWN`] daemons by its first and last ones,
+/// with how many it passes.
+fn loop_path(names: &[&str]) -> String {
+    let first = names[0];
+    if names.len() <= SHOWN {
+        return format!("{} → {first}", names.join(" → "));
+    }
+    let (head, tail) = (&names[..SHOWN / 2], &names[names.len() - SHOWN / 2..]);
+    format!(
+        "{} → … {} more … → {} → {first} ({} daemons)",
+        head.join(" → "),
+        names.len() - SHOWN,
+        tail.join(" → "),
+        names.len()
+    )
 }
