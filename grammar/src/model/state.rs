@@ -162,9 +162,22 @@ impl State {
         self.hosts.iter().find(|h| h.machine == machine)
     }
 
-    /// The rules installed on one daemon.
+    /// The rules installed on one daemon. Rules are ordered by daemon first, so they are one
+    /// range of the set: asking for each daemon's rules reads each rule once, not every rule
+    /// per daemon.
     pub fn rules_of<'s>(&'s self, daemon: &'s str) -> impl Iterator<Item = &'s RuleDef> + 's {
-        self.rules.iter().filter(move |r| r.daemon == daemon)
+        // The least rule of the daemon: every field at its least value.
+        let first = RuleDef {
+            daemon: daemon.into(),
+            src: Match::None,
+            dst: Match::None,
+            target: Target::Link {
+                peer: SmolStr::default(),
+            },
+        };
+        self.rules
+            .range(first..)
+            .take_while(move |r| r.daemon == daemon)
     }
 
     /// The links with one end at `machine`.
@@ -216,5 +229,45 @@ mod links_as_list {
     ) -> Result<BTreeMap<LinkKey, LinkDef>, D::Error> {
         let list = Vec::<LinkDef>::deserialize(d)?;
         Ok(list.into_iter().map(|l| (l.key(), l)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mac::Mac;
+
+    /// `rules_of` reads a range of the set; it must give exactly the rules a filter gives,
+    /// whatever their fields, for daemons whose names prefix one another and for none.
+    #[test]
+    fn a_daemons_rules_are_its_range_of_the_set() {
+        let mac = Mac::parse("00:00:00:00:00:01").expect("mac");
+        let fields = [Match::None, Match::Any, Match::Not(mac), Match::Exact(mac)];
+        let targets = [
+            Target::Link { peer: "".into() },
+            Target::Link { peer: "z".into() },
+            Target::Interface { name: "".into() },
+            Target::Interface {
+                name: "eth0".into(),
+            },
+        ];
+        let mut state = State::default();
+        for daemon in ["", "a", "ab", "b"] {
+            for (i, target) in targets.iter().enumerate() {
+                state.rules.insert(RuleDef {
+                    daemon: daemon.into(),
+                    src: fields[i],
+                    dst: fields[3 - i],
+                    target: target.clone(),
+                });
+            }
+        }
+        for daemon in ["", "a", "ab", "b", "c", "aa"] {
+            let by_range: Vec<&RuleDef> = state.rules_of(daemon).collect();
+            let by_filter: Vec<&RuleDef> =
+                state.rules.iter().filter(|r| r.daemon == daemon).collect();
+            assert_eq!(by_range, by_filter, "{daemon:?}");
+        }
+        assert_eq!(state.rules_of("ab").count(), 4);
     }
 }
