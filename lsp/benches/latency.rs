@@ -163,6 +163,7 @@ fn run(lines: usize) {
         bursts.push(last_sent.elapsed());
     }
     samples.push(("burst of 8, from the last", bursts));
+    let completions = complete(&mut lsp, &text);
     let rss = rss_kib(pid, "VmRSS:").unwrap_or(0);
     let peak = rss_kib(pid, "VmHWM:").unwrap_or(0);
     assert!(lsp.shutdown().success());
@@ -183,6 +184,15 @@ fn run(lines: usize) {
             samples.len()
         );
     }
+    for (what, items, mut taken) in completions {
+        taken.sort();
+        println!(
+            "  completion {what:<32} median {:>6.2} ms   p95 {:>6.2} ms   ({items} items, n={})",
+            ms(percentile(&taken, 0.5)),
+            ms(percentile(&taken, 0.95)),
+            taken.len()
+        );
+    }
     if let Some(cpu) = cpu_per_change {
         println!("  server CPU time per single change: {:.1} ms", ms(cpu));
     }
@@ -193,6 +203,38 @@ fn run(lines: usize) {
         mib(idle)
     );
     println!("  load average after: {}", load());
+}
+
+/// Completion requests on a rule line, at its daemon (every machine is a candidate) and at its
+/// destination (every MAC of the file, each with how many rules name it): each list must be
+/// made in one pass over the file, not a pass per candidate.
+fn complete(lsp: &mut Lsp, text: &str) -> Vec<(&'static str, usize, Vec<Duration>)> {
+    let line = text.lines().nth(EDITOR_RULE_LINE).unwrap_or_default();
+    let field = |n: usize| line.match_indices(' ').filter(|(i, _)| *i > 4).nth(n);
+    let (Some((daemon, _)), Some((dst, _))) = (field(1), field(3)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (what, column) in [
+        ("at a daemon (machines)", daemon),
+        ("at a destination (MACs)", dst),
+    ] {
+        let mut taken = Vec::new();
+        let mut items = 0;
+        for _ in 0..ROUNDS / 3 {
+            let sent = Instant::now();
+            let answer = lsp.request_ok(
+                "textDocument/completion",
+                json!({"textDocument": {"uri": URI},
+                       "position": {"line": EDITOR_RULE_LINE, "character": column + 1}}),
+            );
+            taken.push(sent.elapsed());
+            items = answer.as_array().map_or(0, Vec::len);
+        }
+        assert!(items > 0, "no completions {what}");
+        out.push((what, items, taken));
+    }
+    out
 }
 
 fn main() {

@@ -10,10 +10,12 @@ use crate::convert;
 use crate::document::Document;
 use crate::keywords;
 use crate::lookup::{self, Role};
+use std::collections::{HashMap, HashSet};
 use tower_lsp_server::ls_types::{
     CompletionItem, CompletionItemKind, CompletionTextEdit, TextEdit,
 };
 use vnet_grammar::lexer::{self, Tok};
+use vnet_grammar::model::HostDef;
 use vnet_grammar::{Mac, Span};
 
 /// What the position calls for.
@@ -175,15 +177,16 @@ pub fn complete(doc: &Document, offset: usize) -> Vec<CompletionItem> {
         .map(|(_, tok, _)| *tok)
         .collect();
     let macs: Vec<Mac> = {
-        let mut seen = Vec::new();
-        for (start, tok, _) in &lexed.tokens {
-            if let Tok::Mac(Some(mac)) = tok {
-                if *start != word.start() && !seen.contains(mac) {
-                    seen.push(*mac);
-                }
-            }
-        }
-        seen
+        let mut seen = HashSet::new();
+        lexed
+            .tokens
+            .iter()
+            .filter_map(|(start, tok, _)| match tok {
+                Tok::Mac(Some(mac)) if *start != word.start() => Some(*mac),
+                _ => None,
+            })
+            .filter(|mac| seen.insert(*mac))
+            .collect()
     };
     let candidates = candidates(doc, &expect(&before), &macs);
     let range = convert::range(doc, word);
@@ -208,20 +211,29 @@ fn keyword(k: &str) -> Candidate {
     (k.to_string(), CompletionItemKind::KEYWORD, detail)
 }
 
+/// The candidates for what is expected. Each list is made in one pass over the file's names
+/// or rules, never a pass per candidate: a large file has thousands of each.
 fn candidates(doc: &Document, expect: &Expect, macs: &[Mac]) -> Vec<Candidate> {
     let state = &doc.analysis.state;
+    let mut hosts: HashMap<&str, &HostDef> = HashMap::new();
+    for h in &state.hosts {
+        hosts.entry(h.machine.as_str()).or_insert(h);
+    }
     let machine = |name: &str| -> Candidate {
-        let detail = state.host(name).map(|h| h.to_string());
+        let detail = hosts.get(name).map(|h| h.to_string());
         (name.to_string(), CompletionItemKind::MODULE, detail)
     };
     let mac_items = || -> Vec<Candidate> {
+        let mut naming: HashMap<Mac, usize> = HashMap::new();
+        for rule in &state.rules {
+            let (src, dst) = (rule.src.mac(), rule.dst.mac());
+            for mac in src.into_iter().chain(dst.filter(|d| Some(*d) != src)) {
+                *naming.entry(mac).or_default() += 1;
+            }
+        }
         macs.iter()
             .map(|mac| {
-                let rules = state
-                    .rules
-                    .iter()
-                    .filter(|r| r.src.mac() == Some(*mac) || r.dst.mac() == Some(*mac))
-                    .count();
+                let rules = naming.get(mac).copied().unwrap_or(0);
                 let detail = format!(
                     "MAC address named by {rules} rule{}",
                     if rules == 1 { "" } else { "s" }
@@ -237,11 +249,12 @@ fn candidates(doc: &Document, expect: &Expect, macs: &[Mac]) -> Vec<Candidate> {
         Expect::Nothing => Vec::new(),
         Expect::NewMachine => {
             let items = lookup::items(&doc.analysis.file);
+            let mut seen = HashSet::new();
             let mut undeclared: Vec<String> = Vec::new();
             for item in &items {
                 if matches!(item.role, Role::Machine { declaration: false })
-                    && state.host(&item.text).is_none()
-                    && !undeclared.contains(&item.text)
+                    && !hosts.contains_key(item.text.as_str())
+                    && seen.insert(item.text.as_str())
                 {
                     undeclared.push(item.text.clone());
                 }
@@ -258,10 +271,12 @@ fn candidates(doc: &Document, expect: &Expect, macs: &[Mac]) -> Vec<Candidate> {
                 .collect()
         }
         Expect::HostInterface { machine } => {
+            let items = lookup::items(&doc.analysis.file);
+            let mut seen = HashSet::new();
             let mut named: Vec<String> = Vec::new();
-            for item in &lookup::items(&doc.analysis.file) {
+            for item in &items {
                 if matches!(&item.role, Role::Interface { daemon, declaration: false } if daemon == machine)
-                    && !named.contains(&item.text)
+                    && seen.insert(item.text.as_str())
                 {
                     named.push(item.text.clone());
                 }
@@ -289,8 +304,9 @@ fn candidates(doc: &Document, expect: &Expect, macs: &[Mac]) -> Vec<Candidate> {
                 .links_of(daemon)
                 .filter_map(|l| l.key().peer_of(daemon).map(str::to_string))
                 .collect();
+            let linked: HashSet<String> = peers.iter().cloned().collect();
             for host in &state.hosts {
-                if host.machine != *daemon && !peers.iter().any(|p| *p == host.machine) {
+                if host.machine != *daemon && !linked.contains(host.machine.as_str()) {
                     peers.push(host.machine.to_string());
                 }
             }
