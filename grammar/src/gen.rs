@@ -73,6 +73,8 @@ pub struct Program {
     pub hosts: Vec<Stmt>,
     pub links: Vec<Stmt>,
     pub rules: Vec<Stmt>,
+    /// Statements of a last DELETE block (none but in an adversarial shape).
+    pub deleted: Vec<Stmt>,
 }
 
 const PROXY: &str = "proxy";
@@ -264,6 +266,14 @@ impl Program {
             stmt.vnet(&mut out);
             out.push('\n');
         }
+        if !self.deleted.is_empty() {
+            out.push_str("\nDELETE\n");
+        }
+        for stmt in &self.deleted {
+            out.push_str("    ");
+            stmt.vnet(&mut out);
+            out.push('\n');
+        }
         out.push_str("END\n");
         out
     }
@@ -276,6 +286,7 @@ impl Program {
             .iter()
             .chain(&self.links)
             .chain(&self.rules)
+            .chain(&self.deleted)
             .collect();
         for (i, stmt) in all.iter().enumerate() {
             out.push_str(&stmt.json());

@@ -41,10 +41,14 @@ pub enum Shape {
     /// and each rule matches every destination but one: the walk and the loop search stop at
     /// their work limits, in bounded time.
     Excluding,
+    /// Adversarial: the line of `chain`, whose links a last DELETE block removes one by one
+    /// while every rule still uses its link: each deletion is a V110, and the fold must find a
+    /// link's rules without reading them all.
+    Deletes,
 }
 
 impl Shape {
-    pub const ALL: [Shape; 11] = [
+    pub const ALL: [Shape; 12] = [
         Shape::StarSrc,
         Shape::StarAny,
         Shape::Ring,
@@ -56,6 +60,7 @@ impl Shape {
         Shape::Chain,
         Shape::Singles,
         Shape::Excluding,
+        Shape::Deletes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +76,7 @@ impl Shape {
             Shape::Chain => "chain",
             Shape::Singles => "singles",
             Shape::Excluding => "excluding",
+            Shape::Deletes => "deletes",
         }
     }
 
@@ -80,7 +86,7 @@ impl Shape {
 
     /// Whether the program is meant to be clean (the adversarial shapes are not).
     pub fn clean(self) -> bool {
-        !matches!(self, Shape::Singles)
+        !matches!(self, Shape::Singles | Shape::Deletes)
     }
 
     /// A program of this shape with about `rules` rules (at least a few daemons' worth).
@@ -105,6 +111,11 @@ impl Shape {
             Shape::Chain => chain(rules / 2 + 1, false),
             Shape::Singles => chain(rules, true),
             Shape::Excluding => excluding(rules / 2),
+            Shape::Deletes => {
+                let mut p = chain(rules / 2 + 1, false);
+                p.deleted = p.links.clone();
+                p
+            }
         }
     }
 }
