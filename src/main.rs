@@ -15,10 +15,6 @@ mod vm;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
-/// A large file's analysis on huge pages: `vnet_hugealloc` says why.
-#[global_allocator]
-static ALLOC: vnet_hugealloc::HugePages = vnet_hugealloc::HugePages;
-
 #[derive(Parser)]
 #[command(
     name = "vnetc",

@@ -4,10 +4,6 @@
 //! diagnostics) and the flow analysis (V111, V205, V206 over the state), to see which one a
 //! file's time grows in.
 use std::time::Instant;
-
-/// The allocator `vnetc` has, so that the time is what it takes there.
-#[global_allocator]
-static ALLOC: vnet_hugealloc::HugePages = vnet_hugealloc::HugePages;
 use vnet_grammar::check;
 use vnet_grammar::model::State;
 
