@@ -528,12 +528,12 @@ fn migration(
     announced: bool,
 ) -> Migration {
     let info = &handed.info;
-    let qemus = info.downtime.unwrap_or(0) as f64;
+    let qemu_ms = info.downtime.unwrap_or(0) as f64;
     Migration {
         vm: vm.to_string(),
         from,
         to,
-        downtime_ms: handed.pause_us.map_or(qemus, |us| us as f64 / 1000.0),
+        downtime_ms: handed.pause_us.map_or(qemu_ms, |us| us as f64 / 1000.0),
         qemu_downtime_ms: info.downtime,
         total_ms: info.total_time.unwrap_or(0),
         wall_ms: started.elapsed().as_millis() as u64,

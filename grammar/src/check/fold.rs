@@ -621,11 +621,9 @@ impl<'a> Folder<'a> {
     fn users_of(&mut self, ends: Pair) -> Vec<(RuleKey, Option<RuleOrigin>)> {
         let rules = &self.rules;
         let index = self.by_pair.get_or_insert_with(|| {
-            let mut index: HashMap<Pair, Vec<RuleKey>> = HashMap::default();
+            let mut index = HashMap::default();
             for key in rules.keys() {
-                if let To::Peer(peer) = key.target {
-                    index.entry(pair(key.daemon, peer)).or_default().push(*key);
-                }
+                index_by_pair(&mut index, *key);
             }
             index
         });
@@ -788,8 +786,8 @@ impl<'a> Folder<'a> {
             self.orphaned.remove(&key);
         }
         self.rules.insert(key, Some(rule_origin(rule)));
-        if let (Some(index), To::Peer(peer)) = (&mut self.by_pair, key.target) {
-            index.entry(pair(key.daemon, peer)).or_default().push(key);
+        if let Some(index) = &mut self.by_pair {
+            index_by_pair(index, key);
         }
     }
 
@@ -925,6 +923,13 @@ pub(crate) fn refold_rules(
 
 /// The order of `RuleDef` (daemon, source, destination, target) as numbers: names by rank,
 /// each field as its `Match` variant above its MAC, a peer before an interface.
+/// Adds an EDGE rule to [`Folder::by_pair`]'s index under the pair of its link.
+fn index_by_pair(index: &mut HashMap<Pair, Vec<RuleKey>>, key: RuleKey) {
+    if let To::Peer(peer) = key.target {
+        index.entry(pair(key.daemon, peer)).or_default().push(key);
+    }
+}
+
 fn rule_sort_key(key: &RuleKey, rank: &[u32]) -> [u64; 4] {
     let field = |m: Match| -> u64 {
         let (variant, mac) = match m {

@@ -377,13 +377,18 @@ impl Search<'_, '_> {
     }
 }
 
-/// One V111: the primary span is the hop rule written last in the file (the one that
-/// closes the cycle), the other hops are related spans in the order a frame takes them.
 /// A loop through more daemons than this is shown by its first and last eight: a
 /// message, and related hops, through every daemon of a large file are unreadable, and a
 /// terminal took seconds to draw a loop through 100,000 of them.
 const SHOWN: usize = 16;
 
+/// Whether the `i`th of a loop's `len` daemons (and the hop leaving it) is shown.
+fn shown(i: usize, len: usize) -> bool {
+    len <= SHOWN || i < SHOWN / 2 || i >= len - SHOWN / 2
+}
+
+/// One V111: the primary span is the hop rule written last in the file (the one that
+/// closes the cycle), the other hops are related spans in the order a frame takes them.
 fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut Reporter) {
     let mut dec = Dec::default();
     let hops: Vec<(NodeId, NodeId, Option<crate::span::Span>)> = (0..cycle.len())
@@ -426,10 +431,8 @@ fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut
             net.node(last_from).name,
             net.node(last_to).name
         ));
-    let hidden = names.len().saturating_sub(SHOWN);
     for (i, (from, to, span)) in order[..order.len() - 1].iter().enumerate() {
-        let shown = i < SHOWN / 2 || i >= SHOWN / 2 + hidden;
-        if let (true, Some(span)) = (shown, span) {
+        if let (true, Some(span)) = (shown(i, order.len()), span) {
             d = d.with_related(
                 *span,
                 format!(
@@ -444,19 +447,22 @@ fn report_loop(net: &Net, cycle: &[NodeId], src: Local, dst: Local, report: &mut
     report.push(d);
 }
 
-/// `a → b → c → a`; a loop through more than [`SHOWN`] daemons by its first and last ones,
-/// with how many it passes.
+/// `a → b → c → a`; a loop through more than [`SHOWN`] daemons by the ones [`shown`], with
+/// how many it passes.
 fn loop_path(names: &[&str]) -> String {
-    let first = names[0];
-    if names.len() <= SHOWN {
-        return format!("{} → {first}", names.join(" → "));
+    let len = names.len();
+    let mut path: Vec<String> = Vec::with_capacity(SHOWN + 2);
+    for (i, name) in names.iter().enumerate() {
+        if shown(i, len) {
+            path.push(name.to_string());
+        } else if shown(i - 1, len) {
+            path.push(format!("… {} more …", len - SHOWN));
+        }
     }
-    let (head, tail) = (&names[..SHOWN / 2], &names[names.len() - SHOWN / 2..]);
-    format!(
-        "{} → … {} more … → {} → {first} ({} daemons)",
-        head.join(" → "),
-        names.len() - SHOWN,
-        tail.join(" → "),
-        names.len()
-    )
+    path.push(names[0].to_string());
+    let path = path.join(" → ");
+    match len > SHOWN {
+        true => format!("{path} ({len} daemons)"),
+        false => path,
+    }
 }
