@@ -18,7 +18,8 @@ use std::collections::HashSet;
 /// about one per rule (0.5–1.2 in every shape of the generator), so they have twenty times
 /// that, and adversarial ones (many sources times many destinations: a daemon whose rules
 /// `s NOT d` each name their own source and destination decides per source for every
-/// destination) cost at most that, linear in the file.
+/// destination) cost at most that, linear in the file; a daemon past the limit is counted,
+/// not walked.
 pub(super) fn walk_limit(net: &Net) -> usize {
     (20 * net.rules.len()).max(100_000)
 }
@@ -192,15 +193,6 @@ impl Classes {
         self.span(&classes, 3).len()
     }
 
-    /// Drops classes `k..`, with their lists.
-    fn truncate(&mut self, k: usize) {
-        let [edges, fired, drops, _] = self.start(k);
-        self.ends.truncate(k);
-        self.edges.truncate(edges as usize);
-        self.fired.truncate(fired as usize);
-        self.drops.truncate(drops as usize);
-    }
-
     fn end_class(&mut self, decided: usize) {
         let before = self.start(self.ends.len())[3] as usize;
         let lens = [self.edges.len(), self.fired.len(), self.drops.len()];
@@ -275,15 +267,30 @@ pub(super) fn walk(net: &Net) -> Walk {
 /// Every local class of daemon `a`, appended to `out`; false, with nothing appended, when the
 /// daemon alone needs more than [`walk_limit`] decisions (the walk then ends before it).
 pub(super) fn walk_node(net: &Net, a: NodeId, out: &mut Classes, decision: &mut Decision) -> bool {
-    let (first, limit) = (out.len(), walk_limit(net));
+    if decisions_exceed(net, a, walk_limit(net)) {
+        return false;
+    }
     for dst in classes(net.node(a)) {
         walk_class(net, a, dst, out, decision);
-        if out.decided(first..out.len()) > limit {
-            out.truncate(first);
-            return false;
-        }
     }
     true
+}
+
+/// Whether daemon `a`'s walk would make more than `limit` decisions: one per relevant source
+/// of each class and one for the other sources, counted before any is made, so that a daemon
+/// past the limit costs no decisions (an adversarial one would otherwise make `limit` of them
+/// and throw them away).
+fn decisions_exceed(net: &Net, a: NodeId, limit: usize) -> bool {
+    let node = net.node(a);
+    // At most every named source decides on its own in every class.
+    if (node.dsts.len() + 1).saturating_mul(node.srcs.len() + 1) <= limit {
+        return false;
+    }
+    let mut decided = 0usize;
+    classes(node).any(|dst| {
+        decided += node.relevant_srcs(dst, net.rep(dst)).len() + 1;
+        decided > limit
+    })
 }
 
 /// The local destination classes of a daemon in the order they are walked.

@@ -26,8 +26,8 @@ use std::collections::HashSet;
 
 /// Node visits (and rules read for the bounds) allowed for the search: realistic files need
 /// 1.3–2 per rule (every shape of the generator), so they have fifty times that, and
-/// adversarial ones (bounding graphs dense with cycles that no single class has, daemons
-/// naming many destinations with many generic rules) cost at most that, linear in the file.
+/// adversarial ones (bounding graphs dense with cycles that no single class has, many
+/// destinations each sent down a long chain) cost at most that, linear in the file.
 pub(super) fn work_limit(net: &Net) -> usize {
     (100 * net.rules.len()).max(500_000)
 }
@@ -194,9 +194,8 @@ fn search_dst(search: &mut Search, loops: &Loops, k: usize) -> Found {
     at.clear();
     at.push(0);
     for &n in namers {
-        // Each rule a bound reads counts as a visit: a daemon whose rules each exclude one
-        // destination (`s NOT d`: it names every `d`, and each rule matches all the others)
-        // would otherwise read all its rules once per destination, unbounded.
+        // Each entry a bound reads counts as a visit: a daemon naming many destinations,
+        // each with many exact rules, reads them once per destination.
         found.work += net.bound_into(n, Some(dst), &mut bounds);
         at.push(bounds.len());
     }

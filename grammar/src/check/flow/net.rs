@@ -46,8 +46,11 @@ pub(super) struct Node<'s> {
     pub dsts: Box<[Mac]>,
     /// Where each of `dsts` is in [`Net::dsts`].
     dst_at: Box<[u32]>,
-    /// Rules whose destination is `NOT`, `ANY` or `NONE`.
-    generic: Box<[u32]>,
+    /// The peers that rules whose destination is `NOT`, `ANY` or `NONE` (generic) send to
+    /// over a link, each with the best priority among those rules, sorted by peer: such a rule
+    /// matches every address but at most one, so the peers bound where any destination goes
+    /// without the rules being read (a daemon may have thousands of them and few peers).
+    generic_peers: Box<[(NodeId, Priority)]>,
     /// Sources named by the generic rules, sorted.
     generic_srcs: Box<[Mac]>,
     /// The generic rules that name a source, as (priority, source), best first.
@@ -290,35 +293,34 @@ impl<'s> Net<'s> {
 
     /// A superset of the daemons that `n` sends frames of destination class `dst` to, whatever
     /// their source: the links of the rules that match `dst` and are not beaten for every
-    /// source by a rule with source `ANY` (which matches them all). It bounds the search for
+    /// source by a rule with source `ANY` (which matches them all), where a generic rule is
+    /// taken to match (it fails at most the one address it excludes). It bounds the search for
     /// loops cheaply; the loops themselves are then confirmed with exact decisions. Appended
     /// to `out`, sorted and without repeats, so that the bounds of many daemons share one array.
-    /// Returns how many rules it read (the loop search counts them as work).
+    /// Returns how many entries it read (the loop search counts them as work).
     pub fn bound_into(&self, n: NodeId, dst: Local, out: &mut Vec<NodeId>) -> usize {
         let node = self.node(n);
         let rep = self.rep(dst);
         let floor = node.any_src_floor(dst, rep);
-        // Generic rules are all below an exact destination's floor: skip reading them.
-        let generic: &[u32] = match floor {
+        let above = |p: Priority| floor.is_none_or(|f| p >= f);
+        // Generic rules are all below an exact destination's floor: skip them.
+        let generic: &[(NodeId, Priority)] = match floor {
             Some(f) if f.dst == Match::Exact(rep).score() => &[],
-            _ => &node.generic,
+            _ => &node.generic_peers,
         };
         let start = out.len();
-        let mut read = 0;
+        let mut read = generic.len();
+        out.extend(node.exact_for(dst).inspect(|_| read += 1).filter_map(|i| {
+            match node.table.rule(i) {
+                (src, dst, Tgt::Link(peer)) if above(Priority::of(src, dst)) => Some(*peer),
+                _ => None,
+            }
+        }));
         out.extend(
-            node.exact_for(dst)
-                .chain(generic.iter().copied())
-                .inspect(|_| read += 1)
-                .filter(|i| node.table.rule(*i).1.matches(rep))
-                .filter_map(|i| {
-                    let (src, dst, target) = node.table.rule(i);
-                    match target {
-                        Tgt::Link(peer) if floor.is_none_or(|f| Priority::of(src, dst) >= f) => {
-                            Some(*peer)
-                        }
-                        _ => None,
-                    }
-                }),
+            generic
+                .iter()
+                .filter(|(_, p)| above(*p))
+                .map(|(peer, _)| *peer),
         );
         let mine = &mut out[start..];
         mine.sort_unstable();
@@ -476,7 +478,7 @@ impl<'s> Builder<'s> {
 struct Lists {
     srcs: Vec<Mac>,
     dsts: Vec<Mac>,
-    generic: Vec<u32>,
+    generic_peers: Vec<(NodeId, Priority)>,
     generic_srcs: Vec<Mac>,
     generic_named: Vec<(Priority, Mac)>,
     generic_any: Vec<u32>,
@@ -500,9 +502,11 @@ fn build_node<'s>(
         if let Match::Exact(_) = dst {
             continue;
         }
-        lists.generic.push(index);
         lists.generic_srcs.extend(src.mac());
         let priority = Priority::of(src, dst);
+        if let Tgt::Link(peer) = target {
+            lists.generic_peers.push((peer, priority));
+        }
         match src.mac() {
             Some(mac) => lists.generic_named.push((priority, mac)),
             None if src == Match::Any => lists.generic_any.push(index),
@@ -515,6 +519,11 @@ fn build_node<'s>(
     lists
         .generic_named
         .sort_unstable_by_key(|&(priority, _)| std::cmp::Reverse(priority));
+    // One entry per peer, with its best priority (the first, sorted best first).
+    lists
+        .generic_peers
+        .sort_unstable_by_key(|&(peer, priority)| (peer, std::cmp::Reverse(priority)));
+    lists.generic_peers.dedup_by_key(|(peer, _)| *peer);
     // Boxed slices rather than vectors: exactly their size, and a smaller node.
     fn take<T: Copy>(list: &mut Vec<T>) -> Box<[T]> {
         let exact = list.as_slice().into();
@@ -529,7 +538,7 @@ fn build_node<'s>(
         srcs: take(&mut lists.srcs),
         dsts: take(&mut lists.dsts),
         dst_at: Box::default(),
-        generic: take(&mut lists.generic),
+        generic_peers: take(&mut lists.generic_peers),
         generic_srcs: take(&mut lists.generic_srcs),
         generic_named: take(&mut lists.generic_named),
         generic_any: take(&mut lists.generic_any),
