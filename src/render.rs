@@ -219,11 +219,11 @@ pub fn json_report(files: &[FileDiagnostics<'_>]) -> JsonReport {
                     .iter()
                     .map(|r| JsonRelated {
                         file: file.source.name.clone(),
-                        message: r.message.clone(),
+                        message: r.message.to_string(),
                         span: span(r.span),
                     })
                     .collect(),
-                help: d.help.clone(),
+                help: d.help.as_ref().map(|h| h.to_string()),
             });
         }
     }

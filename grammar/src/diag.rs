@@ -2,6 +2,7 @@
 
 use crate::span::Span;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -82,7 +83,9 @@ impl Serialize for Code {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Related {
     pub span: Span,
-    pub message: String,
+    /// Most are fixed text: borrowed, a diagnostic costs fewer allocations (a large file
+    /// may make tens of thousands of diagnostics before the cap).
+    pub message: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +94,7 @@ pub struct Diagnostic {
     pub message: String,
     pub span: Span,
     pub related: Vec<Related>,
-    pub help: Option<String>,
+    pub help: Option<Cow<'static, str>>,
 }
 
 impl Diagnostic {
@@ -105,7 +108,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn with_related(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
+    pub fn with_related(mut self, span: Span, message: impl Into<Cow<'static, str>>) -> Diagnostic {
         self.related.push(Related {
             span,
             message: message.into(),
@@ -113,7 +116,7 @@ impl Diagnostic {
         self
     }
 
-    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+    pub fn with_help(mut self, help: impl Into<Cow<'static, str>>) -> Diagnostic {
         self.help = Some(help.into());
         self
     }

@@ -75,7 +75,7 @@ fn a_ring_of_three_edge_rules_is_a_loop_closed_by_the_last_rule() {
     let hops: Vec<&str> = analysis.diagnostics[0]
         .related
         .iter()
-        .map(|r| r.message.as_str())
+        .map(|r| r.message.as_ref())
         .collect();
     assert_eq!(hops, ["hop 1: a → b", "hop 2: b → c"]);
     let index = LineIndex::new(RING3);
@@ -117,7 +117,7 @@ fn a_long_loop_is_shown_by_its_ends() {
     let hops: Vec<&str> = found
         .into_iter()
         .flat_map(|d| &d.related)
-        .map(|r| r.message.as_str())
+        .map(|r| r.message.as_ref())
         .collect();
     assert_eq!(hops[7], "hop 8: n07 → n08");
     assert_eq!(hops[8], "hop 33: n32 → n33");

@@ -69,7 +69,7 @@ pub fn diagnostic(doc: &Document, d: &vnet_grammar::Diagnostic) -> Diagnostic {
         .iter()
         .map(|r| DiagnosticRelatedInformation {
             location: Location::new(doc.uri.clone(), range(doc, r.span)),
-            message: r.message.clone(),
+            message: r.message.to_string(),
         })
         .collect();
     // Statements that change nothing are shown faded, as editors do for unused code.
