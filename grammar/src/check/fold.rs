@@ -288,7 +288,7 @@ struct Folder<'a> {
     broken_links: HashSet<Pair>,
     /// The EDGE rules by the pair of their link, built at the first DELETE of a link and kept
     /// up from then on (see [`Folder::users_of`]); it may still list deleted rules.
-    by_pair: Option<HashMap<Pair, Vec<RuleKey>>>,
+    by_pair: Option<PairIndex>,
 }
 
 impl<'a> Folder<'a> {
@@ -621,20 +621,16 @@ impl<'a> Folder<'a> {
     fn users_of(&mut self, ends: Pair) -> Vec<(RuleKey, Option<RuleOrigin>)> {
         let rules = &self.rules;
         let index = self.by_pair.get_or_insert_with(|| {
-            let mut index = HashMap::default();
+            let mut index = PairIndex::default();
             for key in rules.keys() {
-                index_by_pair(&mut index, *key);
+                index.insert(*key);
             }
             index
         });
-        let Some(keys) = index.get_mut(&ends) else {
-            return Vec::new();
-        };
-        let mut seen = HashSet::default();
-        keys.retain(|key| rules.contains_key(key) && seen.insert(*key));
-        let mut users: Vec<_> = keys
-            .iter()
-            .map(|key| (*key, rules.get(key).copied().flatten()))
+        let mut users: Vec<_> = index
+            .users(ends, |key| rules.contains_key(key))
+            .into_iter()
+            .map(|key| (key, rules.get(&key).copied().flatten()))
             .collect();
         users.sort_by_key(|(_, origin)| origin.map_or(usize::MAX, |o| o.span.start()));
         users
@@ -787,7 +783,7 @@ impl<'a> Folder<'a> {
         }
         self.rules.insert(key, Some(rule_origin(rule)));
         if let Some(index) = &mut self.by_pair {
-            index_by_pair(index, key);
+            index.insert(key);
         }
     }
 
@@ -923,11 +919,64 @@ pub(crate) fn refold_rules(
 
 /// The order of `RuleDef` (daemon, source, destination, target) as numbers: names by rank,
 /// each field as its `Match` variant above its MAC, a peer before an interface.
-/// Adds an EDGE rule to [`Folder::by_pair`]'s index under the pair of its link.
-fn index_by_pair(index: &mut HashMap<Pair, Vec<RuleKey>>, key: RuleKey) {
-    if let To::Peer(peer) = key.target {
-        index.entry(pair(key.daemon, peer)).or_default().push(key);
+/// The EDGE rules by the pair of their link ([`Folder::by_pair`]): a chain per pair through
+/// one array, latest first, rather than a vector per pair (an allocation per link of a large
+/// file).
+#[derive(Default)]
+struct PairIndex {
+    heads: HashMap<Pair, u32>,
+    /// Each rule indexed, with the next of its pair's chain ([`CHAIN_END`] at the end).
+    entries: Vec<(RuleKey, u32)>,
+}
+
+/// Ends a chain of [`PairIndex`].
+const CHAIN_END: u32 = u32::MAX;
+
+impl PairIndex {
+    fn insert(&mut self, key: RuleKey) {
+        if let To::Peer(peer) = key.target {
+            // Entries are one per rule added, far fewer than 2^32.
+            let at = self.entries.len() as u32;
+            let next = self.heads.insert(pair(key.daemon, peer), at);
+            self.entries.push((key, next.unwrap_or(CHAIN_END)));
+        }
     }
+
+    /// The rules over `ends` that are `live`, each once. The others (deleted, or listed again
+    /// when re-added) are taken out of the chain, so that a link deleted again is not read
+    /// through them again.
+    fn users(&mut self, ends: Pair, live: impl Fn(&RuleKey) -> bool) -> Vec<RuleKey> {
+        let (mut users, mut seen) = (Vec::new(), HashSet::default());
+        let (mut before, mut at) = (CHAIN_END, self.heads.get(&ends).copied());
+        while let Some(here) = at.filter(|&a| a != CHAIN_END) {
+            let (key, next) = self.entries[here as usize];
+            if live(&key) && first_time(&users, &mut seen, key) {
+                users.push(key);
+                before = here;
+            } else if before != CHAIN_END {
+                self.entries[before as usize].1 = next;
+            } else if next != CHAIN_END {
+                self.heads.insert(ends, next);
+            } else {
+                self.heads.remove(&ends);
+            }
+            at = Some(next);
+        }
+        users
+    }
+}
+
+/// Whether `key` is not among `users`: read through while they are few (most links carry one
+/// rule), then through a set of them.
+fn first_time(users: &[RuleKey], seen: &mut HashSet<RuleKey>, key: RuleKey) -> bool {
+    const FEW: usize = 16;
+    if users.len() < FEW {
+        return !users.contains(&key);
+    }
+    if seen.is_empty() {
+        seen.extend(users.iter().copied());
+    }
+    seen.insert(key)
 }
 
 fn rule_sort_key(key: &RuleKey, rank: &[u32]) -> [u64; 4] {
