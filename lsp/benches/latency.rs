@@ -231,7 +231,7 @@ fn complete(lsp: &mut Lsp, text: &str) -> Vec<(&'static str, usize, Vec<Duration
                        "position": {"line": EDITOR_RULE_LINE, "character": column + 1}}),
             );
             taken.push(sent.elapsed());
-            items = answer.as_array().map_or(0, Vec::len);
+            items = answer["items"].as_array().map_or(0, Vec::len);
         }
         assert!(items > 0, "no completions {what}");
         out.push((what, items, taken));

@@ -152,15 +152,31 @@ fn forward(statement: &[Tok<'_>]) -> Option<Expect> {
     }
 }
 
+/// The most items one answer carries besides keywords. A file names thousands of MACs, and
+/// the whole list costs the client and the wire more than the server: past this many, the
+/// answer is narrowed by what is typed and marked incomplete, so that the client asks again as
+/// the word grows (as rust-analyzer does).
+pub const MOST_ITEMS: usize = 100;
+
+/// A completion answer: the items, and whether more would match than it carries.
+pub struct Completions {
+    pub items: Vec<CompletionItem>,
+    pub incomplete: bool,
+}
+
 /// The completions at `offset`.
-pub fn complete(doc: &Document, offset: usize) -> Vec<CompletionItem> {
+pub fn complete(doc: &Document, offset: usize) -> Completions {
     let lexed = lexer::lex(&doc.text);
+    let nothing = Completions {
+        items: Vec::new(),
+        incomplete: false,
+    };
     if lexed
         .comments
         .iter()
         .any(|c| c.span.start() < offset && offset <= c.span.end())
     {
-        return Vec::new();
+        return nothing;
     }
     // The word being typed, replaced as a whole by the chosen item.
     let word = lexed
@@ -188,9 +204,10 @@ pub fn complete(doc: &Document, offset: usize) -> Vec<CompletionItem> {
             .filter(|mac| seen.insert(*mac))
             .collect()
     };
-    let candidates = candidates(doc, &expect(&before), &macs);
+    let typed = doc.text.get(word.start()..offset).unwrap_or_default();
+    let (candidates, incomplete) = narrow(candidates(doc, &expect(&before), &macs), typed);
     let range = convert::range(doc, word);
-    candidates
+    let items = candidates
         .into_iter()
         .enumerate()
         .map(|(i, (label, kind, detail))| CompletionItem {
@@ -201,7 +218,41 @@ pub fn complete(doc: &Document, offset: usize) -> Vec<CompletionItem> {
             text_edit: Some(CompletionTextEdit::Edit(TextEdit::new(range, label))),
             ..CompletionItem::default()
         })
-        .collect()
+        .collect();
+    Completions { items, incomplete }
+}
+
+/// The candidates an answer carries, and whether it is incomplete: all of them when there are
+/// at most [`MOST_ITEMS`] besides keywords; otherwise the keywords and the first [`MOST_ITEMS`]
+/// that match what is typed (as the client would filter: its characters in order, any case),
+/// those starting with it first.
+fn narrow(candidates: Vec<Candidate>, typed: &str) -> (Vec<Candidate>, bool) {
+    let is_keyword = |c: &Candidate| c.1 == CompletionItemKind::KEYWORD;
+    if candidates.iter().filter(|c| !is_keyword(c)).count() <= MOST_ITEMS {
+        return (candidates, false);
+    }
+    let typed = typed.to_ascii_lowercase();
+    let (mut starting, mut containing, mut keywords) = (Vec::new(), Vec::new(), Vec::new());
+    for candidate in candidates {
+        let label = candidate.0.to_ascii_lowercase();
+        if is_keyword(&candidate) {
+            keywords.push(candidate);
+        } else if label.starts_with(&typed) {
+            starting.push(candidate);
+        } else if containing.len() < MOST_ITEMS && in_order(&label, &typed) {
+            containing.push(candidate);
+        }
+    }
+    starting.extend(containing);
+    starting.truncate(MOST_ITEMS);
+    starting.extend(keywords);
+    (starting, true)
+}
+
+/// Whether the characters of `typed` appear in `label` in order.
+fn in_order(label: &str, typed: &str) -> bool {
+    let mut rest = label.chars();
+    typed.chars().all(|t| rest.any(|c| c == t))
 }
 
 type Candidate = (String, CompletionItemKind, Option<String>);

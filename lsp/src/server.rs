@@ -271,9 +271,11 @@ impl LanguageServer for Backend {
         let at = params.text_document_position;
         let doc = self.document(&at.text_document.uri).await?;
         let offset = convert::offset(&doc, at.position)?;
-        Ok(Some(CompletionResponse::Array(complete::complete(
-            &doc, offset,
-        ))))
+        let answer = complete::complete(&doc, offset);
+        Ok(Some(CompletionResponse::List(CompletionList {
+            is_incomplete: answer.incomplete,
+            items: answer.items,
+        })))
     }
 
     async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {

@@ -349,7 +349,7 @@ fn rename_a_machine_everywhere_and_refuse_bad_names() {
 
 /// The labels of a completion answer, and the range every item replaces.
 fn labels(result: &Value) -> (Vec<String>, Vec<Value>) {
-    let items = result.as_array().cloned().unwrap_or_default();
+    let items = result["items"].as_array().cloned().unwrap_or_default();
     let labels = items
         .iter()
         .map(|i| i["label"].as_str().unwrap_or("?").to_string())
@@ -424,6 +424,57 @@ fn completion_by_position() {
     assert_eq!(got, ["h9"]);
     let (got, _) = labels(&lsp.request_ok("textDocument/completion", at(uri, 2, 16)));
     assert!(got.is_empty());
+}
+
+#[test]
+fn completion_among_many_macs_is_narrowed_by_what_is_typed() {
+    let (mut lsp, _) = Lsp::start();
+    // 300 VMs, each delivered by a rule naming its MAC.
+    let mut text = String::from("BEGIN\nHOST alice AT h1 7000 tap0\nADD\n");
+    let mac = |i: usize| format!("00:50:56:00:{:02x}:{:02x}", i >> 8, i & 0xff);
+    for i in 0..300 {
+        text.push_str(&format!("    FORWARD INTERFACE h1 ANY {} tap0\n", mac(i)));
+    }
+    let line = 3 + 300;
+    text.push_str("    FORWARD INTERFACE h1 ANY 00:50:56:00:01:2");
+    let uri = "file:///work/complete-many.vnet";
+    lsp.open(uri, &text);
+
+    // At the start of the destination: the first MACs, the keywords, and more to ask for.
+    let column = "    FORWARD INTERFACE h1 ANY ".len() as u32;
+    let answer = lsp.request_ok("textDocument/completion", at(uri, line, column));
+    assert_eq!(answer["isIncomplete"], json!(true));
+    let (got, _) = labels(&answer);
+    assert_eq!(got.len(), 100 + 3, "{got:?}");
+    assert_eq!(got[0], mac(0));
+    assert_eq!(got[100..], ["NOT", "ANY", "NONE"]);
+
+    // Part of a MAC typed: the MACs that start with it first (00:50:56:00:01:20 to 2b), then
+    // those that hold its characters in order (01:02, 01:12), then the keywords.
+    let column = text.lines().last().map_or(0, str::len) as u32;
+    let answer = lsp.request_ok("textDocument/completion", at(uri, line, column));
+    let (got, _) = labels(&answer);
+    let macs: Vec<&String> = got.iter().filter(|l| l.contains(':')).collect();
+    assert_eq!(macs.len(), 12 + 2, "{got:?}");
+    assert!(
+        macs[..12].iter().all(|m| m.starts_with("00:50:56:00:01:2")),
+        "{macs:?}"
+    );
+    assert_eq!(macs[12..], [&mac(0x102), &mac(0x112)]);
+    assert_eq!(got[14..], ["NOT", "ANY", "NONE"]);
+
+    // A few MACs: every one, and nothing more to ask for.
+    let uri = "file:///work/complete-few.vnet";
+    lsp.open(
+        uri,
+        "BEGIN\nHOST alice AT h1 7000 tap0\nADD\n    FORWARD INTERFACE h1 ANY 00:50:56:00:00:01 tap0\n    FORWARD INTERFACE h1 ANY ",
+    );
+    let answer = lsp.request_ok("textDocument/completion", at(uri, 4, 29));
+    assert_eq!(answer["isIncomplete"], json!(false));
+    assert_eq!(
+        labels(&answer).0,
+        ["00:50:56:00:00:01", "NOT", "ANY", "NONE"]
+    );
 }
 
 /// The titles and edits of the quick fixes offered for `r`.
