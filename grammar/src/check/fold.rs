@@ -917,8 +917,6 @@ pub(crate) fn refold_rules(
     })
 }
 
-/// The order of `RuleDef` (daemon, source, destination, target) as numbers: names by rank,
-/// each field as its `Match` variant above its MAC, a peer before an interface.
 /// The EDGE rules by the pair of their link ([`Folder::by_pair`]): a chain per pair through
 /// one array, latest first, rather than a vector per pair (an allocation per link of a large
 /// file).
@@ -947,12 +945,13 @@ impl PairIndex {
     /// through them again.
     fn users(&mut self, ends: Pair, live: impl Fn(&RuleKey) -> bool) -> Vec<RuleKey> {
         let (mut users, mut seen) = (Vec::new(), HashSet::default());
-        let (mut before, mut at) = (CHAIN_END, self.heads.get(&ends).copied());
-        while let Some(here) = at.filter(|&a| a != CHAIN_END) {
-            let (key, next) = self.entries[here as usize];
+        let mut before = CHAIN_END;
+        let mut at = self.heads.get(&ends).copied().unwrap_or(CHAIN_END);
+        while at != CHAIN_END {
+            let (key, next) = self.entries[at as usize];
             if live(&key) && first_time(&users, &mut seen, key) {
                 users.push(key);
-                before = here;
+                before = at;
             } else if before != CHAIN_END {
                 self.entries[before as usize].1 = next;
             } else if next != CHAIN_END {
@@ -960,7 +959,7 @@ impl PairIndex {
             } else {
                 self.heads.remove(&ends);
             }
-            at = Some(next);
+            at = next;
         }
         users
     }
@@ -979,6 +978,8 @@ fn first_time(users: &[RuleKey], seen: &mut HashSet<RuleKey>, key: RuleKey) -> b
     seen.insert(key)
 }
 
+/// The order of `RuleDef` (daemon, source, destination, target) as numbers: names by rank,
+/// each field as its `Match` variant above its MAC, a peer before an interface.
 fn rule_sort_key(key: &RuleKey, rank: &[u32]) -> [u64; 4] {
     let field = |m: Match| -> u64 {
         let (variant, mac) = match m {

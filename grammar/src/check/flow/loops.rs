@@ -24,7 +24,7 @@ use crate::diag::{Code, Diagnostic};
 use crate::mac::Mac;
 use std::collections::HashSet;
 
-/// Node visits (and rules read for the bounds) allowed for the search: realistic files need
+/// Node visits (and entries read for the bounds) allowed for the search: realistic files need
 /// 1.3–2 per rule (every shape of the generator), so they have fifty times that, and
 /// adversarial ones (bounding graphs dense with cycles that no single class has, many
 /// destinations each sent down a long chain) cost at most that, linear in the file.
@@ -194,8 +194,8 @@ fn search_dst(search: &mut Search, loops: &Loops, k: usize) -> Found {
     at.clear();
     at.push(0);
     for &n in namers {
-        // Each entry a bound reads counts as a visit: a daemon naming many destinations,
-        // each with many exact rules, reads them once per destination.
+        // Each entry a bound reads counts as a visit: a daemon's generic peers are read again
+        // for every destination it names.
         found.work += net.bound_into(n, Some(dst), &mut bounds);
         at.push(bounds.len());
     }
