@@ -1,12 +1,11 @@
 //! Real VMs, without root: two QEMU guests (TCG) on `-netdev dgram`, attached to two daemons'
-//! dgram interfaces, ping each other through the overlay. The guest is the host's Debian
-//! kernel with a busybox-static initramfs built here (virtio_net loaded from the kernel's
-//! own modules when it is not built in).
+//! dgram interfaces, ping each other through the overlay. The guest is `vnet-guest`'s, as
+//! `vnetc`'s VMs boot it: the host's Debian kernel with a busybox-static initramfs (virtio_net
+//! loaded from the kernel's own modules when it is not built in).
 
 mod common;
 
 use common::*;
-use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,105 +13,14 @@ use std::time::{Duration, Instant};
 use vnet_grammar::ast::Transport;
 use vnet_grammar::model::Match;
 use vnet_grammar::Mac;
+use vnet_guest::{GuestImage, ImageSpec};
 
 const TAG: u8 = 51;
 
-fn kernel() -> Option<(PathBuf, String)> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .collect();
-    found.sort();
-    let k = found.pop()?;
-    let version = k.file_name()?.to_string_lossy()["vmlinuz-".len()..].to_string();
-    std::fs::File::open(&k).ok()?;
-    Some((k, version))
-}
-
-fn prerequisites() -> Result<(PathBuf, String), String> {
-    if !have("qemu-system-x86_64") {
-        return Err("needs qemu-system-x86_64 (Debian package qemu-system-x86)".into());
-    }
-    if !have("cpio") {
-        return Err("needs cpio".into());
-    }
-    let static_busybox = Command::new("ldd")
-        .arg("/bin/busybox")
-        .output()
-        .map(|o| {
-            !o.status.success() || String::from_utf8_lossy(&o.stdout).contains("not a dynamic")
-        })
-        .unwrap_or(false);
-    if !Path::new("/bin/busybox").exists() || !static_busybox {
-        return Err("needs a static /bin/busybox (Debian package busybox-static)".into());
-    }
-    kernel().ok_or_else(|| {
-        "needs a readable /boot/vmlinuz-* (Debian package linux-image-cloud-amd64)".into()
-    })
-}
-
-/// The modules (paths relative to /lib/modules/VERSION) needed for virtio-net over PCI, in
-/// load order; empty when they are built in.
-fn modules(version: &str) -> Vec<String> {
-    let base = PathBuf::from("/lib/modules").join(version);
-    let Ok(dep) = std::fs::read_to_string(base.join("modules.dep")) else {
-        return Vec::new();
-    };
-    let mut deps: HashMap<String, Vec<String>> = HashMap::new();
-    for line in dep.lines() {
-        if let Some((m, d)) = line.split_once(':') {
-            deps.insert(
-                m.to_string(),
-                d.split_whitespace().map(String::from).collect(),
-            );
-        }
-    }
-    fn visit(
-        m: &str,
-        deps: &HashMap<String, Vec<String>>,
-        seen: &mut HashSet<String>,
-        out: &mut Vec<String>,
-    ) {
-        if !seen.insert(m.to_string()) {
-            return;
-        }
-        for d in deps.get(m).into_iter().flatten() {
-            visit(d, deps, seen, out);
-        }
-        out.push(m.to_string());
-    }
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for want in ["virtio_pci", "virtio_net"] {
-        let path = deps.keys().find(|k| {
-            Path::new(k)
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().split('.').next() == Some(want))
-        });
-        if let Some(p) = path.cloned() {
-            visit(&p, &deps, &mut seen, &mut out);
-        }
-    }
-    out
-}
-
-const INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev /tmp
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sys /sys
-/bin/busybox mount -t devtmpfs dev /dev
-/bin/busybox --install -s /bin
-for m in $(cat /modules.order); do insmod /modules/$(basename $m) 2>/dev/null; done
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.77.0.$vnetn/24 dev eth0
-echo VNET-VM-UP $vnetn
-if [ "$vnetn" = 1 ]; then
+/// VM 1 pings VM 2 until it answers (or 90 tries have failed) and says so on its console;
+/// VM 2 only answers. Run by the guest's init once `eth0` has `vnet.ip`.
+const RUN: &str = r#"
+if [ "$vnet_n" = 1 ]; then
   i=0
   while [ $i -lt 90 ]; do
     if ping -c 1 -W 2 10.77.0.2 >/dev/null 2>&1; then
@@ -125,62 +33,7 @@ if [ "$vnetn" = 1 ]; then
   echo VNET-PING-FAIL
   poweroff -f
 fi
-while true; do sleep 1000; done
 "#;
-
-fn initramfs(dir: &Path, version: &str) -> PathBuf {
-    let root = dir.join("initramfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::create_dir_all(root.join("modules")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let init = root.join("init");
-    std::fs::write(&init, INIT).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mods = modules(version);
-    let mut order = String::new();
-    for m in &mods {
-        let src = PathBuf::from("/lib/modules").join(version).join(m);
-        let name = src.file_name().unwrap().to_string_lossy().to_string();
-        // Compressed modules are unpacked (busybox insmod takes plain .ko).
-        if name.ends_with(".xz") || name.ends_with(".zst") || name.ends_with(".gz") {
-            let plain = name.rsplit_once('.').unwrap().0.to_string();
-            let tool = match name.rsplit_once('.').unwrap().1 {
-                "xz" => "xz -dc",
-                "zst" => "zstd -dc",
-                _ => "gzip -dc",
-            };
-            let ok = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "{tool} '{}' > '{}'",
-                    src.display(),
-                    root.join("modules").join(&plain).display()
-                ))
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "unpacking {name}");
-            order.push_str(&plain);
-        } else {
-            std::fs::copy(&src, root.join("modules").join(&name)).unwrap();
-            order.push_str(&name);
-        }
-        order.push('\n');
-    }
-    std::fs::write(root.join("modules.order"), order).unwrap();
-    let out = dir.join("initrd.cpio");
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd '{}' && find . | cpio -o -H newc --quiet > '{}'",
-            root.display(),
-            out.display()
-        ))
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cpio");
-    out
-}
 
 struct Qemu {
     child: Child,
@@ -188,15 +41,7 @@ struct Qemu {
 }
 
 impl Qemu {
-    fn start(
-        dir: &Path,
-        n: u8,
-        kernel: &Path,
-        initrd: &Path,
-        mac: Mac,
-        local: &str,
-        remote: &str,
-    ) -> Qemu {
+    fn start(dir: &Path, n: u8, image: &GuestImage, mac: Mac, local: &str, remote: &str) -> Qemu {
         let log = dir.join(format!("vm{n}.log"));
         let (lh, lp) = local.rsplit_once(':').unwrap();
         let (rh, rp) = remote.rsplit_once(':').unwrap();
@@ -204,10 +49,13 @@ impl Qemu {
             .args(["-accel", "tcg", "-m", "256", "-smp", "1", "-nographic", "-no-reboot", "-nodefaults"])
             .args(["-serial", &format!("file:{}", log.display())])
             .arg("-kernel")
-            .arg(kernel)
+            .arg(&image.kernel)
             .arg("-initrd")
-            .arg(initrd)
-            .args(["-append", &format!("console=ttyS0 quiet panic=-1 vnetn={n}")])
+            .arg(&image.initrd)
+            .args([
+                "-append",
+                &format!("console=ttyS0 quiet panic=-1 vnet.n={n} vnet.ip=10.77.0.{n}/24"),
+            ])
             .args([
                 "-netdev",
                 &format!(
@@ -247,7 +95,7 @@ impl Drop for Qemu {
 
 #[test]
 fn two_qemu_vms_ping_through_the_overlay() {
-    let (kernel, version) = match prerequisites() {
+    let (kernel, version) = match vnet_guest::prerequisites() {
         Ok(k) => k,
         Err(why) => {
             eprintln!("skipping: {why}");
@@ -255,7 +103,11 @@ fn two_qemu_vms_ping_through_the_overlay() {
         }
     };
     let dir = TempDir::new("qemu");
-    let initrd = initramfs(dir.path(), &version);
+    let spec = ImageSpec {
+        run: RUN.into(),
+        files: Vec::new(),
+    };
+    let image = vnet_guest::build(dir.path(), &kernel, &version, &spec).expect("guest image");
     let ip = |h: u8| format!("127.{TAG}.0.{h}");
     let a = loopback_vnetd(dir.path(), TAG, 1, "a");
     let b = loopback_vnetd(dir.path(), TAG, 2, "b");
@@ -269,8 +121,7 @@ fn two_qemu_vms_ping_through_the_overlay() {
     let vm2 = Qemu::start(
         dir.path(),
         2,
-        &kernel,
-        &initrd,
+        &image,
         m2,
         &format!("{}:6001", ip(2)),
         &format!("{}:6000", ip(2)),
@@ -278,8 +129,7 @@ fn two_qemu_vms_ping_through_the_overlay() {
     let mut vm1 = Qemu::start(
         dir.path(),
         1,
-        &kernel,
-        &initrd,
+        &image,
         m1,
         &format!("{}:6001", ip(1)),
         &format!("{}:6000", ip(1)),

@@ -20,14 +20,15 @@
 //! Only the guest's pause (the source's `STOP` to the destination's `RESUME`) loses frames: a frame reaching the old place
 //! after the pause began is either queued to the paused source or relayed to the new place.
 
-pub mod image;
 pub mod libvirt;
 pub mod manager;
 pub mod qmp;
 pub mod registry;
 
-pub use image::{GuestImage, ImageSpec};
 pub use manager::{Attachment, Detached, MigrateOptions, Migration, Vm, VmSpec};
+/// The guest a VM boots (the `vnet-guest` crate, shared with the daemon's QEMU test).
+pub use vnet_guest as image;
+pub use vnet_guest::{GuestImage, ImageSpec};
 
 use std::fmt;
 

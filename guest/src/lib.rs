@@ -3,10 +3,30 @@
 //! (in `modules.dep` order) and a small init that brings up `eth0` and runs the caller's
 //! script. The archive is written here in the kernel's `newc` cpio format.
 
-use super::Error;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// Why a guest cannot be made here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A prerequisite is missing here (the text names it and its package).
+    Missing(String),
+    /// A file or process could not be made or read (the text names it).
+    Io(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Missing(what) => write!(f, "VMs need {what}"),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// A bootable guest: kernel and initramfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
