@@ -3,6 +3,7 @@
 //! (in `modules.dep` order) and a small init that brings up `eth0` and runs the caller's
 //! script. The archive is written here in the kernel's `newc` cpio format.
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -84,22 +85,63 @@ fn static_busybox() -> bool {
             .unwrap_or(false)
 }
 
-/// The newest readable /boot/vmlinuz-VERSION, and VERSION.
+/// The newest readable /boot/vmlinuz-VERSION, and VERSION. "Newest" compares versions as
+/// `sort -V` does, so 6.1.0-10 comes after 6.1.0-9 (as a string it would not), and an
+/// unreadable newest kernel gives way to the next one.
 pub fn host_kernel() -> Option<(PathBuf, String)> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir("/boot")
         .ok()?
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            Some((name.strip_prefix("vmlinuz-")?.to_string(), e.path()))
         })
         .collect();
-    found.sort();
-    let k = found.pop()?;
-    let version = k.file_name()?.to_string_lossy()["vmlinuz-".len()..].to_string();
-    std::fs::File::open(&k).ok()?;
-    Some((k, version))
+    found.sort_by(|a, b| version_order(&a.0, &b.0).then_with(|| a.0.cmp(&b.0)));
+    found
+        .into_iter()
+        .rev()
+        .find(|(_, path)| std::fs::File::open(path).is_ok())
+        .map(|(version, path)| (path, version))
+}
+
+/// Orders version strings by their runs: runs of digits by value, other runs bytewise.
+fn version_order(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (runs(a), runs(b));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let digits = |r: &str| r.bytes().all(|c| c.is_ascii_digit());
+                let order = match digits(x) && digits(y) {
+                    true => {
+                        let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                        x.len().cmp(&y.len()).then(x.cmp(y))
+                    }
+                    false => x.cmp(y),
+                };
+                if order != Ordering::Equal {
+                    return order;
+                }
+            }
+        }
+    }
+}
+
+/// A string cut where it changes between digits and other characters.
+fn runs(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        let first = rest.chars().next()?;
+        let end = rest
+            .find(|c: char| c.is_ascii_digit() != first.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(end);
+        rest = tail;
+        Some(run)
+    })
 }
 
 /// The modules (paths relative to /lib/modules/VERSION) that virtio-net over PCI needs, each
@@ -375,6 +417,33 @@ fn pad4(v: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_versions_compare_by_their_numbers() {
+        let mut versions = vec![
+            "6.1.0-9-cloud-amd64",
+            "6.1.0-10-cloud-amd64",
+            "5.10.0-28-cloud-amd64",
+            "6.1.0-10-amd64",
+            "6.12.3",
+        ];
+        versions.sort_by(|a, b| version_order(a, b));
+        assert_eq!(
+            versions,
+            [
+                "5.10.0-28-cloud-amd64",
+                "6.1.0-9-cloud-amd64",
+                "6.1.0-10-amd64",
+                "6.1.0-10-cloud-amd64",
+                "6.12.3",
+            ]
+        );
+        assert_eq!(
+            runs("6.1.0-10a").collect::<Vec<_>>(),
+            ["6", ".", "1", ".", "0", "-", "10", "a"]
+        );
+        assert_eq!(version_order("", "1"), Ordering::Less);
+    }
 
     #[test]
     fn modules_follow_their_dependencies() {
