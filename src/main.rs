@@ -7,8 +7,9 @@ mod demo;
 mod live;
 mod render;
 mod source;
-// The QMP migration driver of `vnetc adapt --apply` and `vnetc demo --vms` (issues 12, 13),
-// which call it; until then only its tests do.
+// The VM manager of `vnetc adapt --apply` and `vnetc demo --vms`; tests/migrate.rs and
+// tests/adapt_live.rs include it by path and use parts of it (a VM's consoles, the
+// registry's updates) that vnetc itself does not.
 #[allow(dead_code, unused_imports)]
 mod vm;
 

@@ -34,8 +34,6 @@ use std::fmt;
 
 #[derive(Debug)]
 pub enum Error {
-    /// A prerequisite is missing here (the text names it and its package).
-    Missing(String),
     /// A file or process could not be made or read.
     Io(String),
     Qmp(qmp::QmpError),
@@ -56,7 +54,6 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Missing(what) => write!(f, "VMs need {what}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::Qmp(e) => write!(f, "{e}"),
             Error::Qemu { vm, detail } => write!(f, "QEMU of VM {vm}: {detail}"),
